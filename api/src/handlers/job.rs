@@ -1,0 +1,284 @@
+//! `/job` endpoints: create, list, queue stats, workers, get (with `?wait=`), delete, retry.
+
+use super::Reply;
+use crate::error::ApiError;
+use crate::routes::{Ctx, Query};
+use crate::store::Submission;
+use osapi_common::duration::parse_duration;
+use osapi_common::job::Operation;
+use osapi_common::operation::OperationType;
+use osapi_common::status::JobStatus;
+use osapi_common::target::Target;
+use serde_json::{json, Map, Value};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// A job's default `timeout` (how long hosts have to answer).
+const TIMEOUT_DEFAULT: Duration = Duration::from_secs(60);
+const TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
+/// Longest `?wait=` a client may ask for.
+pub const WAIT_MAX: Duration = Duration::from_secs(60);
+const LIMIT_DEFAULT: usize = 10;
+/// `limit=0` means all, up to this many.
+const LIMIT_ALL_MAX: usize = 10_000;
+
+fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Err(ApiError::bad_request(
+            "request body is empty: expected a JSON object",
+        ));
+    }
+    match serde_json::from_slice::<Value>(body) {
+        Ok(Value::Object(map)) => Ok(map),
+        Ok(_) => Err(ApiError::bad_request("request body must be a JSON object")),
+        Err(e) => Err(ApiError::bad_request(format!("malformed JSON: {e}"))),
+    }
+}
+
+fn reject_unknown(map: &Map<String, Value>, allowed: &[&str], what: &str) -> Result<(), ApiError> {
+    match map.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(ApiError::bad_request(format!(
+            "unknown field '{k}' in {what} (allowed: {})",
+            allowed.join(", ")
+        ))),
+        None => Ok(()),
+    }
+}
+
+fn parse_target(v: Option<&Value>) -> Result<Target, ApiError> {
+    match v {
+        None | Some(Value::Null) => Ok(Target::Any),
+        Some(Value::String(s)) => s.parse().map_err(ApiError::bad_request),
+        Some(other) => Err(ApiError::bad_request(format!(
+            "target_hostname must be a string, got {other}"
+        ))),
+    }
+}
+
+fn parse_timeout(v: Option<&Value>) -> Result<Duration, ApiError> {
+    let d = match v {
+        None | Some(Value::Null) => return Ok(TIMEOUT_DEFAULT),
+        Some(Value::String(s)) => {
+            parse_duration(s).map_err(|e| ApiError::bad_request(format!("timeout: {e}")))?
+        }
+        Some(Value::Number(n)) => match n.as_u64() {
+            Some(secs) => Duration::from_secs(secs),
+            None => {
+                return Err(ApiError::bad_request(
+                    "timeout: seconds must be a whole number",
+                ))
+            }
+        },
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "timeout must be a duration like \"30s\", got {other}"
+            )))
+        }
+    };
+    if d < Duration::from_secs(1) || d > TIMEOUT_MAX {
+        return Err(ApiError::bad_request("timeout must be between 1s and 24h"));
+    }
+    Ok(d)
+}
+
+fn parse_operation(v: Option<&Value>) -> Result<Operation, ApiError> {
+    let op = match v {
+        Some(Value::Object(op)) => op,
+        None | Some(Value::Null) => return Err(ApiError::bad_request("operation is required")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "operation must be an object {{type, data}}, got {other}"
+            )))
+        }
+    };
+    reject_unknown(op, &["type", "data"], "operation")?;
+    let op_type: OperationType = match op.get("type") {
+        Some(Value::String(t)) => t.parse().map_err(ApiError::bad_request)?,
+        None => return Err(ApiError::bad_request("operation.type is required")),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "operation.type must be a string, got {other}"
+            )))
+        }
+    };
+    let data = match op.get("data") {
+        None | Some(Value::Null) => Value::Object(Map::new()),
+        Some(Value::Object(d)) => Value::Object(d.clone()),
+        Some(other) => {
+            return Err(ApiError::bad_request(format!(
+                "operation.data must be an object, got {other}"
+            )))
+        }
+    };
+    Ok(Operation { op_type, data })
+}
+
+fn created_reply(c: crate::store::Created) -> Reply {
+    Reply::json(
+        201,
+        json!({ "job_id": c.id, "status": JobStatus::Pending, "revision": c.revision, "timestamp": c.timestamp }),
+    )
+}
+
+/// `POST /job`.
+pub fn create(ctx: &Ctx, body: &[u8]) -> Result<Reply, ApiError> {
+    let map = parse_object(body)?;
+    reject_unknown(&map, &["operation", "target_hostname", "timeout"], "job")?;
+    let submission = Submission {
+        operation: parse_operation(map.get("operation"))?,
+        target: parse_target(map.get("target_hostname"))?,
+        timeout_ms: parse_timeout(map.get("timeout"))?.as_millis() as u64,
+        retry_of: None,
+    };
+    Ok(created_reply(ctx.store.submit(submission)?))
+}
+
+fn parse_count(q: &Query, name: &str, default: usize) -> Result<usize, ApiError> {
+    match q.get(name) {
+        None => Ok(default),
+        Some(v) => v.parse::<usize>().map_err(|_| {
+            ApiError::bad_request(format!("{name} must be a non-negative integer, got '{v}'"))
+        }),
+    }
+}
+
+/// `GET /job?status=&limit=&offset=`.
+pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
+    q.only(&["status", "limit", "offset"])?;
+    let filter = match q.get("status") {
+        None | Some("") => None,
+        Some(s) => Some(s.parse::<JobStatus>().map_err(ApiError::bad_request)?),
+    };
+    let limit = match parse_count(q, "limit", LIMIT_DEFAULT)? {
+        0 => LIMIT_ALL_MAX,
+        n => n.min(LIMIT_ALL_MAX),
+    };
+    let offset = parse_count(q, "offset", 0)?;
+    ctx.require_nats()?;
+    let (total, ids) = ctx
+        .store
+        .index
+        .page(filter, offset, Some(limit), crate::now_us());
+    let items = super::to_json(&ctx.store.details(&ids)?)?;
+    Ok(Reply::json(
+        200,
+        json!({ "total_items": total, "items": items }),
+    ))
+}
+
+/// `GET /job/status`.
+pub fn stats(ctx: &Ctx) -> Result<Reply, ApiError> {
+    let dlq = ctx.store.dlq_count()?;
+    let s = ctx.store.index.stats(crate::now_us());
+    let by_status: Map<String, Value> = s
+        .by_status
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+        .collect();
+    let by_op: Map<String, Value> = s
+        .by_operation
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), json!(v)))
+        .collect();
+    Ok(Reply::json(
+        200,
+        json!({ "total_jobs": s.total, "status_counts": by_status, "operation_counts": by_op, "dlq_count": dlq }),
+    ))
+}
+
+/// `GET /job/workers`.
+pub fn workers(ctx: &Ctx) -> Result<Reply, ApiError> {
+    ctx.require_nats()?;
+    let workers: Vec<Value> = ctx
+        .store
+        .index
+        .live_workers(crate::now_us())
+        .into_iter()
+        .map(|w| {
+            json!({
+                "hostname": w.hostname, "labels": w.labels, "started_at": w.started_at,
+                "last_seen": w.last_seen, "max_jobs": w.max_jobs, "running": w.running,
+                "operations": w.operations,
+            })
+        })
+        .collect();
+    Ok(Reply::json(
+        200,
+        json!({ "total": workers.len(), "workers": workers }),
+    ))
+}
+
+/// Job ids are UUIDs; anything else is a 400 naming it.
+pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
+    Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("job id '{raw}' is not a UUID")))
+}
+
+/// `GET /job/{id}?wait=30s`: with `wait`, holds the request until the job is terminal or time is up,
+/// woken by the index's watch (no polling of NATS). Waiters are bounded: past the bound, no wait.
+pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
+    let id = parse_id(raw_id)?;
+    q.only(&["wait"])?;
+    let wait = match q.get("wait") {
+        None | Some("") => Duration::ZERO,
+        Some(w) => parse_duration(w)
+            .map_err(|e| ApiError::bad_request(format!("wait: {e}")))?
+            .min(WAIT_MAX),
+    };
+    ctx.require_nats()?;
+    if !wait.is_zero() && ctx.store.index.status(&id, crate::now_us()).is_some() {
+        let slots = &ctx.waiters;
+        if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
+            ctx.store
+                .index
+                .wait_terminal(&id, Instant::now() + wait, crate::now_us);
+        }
+        slots.fetch_sub(1, Ordering::SeqCst);
+    }
+    match ctx.store.details(&[id])?.pop() {
+        Some(detail) => Ok(Reply::json(200, super::to_json(&detail)?)),
+        None => Err(ApiError::not_found(format!("job {id} not found"))),
+    }
+}
+
+/// `DELETE /job/{id}`.
+pub fn delete(ctx: &Ctx, raw_id: &str) -> Result<Reply, ApiError> {
+    let id = parse_id(raw_id)?;
+    if ctx.store.delete(&id)? {
+        Ok(Reply::empty(204))
+    } else {
+        Err(ApiError::not_found(format!("job {id} not found")))
+    }
+}
+
+/// `POST /job/{id}/retry`: a new job with the same operation; the original stays. The target is the
+/// body's `target_hostname`, else the original job's target.
+pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+    let id = parse_id(raw_id)?;
+    let override_target = if body.iter().all(u8::is_ascii_whitespace) {
+        None
+    } else {
+        let map = parse_object(body)?;
+        reject_unknown(&map, &["target_hostname"], "retry")?;
+        map.get("target_hostname")
+            .map(|v| parse_target(Some(v)))
+            .transpose()?
+    };
+    let Some(original) = ctx.store.definition(&id)? else {
+        return Err(ApiError::not_found(format!("job {id} not found")));
+    };
+    let target = match override_target {
+        Some(t) => t,
+        None => original
+            .target_hostname
+            .parse()
+            .map_err(ApiError::bad_request)?,
+    };
+    let created = ctx.store.submit(Submission {
+        operation: original.operation,
+        target,
+        timeout_ms: original.timeout_ms,
+        retry_of: Some(original.id),
+    })?;
+    Ok(created_reply(created))
+}

@@ -1,0 +1,272 @@
+//! The API's in-memory index of the job bucket, fed by a KV watch (see `watch.rs`).
+//!
+//! Why: listing, filtering by status, counting and finding live workers must not read every key of the
+//! bucket per request (NATS-NOTES trap 4). The index holds only what those need (creation time,
+//! operation, deadline, per-host statuses, heartbeats); details are read from KV for the page asked for.
+//! It is a cache: JetStream stays the only state, and a restarted API rebuilds it from the watch.
+
+use osapi_common::job::{HostState, JobDef, WorkerInfo};
+use osapi_common::names::keys::{self, Parsed};
+use osapi_common::operation::OperationType;
+use osapi_common::status::{HostStatus, JobStatus};
+use osapi_common::view;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::sync::{Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+use uuid::Uuid;
+
+/// What the index keeps of one job.
+#[derive(Debug, Clone)]
+struct JobEntry {
+    def_head: JobDef,
+    hosts: Vec<(String, HostStatus)>,
+}
+
+impl JobEntry {
+    fn status(&self, now_us: i64) -> JobStatus {
+        let hosts = view::hosts_of(&self.def_head, self.hosts.iter().map(|(h, _)| h.as_str()));
+        view::job_status(
+            &self.def_head,
+            hosts.iter().map(|h| {
+                let own = self.hosts.iter().find(|(n, _)| n == h).map(|(_, s)| *s);
+                (*h, own)
+            }),
+            now_us,
+        )
+    }
+}
+
+#[derive(Default)]
+struct State {
+    jobs: HashMap<Uuid, JobEntry>,
+    by_created: BTreeSet<(i64, Uuid)>,
+    workers: BTreeMap<String, WorkerInfo>,
+    /// The watch has delivered every record that existed when it started.
+    ready: bool,
+    /// Highest bucket sequence applied, to resume a watch without gaps.
+    last_seq: u64,
+}
+
+/// Counts for `GET /job/status`.
+pub struct Stats {
+    pub total: usize,
+    pub by_status: BTreeMap<JobStatus, usize>,
+    pub by_operation: BTreeMap<OperationType, usize>,
+}
+
+/// Shared by the handler threads (readers) and the watch thread (the writer).
+#[derive(Default)]
+pub struct Index {
+    state: Mutex<State>,
+    changed: Condvar,
+}
+
+/// A job's data (operation payload) is not needed in the index; keep the entry small.
+fn head_of(def: &JobDef) -> JobDef {
+    let mut head = def.clone();
+    head.operation.data = serde_json::Value::Null;
+    head
+}
+
+impl Index {
+    fn lock(&self) -> MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Records a job (idempotent: the API inserts what it creates, the watch delivers it again).
+    pub fn insert_job(&self, def: &JobDef) {
+        let Ok(id) = Uuid::parse_str(&def.id) else {
+            return;
+        };
+        let mut st = self.lock();
+        if st.jobs.contains_key(&id) {
+            return;
+        }
+        st.by_created.insert((def.created_us, id));
+        st.jobs.insert(
+            id,
+            JobEntry {
+                def_head: head_of(def),
+                hosts: Vec::new(),
+            },
+        );
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    pub fn remove_job(&self, id: &Uuid) {
+        let mut st = self.lock();
+        if let Some(entry) = st.jobs.remove(id) {
+            st.by_created.remove(&(entry.def_head.created_us, *id));
+        }
+        drop(st);
+        self.changed.notify_all();
+    }
+
+    /// Applies one record of the job bucket, as delivered by the watch.
+    pub fn apply(&self, key: &str, value: Option<&[u8]>, seq: u64) {
+        match (keys::parse(key), value) {
+            (Parsed::Job(_), Some(v)) => {
+                if let Ok(def) = serde_json::from_slice::<JobDef>(v) {
+                    self.insert_job(&def);
+                }
+            }
+            (Parsed::Job(id), None) => {
+                if let Ok(id) = Uuid::parse_str(id) {
+                    self.remove_job(&id);
+                }
+            }
+            (Parsed::State { id, host }, v) => {
+                let Ok(id) = Uuid::parse_str(id) else { return };
+                let status = v
+                    .and_then(|v| serde_json::from_slice::<HostState>(v).ok())
+                    .map(|s| s.status);
+                let mut st = self.lock();
+                if let Some(entry) = st.jobs.get_mut(&id) {
+                    entry.hosts.retain(|(h, _)| h != host);
+                    if let Some(status) = status {
+                        entry.hosts.push((host.to_string(), status));
+                    }
+                }
+                drop(st);
+                self.changed.notify_all();
+            }
+            (Parsed::Worker(host), v) => {
+                let info = v.and_then(|v| serde_json::from_slice::<WorkerInfo>(v).ok());
+                let mut st = self.lock();
+                match info {
+                    Some(info) => st.workers.insert(host.to_string(), info),
+                    None => st.workers.remove(host),
+                };
+            }
+            (Parsed::Other, _) => {}
+        }
+        let mut st = self.lock();
+        st.last_seq = st.last_seq.max(seq);
+    }
+
+    pub fn last_seq(&self) -> u64 {
+        self.lock().last_seq
+    }
+
+    pub fn set_ready(&self) {
+        self.lock().ready = true;
+    }
+
+    pub fn is_ready(&self) -> bool {
+        self.lock().ready
+    }
+
+    /// Whether the job is known, and its current status.
+    pub fn status(&self, id: &Uuid, now_us: i64) -> Option<JobStatus> {
+        self.lock().jobs.get(id).map(|e| e.status(now_us))
+    }
+
+    /// The hosts that may hold records for the job: expected ones and those that wrote a state.
+    pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
+        self.lock().jobs.get(id).map(|e| {
+            let mut hosts: BTreeSet<String> = e.def_head.expected_hosts.iter().cloned().collect();
+            hosts.extend(e.hosts.iter().map(|(h, _)| h.clone()));
+            hosts.into_iter().collect()
+        })
+    }
+
+    /// One page of job ids, newest first, with the total that matched.
+    pub fn page(
+        &self,
+        filter: Option<JobStatus>,
+        offset: usize,
+        limit: Option<usize>,
+        now_us: i64,
+    ) -> (usize, Vec<Uuid>) {
+        let st = self.lock();
+        let limit = limit.unwrap_or(usize::MAX);
+        let mut total = 0;
+        let mut page = Vec::new();
+        for (_, id) in st.by_created.iter().rev() {
+            let Some(entry) = st.jobs.get(id) else {
+                continue;
+            };
+            if filter.is_some_and(|f| entry.status(now_us) != f) {
+                continue;
+            }
+            if total >= offset && page.len() < limit {
+                page.push(*id);
+            }
+            total += 1;
+            // Without a filter the total is known without walking on.
+            if filter.is_none() && page.len() == limit {
+                total = st.by_created.len();
+                break;
+            }
+        }
+        (total, page)
+    }
+
+    pub fn stats(&self, now_us: i64) -> Stats {
+        let st = self.lock();
+        let mut by_status: BTreeMap<JobStatus, usize> =
+            JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
+        let mut by_operation = BTreeMap::new();
+        for entry in st.jobs.values() {
+            *by_status.entry(entry.status(now_us)).or_default() += 1;
+            *by_operation
+                .entry(entry.def_head.operation.op_type)
+                .or_default() += 1;
+        }
+        Stats {
+            total: st.jobs.len(),
+            by_status,
+            by_operation,
+        }
+    }
+
+    /// Workers whose heartbeat is recent.
+    pub fn live_workers(&self, now_us: i64) -> Vec<WorkerInfo> {
+        self.lock()
+            .workers
+            .values()
+            .filter(|w| w.is_live(now_us))
+            .cloned()
+            .collect()
+    }
+
+    /// Blocks until the job is terminal, gone, or `deadline` passes.
+    pub fn wait_terminal(&self, id: &Uuid, deadline: Instant, now_us: impl Fn() -> i64) {
+        let mut st = self.lock();
+        loop {
+            let done = st
+                .jobs
+                .get(id)
+                .is_none_or(|e| e.status(now_us()).is_terminal());
+            let left = deadline.saturating_duration_since(Instant::now());
+            if done || left.is_zero() {
+                return;
+            }
+            // Wake at least every second: a silent host turns `no response` by the clock, not by a record.
+            let (guard, _) = self
+                .changed
+                .wait_timeout(st, left.min(Duration::from_secs(1)))
+                .unwrap_or_else(|p| p.into_inner());
+            st = guard;
+        }
+    }
+
+    /// Forgets jobs older than the bucket's TTL (JetStream expires them without a marker).
+    pub fn prune(&self, now_us: i64, ttl: Duration) {
+        let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
+        let cutoff = now_us.saturating_sub(ttl_us);
+        let mut st = self.lock();
+        let old: Vec<(i64, Uuid)> = st
+            .by_created
+            .iter()
+            .take_while(|(created, _)| *created < cutoff)
+            .copied()
+            .collect();
+        for key in old {
+            st.by_created.remove(&key);
+            st.jobs.remove(&key.1);
+        }
+        st.workers.retain(|_, w| w.last_seen_us >= cutoff);
+    }
+}

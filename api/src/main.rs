@@ -1,0 +1,89 @@
+//! `osapi-api`: reads the config, connects to NATS, makes sure the JetStream layout exists, starts the
+//! index watch and serves HTTP until SIGTERM/SIGINT.
+
+mod error;
+mod handlers;
+mod index;
+mod routes;
+mod server;
+mod store;
+mod watch;
+
+use osapi_bus::setup;
+use osapi_common::config::{parse_cli_args, CliArgs, Config};
+use std::sync::atomic::{AtomicBool, AtomicUsize};
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Requests that may hold a handler thread in `?wait=` at once: half the threads, so waiting clients
+/// never starve the others.
+const WAITERS_MAX: usize = server::HANDLER_THREADS / 2;
+/// A daemon waits for NATS as long as it takes; it logs once and retries every second.
+const CONNECT_PATIENCE: Duration = Duration::from_secs(365 * 24 * 3600);
+
+const USAGE: &str = "usage: osapi-api [--config PATH]\n\nConfig: --config/-c, else $OSAPI_CONFIG, else /etc/osapi/osapi.yaml; OSAPI_* env vars override keys.";
+
+/// Now, in Unix microseconds.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+fn main() {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = run() {
+        eprintln!("osapi-api: {e}");
+        std::process::exit(1);
+    }
+}
+
+fn run() -> Result<(), String> {
+    let args: Vec<String> = std::env::args().collect();
+    let config_path = match parse_cli_args(&args).map_err(|e| format!("{e}\n{USAGE}"))? {
+        CliArgs::Help => {
+            println!("{USAGE}");
+            return Ok(());
+        }
+        CliArgs::Run { config } => config,
+    };
+    let cfg = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
+    let names = Arc::new(setup::names(&cfg));
+
+    let bus =
+        setup::connect_with_retry(&setup::connect_options(&cfg, "osapi-api"), CONNECT_PATIENCE)
+            .map_err(|e| e.to_string())?;
+    while let Err(e) = setup::ensure_layout(&bus, &cfg, &names) {
+        log::warn!("cannot set up JetStream streams and buckets: {e}; retrying");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    let index = Arc::new(index::Index::default());
+    watch::spawn(
+        bus.clone(),
+        names.bucket.clone(),
+        index.clone(),
+        cfg.nats.kv.ttl,
+    )
+    .map_err(|e| format!("cannot start the index watch: {e}"))?;
+
+    let listen = &cfg.api.server.listen;
+    let http = tiny_http::Server::http(listen.as_str())
+        .map_err(|e| format!("cannot listen on {listen} (api.server.listen): {e}"))?;
+    log::info!("listening on http://{listen}");
+
+    let shutdown = Arc::new(AtomicBool::new(false));
+    for signal in [signal_hook::consts::SIGTERM, signal_hook::consts::SIGINT] {
+        signal_hook::flag::register(signal, shutdown.clone())
+            .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
+    }
+    let ctx = Arc::new(routes::Ctx {
+        store: store::Store { bus, names, index },
+        waiters: AtomicUsize::new(0),
+        waiters_max: WAITERS_MAX,
+    });
+    server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown);
+    log::info!("stopped");
+    Ok(())
+}

@@ -1,0 +1,120 @@
+//! HTTP serving on tiny_http, with the limits tiny_http lacks (STYLE.md): a fixed set of handler threads,
+//! a bounded queue (503 when full), a body cap checked before reading (413), and exactly one place that
+//! responds to every request, so no request is ever dropped unanswered.
+
+use crate::error::ApiError;
+use crate::handlers::Reply;
+use crate::routes::{self, Ctx, Query};
+use crossbeam_channel::{bounded, TrySendError};
+use std::io::Read;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+use tiny_http::{Header, Request, Response, Server};
+
+/// Threads answering requests; also bounds the requests in progress.
+pub const HANDLER_THREADS: usize = 16;
+/// Requests accepted but not yet picked up; past this the API answers 503 at once.
+pub const QUEUE_DEPTH: usize = 256;
+/// How often the accept loop looks at the shutdown flag.
+const ACCEPT_POLL: Duration = Duration::from_millis(200);
+
+/// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
+pub fn serve(server: Server, ctx: Arc<Ctx>, max_body_bytes: usize, shutdown: Arc<AtomicBool>) {
+    let (tx, rx) = bounded::<Request>(QUEUE_DEPTH);
+    let mut handlers = Vec::with_capacity(HANDLER_THREADS);
+    for n in 0..HANDLER_THREADS {
+        let (rx, ctx) = (rx.clone(), ctx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("http-{n}"))
+            .spawn(move || {
+                for req in rx.iter() {
+                    handle(&ctx, req, max_body_bytes);
+                }
+            });
+        match spawned {
+            Ok(h) => handlers.push(h),
+            Err(e) => log::error!("cannot start handler thread {n}: {e}"),
+        }
+    }
+    while !shutdown.load(Ordering::SeqCst) {
+        let req = match server.recv_timeout(ACCEPT_POLL) {
+            Ok(Some(req)) => req,
+            Ok(None) => continue,
+            Err(e) => {
+                log::warn!("accept: {e}");
+                continue;
+            }
+        };
+        match tx.try_send(req) {
+            Ok(()) => {}
+            Err(TrySendError::Full(req)) | Err(TrySendError::Disconnected(req)) => {
+                let busy = ApiError::unavailable("too many requests in progress; try again");
+                respond(req, Err(busy));
+            }
+        }
+    }
+    drop(tx);
+    for h in handlers {
+        let _ = h.join();
+    }
+}
+
+fn handle(ctx: &Ctx, mut req: Request, max_body_bytes: usize) {
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let (path, raw_query) = url.split_once('?').unwrap_or((url.as_str(), ""));
+    let body = match read_body(&mut req, max_body_bytes) {
+        Ok(b) => b,
+        Err(e) => return respond(req, Err(e)),
+    };
+    let outcome = routes::route(ctx, &method, path, &Query::parse(raw_query), &body);
+    if let Err(e) = &outcome {
+        if e.status >= 500 {
+            log::warn!("{method} {path}: {} ({})", e.error, e.details);
+        }
+    }
+    respond(req, outcome);
+}
+
+/// Reads the body, refusing one over the cap before reading it when Content-Length says so.
+fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
+    if req.body_length().is_some_and(|n| n > max) {
+        return Err(ApiError::too_large(max));
+    }
+    let mut body = Vec::new();
+    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
+    req.as_reader()
+        .take(limit)
+        .read_to_end(&mut body)
+        .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+    if body.len() > max {
+        return Err(ApiError::too_large(max));
+    }
+    Ok(body)
+}
+
+fn header(name: &str, value: &str) -> Option<Header> {
+    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
+}
+
+/// The one place that answers a request.
+fn respond(req: Request, outcome: Result<Reply, ApiError>) {
+    let (status, body, allow) = match outcome {
+        Ok(reply) => (reply.status, reply.body, None),
+        Err(e) => (e.status, Some(e.body()), e.allow),
+    };
+    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let mut response = Response::from_data(bytes).with_status_code(status);
+    if status != 204 {
+        if let Some(h) = header("Content-Type", "application/json") {
+            response.add_header(h);
+        }
+    }
+    if let Some(h) = allow.and_then(|a| header("Allow", a)) {
+        response.add_header(h);
+    }
+    if let Err(e) = req.respond(response) {
+        log::debug!("client went away before the answer: {e}");
+    }
+}

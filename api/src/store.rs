@@ -1,0 +1,178 @@
+//! The API's view of NATS, in domain terms: submit a job (KV first, then the notification), read job
+//! details (batched KV gets for the hosts the index knows), delete, count dead letters.
+
+use crate::index::Index;
+use osapi_bus::{Bus, BusError};
+use osapi_common::job::{HostState, JobDef, Operation, Response};
+use osapi_common::names::{keys, Names};
+use osapi_common::target::Target;
+use osapi_common::timefmt::format_micros;
+use osapi_common::view::{self, JobDetail};
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use uuid::Uuid;
+
+/// What `POST /job` answers.
+pub struct Created {
+    pub id: String,
+    pub revision: u64,
+    pub timestamp: String,
+}
+
+/// A job to submit.
+pub struct Submission {
+    pub operation: Operation,
+    pub target: Target,
+    pub timeout_ms: u64,
+    pub retry_of: Option<String>,
+}
+
+/// Cheap to clone; shared by the handler threads.
+#[derive(Clone)]
+pub struct Store {
+    pub bus: Bus,
+    pub names: Arc<Names>,
+    pub index: Arc<Index>,
+}
+
+impl Store {
+    /// Writes the job definition to KV, then publishes the notification (the id only) and waits for
+    /// JetStream's ack. Only then is the job accepted. If the publish fails the definition is removed
+    /// again (best effort), so a job either exists with its notification or is reported as not created.
+    pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
+        let id = Uuid::new_v4().to_string();
+        let now = crate::now_us();
+        let expected_hosts = if sub.target.is_broadcast() {
+            self.index
+                .live_workers(now)
+                .into_iter()
+                .filter(|w| sub.target.matches(&w.hostname, &w.labels))
+                .map(|w| w.hostname)
+                .collect()
+        } else {
+            Vec::new()
+        };
+        let def = JobDef {
+            id: id.clone(),
+            operation: sub.operation,
+            target_hostname: sub.target.to_string(),
+            expected_hosts,
+            created: format_micros(now),
+            created_us: now,
+            timeout_ms: sub.timeout_ms,
+            retry_of: sub.retry_of,
+        };
+        let value = serde_json::to_vec(&def).map_err(|e| BusError::Protocol(e.to_string()))?;
+        let revision = self
+            .bus
+            .kv_create(&self.names.bucket, &keys::job(&id), &value)?;
+        let subject = self
+            .names
+            .job_subject(def.operation.op_type.kind(), &sub.target);
+        if let Err(e) = self.bus.js_publish(&subject, &id, id.as_bytes()) {
+            if let Err(undo) = self.bus.kv_purge(&self.names.bucket, &keys::job(&id)) {
+                log::warn!(
+                    "job {id}: notification failed ({e}) and removing it failed too: {undo}"
+                );
+            }
+            return Err(e);
+        }
+        self.index.insert_job(&def);
+        log::info!(
+            "job {id} submitted: {} -> {}",
+            def.operation.op_type,
+            def.target_hostname
+        );
+        Ok(Created {
+            id,
+            revision,
+            timestamp: def.created,
+        })
+    }
+
+    /// The definition alone (for retry), or `None` when there is no such job.
+    pub fn definition(&self, id: &Uuid) -> Result<Option<JobDef>, BusError> {
+        let entry = self
+            .bus
+            .kv_get(&self.names.bucket, &keys::job(&id.to_string()))?;
+        Ok(entry.and_then(|e| serde_json::from_slice(&e.value).ok()))
+    }
+
+    /// Details of several jobs in one batch of KV reads; unknown ids are left out.
+    pub fn details(&self, ids: &[Uuid]) -> Result<Vec<JobDetail>, BusError> {
+        struct Plan {
+            id: String,
+            hosts: Vec<String>,
+        }
+        let plans: Vec<Plan> = ids
+            .iter()
+            .map(|id| Plan {
+                id: id.to_string(),
+                hosts: self.index.hosts(id).unwrap_or_default(),
+            })
+            .collect();
+        let mut wanted: Vec<(String, String)> = Vec::new();
+        for p in &plans {
+            wanted.push((self.names.bucket.clone(), keys::job(&p.id)));
+            for h in &p.hosts {
+                wanted.push((self.names.bucket.clone(), keys::state(&p.id, h)));
+                wanted.push((self.names.response_bucket.clone(), keys::response(&p.id, h)));
+            }
+        }
+        let refs: Vec<(&str, &str)> = wanted
+            .iter()
+            .map(|(b, k)| (b.as_str(), k.as_str()))
+            .collect();
+        let mut answers = self.bus.kv_get_many(&refs).into_iter();
+        let now = crate::now_us();
+        let mut out = Vec::with_capacity(plans.len());
+        for p in &plans {
+            let def_entry = answers.next().unwrap_or(Ok(None))?;
+            let mut states = BTreeMap::new();
+            let mut responses = BTreeMap::new();
+            for h in &p.hosts {
+                if let Some(e) = answers.next().unwrap_or(Ok(None))? {
+                    if let Ok(s) = serde_json::from_slice::<HostState>(&e.value) {
+                        states.insert(h.clone(), s);
+                    }
+                }
+                if let Some(e) = answers.next().unwrap_or(Ok(None))? {
+                    if let Ok(r) = serde_json::from_slice::<Response>(&e.value) {
+                        responses.insert(h.clone(), r);
+                    }
+                }
+            }
+            let Some(def) = def_entry.and_then(|e| serde_json::from_slice::<JobDef>(&e.value).ok())
+            else {
+                continue;
+            };
+            // A job another API created may not have reached our index yet: learn it now.
+            self.index.insert_job(&def);
+            out.push(view::detail(&def, &states, &responses, now));
+        }
+        Ok(out)
+    }
+
+    /// Removes the job, its states and responses. `false` when there was no such job.
+    pub fn delete(&self, id: &Uuid) -> Result<bool, BusError> {
+        let sid = id.to_string();
+        if self.definition(id)?.is_none() {
+            return Ok(false);
+        }
+        for h in self.index.hosts(id).unwrap_or_default() {
+            self.bus
+                .kv_purge(&self.names.response_bucket, &keys::response(&sid, &h))?;
+            self.bus
+                .kv_purge(&self.names.bucket, &keys::state(&sid, &h))?;
+        }
+        self.bus.kv_purge(&self.names.bucket, &keys::job(&sid))?;
+        self.index.remove_job(id);
+        log::info!("job {sid} deleted");
+        Ok(true)
+    }
+
+    /// Notifications in the dead-letter stream.
+    pub fn dlq_count(&self) -> Result<u64, BusError> {
+        self.bus.stream_messages(&self.names.dlq_stream)
+    }
+}

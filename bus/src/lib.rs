@@ -1,0 +1,354 @@
+//! The one place osapi talks to NATS.
+//!
+//! The blocking `nats` crate (0.26) is deprecated as a whole and has traps (see NATS-NOTES.md): its
+//! writer flushes at most every 5 ms and every request waits for that flush, some calls never return
+//! while the server is down, and its JetStream helpers hide settings we need. So this crate speaks the
+//! JetStream API (JSON over core NATS requests) itself, on top of three primitives:
+//! - one wildcard reply subscription and a table of waiting callers ([`Bus::request`]), so a request
+//!   costs one publish and no SUB/UNSUB;
+//! - a flusher thread that pushes buffered publishes out at once instead of after 5 ms;
+//! - a connection-state flag fed by the crate's callbacks, so every call fails fast with
+//!   [`BusError::Unavailable`] while NATS is unreachable, and every wait has a deadline.
+//!
+//! `#[allow(deprecated)]` lives here and nowhere else.
+#![allow(deprecated)]
+
+mod kv;
+pub mod setup;
+mod stream;
+
+pub use kv::{KvEntry, KvOp, KvWatch};
+pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
+
+use crossbeam_channel::{bounded, Receiver, Sender};
+use nats::header::HeaderMap;
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// A raw NATS message as received (re-exported so callers need not name the deprecated crate).
+pub type Message = nats::Message;
+
+/// Most requests one [`Bus::request_many`] call sends at once.
+pub const BATCH_MAX: usize = 256;
+
+/// What went wrong talking to NATS.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BusError {
+    /// Not connected, or no answer within the request timeout: try again later (HTTP 503).
+    Unavailable(String),
+    /// JetStream answered with an error.
+    Api {
+        code: u16,
+        err_code: u32,
+        description: String,
+    },
+    /// An answer we could not understand.
+    Protocol(String),
+}
+
+impl BusError {
+    /// JetStream's "not found" family (no such stream, consumer or message).
+    pub fn is_not_found(&self) -> bool {
+        matches!(self, BusError::Api { code: 404, .. })
+    }
+}
+
+impl fmt::Display for BusError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            BusError::Unavailable(why) => write!(f, "NATS unavailable: {why}"),
+            BusError::Api {
+                code,
+                err_code,
+                description,
+            } => write!(f, "JetStream error {code}/{err_code}: {description}"),
+            BusError::Protocol(why) => write!(f, "unexpected NATS answer: {why}"),
+        }
+    }
+}
+
+impl std::error::Error for BusError {}
+
+/// How to reach NATS.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    /// One URL, or several comma-separated (a cluster).
+    pub url: String,
+    pub user_pass: Option<(String, String)>,
+    pub token: Option<String>,
+    /// Bound on every request.
+    pub request_timeout: Duration,
+    /// Shown in the server's connection list.
+    pub name: String,
+}
+
+struct Inner {
+    nc: nats::Connection,
+    connected: Arc<AtomicBool>,
+    reply_prefix: String,
+    next_token: AtomicU64,
+    waiting: Mutex<HashMap<u64, Sender<Message>>>,
+    flush_kick: Sender<()>,
+    request_timeout: Duration,
+}
+
+/// A cheap-to-clone handle on one NATS connection.
+#[derive(Clone)]
+pub struct Bus {
+    inner: Arc<Inner>,
+}
+
+impl Bus {
+    /// Connects once (failing after the crate's own connect attempt, ~1 s on a closed port) and sets up
+    /// unlimited reconnects, the reply table and the flusher.
+    pub fn connect(opts: &ConnectOptions) -> Result<Bus, BusError> {
+        let connected = Arc::new(AtomicBool::new(false));
+        let base = match (&opts.user_pass, &opts.token) {
+            (Some((u, p)), _) => nats::Options::with_user_pass(u, p),
+            (None, Some(t)) => nats::Options::with_token(t),
+            (None, None) => nats::Options::new(),
+        };
+        let (on_down, on_up) = (connected.clone(), connected.clone());
+        let nc = base
+            .with_name(&opts.name)
+            .max_reconnects(None)
+            .reconnect_buffer_size(1024 * 1024)
+            .disconnect_callback(move || {
+                on_down.store(false, Ordering::SeqCst);
+                log::warn!("disconnected from NATS");
+            })
+            .reconnect_callback(move || {
+                on_up.store(true, Ordering::SeqCst);
+                log::info!("reconnected to NATS");
+            })
+            .connect(opts.url.as_str())
+            .map_err(|e| BusError::Unavailable(format!("connect to {}: {e}", opts.url)))?;
+        connected.store(true, Ordering::SeqCst);
+
+        let reply_prefix = nc.new_inbox();
+        let replies = nc
+            .subscribe(&format!("{reply_prefix}.*"))
+            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        let (flush_kick, flush_rx) = bounded(1);
+        let inner = Arc::new(Inner {
+            nc,
+            connected,
+            reply_prefix,
+            next_token: AtomicU64::new(1),
+            waiting: Mutex::new(HashMap::new()),
+            flush_kick,
+            request_timeout: opts.request_timeout,
+        });
+        spawn_named("nats-replies", {
+            let inner = Arc::downgrade(&inner);
+            move || route_replies(replies, inner)
+        })?;
+        spawn_named("nats-flusher", {
+            let nc = inner.nc.clone();
+            let connected = inner.connected.clone();
+            let timeout = opts.request_timeout;
+            move || flusher(nc, connected, flush_rx, timeout)
+        })?;
+        Ok(Bus { inner })
+    }
+
+    /// Whether the connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// The configured bound on one request.
+    pub fn request_timeout(&self) -> Duration {
+        self.inner.request_timeout
+    }
+
+    /// The underlying connection, for subscriptions this crate's modules own.
+    fn nc(&self) -> &nats::Connection {
+        &self.inner.nc
+    }
+
+    fn check_connected(&self) -> Result<(), BusError> {
+        if self.is_connected() {
+            Ok(())
+        } else {
+            Err(BusError::Unavailable("not connected".into()))
+        }
+    }
+
+    /// Sends buffered publishes now rather than after the crate's 5 ms delay.
+    pub(crate) fn kick_flush(&self) {
+        // A full channel means a flush is already due and will carry this publish too.
+        let _ = self.inner.flush_kick.try_send(());
+    }
+
+    /// Publishes without waiting for an answer (acks to JetStream), flushed at once.
+    pub fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), BusError> {
+        self.check_connected()?;
+        self.nc()
+            .publish(subject, payload)
+            .map_err(|e| BusError::Unavailable(format!("publish {subject}: {e}")))?;
+        self.kick_flush();
+        Ok(())
+    }
+
+    /// One request with the configured timeout.
+    pub fn request(
+        &self,
+        subject: &str,
+        headers: Option<&HeaderMap>,
+        payload: &[u8],
+    ) -> Result<Message, BusError> {
+        let mut out = self.request_many(&[(subject, headers, payload)]);
+        out.pop()
+            .unwrap_or_else(|| Err(BusError::Protocol("no answer slot".into())))
+    }
+
+    /// Sends several requests at once (one flush) and collects every answer, each within the
+    /// configured timeout from now. At most [`BATCH_MAX`] per call; answers come in request order.
+    pub fn request_many(
+        &self,
+        requests: &[(&str, Option<&HeaderMap>, &[u8])],
+    ) -> Vec<Result<Message, BusError>> {
+        if requests.len() > BATCH_MAX {
+            let mut out = Vec::with_capacity(requests.len());
+            for chunk in requests.chunks(BATCH_MAX) {
+                out.extend(self.request_many(chunk));
+            }
+            return out;
+        }
+        if let Err(e) = self.check_connected() {
+            return requests.iter().map(|_| Err(e.clone())).collect();
+        }
+        let mut slots: Vec<Result<(u64, Receiver<Message>), BusError>> =
+            Vec::with_capacity(requests.len());
+        for (subject, headers, payload) in requests {
+            let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
+            let (tx, rx) = bounded(1);
+            self.waiting().insert(token, tx);
+            let reply = format!("{}.{token}", self.inner.reply_prefix);
+            let sent =
+                self.nc()
+                    .publish_with_reply_or_headers(subject, Some(&reply), *headers, payload);
+            slots.push(match sent {
+                Ok(()) => Ok((token, rx)),
+                Err(e) => {
+                    self.waiting().remove(&token);
+                    Err(BusError::Unavailable(format!("publish {subject}: {e}")))
+                }
+            });
+        }
+        self.kick_flush();
+        let deadline = std::time::Instant::now() + self.inner.request_timeout;
+        slots
+            .into_iter()
+            .zip(requests)
+            .map(|(slot, (subject, _, _))| {
+                let (token, rx) = slot?;
+                let left = deadline.saturating_duration_since(std::time::Instant::now());
+                let answer = rx.recv_timeout(left);
+                self.waiting().remove(&token);
+                let msg = answer.map_err(|_| {
+                    BusError::Unavailable(format!("no answer from {subject} in time"))
+                })?;
+                if msg.is_no_responders() {
+                    return Err(BusError::Unavailable(format!("no responders on {subject}")));
+                }
+                Ok(msg)
+            })
+            .collect()
+    }
+
+    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
+        self.inner
+            .waiting
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// A JetStream API call: `$JS.API.{suffix}` with a JSON body; JetStream errors become [`BusError::Api`].
+    pub fn js_api(
+        &self,
+        suffix: &str,
+        body: &serde_json::Value,
+    ) -> Result<serde_json::Value, BusError> {
+        let payload = serde_json::to_vec(body).map_err(|e| BusError::Protocol(e.to_string()))?;
+        let msg = self.request(&format!("$JS.API.{suffix}"), None, &payload)?;
+        parse_api_answer(&msg.data)
+    }
+}
+
+/// Turns a JetStream API answer into its JSON, or its `error` object into [`BusError::Api`].
+pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusError> {
+    let v: serde_json::Value = serde_json::from_slice(data)
+        .map_err(|e| BusError::Protocol(format!("bad JetStream JSON: {e}")))?;
+    if let Some(err) = v.get("error") {
+        return Err(BusError::Api {
+            code: err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
+            err_code: err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
+            description: err
+                .get("description")
+                .and_then(|d| d.as_str())
+                .unwrap_or("unknown")
+                .to_string(),
+        });
+    }
+    Ok(v)
+}
+
+fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), BusError> {
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(f)
+        .map(|_| ())
+        .map_err(|e| BusError::Unavailable(format!("spawn {name}: {e}")))
+}
+
+/// Hands each reply to the caller waiting on its token; replies nobody waits for (timed out) are dropped.
+fn route_replies(replies: nats::Subscription, inner: std::sync::Weak<Inner>) {
+    for msg in replies.iter() {
+        let Some(inner) = inner.upgrade() else { return };
+        let token = msg
+            .subject
+            .rsplit('.')
+            .next()
+            .and_then(|t| t.parse::<u64>().ok());
+        let Some(token) = token else { continue };
+        let waiter = inner
+            .waiting
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&token);
+        if let Some(tx) = waiter {
+            let _ = tx.try_send(msg);
+        }
+    }
+}
+
+/// Flushes on demand. A flush is a PING/PONG round trip that also writes out whatever is buffered;
+/// kicks that arrive meanwhile coalesce into one more flush.
+fn flusher(
+    nc: nats::Connection,
+    connected: Arc<AtomicBool>,
+    kicks: Receiver<()>,
+    timeout: Duration,
+) {
+    while kicks.recv().is_ok() {
+        if connected.load(Ordering::SeqCst) {
+            if let Err(e) = nc.flush_timeout(timeout) {
+                log::debug!("flush: {e}");
+            }
+        }
+    }
+}
+
+/// Builds a header map from pairs.
+pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
+    let mut h = HeaderMap::new();
+    for (k, v) in pairs {
+        h.insert(*k, v.to_string());
+    }
+    h
+}

@@ -1,0 +1,97 @@
+//! From the osapi config to NATS: connection options, and the JetStream layout (job stream, dead-letter
+//! stream, both KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
+
+use crate::{Bus, BusError, ConnectOptions, StreamConfig};
+use osapi_common::config::{Config, NatsAuth};
+use osapi_common::names::Names;
+use std::time::{Duration, Instant};
+
+/// Connection options for `cfg.nats`, naming the client `name` on the server.
+pub fn connect_options(cfg: &Config, name: &str) -> ConnectOptions {
+    let (user_pass, token) = match &cfg.nats.auth {
+        NatsAuth::None => (None, None),
+        NatsAuth::UserPass { username, password } => {
+            (Some((username.clone(), password.clone())), None)
+        }
+        NatsAuth::Token { token } => (None, Some(token.clone())),
+    };
+    ConnectOptions {
+        url: cfg.nats.url.clone(),
+        user_pass,
+        token,
+        request_timeout: cfg.nats.request_timeout,
+        name: name.to_string(),
+    }
+}
+
+/// The names of every NATS resource for this config.
+pub fn names(cfg: &Config) -> Names {
+    Names::new(
+        &cfg.nats.namespace,
+        &cfg.nats.stream.name,
+        &cfg.nats.kv.bucket,
+        &cfg.nats.kv.response_bucket,
+        &cfg.job.worker.consumer.name,
+    )
+}
+
+/// Connects, retrying every second until NATS answers or `give_up_after` passes (a daemon passes a
+/// long bound and logs while it waits).
+pub fn connect_with_retry(opts: &ConnectOptions, give_up_after: Duration) -> Result<Bus, BusError> {
+    let deadline = Instant::now() + give_up_after;
+    let mut logged = false;
+    loop {
+        match Bus::connect(opts) {
+            Ok(bus) => return Ok(bus),
+            Err(e) if Instant::now() < deadline => {
+                if !logged {
+                    log::warn!("{e}; retrying every second");
+                    logged = true;
+                }
+                std::thread::sleep(Duration::from_secs(1));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+}
+
+/// Creates (or updates) the job stream, the dead-letter stream and both buckets.
+pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
+    let s = &cfg.nats.stream;
+    bus.stream_ensure(
+        &names.stream,
+        &[names.stream_subjects()],
+        &StreamConfig {
+            max_age: s.max_age,
+            max_msgs: s.max_msgs,
+            max_bytes: -1,
+            storage: s.storage.as_str().into(),
+            replicas: s.replicas,
+            discard: s.discard.as_str().into(),
+        },
+    )?;
+    let d = &cfg.nats.dlq;
+    bus.stream_ensure(
+        &names.dlq_stream,
+        &[names.dlq_subject()],
+        &StreamConfig {
+            max_age: d.max_age,
+            max_msgs: d.max_msgs,
+            max_bytes: -1,
+            storage: d.storage.as_str().into(),
+            replicas: d.replicas,
+            discard: "old".into(),
+        },
+    )?;
+    let kv = &cfg.nats.kv;
+    let bucket_cfg = StreamConfig {
+        max_age: kv.ttl,
+        max_msgs: -1,
+        max_bytes: kv.max_bytes,
+        storage: kv.storage.as_str().into(),
+        replicas: kv.replicas,
+        discard: "new".into(),
+    };
+    bus.kv_ensure(&names.bucket, &bucket_cfg)?;
+    bus.kv_ensure(&names.response_bucket, &bucket_cfg)
+}

@@ -1,0 +1,291 @@
+//! JetStream streams and consumers: idempotent creation, publishing with a PubAck, pull consumers with
+//! bounded long polls, and acks by hand (NATS-NOTES traps 5 and 7: the crate's helpers lack `backoff`
+//! and can silently fork or delete durables, so we create consumers explicitly and never bind).
+
+use crate::{headers, parse_api_answer, Bus, BusError};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+/// The settings osapi uses for a stream (KV buckets included).
+#[derive(Debug, Clone)]
+pub struct StreamConfig {
+    pub max_age: Duration,
+    pub max_msgs: i64,
+    pub max_bytes: i64,
+    /// `file` or `memory`.
+    pub storage: String,
+    pub replicas: usize,
+    /// `old` or `new`.
+    pub discard: String,
+}
+
+/// A durable pull consumer.
+#[derive(Debug, Clone)]
+pub struct ConsumerConfig {
+    pub durable: String,
+    pub filter: String,
+    pub ack_wait: Duration,
+    pub max_deliver: i64,
+    pub back_off: Vec<Duration>,
+    pub max_ack_pending: i64,
+}
+
+/// Delivery facts carried in a JetStream message's reply subject.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct AckMeta {
+    pub delivered: u64,
+    pub stream_seq: u64,
+    pub pending: u64,
+}
+
+impl AckMeta {
+    /// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and the longer
+    /// form with domain and account hash in front (12+ tokens).
+    pub(crate) fn parse(reply: &str) -> Option<AckMeta> {
+        let t: Vec<&str> = reply.split('.').collect();
+        if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
+            return None;
+        }
+        let base = if t.len() == 9 { 4 } else { 6 };
+        let num = |i: usize| t.get(i).and_then(|s| s.parse::<u64>().ok());
+        Some(AckMeta {
+            delivered: num(base)?,
+            stream_seq: num(base + 1)?,
+            pending: num(base + 4)?,
+        })
+    }
+}
+
+impl Bus {
+    /// Creates a stream, or updates an existing one to this config. Idempotent.
+    pub(crate) fn stream_ensure_raw(&self, name: &str, body: &Value) -> Result<(), BusError> {
+        match self.js_api(&format!("STREAM.CREATE.{name}"), body) {
+            Ok(_) => Ok(()),
+            // 10058: stream name already in use with a different configuration.
+            Err(BusError::Api {
+                err_code: 10058, ..
+            }) => match self.js_api(&format!("STREAM.UPDATE.{name}"), body) {
+                Ok(_) => Ok(()),
+                Err(e @ BusError::Unavailable(_)) => Err(e),
+                Err(e) => {
+                    log::warn!("stream {name} exists with other settings that cannot change: {e}");
+                    Ok(())
+                }
+            },
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Creates (or updates) a stream over `subjects`.
+    pub fn stream_ensure(
+        &self,
+        name: &str,
+        subjects: &[String],
+        cfg: &StreamConfig,
+    ) -> Result<(), BusError> {
+        let body = json!({
+            "name": name,
+            "subjects": subjects,
+            "retention": "limits",
+            "max_age": cfg.max_age.as_nanos() as u64,
+            "max_msgs": cfg.max_msgs,
+            "max_bytes": cfg.max_bytes,
+            "storage": cfg.storage,
+            "num_replicas": cfg.replicas,
+            "discard": cfg.discard,
+            "duplicate_window": 120_000_000_000_u64,
+        });
+        self.stream_ensure_raw(name, &body)
+    }
+
+    /// How many messages a stream holds now.
+    pub fn stream_messages(&self, name: &str) -> Result<u64, BusError> {
+        let info = self.js_api(&format!("STREAM.INFO.{name}"), &json!({}))?;
+        Ok(info
+            .pointer("/state/messages")
+            .and_then(Value::as_u64)
+            .unwrap_or(0))
+    }
+
+    /// Publishes to a stream and waits for its PubAck. `msg_id` de-duplicates a retried publish
+    /// (NATS-NOTES trap 9). Returns the stream sequence.
+    pub fn js_publish(&self, subject: &str, msg_id: &str, payload: &[u8]) -> Result<u64, BusError> {
+        let h = headers(&[("Nats-Msg-Id", msg_id)]);
+        let msg = self.request(subject, Some(&h), payload)?;
+        let ack = parse_api_answer(&msg.data)?;
+        ack.get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| BusError::Protocol("PubAck without seq".into()))
+    }
+
+    /// Creates a durable pull consumer, or leaves an existing one with the same config as it is.
+    pub fn consumer_ensure(&self, stream: &str, cfg: &ConsumerConfig) -> Result<(), BusError> {
+        let mut config = json!({
+            "durable_name": cfg.durable,
+            "deliver_policy": "all",
+            "ack_policy": "explicit",
+            "ack_wait": cfg.ack_wait.as_nanos() as u64,
+            "max_deliver": cfg.max_deliver,
+            "filter_subject": cfg.filter,
+            "replay_policy": "instant",
+            "max_ack_pending": cfg.max_ack_pending,
+            "max_waiting": 512,
+        });
+        if !cfg.back_off.is_empty() {
+            let steps: Vec<u64> = cfg.back_off.iter().map(|d| d.as_nanos() as u64).collect();
+            config["backoff"] = json!(steps);
+        }
+        self.js_api(
+            &format!("CONSUMER.DURABLE.CREATE.{stream}.{}", cfg.durable),
+            &json!({ "stream_name": stream, "config": config }),
+        )
+        .map(|_| ())
+    }
+
+    /// A puller for one durable pull consumer.
+    pub fn puller(&self, stream: &str, durable: &str) -> Result<Puller, BusError> {
+        let inbox = self.nc().new_inbox();
+        let sub = self
+            .nc()
+            .subscribe(&inbox)
+            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        Ok(Puller {
+            bus: self.clone(),
+            next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
+            inbox,
+            sub,
+        })
+    }
+}
+
+/// Pulls one message at a time from a durable consumer, with a bounded long poll.
+pub struct Puller {
+    bus: Bus,
+    next_subject: String,
+    inbox: String,
+    sub: nats::Subscription,
+}
+
+impl Puller {
+    /// Waits up to `wait` for the next message. `Ok(None)` when none came.
+    pub fn next(&self, wait: Duration) -> Result<Option<JsMessage>, BusError> {
+        // A message left over from an earlier pull that we stopped waiting for comes first.
+        if let Some(msg) = self.sub.try_next() {
+            if let Some(m) = self.accept(msg) {
+                return Ok(Some(m));
+            }
+        }
+        self.bus.check_connected()?;
+        let expires = wait.as_nanos() as u64;
+        let body = json!({ "batch": 1, "expires": expires }).to_string();
+        self.bus
+            .nc()
+            .publish_request(&self.next_subject, &self.inbox, body.as_bytes())
+            .map_err(|e| BusError::Unavailable(format!("pull: {e}")))?;
+        self.bus.kick_flush();
+        let deadline = Instant::now() + wait + Duration::from_millis(500);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            let Ok(msg) = self.sub.next_timeout(left) else {
+                return Ok(None);
+            };
+            if let Some(status) = msg.headers.as_ref().and_then(|h| h.get("Status")) {
+                match status.as_str() {
+                    // 404 no messages, 408 request expired, 409 consumer deleted or limits: pull is over.
+                    "404" | "408" => return Ok(None),
+                    "409" => {
+                        return Err(BusError::Unavailable(format!(
+                            "pull on {} refused: {}",
+                            self.next_subject,
+                            msg.headers
+                                .as_ref()
+                                .and_then(|h| h.get("Description"))
+                                .cloned()
+                                .unwrap_or_default()
+                        )))
+                    }
+                    _ => continue,
+                }
+            }
+            if let Some(m) = self.accept(msg) {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    fn accept(&self, msg: nats::Message) -> Option<JsMessage> {
+        let reply = msg.reply.clone()?;
+        let meta = AckMeta::parse(&reply)?;
+        Some(JsMessage {
+            bus: self.bus.clone(),
+            data: msg.data,
+            reply,
+            delivered: meta.delivered,
+        })
+    }
+}
+
+/// A message from a pull consumer, acknowledged by hand.
+pub struct JsMessage {
+    bus: Bus,
+    pub data: Vec<u8>,
+    reply: String,
+    /// 1 on first delivery.
+    pub delivered: u64,
+}
+
+impl JsMessage {
+    /// Done: never redeliver.
+    pub fn ack(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+ACK")
+    }
+
+    /// Redeliver after `delay` (0.26 has no delayed NAK of its own: NATS-NOTES trap 5).
+    pub fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        let body = format!("-NAK {{\"delay\": {}}}", delay.as_nanos());
+        self.bus.publish(&self.reply, body.as_bytes())
+    }
+
+    /// Still working: restart the ack-wait clock.
+    pub fn in_progress(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+WPI")
+    }
+
+    /// Never redeliver, and do not count as success.
+    pub fn term(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+TERM")
+    }
+
+    /// The reply subject, a stable identity for this delivery.
+    pub fn ack_subject(&self) -> &str {
+        &self.reply
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ack_meta_both_forms() {
+        let short = "$JS.ACK.JOBS.w-any.3.17.9.1764392400000000000.2";
+        assert_eq!(
+            AckMeta::parse(short),
+            Some(AckMeta {
+                delivered: 3,
+                stream_seq: 17,
+                pending: 2
+            })
+        );
+        let long = "$JS.ACK.dom.acchash.JOBS.w-any.1.5.4.1764392400000000000.0.rand";
+        assert_eq!(
+            AckMeta::parse(long),
+            Some(AckMeta {
+                delivered: 1,
+                stream_seq: 5,
+                pending: 0
+            })
+        );
+        assert_eq!(AckMeta::parse("_INBOX.x"), None);
+    }
+}

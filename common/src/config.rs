@@ -1,0 +1,394 @@
+//! The one YAML config of every osapi piece: typed structs with the contract's defaults, the loader
+//! (file, then `OSAPI_*` env overrides, then validation) and the `--config` command-line parsing.
+//!
+//! Decoding walks the YAML tree by hand (not serde derive) so every error names the full dotted key.
+//! The steps live beside this file: `config_env.rs` (env -> tree), `config_decode.rs` (tree -> structs),
+//! `config_validate.rs` (limits and names). The only IO is [`Config::load`] reading the file and env.
+
+pub use env::env_name;
+use serde_yaml::{Mapping, Value};
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+#[path = "config_decode.rs"]
+mod decode;
+#[path = "config_env.rs"]
+mod env;
+#[cfg(test)]
+#[path = "config_tests.rs"]
+mod tests;
+#[path = "config_validate.rs"]
+mod validate;
+
+/// Where the config is read from when neither `--config` nor `$OSAPI_CONFIG` is given.
+pub const DEFAULT_CONFIG_PATH: &str = "/etc/osapi/osapi.yaml";
+/// The env variable naming the config file.
+pub const CONFIG_ENV: &str = "OSAPI_CONFIG";
+
+/// The whole config: NATS, HTTP API (server and client) and worker settings.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Config {
+    pub nats: NatsConfig,
+    pub api: ApiConfig,
+    pub job: JobConfig,
+}
+
+/// `nats.*`: connection, auth and the JetStream resources.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NatsConfig {
+    /// One server or several, comma-separated (a cluster).
+    pub url: String,
+    /// Prefix for subjects, stream and bucket names; empty means none.
+    pub namespace: String,
+    pub auth: NatsAuth,
+    pub connect_timeout: Duration,
+    /// Bound on every NATS call.
+    pub request_timeout: Duration,
+    pub stream: StreamConfig,
+    pub kv: KvConfig,
+    pub dlq: DlqConfig,
+}
+
+/// `nats.auth`: how to authenticate to NATS (`type: none | user_pass | token`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum NatsAuth {
+    None,
+    UserPass { username: String, password: String },
+    Token { token: String },
+}
+
+/// JetStream storage backend.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Storage {
+    File,
+    Memory,
+}
+
+impl Storage {
+    /// The config spelling: `file` or `memory`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Storage::File => "file",
+            Storage::Memory => "memory",
+        }
+    }
+}
+
+/// What a full stream drops: the oldest messages or the new ones.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Discard {
+    Old,
+    New,
+}
+
+impl Discard {
+    /// The config spelling: `old` or `new`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Discard::Old => "old",
+            Discard::New => "new",
+        }
+    }
+}
+
+/// `nats.stream`: the stream holding job notifications.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamConfig {
+    pub name: String,
+    pub max_age: Duration,
+    /// -1 means unlimited.
+    pub max_msgs: i64,
+    pub storage: Storage,
+    pub replicas: usize,
+    pub discard: Discard,
+}
+
+/// `nats.kv`: the buckets holding jobs and their responses.
+#[derive(Debug, Clone, PartialEq)]
+pub struct KvConfig {
+    pub bucket: String,
+    pub response_bucket: String,
+    /// Zero means entries never expire.
+    pub ttl: Duration,
+    /// -1 means unlimited.
+    pub max_bytes: i64,
+    pub storage: Storage,
+    pub replicas: usize,
+}
+
+/// `nats.dlq`: the dead-letter stream (`JOBS-DLQ`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct DlqConfig {
+    pub max_age: Duration,
+    /// -1 means unlimited.
+    pub max_msgs: i64,
+    pub storage: Storage,
+    pub replicas: usize,
+}
+
+/// `api.*`: the HTTP server and the settings of clients talking to it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ApiConfig {
+    pub server: ServerConfig,
+    pub client: ClientConfig,
+}
+
+/// `api.server`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ServerConfig {
+    /// `HOST:PORT` to bind.
+    pub listen: String,
+    /// Larger request bodies get 413.
+    pub max_body_bytes: usize,
+    pub security: SecurityConfig,
+}
+
+/// `api.server.security`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SecurityConfig {
+    /// HS256 key; empty here, but required by osapi-api and `osapi token`.
+    pub signing_key: String,
+    /// Custom roles beside read/write/admin.
+    pub roles: BTreeMap<String, RoleConfig>,
+}
+
+/// One custom role: `{ permissions: [job:read, ...] }`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RoleConfig {
+    pub permissions: Vec<String>,
+}
+
+/// `api.client`: where the CLI sends requests.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ClientConfig {
+    pub url: String,
+    pub bearer_token: String,
+}
+
+/// `job.*`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct JobConfig {
+    pub worker: WorkerConfig,
+}
+
+/// `job.worker`: one worker daemon.
+#[derive(Debug, Clone, PartialEq)]
+pub struct WorkerConfig {
+    /// Size of the fixed thread pool.
+    pub max_jobs: usize,
+    pub queue_group: String,
+    /// Empty means the OS hostname.
+    pub hostname: String,
+    pub labels: BTreeMap<String, String>,
+    pub heartbeat: Duration,
+    /// Modify operations that are off by default, e.g. `system.reboot.execute`.
+    pub allow_operations: Vec<String>,
+    pub shutdown_grace: Duration,
+    /// Where /proc, /etc, /sys are read and written.
+    pub host_root: PathBuf,
+    pub consumer: ConsumerConfig,
+}
+
+/// `job.worker.consumer`: the JetStream consumer settings (redelivery and back-off).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumerConfig {
+    pub name: String,
+    pub max_deliver: i64,
+    pub ack_wait: Duration,
+    pub back_off: Vec<Duration>,
+    pub max_ack_pending: i64,
+}
+
+/// A config that cannot be used; the message names the key (and the env variable or file it came from).
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config::default_config()
+    }
+}
+
+impl Config {
+    /// Every default of the contract.
+    pub fn default_config() -> Config {
+        let secs = Duration::from_secs;
+        Config {
+            nats: NatsConfig {
+                url: "nats://127.0.0.1:4222".into(),
+                namespace: String::new(),
+                auth: NatsAuth::None,
+                connect_timeout: secs(2),
+                request_timeout: secs(2),
+                stream: StreamConfig {
+                    name: "JOBS".into(),
+                    max_age: secs(24 * 3600),
+                    max_msgs: 10_000,
+                    storage: Storage::File,
+                    replicas: 1,
+                    discard: Discard::Old,
+                },
+                kv: KvConfig {
+                    bucket: "job-queue".into(),
+                    response_bucket: "job-responses".into(),
+                    ttl: secs(3600),
+                    max_bytes: 104_857_600,
+                    storage: Storage::File,
+                    replicas: 1,
+                },
+                dlq: DlqConfig {
+                    max_age: secs(7 * 86_400),
+                    max_msgs: 1000,
+                    storage: Storage::File,
+                    replicas: 1,
+                },
+            },
+            api: ApiConfig {
+                server: ServerConfig {
+                    listen: "127.0.0.1:8080".into(),
+                    max_body_bytes: 1_048_576,
+                    security: SecurityConfig {
+                        signing_key: String::new(),
+                        roles: BTreeMap::new(),
+                    },
+                },
+                client: ClientConfig {
+                    url: "http://127.0.0.1:8080".into(),
+                    bearer_token: String::new(),
+                },
+            },
+            job: JobConfig {
+                worker: WorkerConfig {
+                    max_jobs: 10,
+                    queue_group: "job-workers".into(),
+                    hostname: String::new(),
+                    labels: BTreeMap::new(),
+                    heartbeat: secs(10),
+                    allow_operations: Vec::new(),
+                    shutdown_grace: secs(30),
+                    host_root: PathBuf::from("/"),
+                    consumer: ConsumerConfig {
+                        name: "jobs-worker".into(),
+                        max_deliver: 5,
+                        ack_wait: secs(120),
+                        back_off: vec![secs(30), secs(120), secs(300), secs(900)],
+                        max_ack_pending: 1000,
+                    },
+                },
+            },
+        }
+    }
+
+    /// Resolves the path: `explicit` (from `--config`/`-c`), else `$OSAPI_CONFIG`, else
+    /// [`DEFAULT_CONFIG_PATH`]; reads it, applies `OSAPI_*` env overrides, validates.
+    /// A missing file at the default path means defaults + env; a missing file that was named
+    /// explicitly (flag or `$OSAPI_CONFIG`) is an error naming it.
+    pub fn load(explicit: Option<&Path>) -> Result<Config, ConfigError> {
+        let env = osapi_env()?;
+        let from_env = env
+            .iter()
+            .find(|(name, value)| name == CONFIG_ENV && !value.is_empty())
+            .map(|(_, value)| PathBuf::from(value));
+        let (path, named) = match (explicit, from_env) {
+            (Some(path), _) => (path.to_path_buf(), true),
+            (None, Some(path)) => (path, true),
+            (None, None) => (PathBuf::from(DEFAULT_CONFIG_PATH), false),
+        };
+        let yaml = match std::fs::read_to_string(&path) {
+            Ok(text) => text,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !named => String::new(),
+            Err(e) => {
+                return Err(ConfigError(format!(
+                    "cannot read config file {}: {e}",
+                    path.display()
+                )))
+            }
+        };
+        Config::from_yaml_with_env(&yaml, &env)
+            .map_err(|e| ConfigError(format!("config {}: {}", path.display(), e.0)))
+    }
+
+    /// Pure core: YAML text (may be empty) plus env pairs -> a validated config.
+    /// Env pairs that are not `OSAPI_*` leaf keys are ignored.
+    pub fn from_yaml_with_env(yaml: &str, env: &[(String, String)]) -> Result<Config, ConfigError> {
+        let mut root: Value = if yaml.trim().is_empty() {
+            Value::Null
+        } else {
+            serde_yaml::from_str(yaml).map_err(|e| ConfigError(format!("invalid YAML: {e}")))?
+        };
+        if root.is_null() {
+            root = Value::Mapping(Mapping::new());
+        }
+        let env_sources = env::apply_env(&mut root, env)?;
+        let decoder = decode::Decoder { env_sources };
+        let config = decoder.config(&root)?;
+        decoder.validate(&config)?;
+        Ok(config)
+    }
+}
+
+/// The `OSAPI_*` variables of this process; a non-UTF-8 value is an error naming the variable.
+fn osapi_env() -> Result<Vec<(String, String)>, ConfigError> {
+    let mut out = Vec::new();
+    for (name, value) in std::env::vars_os() {
+        let Some(name) = name.to_str().filter(|n| n.starts_with("OSAPI_")) else {
+            continue;
+        };
+        let value = value
+            .into_string()
+            .map_err(|_| ConfigError(format!("env {name}: value is not valid UTF-8")))?;
+        out.push((name.to_string(), value));
+    }
+    Ok(out)
+}
+
+/// What the command line asks for.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum CliArgs {
+    /// Start, with the config path if one was given.
+    Run { config: Option<PathBuf> },
+    /// `--help` / `-h`: print usage and exit.
+    Help,
+}
+
+/// Parses `--config PATH`, `-c PATH`, `--config=PATH` and `--help`/`-h` from argv (skipping argv[0]).
+/// Anything else, a missing PATH or a repeated `--config` is an error naming the argument.
+pub fn parse_cli_args(args: &[String]) -> Result<CliArgs, ConfigError> {
+    let mut config: Option<PathBuf> = None;
+    let mut rest = args.iter().skip(1);
+    while let Some(arg) = rest.next() {
+        let path = match arg.as_str() {
+            "--help" | "-h" => return Ok(CliArgs::Help),
+            "--config" | "-c" => rest
+                .next()
+                .ok_or_else(|| ConfigError(format!("{arg} needs a PATH")))?
+                .clone(),
+            other => match other.strip_prefix("--config=") {
+                Some(path) => path.to_string(),
+                None => {
+                    return Err(ConfigError(format!(
+                        "unknown argument '{other}' (try --help)"
+                    )))
+                }
+            },
+        };
+        if path.is_empty() {
+            return Err(ConfigError(format!("{arg}: the config PATH is empty")));
+        }
+        if config.is_some() {
+            return Err(ConfigError(format!("{arg}: --config given more than once")));
+        }
+        config = Some(PathBuf::from(path));
+    }
+    Ok(CliArgs::Run { config })
+}

@@ -1,0 +1,391 @@
+//! Table-driven tests of the config loader: defaults, merging, env overrides, every validation error, CLI args.
+
+use super::*;
+use std::time::Duration;
+
+fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+    pairs
+        .iter()
+        .map(|(k, v)| (k.to_string(), v.to_string()))
+        .collect()
+}
+
+fn load(yaml: &str) -> Result<Config, ConfigError> {
+    Config::from_yaml_with_env(yaml, &[])
+}
+
+fn args(list: &[&str]) -> Vec<String> {
+    std::iter::once("osapi")
+        .chain(list.iter().copied())
+        .map(String::from)
+        .collect()
+}
+
+#[test]
+fn empty_text_and_empty_sections_give_the_defaults() {
+    for yaml in [
+        "",
+        "  \n",
+        "# only a comment\n",
+        "nats:\napi:\njob:\n",
+        "job: {worker: {}}",
+    ] {
+        assert_eq!(load(yaml), Ok(Config::default()), "{yaml:?}");
+    }
+    let c = Config::default_config();
+    assert_eq!(c.nats.url, "nats://127.0.0.1:4222");
+    assert_eq!(c.nats.stream.max_age, Duration::from_secs(86_400));
+    assert_eq!(c.nats.dlq.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.nats.kv.max_bytes, 104_857_600);
+    assert_eq!(c.job.worker.consumer.back_off.len(), 4);
+    assert_eq!(c.job.worker.host_root, PathBuf::from("/"));
+    assert_eq!(
+        (c.nats.kv.storage.as_str(), c.nats.stream.discard.as_str()),
+        ("file", "old")
+    );
+}
+
+#[test]
+fn the_shipped_configs_load() {
+    let sample = load(include_str!("../../config/osapi.yaml")).expect("config/osapi.yaml");
+    assert_eq!(
+        sample,
+        Config::default(),
+        "the sample must list exactly the defaults"
+    );
+    let dev = load(include_str!("../../config/dev.yaml")).expect("config/dev.yaml");
+    assert_eq!(dev.nats.url, "nats://127.0.0.1:4222");
+    assert_eq!(dev.api.server.listen, "127.0.0.1:8080");
+}
+
+#[test]
+fn a_partial_file_merges_over_the_defaults() {
+    let c = load("job: {worker: {max_jobs: 4}}").expect("partial");
+    let mut want = Config::default();
+    want.job.worker.max_jobs = 4;
+    assert_eq!(c, want);
+
+    let yaml = "nats:\n  stream: {storage: memory, discard: new}\n  auth: {type: token, token: t0k}\n\
+                api: {server: {security: {roles: {ops: {permissions: [job:read, health:read]}}}}}\n\
+                job: {worker: {labels: {group: web.dev}, consumer: {back_off: ['1s'], max_deliver: 2}}}";
+    let c = load(yaml).expect("several sections");
+    assert_eq!(c.nats.stream.storage, Storage::Memory);
+    assert_eq!(c.nats.stream.discard, Discard::New);
+    assert_eq!(c.nats.stream.name, "JOBS");
+    assert_eq!(
+        c.nats.auth,
+        NatsAuth::Token {
+            token: "t0k".into()
+        }
+    );
+    assert_eq!(
+        c.api.server.security.roles["ops"].permissions,
+        ["job:read", "health:read"]
+    );
+    assert_eq!(c.job.worker.labels["group"], "web.dev");
+    assert_eq!(c.job.worker.consumer.back_off, [Duration::from_secs(1)]);
+    assert_eq!(c.job.worker.consumer.ack_wait, Duration::from_secs(120));
+}
+
+#[test]
+fn bad_files_name_the_key() {
+    // (yaml, text the error must contain)
+    let table: &[(&str, &str)] = &[
+        (
+            "job: {worker: {max_job: 4}}",
+            "unknown config key 'job.worker.max_job'",
+        ),
+        ("jobs: {}", "unknown config key 'jobs'"),
+        (
+            "nats: {stream: {nam: X}}",
+            "unknown config key 'nats.stream.nam'",
+        ),
+        (
+            "api: {server: {security: {roles: {ops: {perms: []}}}}}",
+            "unknown config key 'api.server.security.roles.ops.perms'",
+        ),
+        (
+            "nats: {auth: {type: none, user: x}}",
+            "unknown config key 'nats.auth.user'",
+        ),
+        (
+            "job: {worker: {max_jobs: ten}}",
+            r#"job.worker.max_jobs: expected a positive integer, got "ten""#,
+        ),
+        (
+            "job: {worker: {max_jobs: -2}}",
+            "job.worker.max_jobs: expected a positive integer, got -2",
+        ),
+        ("nats: {url: 5}", "nats.url: expected a string, got 5"),
+        (
+            "nats: {stream: {max_msgs: many}}",
+            "nats.stream.max_msgs: expected an integer",
+        ),
+        (
+            "nats: {request_timeout: fast}",
+            "nats.request_timeout: bad duration 'fast': ",
+        ),
+        (
+            "nats: {request_timeout: 5}",
+            "nats.request_timeout: expected a duration like '30s', got 5",
+        ),
+        (
+            "job: {worker: {consumer: {back_off: [1s, soon]}}}",
+            "job.worker.consumer.back_off[1]: bad duration 'soon'",
+        ),
+        (
+            "job: {worker: {consumer: {back_off: 1s}}}",
+            "job.worker.consumer.back_off: expected a list",
+        ),
+        (
+            "job: {worker: {labels: [a]}}",
+            "job.worker.labels: expected a map",
+        ),
+        (
+            "job: {worker: {allow_operations: [1]}}",
+            "job.worker.allow_operations[0]: expected a string",
+        ),
+        ("nats: 3", "nats: expected a map, got 3"),
+        ("- a", "config: expected a map"),
+        ("nats: {url: [", "invalid YAML"),
+    ];
+    for (yaml, want) in table {
+        let err = load(yaml).expect_err(yaml).to_string();
+        assert!(err.contains(want), "{yaml}\n  got:  {err}\n  want: {want}");
+    }
+}
+
+#[test]
+fn impossible_values_name_the_key() {
+    let table: &[(&str, &str)] = &[
+        ("job: {worker: {max_jobs: 0}}", "job.worker.max_jobs: must be between 1 and 1024, got 0"),
+        ("job: {worker: {max_jobs: 1025}}", "job.worker.max_jobs: must be between 1 and 1024"),
+        ("nats: {stream: {replicas: 0}}", "nats.stream.replicas: must be between 1 and 5"),
+        ("nats: {kv: {replicas: 6}}", "nats.kv.replicas: must be between 1 and 5"),
+        ("nats: {dlq: {replicas: 9}}", "nats.dlq.replicas: must be between 1 and 5"),
+        ("nats: {kv: {storage: disk}}", "nats.kv.storage: expected file or memory, got 'disk'"),
+        ("nats: {stream: {discard: all}}", "nats.stream.discard: expected old or new, got 'all'"),
+        ("nats: {stream: {name: 'JO BS'}}", "nats.stream.name: 'JO BS' must match [A-Za-z0-9_-]+"),
+        ("nats: {kv: {bucket: 'a.b'}}", "nats.kv.bucket: 'a.b' must match"),
+        ("nats: {kv: {response_bucket: ''}}", "nats.kv.response_bucket: '' must match"),
+        ("nats: {kv: {response_bucket: job-queue}}", "nats.kv.response_bucket: 'job-queue' must differ"),
+        ("job: {worker: {consumer: {name: 'a/b'}}}", "job.worker.consumer.name: 'a/b' must match"),
+        ("job: {worker: {queue_group: 'a b'}}", "job.worker.queue_group: 'a b' must match"),
+        ("nats: {namespace: 'dev env'}", "nats.namespace: 'dev env' must match"),
+        ("nats: {url: ' '}", "nats.url: must not be empty"),
+        ("api: {client: {url: ''}}", "api.client.url: must not be empty"),
+        ("nats: {request_timeout: 0s}", "nats.request_timeout: must be more than 0s and at most 1m, got 0s"),
+        ("nats: {connect_timeout: 61s}", "nats.connect_timeout: must be more than 0s and at most 1m, got 61s"),
+        ("nats: {stream: {max_msgs: 0}}", "nats.stream.max_msgs: must be -1 (unlimited) or a positive integer"),
+        ("nats: {kv: {max_bytes: -5}}", "nats.kv.max_bytes: must be -1 (unlimited)"),
+        ("job: {worker: {heartbeat: 50ms}}", "job.worker.heartbeat: must be at least 100ms, got 50ms"),
+        ("api: {server: {max_body_bytes: 0}}", "api.server.max_body_bytes: must be between 1 and 67108864"),
+        ("api: {server: {max_body_bytes: 67108865}}", "api.server.max_body_bytes: must be between"),
+        ("api: {server: {listen: '8080'}}", "api.server.listen: '8080' must be HOST:PORT"),
+        ("api: {server: {security: {roles: {'a b': {}}}}}", "api.server.security.roles.a b: 'a b' must match"),
+        ("job: {worker: {labels: {'a b': web}}}", "job.worker.labels.a b: label key 'a b' must match"),
+        ("job: {worker: {labels: {group: 'web dev'}}}", "job.worker.labels.group: label value 'web dev': dot-separated segments must match [A-Za-z0-9_-]+"),
+        ("job: {worker: {labels: {group: 'web..dev'}}}", "job.worker.labels.group: label value 'web..dev'"),
+        ("job: {worker: {labels: {group: 12}}}", "job.worker.labels.group: expected a string, got 12 (quote it)"),
+        ("job: {worker: {hostname: 'a..b'}}", "job.worker.hostname: 'a..b' must be empty or match"),
+        ("job: {worker: {hostname: '.a'}}", "job.worker.hostname: '.a'"),
+        ("job: {worker: {hostname: 'a b'}}", "job.worker.hostname: 'a b'"),
+        ("job: {worker: {allow_operations: ['reboot now']}}", "job.worker.allow_operations[0]: 'reboot now'"),
+        ("job: {worker: {host_root: ''}}", "job.worker.host_root: must not be empty"),
+        ("job: {worker: {consumer: {max_deliver: 4}}}", "job.worker.consumer.max_deliver: must be greater than the number of back_off steps (4), as NATS requires; got 4"),
+        ("job: {worker: {consumer: {max_deliver: 0, back_off: []}}}", "job.worker.consumer.max_deliver: must be at least 1, got 0"),
+        ("job: {worker: {consumer: {ack_wait: 0s}}}", "job.worker.consumer.ack_wait: must be more than 0s"),
+        ("job: {worker: {consumer: {back_off: [0s]}}}", "job.worker.consumer.back_off[0]: must be more than 0s"),
+        ("job: {worker: {consumer: {max_ack_pending: 0}}}", "job.worker.consumer.max_ack_pending: must be at least 1"),
+        ("nats: {auth: {type: kerberos}}", "nats.auth.type: expected none, user_pass or token, got 'kerberos'"),
+        ("nats: {auth: {type: user_pass, username: u}}", "nats.auth.password: required with auth type user_pass"),
+        ("nats: {auth: {type: token}}", "nats.auth.token: required with auth type token"),
+        ("nats: {auth: {type: token, token: t, username: u}}", "nats.auth.username: not used with auth type token"),
+    ];
+    for (yaml, want) in table {
+        let err = load(yaml).expect_err(yaml).to_string();
+        assert!(err.contains(want), "{yaml}\n  got:  {err}\n  want: {want}");
+    }
+}
+
+#[test]
+fn good_edge_values_are_accepted() {
+    let table: &[&str] = &[
+        "nats: {namespace: ''}",
+        "nats: {namespace: prod_1}",
+        "nats: {stream: {max_msgs: -1}, kv: {ttl: 0s}}",
+        "nats: {request_timeout: 60s, connect_timeout: 500ms}",
+        "job: {worker: {max_jobs: 1024, heartbeat: 100ms, hostname: web-01.example.com}}",
+        "job: {worker: {consumer: {back_off: [], max_deliver: 1}}}",
+        "job: {worker: {labels: {group: web.dev.us-east, rack_no: r-12}}}",
+        "nats: {auth: {type: user_pass, username: u, password: p}}",
+        "nats: {auth: {type: none}}",
+        "api: {server: {listen: '[::1]:0', max_body_bytes: 67108864}}",
+    ];
+    for yaml in table {
+        if let Err(e) = load(yaml) {
+            panic!("{yaml}: {e}");
+        }
+    }
+}
+
+#[test]
+fn env_overrides_each_kind_of_key() {
+    let e = env(&[
+        ("OSAPI_JOB_WORKER_MAX_JOBS", "4"),
+        ("OSAPI_NATS_STREAM_MAX_AGE", "1h"),
+        ("OSAPI_NATS_URL", "nats://a:4222,nats://b:4222"),
+        ("OSAPI_NATS_NAMESPACE", "123"),
+        ("OSAPI_JOB_WORKER_LABELS", "{group: web.dev}"),
+        ("OSAPI_JOB_WORKER_CONSUMER_BACK_OFF", "[1s, 2s]"),
+        (
+            "OSAPI_JOB_WORKER_ALLOW_OPERATIONS",
+            "[system.reboot.execute]",
+        ),
+        ("OSAPI_API_SERVER_SECURITY_SIGNING_KEY", "true"),
+        (
+            "OSAPI_API_SERVER_SECURITY_ROLES",
+            "{ops: {permissions: [job:read]}}",
+        ),
+        ("OSAPI_NATS_AUTH", "{type: user_pass, username: u}"),
+        ("OSAPI_NATS_AUTH_PASSWORD", "s3cret: with colon"),
+        ("OSAPI_NATS_KV_STORAGE", "memory"),
+        ("OSAPI_CONFIG", "/ignored.yaml"),
+        ("OSAPI_NO_SUCH_KEY", "ignored"),
+        ("PATH", "/bin"),
+    ]);
+    let c = Config::from_yaml_with_env("", &e).expect("env overrides");
+    let w = &c.job.worker;
+    assert_eq!(w.max_jobs, 4);
+    assert_eq!(c.nats.stream.max_age, Duration::from_secs(3600));
+    assert_eq!(c.nats.url, "nats://a:4222,nats://b:4222");
+    assert_eq!(c.nats.namespace, "123", "string keys take the raw text");
+    assert_eq!(c.api.server.security.signing_key, "true");
+    assert_eq!(
+        w.labels,
+        BTreeMap::from([("group".to_string(), "web.dev".to_string())])
+    );
+    assert_eq!(
+        w.consumer.back_off,
+        [Duration::from_secs(1), Duration::from_secs(2)]
+    );
+    assert_eq!(w.allow_operations, ["system.reboot.execute"]);
+    assert_eq!(c.api.server.security.roles["ops"].permissions, ["job:read"]);
+    let password = "s3cret: with colon".to_string();
+    assert_eq!(
+        c.nats.auth,
+        NatsAuth::UserPass {
+            username: "u".into(),
+            password
+        }
+    );
+    assert_eq!(c.nats.kv.storage, Storage::Memory);
+}
+
+#[test]
+fn env_wins_over_the_file() {
+    let yaml = "nats: {url: 'nats://file:4222'}\njob: {worker: {max_jobs: 2, labels: {group: file}, heartbeat: 5s}}";
+    let e = env(&[
+        ("OSAPI_NATS_URL", "nats://env:4222"),
+        ("OSAPI_JOB_WORKER_MAX_JOBS", "8"),
+        ("OSAPI_JOB_WORKER_LABELS", "{zone: eu}"),
+    ]);
+    let c = Config::from_yaml_with_env(yaml, &e).expect("file + env");
+    assert_eq!(c.nats.url, "nats://env:4222");
+    assert_eq!(c.job.worker.max_jobs, 8);
+    assert_eq!(
+        c.job.worker.labels.keys().collect::<Vec<_>>(),
+        ["zone"],
+        "env replaces the whole map"
+    );
+    assert_eq!(
+        c.job.worker.heartbeat,
+        Duration::from_secs(5),
+        "untouched file keys stay"
+    );
+}
+
+#[test]
+fn bad_env_values_name_the_key_and_the_variable() {
+    let table: &[(&str, &str, &str)] = &[
+        ("OSAPI_JOB_WORKER_MAX_JOBS", "ten", r#"job.worker.max_jobs: expected a positive integer, got "ten" (from env OSAPI_JOB_WORKER_MAX_JOBS)"#),
+        ("OSAPI_JOB_WORKER_MAX_JOBS", "0", "job.worker.max_jobs: must be between 1 and 1024, got 0 (from env OSAPI_JOB_WORKER_MAX_JOBS)"),
+        ("OSAPI_NATS_REQUEST_TIMEOUT", "30", "nats.request_timeout: bad duration '30': '30' has no unit"),
+        ("OSAPI_JOB_WORKER_LABELS", "{group: 'web dev'}", "job.worker.labels.group: label value 'web dev': dot-separated segments must match [A-Za-z0-9_-]+ (from env OSAPI_JOB_WORKER_LABELS)"),
+        ("OSAPI_JOB_WORKER_LABELS", "{group: [", "env OSAPI_JOB_WORKER_LABELS (job.worker.labels): invalid YAML value"),
+        ("OSAPI_JOB_WORKER_CONSUMER_BACK_OFF", "[1s, x]", "job.worker.consumer.back_off[1]: bad duration 'x'"),
+        ("OSAPI_NATS_AUTH_TYPE", "token", "nats.auth.token: required with auth type token"),
+    ];
+    for (name, value, want) in table {
+        let err = Config::from_yaml_with_env("", &env(&[(name, value)]))
+            .expect_err(name)
+            .to_string();
+        assert!(
+            err.contains(want),
+            "{name}={value}\n  got:  {err}\n  want: {want}"
+        );
+    }
+}
+
+#[test]
+fn env_reaches_keys_under_null_sections_only() {
+    let e = env(&[("OSAPI_NATS_STREAM_REPLICAS", "3")]);
+    let c = Config::from_yaml_with_env("nats:\n  stream:\n", &e).expect("null sections");
+    assert_eq!(c.nats.stream.replicas, 3);
+    let err = Config::from_yaml_with_env("nats: 7", &e).expect_err("nats is not a map");
+    assert!(err.0.contains("nats: expected a map, got 7"), "{err}");
+}
+
+#[test]
+fn every_env_name_is_distinct() {
+    assert_eq!(env_name("job.worker.max_jobs"), "OSAPI_JOB_WORKER_MAX_JOBS");
+    assert_eq!(env_name("nats.stream.max_age"), "OSAPI_NATS_STREAM_MAX_AGE");
+}
+
+#[test]
+fn cli_args() {
+    let run = |p: Option<&str>| CliArgs::Run {
+        config: p.map(PathBuf::from),
+    };
+    let ok: &[(&[&str], CliArgs)] = &[
+        (&[], run(None)),
+        (&["--config", "a.yaml"], run(Some("a.yaml"))),
+        (&["-c", "/etc/x.yaml"], run(Some("/etc/x.yaml"))),
+        (&["--config=b.yaml"], run(Some("b.yaml"))),
+        (&["--help"], CliArgs::Help),
+        (&["-h", "--bogus"], CliArgs::Help),
+        (&["-c", "a.yaml", "-h"], CliArgs::Help),
+    ];
+    for (list, want) in ok {
+        assert_eq!(parse_cli_args(&args(list)).as_ref(), Ok(want), "{list:?}");
+    }
+    let bad: &[(&[&str], &str)] = &[
+        (&["--bogus"], "unknown argument '--bogus'"),
+        (&["a.yaml"], "unknown argument 'a.yaml'"),
+        (&["--config"], "--config needs a PATH"),
+        (&["-c"], "-c needs a PATH"),
+        (&["--config="], "the config PATH is empty"),
+        (&["-c", "a", "-c", "b"], "given more than once"),
+    ];
+    for (list, want) in bad {
+        let err = parse_cli_args(&args(list)).expect_err(want).to_string();
+        assert!(err.contains(want), "{list:?}: {err}");
+    }
+}
+
+#[test]
+fn load_reads_an_explicit_file_and_names_a_missing_one() {
+    let dir = std::env::temp_dir().join(format!("osapi-config-test-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let path = dir.join("osapi.yaml");
+    std::fs::write(&path, "job: {worker: {max_jobs: 3}}\n").expect("write config");
+    let loaded = Config::load(Some(&path));
+    let missing = dir.join("missing.yaml");
+    let err = Config::load(Some(&missing)).expect_err("missing explicit file");
+    let _ = std::fs::remove_dir_all(&dir);
+    // The process env may carry OSAPI_* overrides; only assert what they cannot change here.
+    if std::env::var_os("OSAPI_JOB_WORKER_MAX_JOBS").is_none() {
+        assert_eq!(loaded.map(|c| c.job.worker.max_jobs), Ok(3));
+    }
+    assert!(err.0.contains("missing.yaml"), "{err}");
+}

@@ -1,0 +1,155 @@
+//! The records stored in KV: a job's immutable definition, one host's state of it, one host's response,
+//! and a worker's heartbeat. Their JSON is the storage format shared by the API and the worker.
+
+use crate::operation::OperationType;
+use crate::status::HostStatus;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use std::collections::BTreeMap;
+
+/// What to run: the operation type and its data.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Operation {
+    #[serde(rename = "type")]
+    pub op_type: OperationType,
+    #[serde(default = "empty_object")]
+    pub data: Value,
+}
+
+fn empty_object() -> Value {
+    Value::Object(serde_json::Map::new())
+}
+
+/// A job as submitted. Written once (`jobs.{id}`) before the notification is published; never changed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct JobDef {
+    pub id: String,
+    pub operation: Operation,
+    pub target_hostname: String,
+    /// Live workers matching a broadcast target at submission; empty for `_any` and host targets.
+    #[serde(default)]
+    pub expected_hosts: Vec<String>,
+    /// RFC 3339 submission time.
+    pub created: String,
+    /// Unix microseconds of `created`, kept so readers need not parse.
+    pub created_us: i64,
+    /// How long hosts have to answer before a silent one counts as `no response`.
+    pub timeout_ms: u64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub retry_of: Option<String>,
+}
+
+impl JobDef {
+    /// Unix microseconds after which a host that never answered counts as failed.
+    pub fn deadline_us(&self) -> i64 {
+        let timeout_us = i64::try_from(self.timeout_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
+        self.created_us.saturating_add(timeout_us)
+    }
+}
+
+/// Lifecycle event names as they appear in `timeline`.
+pub mod event {
+    pub const SUBMITTED: &str = "submitted";
+    pub const ACKNOWLEDGED: &str = "acknowledged";
+    pub const STARTED: &str = "started";
+    pub const COMPLETED: &str = "completed";
+    pub const FAILED: &str = "failed";
+    pub const RETRIED: &str = "retried";
+}
+
+/// One entry of a job's timeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Event {
+    pub timestamp: String,
+    pub event: String,
+    pub hostname: String,
+    pub message: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+/// One host's state of one job (`state.{id}.{host}`), rewritten by that host's worker at each transition.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct HostState {
+    pub hostname: String,
+    pub status: HostStatus,
+    /// Delivery attempts so far (1 on the first).
+    pub attempts: u32,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    /// Run time of the last attempt, e.g. `1.002s`, once it ended.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub duration: Option<String>,
+    pub events: Vec<Event>,
+}
+
+/// One host's answer (`{id}.{host}` in the response bucket).
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Response {
+    pub status: HostStatus,
+    #[serde(default)]
+    pub data: Value,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    pub hostname: String,
+}
+
+/// A worker's heartbeat (`workers.{host}`), rewritten every `heartbeat`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct WorkerInfo {
+    pub hostname: String,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    pub started_at: String,
+    pub last_seen: String,
+    pub last_seen_us: i64,
+    pub heartbeat_ms: u64,
+    pub max_jobs: usize,
+    pub running: usize,
+    #[serde(default)]
+    pub operations: Vec<String>,
+}
+
+impl WorkerInfo {
+    /// Missing three heartbeats in a row means the worker is gone.
+    pub fn is_live(&self, now_us: i64) -> bool {
+        let grace_us = i64::try_from(self.heartbeat_ms.saturating_mul(3000)).unwrap_or(i64::MAX);
+        now_us.saturating_sub(self.last_seen_us) <= grace_us
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn job_def_round_trips_and_deadline() {
+        let raw = r#"{"id":"x","operation":{"type":"test.echo.do","data":{"a":1}},"target_hostname":"_all",
+            "expected_hosts":["a"],"created":"1970-01-01T00:00:01Z","created_us":1000000,"timeout_ms":2000}"#;
+        let def: JobDef = serde_json::from_str(raw).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(def.operation.op_type, OperationType::TestEchoDo);
+        assert_eq!(def.deadline_us(), 3_000_000);
+        let again: JobDef = serde_json::to_string(&def)
+            .ok()
+            .and_then(|s| serde_json::from_str(&s).ok())
+            .unwrap_or_else(|| panic!("round trip"));
+        assert_eq!(again, def);
+    }
+
+    #[test]
+    fn liveness() {
+        let w = WorkerInfo {
+            hostname: "h".into(),
+            labels: BTreeMap::new(),
+            started_at: String::new(),
+            last_seen: String::new(),
+            last_seen_us: 1_000_000,
+            heartbeat_ms: 500,
+            max_jobs: 1,
+            running: 0,
+            operations: vec![],
+        };
+        assert!(w.is_live(2_500_000));
+        assert!(!w.is_live(2_500_001));
+    }
+}

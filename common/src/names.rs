@@ -1,0 +1,267 @@
+//! Every NATS name the system uses (subjects, streams, buckets, consumers, KV keys), derived in one place
+//! from the config and `nats.namespace`, so the API and the worker cannot disagree.
+
+use crate::operation::Kind;
+use crate::target::{label_prefixes, Target};
+
+/// Names for one namespace. Build with [`Names::new`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Names {
+    /// Prefix for subjects: `""` or `"{namespace}."`.
+    subject_prefix: String,
+    /// Prefix for stream, bucket and consumer names: `""` or `"{namespace}-"`.
+    name_prefix: String,
+    /// Stream carrying job notifications.
+    pub stream: String,
+    /// Dead-letter stream capturing max-deliveries advisories of `stream`.
+    pub dlq_stream: String,
+    /// KV bucket of job definitions, per-host states and worker heartbeats.
+    pub bucket: String,
+    /// KV bucket of per-host results.
+    pub response_bucket: String,
+    consumer_base: String,
+}
+
+/// What a worker consumer listens to: its durable name and the one subject filter it has.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConsumerSpec {
+    pub durable: String,
+    pub filter: String,
+    /// True for the one consumer every worker shares (`_any`).
+    pub shared: bool,
+}
+
+impl Names {
+    /// `namespace` may be empty; the other names come from config (`nats.stream.name`, `nats.kv.*`,
+    /// `job.worker.consumer.name`).
+    pub fn new(
+        namespace: &str,
+        stream: &str,
+        bucket: &str,
+        response_bucket: &str,
+        consumer: &str,
+    ) -> Names {
+        let (subject_prefix, name_prefix) = if namespace.is_empty() {
+            (String::new(), String::new())
+        } else {
+            (format!("{namespace}."), format!("{namespace}-"))
+        };
+        Names {
+            stream: format!("{name_prefix}{stream}"),
+            dlq_stream: format!("{name_prefix}{stream}-DLQ"),
+            bucket: format!("{name_prefix}{bucket}"),
+            response_bucket: format!("{name_prefix}{response_bucket}"),
+            consumer_base: format!("{name_prefix}{consumer}"),
+            subject_prefix,
+            name_prefix,
+        }
+    }
+
+    /// Subjects the job stream stores: `[prefix]jobs.>`.
+    pub fn stream_subjects(&self) -> String {
+        format!("{}jobs.>", self.subject_prefix)
+    }
+
+    /// The notification subject for a job: `[prefix]jobs.{query|modify}.{route}`.
+    pub fn job_subject(&self, kind: Kind, target: &Target) -> String {
+        format!(
+            "{}jobs.{}.{}",
+            self.subject_prefix,
+            kind.as_str(),
+            target.route()
+        )
+    }
+
+    /// The advisory subject the dead-letter stream captures.
+    pub fn dlq_subject(&self) -> String {
+        format!(
+            "$JS.EVENT.ADVISORY.CONSUMER.MAX_DELIVERIES.{}.*",
+            self.stream
+        )
+    }
+
+    /// The consumers one worker needs: the shared `_any` one, its own `_all` and host ones, and one per
+    /// label prefix (nats-server 2.9 allows one filter subject per consumer).
+    pub fn worker_consumers(
+        &self,
+        hostname: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<ConsumerSpec> {
+        let p = &self.subject_prefix;
+        let base = &self.consumer_base;
+        let host = durable_token(hostname);
+        let mut out = vec![
+            ConsumerSpec {
+                durable: format!("{base}-any"),
+                filter: format!("{p}jobs.*._any"),
+                shared: true,
+            },
+            ConsumerSpec {
+                durable: format!("{base}-all-{host}"),
+                filter: format!("{p}jobs.*._all"),
+                shared: false,
+            },
+            ConsumerSpec {
+                durable: format!("{base}-host-{host}"),
+                filter: format!("{p}jobs.*.host.{hostname}"),
+                shared: false,
+            },
+        ];
+        for (key, value) in labels {
+            for prefix in label_prefixes(value) {
+                out.push(ConsumerSpec {
+                    durable: format!(
+                        "{base}-label-{host}-{}",
+                        durable_token(&format!("{key}:{prefix}"))
+                    ),
+                    filter: format!("{p}jobs.*.label.{key}.{prefix}"),
+                    shared: false,
+                });
+            }
+        }
+        out
+    }
+
+    /// The namespace prefix for names (`""` or `"{ns}-"`).
+    pub fn name_prefix(&self) -> &str {
+        &self.name_prefix
+    }
+}
+
+/// A durable-name-safe token for an arbitrary hostname or label: readable characters kept, anything else
+/// replaced by `_`, plus a short hash of the original so `a.b` and `a_b` never share a durable.
+fn durable_token(s: &str) -> String {
+    let clean: String = s
+        .chars()
+        .map(|c| {
+            if c.is_ascii_alphanumeric() || c == '-' {
+                c
+            } else {
+                '_'
+            }
+        })
+        .collect();
+    format!("{clean}-{:08x}", fnv1a(s.as_bytes()) as u32)
+}
+
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325_u64, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0000_0100_0000_01b3)
+    })
+}
+
+/// KV keys in the job bucket and the response bucket.
+pub mod keys {
+    /// Immutable job definition.
+    pub fn job(id: &str) -> String {
+        format!("jobs.{id}")
+    }
+    /// One host's state of a job (status, attempts, events).
+    pub fn state(id: &str, host: &str) -> String {
+        format!("state.{id}.{host}")
+    }
+    /// Heartbeat record of a live worker.
+    pub fn worker(host: &str) -> String {
+        format!("workers.{host}")
+    }
+    /// One host's result, in the response bucket.
+    pub fn response(id: &str, host: &str) -> String {
+        format!("{id}.{host}")
+    }
+
+    /// What a key of the job bucket is about.
+    #[derive(Debug, PartialEq, Eq)]
+    pub enum Parsed<'a> {
+        Job(&'a str),
+        State { id: &'a str, host: &'a str },
+        Worker(&'a str),
+        Other,
+    }
+
+    /// Classifies a job-bucket key (ids are 36-character UUIDs, hostnames may contain dots).
+    pub fn parse(key: &str) -> Parsed<'_> {
+        if let Some(id) = key.strip_prefix("jobs.") {
+            return Parsed::Job(id);
+        }
+        if let Some(rest) = key.strip_prefix("state.") {
+            if rest.len() > 37 && rest.as_bytes()[36] == b'.' {
+                return Parsed::State {
+                    id: &rest[..36],
+                    host: &rest[37..],
+                };
+            }
+            return Parsed::Other;
+        }
+        if let Some(host) = key.strip_prefix("workers.") {
+            return Parsed::Worker(host);
+        }
+        Parsed::Other
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+
+    #[test]
+    fn namespaced_names() {
+        let n = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
+        assert_eq!(n.stream, "t1-JOBS");
+        assert_eq!(n.dlq_stream, "t1-JOBS-DLQ");
+        assert_eq!(n.bucket, "t1-job-queue");
+        assert_eq!(n.stream_subjects(), "t1.jobs.>");
+        let t: Target = "group:web.dev".parse().unwrap_or(Target::Any);
+        assert_eq!(
+            n.job_subject(Kind::Query, &t),
+            "t1.jobs.query.label.group.web.dev"
+        );
+        let plain = Names::new("", "JOBS", "b", "r", "c");
+        assert_eq!(
+            plain.job_subject(Kind::Modify, &Target::All),
+            "jobs.modify._all"
+        );
+    }
+
+    #[test]
+    fn worker_consumers_cover_label_prefixes() {
+        let n = Names::new("", "JOBS", "b", "r", "w");
+        let labels: BTreeMap<String, String> = [("group".into(), "web.dev.us-east".into())].into();
+        let specs = n.worker_consumers("web1.example", &labels);
+        let filters: Vec<&str> = specs.iter().map(|s| s.filter.as_str()).collect();
+        assert_eq!(
+            filters,
+            [
+                "jobs.*._any",
+                "jobs.*._all",
+                "jobs.*.host.web1.example",
+                "jobs.*.label.group.web",
+                "jobs.*.label.group.web.dev",
+                "jobs.*.label.group.web.dev.us-east",
+            ]
+        );
+        assert!(specs.iter().all(|s| !s.durable.contains('.')));
+        assert_eq!(specs.iter().filter(|s| s.shared).count(), 1);
+        let a = n.worker_consumers("a.b", &BTreeMap::new());
+        let b = n.worker_consumers("a_b", &BTreeMap::new());
+        assert_ne!(a[1].durable, b[1].durable);
+    }
+
+    #[test]
+    fn key_parsing() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        assert_eq!(keys::parse(&keys::job(id)), keys::Parsed::Job(id));
+        assert_eq!(
+            keys::parse(&keys::state(id, "web1.example")),
+            keys::Parsed::State {
+                id,
+                host: "web1.example"
+            }
+        );
+        assert_eq!(
+            keys::parse(&keys::worker("db1")),
+            keys::Parsed::Worker("db1")
+        );
+        assert_eq!(keys::parse("state.short.x"), keys::Parsed::Other);
+    }
+}

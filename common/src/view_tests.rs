@@ -1,0 +1,125 @@
+use super::*;
+use crate::operation::OperationType;
+
+const CREATED_US: i64 = 1_000_000;
+
+fn def(target: &str, expected: &[&str]) -> JobDef {
+    JobDef {
+        id: "550e8400-e29b-41d4-a716-446655440000".into(),
+        operation: Operation {
+            op_type: OperationType::TestPingDo,
+            data: serde_json::json!({}),
+        },
+        target_hostname: target.into(),
+        expected_hosts: expected.iter().map(|s| s.to_string()).collect(),
+        created: format_micros(CREATED_US),
+        created_us: CREATED_US,
+        timeout_ms: 1000,
+        retry_of: None,
+    }
+}
+
+fn state(host: &str, status: HostStatus, error: Option<&str>) -> (String, HostState) {
+    let ev = |name: &str, at: i64| Event {
+        timestamp: format_micros(at),
+        event: name.into(),
+        hostname: host.into(),
+        message: String::new(),
+        error: None,
+    };
+    let mut events = vec![
+        ev(event::ACKNOWLEDGED, 1_100_000),
+        ev(event::STARTED, 1_100_001),
+    ];
+    if status == HostStatus::Completed {
+        events.push(ev(event::COMPLETED, 1_200_000));
+    }
+    (
+        host.to_string(),
+        HostState {
+            hostname: host.into(),
+            status,
+            attempts: 1,
+            error: error.map(String::from),
+            duration: Some("0.1s".into()),
+            events,
+        },
+    )
+}
+
+fn response(host: &str, data: Value) -> (String, Response) {
+    (
+        host.to_string(),
+        Response {
+            status: HostStatus::Completed,
+            data,
+            error: None,
+            hostname: host.into(),
+        },
+    )
+}
+
+#[test]
+fn single_host_completed() {
+    let states = BTreeMap::from([state("web1", HostStatus::Completed, None)]);
+    let responses = BTreeMap::from([response("web1", serde_json::json!({"pong": true}))]);
+    let d = detail(&def("_any", &[]), &states, &responses, CREATED_US + 10);
+    assert_eq!(d.status, JobStatus::Completed);
+    assert_eq!(d.hostname.as_deref(), Some("web1"));
+    assert_eq!(d.result, Some(serde_json::json!({"pong": true})));
+    assert_eq!(d.error, None);
+    let events: Vec<&str> = d.timeline.iter().map(|e| e.event.as_str()).collect();
+    assert_eq!(
+        events,
+        ["submitted", "acknowledged", "started", "completed"]
+    );
+    assert_eq!(d.updated_at, format_micros(1_200_000));
+}
+
+#[test]
+fn broadcast_partial_failure_and_silent_host() {
+    let d0 = def("_all", &["a", "b", "c"]);
+    let states = BTreeMap::from([
+        state("a", HostStatus::Completed, None),
+        state("b", HostStatus::Failed, Some("boom")),
+    ]);
+    let before = detail(&d0, &states, &BTreeMap::new(), CREATED_US + 500_000);
+    assert_eq!(before.status, JobStatus::Running, "c has not answered yet");
+    assert_eq!(before.worker_states.len(), 2);
+
+    let after = detail(&d0, &states, &BTreeMap::new(), CREATED_US + 2_000_000);
+    assert_eq!(after.status, JobStatus::PartialFailure);
+    let c = after
+        .worker_states
+        .get("c")
+        .map(|s| (s.status, s.error.clone()));
+    assert_eq!(c, Some((HostStatus::Failed, Some(NO_RESPONSE.to_string()))));
+    assert_eq!(after.error.as_deref(), Some("b: boom; c: no response"));
+    assert_eq!(after.result, None);
+}
+
+#[test]
+fn nobody_answers() {
+    let d0 = def("ghost", &[]);
+    let none = BTreeMap::new();
+    assert_eq!(
+        detail(&d0, &none, &BTreeMap::new(), CREATED_US).status,
+        JobStatus::Pending
+    );
+    let late = detail(&d0, &none, &BTreeMap::new(), CREATED_US + 1_000_001);
+    assert_eq!(late.status, JobStatus::Failed);
+    assert_eq!(late.error.as_deref(), Some(NO_RESPONSE));
+}
+
+#[test]
+fn single_host_failure_keeps_its_message() {
+    let states = BTreeMap::from([state("web1", HostStatus::Failed, Some("bad input"))]);
+    let d = detail(
+        &def("web1", &[]),
+        &states,
+        &BTreeMap::new(),
+        CREATED_US + 10,
+    );
+    assert_eq!(d.status, JobStatus::Failed);
+    assert_eq!(d.error.as_deref(), Some("bad input"));
+}
