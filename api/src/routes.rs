@@ -99,13 +99,14 @@ pub fn route(
         ("GET", ["job"]) => job::list(ctx, query),
         ("GET", ["job", "status"]) => job::stats(ctx),
         ("GET", ["job", "workers"]) => job::workers(ctx),
-        ("GET", ["job", id]) => job::get(ctx, id, query),
-        ("DELETE", ["job", id]) => job::delete(ctx, id),
-        ("POST", ["job", id, "retry"]) => job::retry(ctx, id, body),
+        // Fixed names before `{id}`, so `DELETE /job/status` is a 405, not a bad id.
         (_, ["health"])
         | (_, ["health", "ready"])
         | (_, ["job", "status"])
         | (_, ["job", "workers"]) => Err(ApiError::method_not_allowed(method, path, "GET")),
+        ("GET", ["job", id]) => job::get(ctx, id, query),
+        ("DELETE", ["job", id]) => job::delete(ctx, id),
+        ("POST", ["job", id, "retry"]) => job::retry(ctx, id, body),
         (_, ["job"]) => Err(ApiError::method_not_allowed(method, path, "GET, POST")),
         (_, ["job", _]) => Err(ApiError::method_not_allowed(method, path, "GET, DELETE")),
         (_, ["job", _, "retry"]) => Err(ApiError::method_not_allowed(method, path, "POST")),

@@ -193,6 +193,14 @@ impl Puller {
                 match status.as_str() {
                     // 404 no messages, 408 request expired, 409 consumer deleted or limits: pull is over.
                     "404" | "408" => return Ok(None),
+                    // No responders: the consumer (or JetStream) is gone; the caller re-creates it.
+                    "503" => {
+                        return Err(BusError::Api {
+                            code: 404,
+                            err_code: 0,
+                            description: format!("no consumer answers {}", self.next_subject),
+                        })
+                    }
                     "409" => {
                         return Err(BusError::Unavailable(format!(
                             "pull on {} refused: {}",

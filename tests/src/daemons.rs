@@ -1,0 +1,281 @@
+//! The real `osapi-api` and `osapi-worker` as child processes, each with its own temp dir holding its YAML config
+//! and its log. Drop kills them; when a test panics, the tail of each log is printed first.
+
+use std::fmt::Write as _;
+use std::fs::File;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::Duration;
+
+use crate::bins::binary;
+use crate::http::request;
+use crate::wait::{free_port, keep_failed_dirs, log_tail, temp_dir, wait_until};
+
+/// How long the API may take to answer 200 on /health/ready.
+const API_READY_DEADLINE: Duration = Duration::from_secs(15);
+/// Attempts with a fresh port when the chosen one was taken meanwhile.
+const START_ATTEMPTS_MAX: usize = 3;
+const LOG_TAIL_LINES: usize = 60;
+
+/// Config shared by the API and the workers of a test cluster.
+#[derive(Debug, Clone)]
+pub struct Options {
+    /// `nats.namespace`
+    pub namespace: String,
+    /// `job.worker.heartbeat`; short so that liveness shows within a test.
+    pub heartbeat: String,
+}
+
+impl Default for Options {
+    fn default() -> Self {
+        Options {
+            namespace: String::from("t1"),
+            heartbeat: String::from("500ms"),
+        }
+    }
+}
+
+/// A running `osapi-api` listening on a free loopback port.
+pub struct Api {
+    daemon: Daemon,
+    port: u16,
+}
+
+impl Api {
+    /// Starts the API against `nats_url` and waits until GET /health/ready answers 200.
+    pub fn start(nats_url: &str, options: &Options) -> Api {
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let port = free_port();
+            let yaml = config_yaml(nats_url, options, Some(port), None);
+            let mut daemon = Daemon::spawn("osapi-api", &yaml);
+            let base_url = format!("http://127.0.0.1:{port}");
+            let mut exited = None;
+            wait_until(
+                &format!("osapi-api at {base_url} to answer 200 on /health/ready"),
+                API_READY_DEADLINE,
+                || {
+                    exited = daemon.exited();
+                    exited.is_some() || ready(&base_url)
+                },
+            );
+            let Some(status) = exited else {
+                return Api { daemon, port };
+            };
+            let port_taken = daemon.tail().contains("in use");
+            assert!(
+                port_taken && attempt < START_ATTEMPTS_MAX,
+                "osapi-api exited during start-up ({status}); its log follows"
+            );
+        }
+        unreachable!("the last attempt either returns or panics");
+    }
+
+    /// `http://127.0.0.1:PORT`
+    pub fn base_url(&self) -> String {
+        format!("http://127.0.0.1:{}", self.port)
+    }
+
+    /// Some(status) once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.daemon.exited()
+    }
+
+    /// Kills the process (SIGKILL) and reaps it.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+}
+
+fn ready(base_url: &str) -> bool {
+    request(base_url, "GET", "/health/ready", None).is_ok_and(|resp| resp.status == 200)
+}
+
+/// A running `osapi-worker` with a fixed hostname and labels.
+pub struct Worker {
+    daemon: Daemon,
+    hostname: String,
+    labels: Vec<(String, String)>,
+    max_jobs: usize,
+}
+
+impl Worker {
+    /// Starts a worker. It does not wait: [`crate::Cluster::start`] waits for the heartbeats to show in the API.
+    pub fn start(
+        nats_url: &str,
+        hostname: &str,
+        labels: &[(&str, &str)],
+        max_jobs: usize,
+        options: &Options,
+    ) -> Worker {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let identity = WorkerIdentity {
+            hostname,
+            labels: &labels,
+            max_jobs,
+        };
+        let yaml = config_yaml(nats_url, options, None, Some(&identity));
+        Worker {
+            daemon: Daemon::spawn(&format!("osapi-worker {hostname}"), &yaml),
+            hostname: hostname.to_string(),
+            labels,
+            max_jobs,
+        }
+    }
+
+    pub fn hostname(&self) -> &str {
+        &self.hostname
+    }
+
+    pub fn labels(&self) -> &[(String, String)] {
+        &self.labels
+    }
+
+    pub fn max_jobs(&self) -> usize {
+        self.max_jobs
+    }
+
+    /// Some(status) once the process has exited.
+    pub fn exited(&mut self) -> Option<ExitStatus> {
+        self.daemon.exited()
+    }
+
+    /// Kills the process with SIGKILL (no graceful shutdown) and reaps it.
+    pub fn kill(&mut self) {
+        self.daemon.kill();
+    }
+
+    /// The last lines of the worker's log.
+    pub fn log_tail(&self) -> String {
+        self.daemon.tail()
+    }
+}
+
+struct WorkerIdentity<'a> {
+    hostname: &'a str,
+    labels: &'a [(String, String)],
+    max_jobs: usize,
+}
+
+/// The YAML config for one daemon; `api_port` only for the API, `worker` only for a worker.
+fn config_yaml(
+    nats_url: &str,
+    options: &Options,
+    api_port: Option<u16>,
+    worker: Option<&WorkerIdentity<'_>>,
+) -> String {
+    let mut yaml = String::new();
+    let _ = writeln!(yaml, "nats:");
+    let _ = writeln!(yaml, "  url: {}", quote(nats_url));
+    let _ = writeln!(yaml, "  namespace: {}", quote(&options.namespace));
+    if let Some(port) = api_port {
+        let _ = writeln!(yaml, "api:");
+        let _ = writeln!(yaml, "  server:");
+        let _ = writeln!(yaml, "    listen: {}", quote(&format!("127.0.0.1:{port}")));
+    }
+    let _ = writeln!(yaml, "job:");
+    let _ = writeln!(yaml, "  worker:");
+    let _ = writeln!(yaml, "    heartbeat: {}", quote(&options.heartbeat));
+    if let Some(worker) = worker {
+        let _ = writeln!(yaml, "    hostname: {}", quote(worker.hostname));
+        let _ = writeln!(yaml, "    max_jobs: {}", worker.max_jobs);
+        if worker.labels.is_empty() {
+            let _ = writeln!(yaml, "    labels: {{}}");
+        } else {
+            let _ = writeln!(yaml, "    labels:");
+            for (key, value) in worker.labels {
+                let _ = writeln!(yaml, "      {key}: {}", quote(value));
+            }
+        }
+    }
+    yaml
+}
+
+/// A single-quoted YAML scalar.
+fn quote(value: &str) -> String {
+    format!("'{}'", value.replace('\'', "''"))
+}
+
+/// A child process with a temp dir holding `config.yaml` and `daemon.log` (stdout and stderr).
+struct Daemon {
+    name: String,
+    child: Option<Child>,
+    dir: PathBuf,
+}
+
+impl Daemon {
+    fn spawn(name: &str, yaml: &str) -> Daemon {
+        let program = name.split(' ').next().expect("a daemon name");
+        let binary = binary(program);
+        let dir = temp_dir();
+        let config = dir.join("config.yaml");
+        std::fs::write(&config, yaml).expect("write config file");
+        let log = File::create(dir.join("daemon.log")).expect("create log file");
+        let mut command = Command::new(&binary);
+        command
+            .arg("--config")
+            .arg(&config)
+            .env("RUST_LOG", "info")
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("clone log file handle"))
+            .stderr(log);
+        // Env wins over the config file: keep the developer's OSAPI_* settings away from the daemons.
+        for (key, _) in std::env::vars_os() {
+            if key.to_string_lossy().starts_with("OSAPI_") {
+                command.env_remove(key);
+            }
+        }
+        let child = command
+            .spawn()
+            .unwrap_or_else(|err| panic!("cannot run {}: {err}", binary.display()));
+        Daemon {
+            name: name.to_string(),
+            child: Some(child),
+            dir,
+        }
+    }
+
+    fn log_path(&self) -> PathBuf {
+        self.dir.join("daemon.log")
+    }
+
+    fn tail(&self) -> String {
+        log_tail(&self.log_path(), LOG_TAIL_LINES)
+    }
+
+    fn exited(&mut self) -> Option<ExitStatus> {
+        let child = self.child.as_mut()?;
+        child.try_wait().ok().flatten()
+    }
+
+    fn kill(&mut self) {
+        if let Some(child) = self.child.as_mut() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+
+    fn dir(&self) -> &Path {
+        &self.dir
+    }
+}
+
+impl Drop for Daemon {
+    fn drop(&mut self) {
+        self.kill();
+        if std::thread::panicking() {
+            eprintln!(
+                "---- {} log (tail, {}) ----\n{}",
+                self.name,
+                self.log_path().display(),
+                self.tail()
+            );
+            if keep_failed_dirs() {
+                return; // OSAPI_TEST_KEEP: keep it for a post-mortem
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.dir());
+    }
+}

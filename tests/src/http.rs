@@ -1,0 +1,93 @@
+//! One HTTP call to the API, returning status, body and headers whatever the status (4xx/5xx included).
+
+use std::time::Duration;
+
+use serde_json::Value;
+
+/// Bound on every HTTP call the tests make (`?wait=` holds a request for at most 5 s in the helpers).
+const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// What the API answered.
+#[derive(Debug, Clone)]
+pub struct Response {
+    pub status: u16,
+    /// The body parsed as JSON, or `Value::Null` when it is empty or not JSON (see `text`).
+    pub body: Value,
+    /// The raw body.
+    pub text: String,
+    /// Header names are lower-cased.
+    pub headers: Vec<(String, String)>,
+}
+
+impl Response {
+    /// The first header called `name` (case-insensitive).
+    pub fn header(&self, name: &str) -> Option<&str> {
+        let name = name.to_ascii_lowercase();
+        self.headers
+            .iter()
+            .find(|(key, _)| *key == name)
+            .map(|(_, value)| value.as_str())
+    }
+
+    /// Asserts the documented error shape: a JSON object with a string `error` and `code` equal to the status.
+    pub fn assert_error(&self, status: u16) {
+        assert_eq!(
+            self.status, status,
+            "unexpected status, body: {}",
+            self.text
+        );
+        assert!(
+            self.body["error"].as_str().is_some_and(|e| !e.is_empty()),
+            "error body needs a non-empty string `error`: {}",
+            self.text
+        );
+        assert_eq!(
+            self.body["code"].as_u64(),
+            Some(u64::from(status)),
+            "error body needs `code` == {status}: {}",
+            self.text
+        );
+    }
+}
+
+/// Sends `method base_url+path` with an optional raw JSON body. Err only for transport failures (no answer).
+pub fn request(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response, String> {
+    let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
+    let url = format!("{base_url}{path}");
+    let req = agent.request(method, &url);
+    let result = match body {
+        Some(body) => req
+            .set("Content-Type", "application/json")
+            .send_string(body),
+        None => req.call(),
+    };
+    let resp = match result {
+        Ok(resp) => resp,
+        Err(ureq::Error::Status(_, resp)) => resp,
+        Err(ureq::Error::Transport(err)) => return Err(format!("{method} {url}: {err}")),
+    };
+    let status = resp.status();
+    let headers = resp
+        .headers_names()
+        .into_iter()
+        .filter_map(|name| {
+            let value = resp.header(&name)?.to_string();
+            Some((name.to_ascii_lowercase(), value))
+        })
+        .collect();
+    let text = resp
+        .into_string()
+        .map_err(|err| format!("{method} {url}: reading body: {err}"))?;
+    let body = serde_json::from_str(&text).unwrap_or(Value::Null);
+    Ok(Response {
+        status,
+        body,
+        text,
+        headers,
+    })
+}

@@ -1,0 +1,35 @@
+//! Test harness for osapi's integration tests: a private nats-server on a free port with its own store, the real
+//! `osapi-api` and `osapi-worker` binaries (built by `cargo build --workspace --bins`), and HTTP helpers.
+//!
+//! Every wait is a poll of a condition with a deadline that panics with a clear message on timeout; nothing sleeps
+//! and hopes. Every test starts its own [`Cluster`] (its own nats-server), so tests are independent and run in
+//! parallel. When a test panics, each process prints the tail of its log as it is dropped.
+//!
+//! Environment: `OSAPI_NATS_SERVER` (nats-server binary; else /usr/sbin/nats-server, else PATH),
+//! `OSAPI_BIN_DIR` (where osapi-api and osapi-worker are; else the cargo target dir of the test binary),
+//! `OSAPI_TEST_KEEP` (keep the temp dirs of a failed test: configs, full logs, NATS store).
+//! The daemons never see the caller's `OSAPI_*` variables, which would override their config files.
+
+mod bins;
+mod cluster;
+mod daemons;
+mod http;
+mod nats;
+mod timestamp;
+mod wait;
+
+pub use bins::binary;
+pub use cluster::{Cluster, WorkerSpec, FLEET};
+pub use daemons::{Api, Options, Worker};
+pub use http::{request, Response};
+pub use nats::NatsServer;
+pub use timestamp::{max_overlap, parse_rfc3339_micros};
+pub use wait::{free_port, wait_until};
+
+/// Job statuses after which nothing changes any more.
+pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "partial_failure"];
+
+/// True when `status` is one of [`TERMINAL_STATUSES`].
+pub fn is_terminal(status: &str) -> bool {
+    TERMINAL_STATUSES.contains(&status)
+}

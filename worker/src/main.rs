@@ -1,0 +1,315 @@
+//! `osapi-worker`: runs on each managed host. Start-up (config, logging, hostname, connect, NATS layout,
+//! consumers), the threads that do the work (fetchers -> pool -> run -> ops, heartbeat, progress), and a
+//! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
+//! remove the heartbeat, exit 0.
+
+mod heartbeat;
+mod ops;
+mod pool;
+mod run;
+
+mod shutdown;
+mod subscriptions;
+
+use crossbeam_channel::{bounded, RecvTimeoutError};
+use heartbeat::Heartbeat;
+use ops::OpContext;
+use osapi_bus::{Bus, BusError};
+use osapi_common::config::{parse_cli_args, CliArgs, Config};
+use run::Runner;
+use shutdown::Shutdown;
+use std::process::ExitCode;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use subscriptions::Fetcher;
+
+const USAGE: &str = "\
+Usage: osapi-worker [--config PATH]
+
+Runs jobs for this host from NATS JetStream.
+
+Options:
+  -c, --config PATH  config file (default: $OSAPI_CONFIG, else /etc/osapi/osapi.yaml)
+  -h, --help         show this help
+
+Logging: RUST_LOG (default info).";
+
+/// Pause between attempts to reach NATS at start-up.
+const RETRY_EVERY: Duration = Duration::from_secs(1);
+/// While NATS stays unreachable at start-up, one log line per this many attempts.
+const RETRY_LOG_EVERY: u32 = 30;
+
+fn main() -> ExitCode {
+    let args: Vec<String> = std::env::args_os()
+        .map(|a| a.to_string_lossy().into_owned())
+        .collect();
+    let config_path = match parse_cli_args(&args) {
+        Ok(CliArgs::Help) => {
+            println!("{USAGE}");
+            return ExitCode::SUCCESS;
+        }
+        Ok(CliArgs::Run { config }) => config,
+        Err(e) => {
+            eprintln!("osapi-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let cfg = match Config::load(config_path.as_deref()) {
+        Ok(cfg) => cfg,
+        Err(e) => {
+            eprintln!("osapi-worker: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    match run(cfg) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            log::error!("{e}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// The configured hostname, or the OS one when it is empty.
+fn resolve_hostname(configured: &str) -> Result<String, String> {
+    let name = if configured.is_empty() {
+        os_hostname()?
+    } else {
+        configured.to_string()
+    };
+    let valid = !name.is_empty()
+        && !name.starts_with('.')
+        && !name.ends_with('.')
+        && name
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !valid {
+        return Err(format!(
+            "hostname '{name}' must match [A-Za-z0-9_.-]+; set job.worker.hostname"
+        ));
+    }
+    Ok(name)
+}
+
+fn os_hostname() -> Result<String, String> {
+    let mut buf = [0_u8; 256];
+    // SAFETY: gethostname(2) writes at most buf.len() bytes into buf, which we own.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return Err(format!("gethostname: {}", std::io::Error::last_os_error()));
+    }
+    let len = buf.iter().position(|&b| b == 0).unwrap_or(buf.len());
+    Ok(String::from_utf8_lossy(&buf[..len]).into_owned())
+}
+
+/// SIGTERM/SIGINT trigger the graceful stop; a second one ends the process at once.
+fn install_signals(shutdown: &Arc<Shutdown>) -> Result<(), String> {
+    use signal_hook::consts::{SIGINT, SIGTERM};
+    let mut signals = signal_hook::iterator::Signals::new([SIGTERM, SIGINT])
+        .map_err(|e| format!("signals: {e}"))?;
+    let shutdown = shutdown.clone();
+    std::thread::Builder::new()
+        .name("signals".into())
+        .spawn(move || {
+            for signal in signals.forever() {
+                if shutdown.is_triggered() {
+                    log::warn!("signal {signal} again: exiting now");
+                    std::process::exit(1);
+                }
+                log::info!("signal {signal}: stopping");
+                shutdown.trigger();
+            }
+        })
+        .map(|_| ())
+        .map_err(|e| format!("signal thread: {e}"))
+}
+
+/// Retries `step` every second while NATS is unreachable (or JetStream not ready); `None` on shutdown.
+fn with_retry<T>(
+    what: &str,
+    shutdown: &Shutdown,
+    mut step: impl FnMut() -> Result<T, BusError>,
+) -> Result<Option<T>, String> {
+    let mut attempts = 0_u32;
+    loop {
+        match step() {
+            Ok(v) => return Ok(Some(v)),
+            Err(e @ (BusError::Unavailable(_) | BusError::Api { code: 500.., .. })) => {
+                if attempts.is_multiple_of(RETRY_LOG_EVERY) {
+                    log::warn!("{what}: {e}; retrying every {}s", RETRY_EVERY.as_secs());
+                }
+                attempts = attempts.saturating_add(1);
+            }
+            Err(e) => return Err(format!("{what}: {e}")),
+        }
+        if shutdown.sleep(RETRY_EVERY) {
+            return Ok(None);
+        }
+    }
+}
+
+fn run(cfg: Config) -> Result<(), String> {
+    let started_us = run::now_us();
+    let w = &cfg.job.worker;
+    let hostname = resolve_hostname(&w.hostname)?;
+    let shutdown = Shutdown::new();
+    install_signals(&shutdown)?;
+    let names = osapi_bus::setup::names(&cfg);
+    let opts = osapi_bus::setup::connect_options(&cfg, &format!("osapi-worker {hostname}"));
+    log::info!("osapi-worker {hostname}: connecting to {}", opts.url);
+
+    let Some(bus) = with_retry("connecting to NATS", &shutdown, || Bus::connect(&opts))? else {
+        return Ok(());
+    };
+    let layout = with_retry("creating the JetStream layout", &shutdown, || {
+        osapi_bus::setup::ensure_layout(&bus, &cfg, &names)
+    })?;
+    let specs = names.worker_consumers(&hostname, &w.labels);
+    let mut consumers = Vec::with_capacity(specs.len());
+    for spec in specs {
+        let consumer = subscriptions::consumer_config(&spec, &cfg);
+        let what = format!("creating consumer {}", consumer.durable);
+        let made = with_retry(&what, &shutdown, || {
+            subscriptions::ensure_consumer(&bus, &cfg, &names, &consumer)
+        })?;
+        if layout.is_none() || made.is_none() {
+            return Ok(());
+        }
+        consumers.push((spec, consumer));
+    }
+
+    let operations: Vec<String> = ops::supported()
+        .iter()
+        .map(|op| op.as_str().to_string())
+        .collect();
+    let runner = Arc::new(Runner {
+        bus: bus.clone(),
+        names: names.clone(),
+        hostname: hostname.clone(),
+        max_deliver: u64::try_from(w.consumer.max_deliver).unwrap_or(1).max(1),
+        back_off: w.consumer.back_off.clone(),
+        ctx: OpContext {
+            hostname: hostname.clone(),
+            host_root: w.host_root.clone(),
+            allow_operations: w.allow_operations.clone(),
+        },
+        started_us,
+    });
+    let (jobs_tx, jobs_rx) = bounded(0);
+    let (done_tx, done_rx) = bounded::<()>(0);
+    let spawn_err = |e: std::io::Error| format!("starting threads: {e}");
+    let pool =
+        pool::start(w.max_jobs, &jobs_rx, &runner, &shutdown, &done_tx).map_err(spawn_err)?;
+    drop((jobs_rx, done_tx));
+    let progress_every = pool::progress_interval(w.consumer.ack_wait, &w.consumer.back_off);
+    pool::start_progress(&pool, progress_every).map_err(spawn_err)?;
+
+    let heartbeat = Arc::new(Heartbeat {
+        bus: bus.clone(),
+        names: names.clone(),
+        hostname: hostname.clone(),
+        labels: w.labels.clone(),
+        started_us,
+        every: w.heartbeat,
+        max_jobs: w.max_jobs,
+        operations,
+    });
+    if let Err(e) = heartbeat.beat(0) {
+        log::warn!("first heartbeat of {hostname} not written: {e}");
+    }
+    let beating = heartbeat
+        .clone()
+        .start(pool.clone(), shutdown.clone())
+        .map_err(spawn_err)?;
+
+    let cfg = Arc::new(cfg.clone());
+    let filters: Vec<String> = consumers
+        .iter()
+        .map(|(spec, _)| spec.filter.clone())
+        .collect();
+    for (spec, consumer) in consumers {
+        let fetcher = Fetcher {
+            bus: bus.clone(),
+            cfg: cfg.clone(),
+            names: names.clone(),
+            spec,
+            consumer,
+            jobs: jobs_tx.clone(),
+            pool: pool.clone(),
+            shutdown: shutdown.clone(),
+            progress_every,
+        };
+        fetcher.start().map_err(spawn_err)?;
+    }
+    drop(jobs_tx);
+    log::info!(
+        "osapi-worker {hostname}: ready, {} threads, listening on {}",
+        cfg.job.worker.max_jobs,
+        filters.join(", ")
+    );
+
+    while !shutdown.sleep(Duration::from_secs(3600)) {}
+    stop(&cfg, &pool, &done_rx, &heartbeat, beating);
+    Ok(())
+}
+
+/// Waits until every pool thread has ended (the `done` channel disconnects), or `deadline`.
+fn wait_drained(done: &crossbeam_channel::Receiver<()>, deadline: Instant) -> bool {
+    loop {
+        let left = deadline.saturating_duration_since(Instant::now());
+        match done.recv_timeout(left) {
+            Ok(()) => continue,
+            Err(RecvTimeoutError::Disconnected) => return true,
+            Err(RecvTimeoutError::Timeout) => return false,
+        }
+    }
+}
+
+/// The graceful stop: fetchers give back what they hold, running jobs get `shutdown_grace`, jobs still
+/// running after that are handed back for redelivery, and the heartbeat key goes.
+fn stop(
+    cfg: &Config,
+    pool: &pool::PoolState,
+    pool_done: &crossbeam_channel::Receiver<()>,
+    heartbeat: &Heartbeat,
+    beating: std::thread::JoinHandle<()>,
+) {
+    let grace = cfg.job.worker.shutdown_grace;
+    let started = Instant::now();
+    log::info!(
+        "taking no new jobs; waiting up to {}s for {} running",
+        grace.as_secs_f64(),
+        pool.running()
+    );
+    // Pool threads end once every fetcher has returned its last pull (they hold the channel's senders).
+    if !wait_drained(pool_done, started + grace) {
+        let left_over = pool.inflight_messages();
+        if !left_over.is_empty() {
+            log::warn!(
+                "{} jobs still running after {}s: handed back for redelivery",
+                left_over.len(),
+                grace.as_secs_f64()
+            );
+            for msg in left_over {
+                let _ = msg.nak(Duration::ZERO);
+            }
+        }
+        // Fetchers give back what a last pull brings; they are done within STOP_WITHIN of the signal.
+        wait_drained(pool_done, started + subscriptions::STOP_WITHIN);
+    }
+    if beating.join().is_err() {
+        log::warn!("heartbeat thread panicked");
+    }
+    // A request after the NAKs above: its answer also means they went out.
+    match heartbeat.remove() {
+        Ok(()) => log::info!(
+            "stopped; {} removed from the worker list",
+            heartbeat.hostname
+        ),
+        Err(e) => log::warn!(
+            "stopped; heartbeat of {} not removed: {e}",
+            heartbeat.hostname
+        ),
+    }
+}

@@ -1,0 +1,405 @@
+//! One job notification, start to finish: read the job (and this host's earlier state) from KV, record
+//! `acknowledged` + `started` in one write, run the operation, write the response and the final state,
+//! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
+//!
+//! Order matters: the response is written before the terminal state, so a reader that sees `completed`
+//! always finds the result. Any write that fails (NATS unavailable) naks the message for 1 s and moves
+//! on; a redelivery of a job already finished on this host is acked and ignored.
+
+use crate::ops::{self, ErrorKind, OpContext};
+use osapi_bus::{Bus, BusError, JsMessage};
+use osapi_common::job::{event, Event, HostState, JobDef, Response};
+use osapi_common::names::{keys, Names};
+use osapi_common::status::HostStatus;
+use osapi_common::timefmt::format_micros;
+use serde_json::Value;
+use std::time::{Duration, Instant};
+
+/// Redelivery delay after a write failed (NATS hiccup).
+const RETRY_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(1);
+/// Redelivery delay after a transient failure when `back_off` is empty.
+const RETRY_DEFAULT: Duration = Duration::from_secs(1);
+
+/// Everything a pool thread needs to run jobs on this host.
+pub struct Runner {
+    pub bus: Bus,
+    pub names: Names,
+    pub hostname: String,
+    /// `job.worker.consumer.max_deliver` (at least 1).
+    pub max_deliver: u64,
+    pub back_off: Vec<Duration>,
+    pub ctx: OpContext,
+    /// When this worker started (Unix µs): older broadcast jobs that did not expect it are not its own.
+    pub started_us: i64,
+}
+
+/// The job being handled, for log lines.
+struct Job<'a> {
+    id: &'a str,
+    target: String,
+}
+
+/// Unix time now in microseconds.
+pub fn now_us() -> i64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
+        .unwrap_or(0)
+}
+
+/// `0.002s`, `1.001s`.
+fn format_duration(d: Duration) -> String {
+    format!("{:.3}s", d.as_secs_f64())
+}
+
+/// A notification carries the job id, a UUID: 36 characters of hex digits and dashes.
+fn job_id(payload: &[u8]) -> Option<&str> {
+    let id = std::str::from_utf8(payload).ok()?.trim();
+    let ok = id.len() == 36 && id.chars().all(|c| c.is_ascii_hexdigit() || c == '-');
+    ok.then_some(id)
+}
+
+fn settle(job: &Job<'_>, what: &str, result: Result<(), BusError>) {
+    if let Err(e) = result {
+        log::warn!(
+            "job {} ({what}): could not settle the notification: {e}",
+            job.id
+        );
+    }
+}
+
+impl Runner {
+    fn event(&self, name: &str, message: String, error: Option<String>) -> Event {
+        Event {
+            timestamp: format_micros(now_us()),
+            event: name.to_string(),
+            hostname: self.hostname.clone(),
+            message,
+            error,
+        }
+    }
+
+    fn put_json<T: serde::Serialize>(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &T,
+    ) -> Result<(), BusError> {
+        let bytes = serde_json::to_vec(value)
+            .map_err(|e| BusError::Protocol(format!("encode {key}: {e}")))?;
+        self.bus.kv_put(bucket, key, &bytes).map(|_| ())
+    }
+
+    fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
+        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), state)
+    }
+
+    fn put_response(
+        &self,
+        id: &str,
+        status: HostStatus,
+        data: Value,
+        error: Option<String>,
+    ) -> Result<(), BusError> {
+        let response = Response {
+            status,
+            data,
+            error,
+            hostname: self.hostname.clone(),
+        };
+        self.put_json(
+            &self.names.response_bucket,
+            &keys::response(id, &self.hostname),
+            &response,
+        )
+    }
+
+    /// A read or write failed (NATS unavailable): let JetStream redeliver soon, and move on.
+    fn nats_failed(&self, job: &Job<'_>, msg: &JsMessage, doing: &str, e: &BusError) {
+        log::warn!(
+            "job {} target {} on {}: {doing} failed ({e}); redelivery in {}s",
+            job.id,
+            job.target,
+            self.hostname,
+            RETRY_AFTER_WRITE_FAILURE.as_secs()
+        );
+        settle(job, "nak", msg.nak(RETRY_AFTER_WRITE_FAILURE));
+    }
+
+    /// Handles one notification. Never panics on bad input; every outcome settles the message.
+    pub fn handle(&self, msg: &JsMessage) {
+        let Some(id) = job_id(&msg.data) else {
+            log::warn!(
+                "notification with a bad job id {:?} on {}: dropped",
+                String::from_utf8_lossy(&msg.data.iter().take(64).copied().collect::<Vec<u8>>()),
+                self.hostname
+            );
+            let _ = msg.term();
+            return;
+        };
+        let mut job = Job {
+            id,
+            target: "?".into(),
+        };
+        let (job_key, state_key) = (keys::job(id), keys::state(id, &self.hostname));
+        let bucket = self.names.bucket.as_str();
+        // Job and this host's state in one round trip (a redelivery keeps the earlier events).
+        let mut got = self
+            .bus
+            .kv_get_many(&[(bucket, &job_key), (bucket, &state_key)])
+            .into_iter();
+        let missing = || Err(BusError::Protocol("fewer answers than requests".into()));
+        let def = got.next().unwrap_or_else(missing);
+        let state = got.next().unwrap_or_else(missing);
+        let (def, state) = match (def, state) {
+            (Ok(def), Ok(state)) => (def, state),
+            (Err(e), _) | (_, Err(e)) => return self.nats_failed(&job, msg, "reading the job", &e),
+        };
+        let Some(def) = def else {
+            log::info!(
+                "job {id} on {}: deleted, notification skipped",
+                self.hostname
+            );
+            return settle(&job, "ack", msg.ack());
+        };
+        let previous: Option<HostState> =
+            state.and_then(|e| match serde_json::from_slice(&e.value) {
+                Ok(s) => Some(s),
+                Err(err) => {
+                    log::warn!(
+                        "job {id} on {}: unreadable earlier state ({err}); starting afresh",
+                        self.hostname
+                    );
+                    None
+                }
+            });
+        if previous.as_ref().is_some_and(|p| p.status.is_terminal()) {
+            log::info!(
+                "job {id} on {}: already finished here, redelivery acked",
+                self.hostname
+            );
+            return settle(&job, "ack", msg.ack());
+        }
+        let def: JobDef = match serde_json::from_slice(&def.value) {
+            Ok(d) => d,
+            Err(e) => {
+                let state = previous.unwrap_or_else(|| self.new_state());
+                let error = format!("cannot read the job definition: {e}");
+                return self.fail(&job, msg, state, error, None, Finish::Ack);
+            }
+        };
+        job.target = def.target_hostname.clone();
+        if self.not_ours(&def) {
+            log::info!(
+                "job {id} target {} on {}: submitted before this worker started and not expecting it; skipped",
+                job.target,
+                self.hostname
+            );
+            return settle(&job, "ack", msg.ack());
+        }
+        self.run(
+            &job,
+            msg,
+            &def,
+            previous.unwrap_or_else(|| self.new_state()),
+        );
+    }
+
+    /// A broadcast job lists the hosts it expects; one submitted before this worker existed (replayed by its
+    /// fresh consumer) is not this worker's to answer.
+    fn not_ours(&self, def: &JobDef) -> bool {
+        !def.expected_hosts.is_empty()
+            && !def.expected_hosts.contains(&self.hostname)
+            && def.created_us < self.started_us
+    }
+
+    fn new_state(&self) -> HostState {
+        HostState {
+            hostname: self.hostname.clone(),
+            status: HostStatus::Pending,
+            attempts: 0,
+            error: None,
+            duration: None,
+            events: Vec::new(),
+        }
+    }
+
+    fn run(&self, job: &Job<'_>, msg: &JsMessage, def: &JobDef, mut state: HostState) {
+        let attempt = msg.delivered;
+        let op = def.operation.op_type;
+        state.events.push(self.event(
+            event::ACKNOWLEDGED,
+            format!("received by {}", self.hostname),
+            None,
+        ));
+        state.events.push(self.event(
+            event::STARTED,
+            format!("running {op}, attempt {attempt} of {}", self.max_deliver),
+            None,
+        ));
+        state.status = HostStatus::Running;
+        state.attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
+        state.error = None;
+        state.duration = None;
+        if let Err(e) = self.put_state(job.id, &state) {
+            return self.nats_failed(job, msg, "writing the running state", &e);
+        }
+        log::info!(
+            "job {} target {} on {}: running {op} (attempt {attempt} of {})",
+            job.id,
+            job.target,
+            self.hostname,
+            self.max_deliver
+        );
+        let started = Instant::now();
+        let result = ops::execute(op, &def.operation.data, &self.ctx);
+        let took = format_duration(started.elapsed());
+        match result {
+            Ok(data) => self.complete(job, msg, state, data, took),
+            Err(e) if e.kind == ErrorKind::Permanent => {
+                self.fail(job, msg, state, e.message, Some(took), Finish::Ack)
+            }
+            Err(e) if attempt < self.max_deliver => self.retry(job, msg, state, e.message, took),
+            Err(e) => {
+                let error = format!("max deliveries exceeded: {}", e.message);
+                self.fail(job, msg, state, error, Some(took), Finish::GiveUp);
+            }
+        }
+    }
+
+    fn complete(
+        &self,
+        job: &Job<'_>,
+        msg: &JsMessage,
+        mut state: HostState,
+        data: Value,
+        took: String,
+    ) {
+        if let Err(e) = self.put_response(job.id, HostStatus::Completed, data, None) {
+            return self.nats_failed(job, msg, "writing the response", &e);
+        }
+        state
+            .events
+            .push(self.event(event::COMPLETED, format!("completed in {took}"), None));
+        state.status = HostStatus::Completed;
+        state.duration = Some(took.clone());
+        if let Err(e) = self.put_state(job.id, &state) {
+            return self.nats_failed(job, msg, "writing the completed state", &e);
+        }
+        log::info!(
+            "job {} target {} on {}: completed in {took}",
+            job.id,
+            job.target,
+            self.hostname
+        );
+        settle(job, "ack", msg.ack());
+    }
+
+    /// Records a final failure (response first, then state), then settles the message as `finish` says.
+    fn fail(
+        &self,
+        job: &Job<'_>,
+        msg: &JsMessage,
+        mut state: HostState,
+        error: String,
+        took: Option<String>,
+        finish: Finish,
+    ) {
+        if let Err(e) =
+            self.put_response(job.id, HostStatus::Failed, Value::Null, Some(error.clone()))
+        {
+            return self.nats_failed(job, msg, "writing the response", &e);
+        }
+        state
+            .events
+            .push(self.event(event::FAILED, "failed".into(), Some(error.clone())));
+        state.status = HostStatus::Failed;
+        state.error = Some(error.clone());
+        state.duration = took;
+        if let Err(e) = self.put_state(job.id, &state) {
+            return self.nats_failed(job, msg, "writing the failed state", &e);
+        }
+        log::info!(
+            "job {} target {} on {}: failed: {error}",
+            job.id,
+            job.target,
+            self.hostname
+        );
+        match finish {
+            Finish::Ack => settle(job, "ack", msg.ack()),
+            Finish::GiveUp => settle(job, "nak", msg.nak(Duration::ZERO)),
+        }
+    }
+
+    /// A transient failure with deliveries left: `retryable`, redelivered after the back-off step.
+    fn retry(
+        &self,
+        job: &Job<'_>,
+        msg: &JsMessage,
+        mut state: HostState,
+        error: String,
+        took: String,
+    ) {
+        let attempt = msg.delivered;
+        let message = format!(
+            "attempt {attempt} of {} failed, will retry",
+            self.max_deliver
+        );
+        state
+            .events
+            .push(self.event(event::RETRIED, message.clone(), Some(error.clone())));
+        state.status = HostStatus::Retryable;
+        state.error = Some(error.clone());
+        state.duration = Some(took);
+        if let Err(e) = self.put_state(job.id, &state) {
+            return self.nats_failed(job, msg, "writing the retryable state", &e);
+        }
+        let delay = self.back_off_step(attempt);
+        log::info!(
+            "job {} target {} on {}: {message} in {}: {error}",
+            job.id,
+            job.target,
+            self.hostname,
+            format_duration(delay)
+        );
+        settle(job, "nak", msg.nak(delay));
+    }
+
+    /// The delay after failed attempt `attempt` (1-based): its `back_off` step, the last one when there are
+    /// fewer steps, 1 s when there are none.
+    fn back_off_step(&self, attempt: u64) -> Duration {
+        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
+        self.back_off
+            .get(index)
+            .or(self.back_off.last())
+            .copied()
+            .unwrap_or(RETRY_DEFAULT)
+    }
+}
+
+/// How a final failure settles its notification.
+enum Finish {
+    /// Done with it (bad input, unsupported): never redeliver.
+    Ack,
+    /// Last delivery used up: a NAK on it makes the server give up with a MAX_DELIVERIES advisory, which
+    /// the dead-letter stream captures (a TERM would leave the DLQ empty).
+    GiveUp,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ids_and_durations() {
+        assert_eq!(
+            job_id(b"550e8400-e29b-41d4-a716-446655440000"),
+            Some("550e8400-e29b-41d4-a716-446655440000")
+        );
+        assert_eq!(job_id(b"550e8400"), None);
+        assert_eq!(job_id(b"../../../../../../../../../../../etc"), None);
+        assert_eq!(job_id(&[0xff; 36]), None);
+        assert_eq!(format_duration(Duration::from_millis(2)), "0.002s");
+        assert_eq!(format_duration(Duration::from_millis(1001)), "1.001s");
+    }
+}
