@@ -14,7 +14,8 @@ build:
 	$(CARGO) build --workspace --bins
 
 # The integration tests run the binaries from target/, so build them first; OSAPI_NATS_SERVER tells the
-# harness which nats-server to start. nextest runs each test in its own process; doctests need cargo test.
+# harness which nats-server to start. nextest runs each test in its own process (the crates have no
+# doctests, so nextest's summary is the last word).
 test:
 	@set -e; \
 	nats="$$(scripts/ensure-nats.sh)"; \
@@ -22,7 +23,6 @@ test:
 	$(CARGO) build --workspace --bins; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \
 		OSAPI_NATS_SERVER="$$nats" $(CARGO) nextest run --workspace --no-fail-fast; \
-		$(CARGO) test --workspace --doc; \
 	else \
 		OSAPI_NATS_SERVER="$$nats" $(CARGO) test --workspace --no-fail-fast; \
 	fi

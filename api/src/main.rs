@@ -69,7 +69,7 @@ fn run() -> Result<(), String> {
     .map_err(|e| format!("cannot start the index watch: {e}"))?;
 
     let listen = &cfg.api.server.listen;
-    let http = tiny_http::Server::http(listen.as_str())
+    let http = server::bind(listen)
         .map_err(|e| format!("cannot listen on {listen} (api.server.listen): {e}"))?;
     log::info!("listening on http://{listen}");
 

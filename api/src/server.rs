@@ -19,6 +19,29 @@ pub const QUEUE_DEPTH: usize = 256;
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
+/// Binds the listening socket with `TCP_NODELAY`, which Linux passes on to every accepted connection:
+/// tiny_http writes a response's head and body separately, and with Nagle's algorithm the body would
+/// wait for the client's delayed ACK (~40 ms on a kept-alive connection).
+pub fn bind(addr: &str) -> Result<Server, String> {
+    use std::os::fd::AsRawFd;
+    let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    let one: libc::c_int = 1;
+    // SAFETY: a valid fd we own, a pointer to a live c_int and its exact size.
+    let rc = unsafe {
+        libc::setsockopt(
+            listener.as_raw_fd(),
+            libc::IPPROTO_TCP,
+            libc::TCP_NODELAY,
+            (&one as *const libc::c_int).cast(),
+            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        log::warn!("TCP_NODELAY not set: {}", std::io::Error::last_os_error());
+    }
+    Server::from_listener(listener, None).map_err(|e| e.to_string())
+}
+
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
 pub fn serve(server: Server, ctx: Arc<Ctx>, max_body_bytes: usize, shutdown: Arc<AtomicBool>) {
     let (tx, rx) = bounded::<Request>(QUEUE_DEPTH);
