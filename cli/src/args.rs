@@ -1,0 +1,347 @@
+//! The command line, parsed by hand: global options (`--url`, `--token`, `--config`, `--json`,
+//! `--help`) may appear anywhere; each command accepts only its own options. Every mistake is a
+//! [`UsageError`] naming the offending argument.
+
+use crate::command::{
+    Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, Submit, TokenCommand,
+};
+use osapi_common::duration::parse_duration;
+use osapi_common::status::JobStatus;
+use std::fmt;
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Default `--timeout` of `job add` / `job run`: the job's own timeout and how long `run` waits.
+pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
+/// Default `--ttl` of `token generate`.
+pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
+
+/// A command line that cannot be run; exit code 2.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct UsageError(pub String);
+
+impl fmt::Display for UsageError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// One known option: its long name, optional short letter, and whether it takes a value.
+struct OptSpec {
+    long: &'static str,
+    short: Option<char>,
+    takes_value: bool,
+}
+
+const fn opt(long: &'static str, short: Option<char>, takes_value: bool) -> OptSpec {
+    OptSpec {
+        long,
+        short,
+        takes_value,
+    }
+}
+
+/// Every option of every command; which command accepts which is in [`allowed_options`].
+const OPTIONS: &[OptSpec] = &[
+    opt("url", None, true),
+    opt("token", None, true),
+    opt("config", Some('c'), true),
+    opt("json", None, false),
+    opt("help", Some('h'), false),
+    opt("target", Some('t'), true),
+    opt("data", Some('d'), true),
+    opt("json-file", None, true),
+    opt("timeout", None, true),
+    opt("wait", None, true),
+    opt("status", None, true),
+    opt("limit", None, true),
+    opt("offset", None, true),
+    opt("role", Some('r'), true),
+    opt("user", Some('u'), true),
+    opt("permission", Some('p'), true),
+    opt("ttl", None, true),
+];
+
+/// The command-specific options a command accepts (globals are always accepted); `None`: no such command.
+fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
+    let options: &'static [&'static str] = match command {
+        "job add" | "job run" => &["target", "data", "json-file", "timeout"],
+        "job get" => &["wait"],
+        "job list" => &["status", "limit", "offset"],
+        "job retry" => &["target"],
+        "token generate" => &["role", "user", "permission", "ttl"],
+        "job delete" | "job status" | "job workers" | "token validate" => &[],
+        _ => return None,
+    };
+    Some(options)
+}
+
+/// The command line split into words and options (in order, values attached).
+struct Split {
+    words: Vec<String>,
+    options: Vec<(&'static str, Option<String>)>,
+}
+
+/// Splits argv (without argv[0]): `--name value`, `--name=value`, `-x value`, `--` ends options.
+fn split(args: &[String]) -> Result<Split, UsageError> {
+    let mut out = Split {
+        words: Vec::new(),
+        options: Vec::new(),
+    };
+    let mut rest = args.iter();
+    while let Some(arg) = rest.next() {
+        if arg == "--" {
+            out.words.extend(rest.by_ref().cloned());
+            break;
+        }
+        let (spec, inline) = if let Some(body) = arg.strip_prefix("--") {
+            let (name, inline) = match body.split_once('=') {
+                Some((name, value)) => (name, Some(value.to_string())),
+                None => (body, None),
+            };
+            let spec = OPTIONS.iter().find(|o| o.long == name);
+            (spec, inline)
+        } else if arg.len() > 1 && arg.starts_with('-') {
+            let mut letters = arg.chars().skip(1);
+            let spec = match (letters.next(), letters.next()) {
+                (Some(letter), None) => OPTIONS.iter().find(|o| o.short == Some(letter)),
+                _ => None,
+            };
+            (spec, None)
+        } else {
+            out.words.push(arg.clone());
+            continue;
+        };
+        let Some(spec) = spec else {
+            return Err(UsageError(format!("unknown option '{arg}' (try --help)")));
+        };
+        let value = match (spec.takes_value, inline) {
+            (false, Some(_)) => {
+                return Err(UsageError(format!("option --{} takes no value", spec.long)));
+            }
+            (false, None) => None,
+            (true, Some(value)) => Some(value),
+            (true, None) => match rest.next() {
+                Some(value) => Some(value.clone()),
+                None => return Err(UsageError(format!("option '{arg}' needs a value"))),
+            },
+        };
+        out.options.push((spec.long, value));
+    }
+    Ok(out)
+}
+
+/// Parses argv without argv[0].
+pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
+    let Split { words, options } = split(args)?;
+    let mut globals = Globals::default();
+    let mut config = None;
+    let mut local: Vec<(&'static str, String)> = Vec::new();
+    let mut help = false;
+    for (name, value) in options {
+        let value = value.unwrap_or_default();
+        match name {
+            "help" => help = true,
+            "json" => globals.json = true,
+            "url" => set_once(&mut globals.url, name, value)?,
+            "token" => set_once(&mut globals.token, name, value)?,
+            "config" => set_once(&mut config, name, value)?,
+            _ => local.push((name, value)),
+        }
+    }
+    globals.config = config.map(PathBuf::from);
+
+    let group = words.first().map(String::as_str);
+    let topic = match group {
+        None | Some("help") => HelpTopic::Top,
+        Some("job") => HelpTopic::Job,
+        Some("token") => HelpTopic::Token,
+        Some(other) => {
+            return Err(UsageError(format!(
+                "unknown command '{other}' (try --help)"
+            )))
+        }
+    };
+    let sub = words.get(1).map(String::as_str);
+    if help || group == Some("help") || sub == Some("help") {
+        let command = Command::Help(topic);
+        return Ok(Invocation { globals, command });
+    }
+    let (Some(group), Some(sub)) = (group, sub) else {
+        let what = match group {
+            None => "missing command".to_string(),
+            Some(g) => format!("'{g}' needs a COMMAND"),
+        };
+        return Err(UsageError(format!("{what} (try --help)")));
+    };
+    let name = format!("{group} {sub}");
+    let Some(allowed) = allowed_options(&name) else {
+        let hint = format!("try osapi {group} --help");
+        return Err(UsageError(format!("unknown command '{name}' ({hint})")));
+    };
+    if let Some((bad, _)) = local.iter().find(|(n, _)| !allowed.contains(n)) {
+        return Err(UsageError(format!(
+            "option --{bad} is not accepted by '{name}'"
+        )));
+    }
+    let opts = Options {
+        name: &name,
+        values: local,
+    };
+    let command = build(&opts, &words[2..])?;
+    Ok(Invocation { globals, command })
+}
+
+/// The command `opts.name` (known to exist) from its options and positional arguments.
+fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageError> {
+    let name = opts.name;
+    let job = match name {
+        "job add" => JobCommand::Add(submit(opts, positional)?),
+        "job run" => JobCommand::Run(submit(opts, positional)?),
+        "job get" => JobCommand::Get {
+            id: one(name, "ID", positional)?,
+            wait: opts.duration("wait")?,
+        },
+        "job list" => {
+            none(name, positional)?;
+            let status = opts.single("status")?;
+            if let Some(s) = &status {
+                s.parse::<JobStatus>()
+                    .map_err(|e| UsageError(format!("--status: {e}")))?;
+            }
+            JobCommand::List {
+                status,
+                limit: opts.count("limit")?,
+                offset: opts.count("offset")?,
+            }
+        }
+        "job delete" => JobCommand::Delete {
+            id: one(name, "ID", positional)?,
+        },
+        "job retry" => JobCommand::Retry {
+            id: one(name, "ID", positional)?,
+            target: opts.single("target")?,
+        },
+        "job status" => none(name, positional).map(|_| JobCommand::Status)?,
+        "job workers" => none(name, positional).map(|_| JobCommand::Workers)?,
+        "token generate" => {
+            none(name, positional)?;
+            let required = |key: &str, flag: &str| {
+                opts.single(key)?
+                    .ok_or_else(|| UsageError(format!("'{name}' needs {flag}")))
+            };
+            return Ok(Command::Token(TokenCommand::Generate {
+                role: required("role", "-r ROLE")?,
+                subject: required("user", "-u SUBJECT")?,
+                permissions: opts.all("permission"),
+                ttl: opts.duration("ttl")?.unwrap_or(DEFAULT_TOKEN_TTL),
+            }));
+        }
+        "token validate" => {
+            let token = one(name, "TOKEN", positional)?;
+            return Ok(Command::Token(TokenCommand::Validate { token }));
+        }
+        _ => return Err(UsageError(format!("unknown command '{name}' (try --help)"))),
+    };
+    Ok(Command::Job(job))
+}
+
+fn set_once(slot: &mut Option<String>, name: &str, value: String) -> Result<(), UsageError> {
+    if slot.is_some() {
+        return Err(UsageError(format!("option --{name} given more than once")));
+    }
+    if value.is_empty() {
+        return Err(UsageError(format!("option --{name}: the value is empty")));
+    }
+    *slot = Some(value);
+    Ok(())
+}
+
+/// The command-specific options given, with the command's name for messages.
+struct Options<'a> {
+    name: &'a str,
+    values: Vec<(&'static str, String)>,
+}
+
+impl Options<'_> {
+    fn all(&self, key: &str) -> Vec<String> {
+        self.values
+            .iter()
+            .filter(|(n, _)| *n == key)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    /// An option given at most once, non-empty.
+    fn single(&self, key: &str) -> Result<Option<String>, UsageError> {
+        let mut found = None;
+        for value in self.all(key) {
+            set_once(&mut found, key, value)?;
+        }
+        Ok(found)
+    }
+
+    fn duration(&self, key: &str) -> Result<Option<Duration>, UsageError> {
+        self.single(key)?
+            .map(|text| parse_duration(&text).map_err(|e| UsageError(format!("--{key}: {e}"))))
+            .transpose()
+    }
+
+    fn count(&self, key: &str) -> Result<Option<usize>, UsageError> {
+        self.single(key)?
+            .map(|text| {
+                text.parse::<usize>().map_err(|_| {
+                    UsageError(format!("--{key}: '{text}' is not a non-negative integer"))
+                })
+            })
+            .transpose()
+    }
+}
+
+fn submit(opts: &Options<'_>, positional: &[String]) -> Result<Submit, UsageError> {
+    let operation = one(opts.name, "TYPE", positional)?;
+    let data = match (opts.single("data")?, opts.single("json-file")?) {
+        (Some(_), Some(_)) => {
+            return Err(UsageError(
+                "give --data or --json-file, not both".to_string(),
+            ));
+        }
+        (Some(text), None) => DataSource::Inline(text),
+        (None, Some(path)) => DataSource::File(PathBuf::from(path)),
+        (None, None) => DataSource::Empty,
+    };
+    let timeout = opts.duration("timeout")?;
+    if timeout.is_some_and(|t| t.is_zero()) {
+        return Err(UsageError("--timeout must be more than 0s".to_string()));
+    }
+    Ok(Submit {
+        operation,
+        target: opts.single("target")?,
+        data,
+        timeout,
+    })
+}
+
+/// Exactly one positional argument, named `what` in messages.
+fn one(name: &str, what: &str, positional: &[String]) -> Result<String, UsageError> {
+    match positional {
+        [only] => Ok(only.clone()),
+        [] => Err(UsageError(format!("'{name}' needs {what}"))),
+        [_, extra, ..] => Err(UsageError(format!(
+            "unexpected argument '{extra}' for '{name}'"
+        ))),
+    }
+}
+
+fn none(name: &str, positional: &[String]) -> Result<(), UsageError> {
+    match positional.first() {
+        Some(extra) => Err(UsageError(format!(
+            "unexpected argument '{extra}' for '{name}'"
+        ))),
+        None => Ok(()),
+    }
+}
+
+#[cfg(test)]
+#[path = "args_tests.rs"]
+mod tests;

@@ -1,0 +1,94 @@
+//! What a command line asks for, once parsed: the global options and one command with its arguments.
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+/// Options that apply to every command.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Globals {
+    pub url: Option<String>,
+    pub token: Option<String>,
+    pub config: Option<PathBuf>,
+    /// Print the server's JSON as is instead of tables.
+    pub json: bool,
+}
+
+/// Which usage text `--help` shows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HelpTopic {
+    Top,
+    Job,
+    Token,
+}
+
+/// Where the operation's `data` comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DataSource {
+    /// No data given: `{}`.
+    Empty,
+    /// `--data '{...}'`.
+    Inline(String),
+    /// `--json-file F`.
+    File(PathBuf),
+}
+
+/// The flags shared by `job add` and `job run`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Submit {
+    pub operation: String,
+    pub target: Option<String>,
+    pub data: DataSource,
+    /// `None`: the server's default (60s); `job run` then waits [`DEFAULT_JOB_TIMEOUT`].
+    pub timeout: Option<Duration>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum JobCommand {
+    Add(Submit),
+    Run(Submit),
+    Get {
+        id: String,
+        wait: Option<Duration>,
+    },
+    List {
+        status: Option<String>,
+        limit: Option<usize>,
+        offset: Option<usize>,
+    },
+    Delete {
+        id: String,
+    },
+    Retry {
+        id: String,
+        target: Option<String>,
+    },
+    Status,
+    Workers,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum TokenCommand {
+    Generate {
+        role: String,
+        subject: String,
+        permissions: Vec<String>,
+        ttl: Duration,
+    },
+    Validate {
+        token: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Command {
+    Help(HelpTopic),
+    Job(JobCommand),
+    Token(TokenCommand),
+}
+
+/// A parsed command line.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Invocation {
+    pub globals: Globals,
+    pub command: Command,
+}
