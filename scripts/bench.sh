@@ -29,6 +29,8 @@ nats:
 api:
   server:
     listen: '127.0.0.1:$api_port'
+    security:
+      signing_key: 'bench-signing-key'
 job:
   worker:
     hostname: 'bench1'
@@ -43,10 +45,12 @@ RUST_LOG=warn target/release/osapi-api -c "$dir/osapi.yaml" >"$dir/api.log" 2>&1
 pids+=($!)
 RUST_LOG=warn target/release/osapi-worker -c "$dir/osapi.yaml" >"$dir/worker.log" 2>&1 &
 pids+=($!)
-until curl -fsS "http://127.0.0.1:$api_port/job/workers" 2>/dev/null | grep -q bench1; do
+until curl -fsS "http://127.0.0.1:$api_port/health/ready" >/dev/null 2>&1; do
     ((SECONDS < deadline)) || { echo "bench: API or worker did not come up" >&2; cat "$dir"/*.log >&2; exit 1; }
     sleep 0.1
 done
 mkdir -p bench
+OSAPI_TOKEN=$(target/release/osapi -c "$dir/osapi.yaml" token generate -r admin -u bench --ttl 1h)
+export OSAPI_TOKEN
 target/release/osapi-bench "nats://127.0.0.1:$nats_port" "http://127.0.0.1:$api_port" "$jobs" | tee "$dir/out.txt"
 tail -n 1 "$dir/out.txt" >bench/results.json

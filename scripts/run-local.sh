@@ -66,15 +66,21 @@ target/debug/osapi-worker --config "$config" >.data/worker.log 2>&1 &
 pids+=($!)
 wait_for "the API at $api_url" curl -fsS "$api_url/health/ready"
 
+token=$(target/debug/osapi --config "$config" token generate -r admin -u dev --ttl 1d)
+
 cat <<MSG
 osapi is running (logs: .data/nats.log, .data/api.log, .data/worker.log). Try:
 
-  curl -s -X POST $api_url/job -H 'Content-Type: application/json' \\
+  export OSAPI_TOKEN=$token
+
+  curl -s -X POST $api_url/job -H "Authorization: Bearer \$OSAPI_TOKEN" -H 'Content-Type: application/json' \\
        -d '{"operation":{"type":"system.hostname.get","data":{}},"target_hostname":"_any"}'
 
 then, with the job_id it prints:
 
-  curl -s '$api_url/job/JOB_ID?wait=10s'
+  curl -s -H "Authorization: Bearer \$OSAPI_TOKEN" '$api_url/job/JOB_ID?wait=10s'
+
+or with the CLI (it reads OSAPI_TOKEN): target/debug/osapi job run system.hostname.get
 
 Ctrl-C stops nats-server, the API and the worker.
 MSG

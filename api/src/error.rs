@@ -8,8 +8,8 @@ pub struct ApiError {
     pub status: u16,
     pub error: String,
     pub details: String,
-    /// For 405: the methods the path takes.
-    pub allow: Option<&'static str>,
+    /// One extra header: `Allow` for 405, `WWW-Authenticate` for 401.
+    pub header: Option<(&'static str, &'static str)>,
 }
 
 impl ApiError {
@@ -18,7 +18,7 @@ impl ApiError {
             status,
             error: error.into(),
             details: details.into(),
-            allow: None,
+            header: None,
         }
     }
 
@@ -33,13 +33,34 @@ impl ApiError {
 
     pub fn method_not_allowed(method: &str, path: &str, allow: &'static str) -> ApiError {
         ApiError {
-            allow: Some(allow),
+            header: Some(("Allow", allow)),
             ..ApiError::new(
                 405,
                 format!("method {method} not allowed on {path}"),
                 format!("allowed: {allow}"),
             )
         }
+    }
+
+    /// 401: no valid token.
+    pub fn unauthorized(what: impl Into<String>) -> ApiError {
+        ApiError {
+            header: Some(("WWW-Authenticate", "Bearer")),
+            ..ApiError::new(
+                401,
+                what,
+                "send Authorization: Bearer TOKEN (see `osapi token generate`)",
+            )
+        }
+    }
+
+    /// 403: a valid token without the permission.
+    pub fn forbidden(what: impl Into<String>) -> ApiError {
+        ApiError::new(
+            403,
+            what,
+            "ask for a token whose roles or permissions grant it",
+        )
     }
 
     pub fn too_large(limit: usize) -> ApiError {

@@ -1,6 +1,7 @@
 //! `osapi-api`: reads the config, connects to NATS, makes sure the JetStream layout exists, starts the
 //! index watch and serves HTTP until SIGTERM/SIGINT.
 
+mod auth;
 mod error;
 mod handlers;
 mod index;
@@ -21,7 +22,37 @@ const WAITERS_MAX: usize = server::HANDLER_THREADS / 2;
 /// A daemon waits for NATS as long as it takes; it logs once and retries every second.
 const CONNECT_PATIENCE: Duration = Duration::from_secs(365 * 24 * 3600);
 
-const USAGE: &str = "usage: osapi-api [--config PATH]\n\nConfig: --config/-c, else $OSAPI_CONFIG, else /etc/osapi/osapi.yaml; OSAPI_* env vars override keys.";
+const USAGE: &str = "usage: osapi-api [--config PATH] [--no-auth]
+
+Config: --config/-c, else $OSAPI_CONFIG, else /etc/osapi/osapi.yaml; OSAPI_* env vars override keys.
+--no-auth: serve without tokens (development only; refused unless api.server.listen is a loopback address).";
+
+/// Without a signing key the API serves only when told so, and only on loopback.
+fn check_auth_mode(cfg: &Config, no_auth: bool) -> Result<(), String> {
+    let keyless = cfg.api.server.security.signing_key.is_empty();
+    if keyless && !no_auth {
+        return Err(format!(
+            "api.server.security.signing_key is empty: set it (env {}), or pass --no-auth for development on loopback",
+            osapi_common::config::env_name("api.server.security.signing_key")
+        ));
+    }
+    if keyless {
+        let listen = &cfg.api.server.listen;
+        let loopback = listen
+            .parse::<std::net::SocketAddr>()
+            .is_ok_and(|a| a.ip().is_loopback())
+            || listen.starts_with("localhost:");
+        if !loopback {
+            return Err(format!(
+                "--no-auth is only allowed on a loopback address, and api.server.listen is {listen}"
+            ));
+        }
+        log::warn!("serving WITHOUT authentication (--no-auth): anyone who can reach {listen} may submit jobs");
+    } else if no_auth {
+        log::warn!("--no-auth ignored: a signing key is configured, tokens are required");
+    }
+    Ok(())
+}
 
 /// Now, in Unix microseconds.
 pub fn now_us() -> i64 {
@@ -40,7 +71,9 @@ fn main() {
 }
 
 fn run() -> Result<(), String> {
-    let args: Vec<String> = std::env::args().collect();
+    let mut args: Vec<String> = std::env::args().collect();
+    let no_auth = args.iter().any(|a| a == "--no-auth");
+    args.retain(|a| a != "--no-auth");
     let config_path = match parse_cli_args(&args).map_err(|e| format!("{e}\n{USAGE}"))? {
         CliArgs::Help => {
             println!("{USAGE}");
@@ -49,6 +82,7 @@ fn run() -> Result<(), String> {
         CliArgs::Run { config } => config,
     };
     let cfg = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
+    check_auth_mode(&cfg, no_auth)?;
     let names = Arc::new(setup::names(&cfg));
 
     let bus =
@@ -80,6 +114,10 @@ fn run() -> Result<(), String> {
     }
     let ctx = Arc::new(routes::Ctx {
         store: store::Store { bus, names, index },
+        auth: auth::Auth::new(
+            &cfg.api.server.security.signing_key,
+            cfg.api.server.security.roles.clone(),
+        ),
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
     });

@@ -1,14 +1,17 @@
 //! The routing table: one `match` from (method, path segments) to a handler, plus the query string and
 //! the request context the handlers share.
 
+use crate::auth::Auth;
 use crate::error::ApiError;
 use crate::handlers::{health, job, Reply};
 use crate::store::Store;
+use osapi_common::permission;
 use std::sync::atomic::AtomicUsize;
 
 /// What every handler may use.
 pub struct Ctx {
     pub store: Store,
+    pub auth: Auth,
     /// Requests currently held by `?wait=`, and how many may be.
     pub waiters: AtomicUsize,
     pub waiters_max: usize,
@@ -83,34 +86,115 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// Dispatches one request. `path` has no query string.
-pub fn route(
-    ctx: &Ctx,
-    method: &str,
-    path: &str,
-    query: &Query,
-    body: &[u8],
-) -> Result<Reply, ApiError> {
-    let segments: Vec<&str> = path.trim_end_matches('/').split('/').skip(1).collect();
-    match (method, segments.as_slice()) {
-        ("GET", ["health"]) => Ok(health::live()),
-        ("GET", ["health", "ready"]) => Ok(health::ready(ctx)),
-        ("POST", ["job"]) => job::create(ctx, body),
-        ("GET", ["job"]) => job::list(ctx, query),
-        ("GET", ["job", "status"]) => job::stats(ctx),
-        ("GET", ["job", "workers"]) => job::workers(ctx),
+/// One request as the router sees it.
+pub struct Incoming<'a> {
+    pub method: &'a str,
+    /// Without the query string.
+    pub path: &'a str,
+    pub query: &'a Query,
+    pub body: &'a [u8],
+    pub authorization: Option<&'a str>,
+}
+
+/// Every route the API serves, as `(method, path template)`; the served OpenAPI spec documents exactly these.
+pub const ROUTES: &[(&str, &str)] = &[
+    ("GET", "/health"),
+    ("GET", "/health/ready"),
+    ("GET", "/openapi.yaml"),
+    ("POST", "/job"),
+    ("GET", "/job"),
+    ("GET", "/job/status"),
+    ("GET", "/job/workers"),
+    ("GET", "/job/{id}"),
+    ("DELETE", "/job/{id}"),
+    ("POST", "/job/{id}/retry"),
+];
+
+/// What a request asks for, decided from method and path alone.
+#[derive(Debug, PartialEq, Eq)]
+enum Route<'a> {
+    Health,
+    Ready,
+    Spec,
+    Create,
+    List,
+    Stats,
+    Workers,
+    Get(&'a str),
+    Delete(&'a str),
+    Retry(&'a str),
+    /// A known path with another method; the value lists the allowed ones.
+    NotAllowed(&'static str),
+    NotFound,
+}
+
+fn classify<'a>(method: &str, segments: &[&'a str]) -> Route<'a> {
+    match (method, segments) {
+        ("GET", ["health"]) => Route::Health,
+        ("GET", ["health", "ready"]) => Route::Ready,
+        ("GET", ["openapi.yaml"]) => Route::Spec,
+        ("POST", ["job"]) => Route::Create,
+        ("GET", ["job"]) => Route::List,
+        ("GET", ["job", "status"]) => Route::Stats,
+        ("GET", ["job", "workers"]) => Route::Workers,
         // Fixed names before `{id}`, so `DELETE /job/status` is a 405, not a bad id.
         (_, ["health"])
         | (_, ["health", "ready"])
+        | (_, ["openapi.yaml"])
         | (_, ["job", "status"])
-        | (_, ["job", "workers"]) => Err(ApiError::method_not_allowed(method, path, "GET")),
-        ("GET", ["job", id]) => job::get(ctx, id, query),
-        ("DELETE", ["job", id]) => job::delete(ctx, id),
-        ("POST", ["job", id, "retry"]) => job::retry(ctx, id, body),
-        (_, ["job"]) => Err(ApiError::method_not_allowed(method, path, "GET, POST")),
-        (_, ["job", _]) => Err(ApiError::method_not_allowed(method, path, "GET, DELETE")),
-        (_, ["job", _, "retry"]) => Err(ApiError::method_not_allowed(method, path, "POST")),
-        _ => Err(ApiError::not_found(format!("no route for {path}"))),
+        | (_, ["job", "workers"]) => Route::NotAllowed("GET"),
+        ("GET", ["job", id]) => Route::Get(id),
+        ("DELETE", ["job", id]) => Route::Delete(id),
+        ("POST", ["job", id, "retry"]) => Route::Retry(id),
+        (_, ["job"]) => Route::NotAllowed("GET, POST"),
+        (_, ["job", _]) => Route::NotAllowed("GET, DELETE"),
+        (_, ["job", _, "retry"]) => Route::NotAllowed("POST"),
+        _ => Route::NotFound,
+    }
+}
+
+impl Route<'_> {
+    /// The permission a route needs; health, readiness and the spec are open.
+    fn permission(&self) -> Option<&'static str> {
+        match self {
+            Route::List | Route::Stats | Route::Workers | Route::Get(_) => {
+                Some(permission::JOB_READ)
+            }
+            Route::Create | Route::Delete(_) | Route::Retry(_) => Some(permission::JOB_WRITE),
+            _ => None,
+        }
+    }
+}
+
+fn segments(path: &str) -> Vec<&str> {
+    path.trim_end_matches('/').split('/').skip(1).collect()
+}
+
+/// Dispatches one request: classify, check the token, call the handler.
+pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
+    let segments = segments(req.path);
+    let route = classify(req.method, &segments);
+    if let Some(needed) = route.permission() {
+        ctx.auth.check(req.authorization, needed)?;
+    }
+    match route {
+        Route::Health => Ok(health::live()),
+        Route::Ready => Ok(health::ready(ctx)),
+        Route::Spec => Ok(health::spec()),
+        Route::Create => job::create(ctx, req.body),
+        Route::List => job::list(ctx, req.query),
+        Route::Stats => job::stats(ctx),
+        Route::Workers => job::workers(ctx),
+        Route::Get(id) => job::get(ctx, id, req.query),
+        Route::Delete(id) => job::delete(ctx, id),
+        Route::Retry(id) => job::retry(ctx, id, req.body),
+        Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
+        Route::NotFound => {
+            let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
+            let mut e = ApiError::not_found(format!("no route for {}", req.path));
+            e.details = format!("routes: {}", known.join(", "));
+            Err(e)
+        }
     }
 }
 
@@ -126,5 +210,47 @@ mod tests {
         assert_eq!(q.get("bad"), Some("%zz"));
         assert_eq!(q.get("end"), Some("%4"));
         assert!(q.only(&["status"]).is_err());
+    }
+
+    #[test]
+    fn every_listed_route_is_served_and_protected_as_documented() {
+        for (method, template) in ROUTES {
+            let path = template.replace("{id}", "550e8400-e29b-41d4-a716-446655440000");
+            let route = classify(method, &segments(&path));
+            assert!(
+                !matches!(route, Route::NotFound | Route::NotAllowed(_)),
+                "{method} {template} is listed but not served"
+            );
+            let open = template.starts_with("/health") || *template == "/openapi.yaml";
+            assert_eq!(route.permission().is_none(), open, "{method} {template}");
+        }
+        assert_eq!(
+            classify("DELETE", &segments("/job/status")),
+            Route::NotAllowed("GET")
+        );
+        assert_eq!(classify("GET", &segments("/nope")), Route::NotFound);
+    }
+
+    #[test]
+    fn the_served_spec_documents_exactly_the_routes() {
+        let spec: serde_json::Value = match serde_yaml::from_str(crate::handlers::health::SPEC) {
+            Ok(v) => v,
+            Err(e) => panic!("openapi.yaml does not parse: {e}"),
+        };
+        let mut documented = Vec::new();
+        for (path, item) in spec["paths"].as_object().into_iter().flatten() {
+            for method in item.as_object().into_iter().flatten().map(|(m, _)| m) {
+                if ["get", "post", "put", "delete", "patch"].contains(&method.as_str()) {
+                    documented.push((method.to_uppercase(), path.clone()));
+                }
+            }
+        }
+        documented.sort();
+        let mut served: Vec<(String, String)> = ROUTES
+            .iter()
+            .map(|(m, p)| (m.to_string(), p.to_string()))
+            .collect();
+        served.sort();
+        assert_eq!(documented, served);
     }
 }

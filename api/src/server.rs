@@ -3,7 +3,7 @@
 //! responds to every request, so no request is ever dropped unanswered.
 
 use crate::error::ApiError;
-use crate::handlers::Reply;
+use crate::handlers::{Body, Reply};
 use crate::routes::{self, Ctx, Query};
 use crossbeam_channel::{bounded, TrySendError};
 use std::io::Read;
@@ -91,7 +91,21 @@ fn handle(ctx: &Ctx, mut req: Request, max_body_bytes: usize) {
         Ok(b) => b,
         Err(e) => return respond(req, Err(e)),
     };
-    let outcome = routes::route(ctx, &method, path, &Query::parse(raw_query), &body);
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    let outcome = routes::route(
+        ctx,
+        &routes::Incoming {
+            method: &method,
+            path,
+            query: &Query::parse(raw_query),
+            body: &body,
+            authorization: authorization.as_deref(),
+        },
+    );
     if let Err(e) = &outcome {
         if e.status >= 500 {
             log::warn!("{method} {path}: {} ({})", e.error, e.details);
@@ -123,18 +137,20 @@ fn header(name: &str, value: &str) -> Option<Header> {
 
 /// The one place that answers a request.
 fn respond(req: Request, outcome: Result<Reply, ApiError>) {
-    let (status, body, allow) = match outcome {
+    let (status, body, extra) = match outcome {
         Ok(reply) => (reply.status, reply.body, None),
-        Err(e) => (e.status, Some(e.body()), e.allow),
+        Err(e) => (e.status, Body::Json(e.body()), e.header),
     };
-    let bytes = body.map(|b| b.to_string().into_bytes()).unwrap_or_default();
+    let (bytes, content_type) = match body {
+        Body::None => (Vec::new(), None),
+        Body::Json(v) => (v.to_string().into_bytes(), Some("application/json")),
+        Body::Text(text, ct) => (text.as_bytes().to_vec(), Some(ct)),
+    };
     let mut response = Response::from_data(bytes).with_status_code(status);
-    if status != 204 {
-        if let Some(h) = header("Content-Type", "application/json") {
-            response.add_header(h);
-        }
+    if let Some(h) = content_type.and_then(|ct| header("Content-Type", ct)) {
+        response.add_header(h);
     }
-    if let Some(h) = allow.and_then(|a| header("Allow", a)) {
+    if let Some(h) = extra.and_then(|(name, value)| header(name, value)) {
         response.add_header(h);
     }
     if let Err(e) = req.respond(response) {

@@ -2,7 +2,7 @@
 //! 1. the raw floor: the NATS operations one job needs, issued through `osapi-bus` with no HTTP
 //!    (put job, publish, pull, get job, put state, put response, put state, ack, get response);
 //! 2. through HTTP: `POST /job` + `GET /job/{id}?wait=5s` for `system.hostname.get` against a running
-//!    API and worker.
+//!    API and worker, with the token in `$OSAPI_TOKEN`.
 //!
 //! Prints p50/p99 of each and their ratio. Timings on a shared machine are noisy: compare the ratio.
 
@@ -154,12 +154,35 @@ fn http_round_trip(api: &str, jobs: usize) -> Result<Vec<f64>, String> {
     let agent = ureq::AgentBuilder::new()
         .timeout(Duration::from_secs(10))
         .build();
+    let auth = format!(
+        "Bearer {}",
+        std::env::var("OSAPI_TOKEN").unwrap_or_default()
+    );
+    // The worker must be listed before the first job, or `_any` waits for it.
+    let deadline = Instant::now() + Duration::from_secs(15);
+    loop {
+        let workers: serde_json::Value = agent
+            .get(&format!("{api}/job/workers"))
+            .set("Authorization", &auth)
+            .call()
+            .map_err(|e| e.to_string())?
+            .into_json()
+            .map_err(|e| e.to_string())?;
+        if workers["total"].as_u64().unwrap_or(0) > 0 {
+            break;
+        }
+        if Instant::now() > deadline {
+            return Err("no worker listed after 15 s".into());
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
     let body = serde_json::json!({"operation": {"type": "system.hostname.get", "data": {}}, "target_hostname": "_any"});
     let mut out = Vec::with_capacity(jobs);
     for _ in 0..jobs {
         let t = Instant::now();
         let created: serde_json::Value = agent
             .post(&format!("{api}/job"))
+            .set("Authorization", &auth)
             .send_json(body.clone())
             .map_err(|e| e.to_string())?
             .into_json()
@@ -167,6 +190,7 @@ fn http_round_trip(api: &str, jobs: usize) -> Result<Vec<f64>, String> {
         let id = created["job_id"].as_str().ok_or("no job_id")?;
         let done: serde_json::Value = agent
             .get(&format!("{api}/job/{id}?wait=5s"))
+            .set("Authorization", &auth)
             .call()
             .map_err(|e| e.to_string())?
             .into_json()

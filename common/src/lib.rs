@@ -8,6 +8,7 @@ pub mod duration;
 pub mod job;
 pub mod names;
 pub mod operation;
+pub mod permission;
 pub mod status;
 pub mod target;
 pub mod timefmt;

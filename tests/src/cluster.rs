@@ -4,8 +4,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::{json, Value};
 
+use crate::auth::admin_token;
 use crate::daemons::{Api, Options, Worker};
-use crate::http::{request, Response};
+use crate::http::{request_as, Response};
 use crate::is_terminal;
 use crate::nats::NatsServer;
 use crate::wait::wait_until;
@@ -37,7 +38,12 @@ pub struct Cluster {
 impl Cluster {
     /// Starts everything and waits until GET /job/workers lists every worker's hostname.
     pub fn start(workers: &[WorkerSpec<'_>]) -> Cluster {
-        let options = Options::default();
+        Cluster::start_with(workers, &Options::default())
+    }
+
+    /// [`Cluster::start`] with other options (namespace, heartbeat, extra worker keys).
+    pub fn start_with(workers: &[WorkerSpec<'_>], options: &Options) -> Cluster {
+        let options = options.clone();
         let nats = NatsServer::start();
         let api = Api::start(&nats.url(), &options);
         let workers = workers
@@ -70,14 +76,32 @@ impl Cluster {
         self.http_raw(method, path, body.as_deref())
     }
 
-    /// `method path` with a raw body sent as `application/json` (for malformed JSON).
+    /// `method path` with a raw body sent as `application/json` (for malformed JSON), as admin.
     pub fn http_raw(&self, method: &str, path: &str, body: Option<&str>) -> Response {
-        request(&self.api.base_url(), method, path, body).unwrap_or_else(|err| panic!("{err}"))
+        self.http_as(Some(&admin_token()), method, path, body)
     }
 
-    /// `method path`, Err when the API does not answer (for tests that break things on purpose).
+    /// `method path` with the given token (or none), for the auth tests.
+    pub fn http_as(
+        &self,
+        token: Option<&str>,
+        method: &str,
+        path: &str,
+        body: Option<&str>,
+    ) -> Response {
+        request_as(token, &self.api.base_url(), method, path, body)
+            .unwrap_or_else(|err| panic!("{err}"))
+    }
+
+    /// `method path` as admin, Err when the API does not answer (for tests that break things on purpose).
     pub fn try_http(&self, method: &str, path: &str) -> Result<Response, String> {
-        request(&self.api.base_url(), method, path, None)
+        request_as(
+            Some(&admin_token()),
+            &self.api.base_url(),
+            method,
+            path,
+            None,
+        )
     }
 
     /// POST /job with `body`; asserts 201 and the documented answer, returns the job id.
@@ -182,7 +206,8 @@ impl Cluster {
 }
 
 fn listed_workers(base_url: &str) -> Vec<String> {
-    let resp = request(base_url, "GET", "/job/workers", None).unwrap_or_else(|err| panic!("{err}"));
+    let resp = request_as(Some(&admin_token()), base_url, "GET", "/job/workers", None)
+        .unwrap_or_else(|err| panic!("{err}"));
     assert_eq!(resp.status, 200, "GET /job/workers -> {}", resp.text);
     resp.body["workers"]
         .as_array()

@@ -7,6 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
+use crate::auth::{CUSTOM_ROLE, SIGNING_KEY};
 use crate::bins::binary;
 use crate::http::request;
 use crate::wait::{free_port, keep_failed_dirs, log_tail, temp_dir, wait_until};
@@ -24,6 +25,8 @@ pub struct Options {
     pub namespace: String,
     /// `job.worker.heartbeat`; short so that liveness shows within a test.
     pub heartbeat: String,
+    /// More `job.worker` keys for the workers, as (key, YAML value), e.g. `("host_root", "'/tmp/x'")`.
+    pub worker_yaml: Vec<(String, String)>,
 }
 
 impl Default for Options {
@@ -31,6 +34,7 @@ impl Default for Options {
         Options {
             namespace: String::from("t1"),
             heartbeat: String::from("500ms"),
+            worker_yaml: Vec::new(),
         }
     }
 }
@@ -174,6 +178,12 @@ fn config_yaml(
         let _ = writeln!(yaml, "api:");
         let _ = writeln!(yaml, "  server:");
         let _ = writeln!(yaml, "    listen: {}", quote(&format!("127.0.0.1:{port}")));
+        let _ = writeln!(yaml, "    security:");
+        let _ = writeln!(yaml, "      signing_key: {}", quote(SIGNING_KEY));
+        let _ = writeln!(
+            yaml,
+            "      roles: {{ {CUSTOM_ROLE}: {{ permissions: [job:read] }} }}"
+        );
     }
     let _ = writeln!(yaml, "job:");
     let _ = writeln!(yaml, "  worker:");
@@ -181,6 +191,9 @@ fn config_yaml(
     if let Some(worker) = worker {
         let _ = writeln!(yaml, "    hostname: {}", quote(worker.hostname));
         let _ = writeln!(yaml, "    max_jobs: {}", worker.max_jobs);
+        for (key, value) in &options.worker_yaml {
+            let _ = writeln!(yaml, "    {key}: {value}");
+        }
         if worker.labels.is_empty() {
             let _ = writeln!(yaml, "    labels: {{}}");
         } else {

@@ -50,8 +50,20 @@ impl Response {
     }
 }
 
-/// Sends `method base_url+path` with an optional raw JSON body. Err only for transport failures (no answer).
+/// Sends `method base_url+path` with an optional raw JSON body and no token. Err only for transport
+/// failures (no answer).
 pub fn request(
+    base_url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+) -> Result<Response, String> {
+    request_as(None, base_url, method, path, body)
+}
+
+/// [`request`] with `Authorization: Bearer TOKEN` when a token is given.
+pub fn request_as(
+    token: Option<&str>,
     base_url: &str,
     method: &str,
     path: &str,
@@ -59,7 +71,10 @@ pub fn request(
 ) -> Result<Response, String> {
     let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
     let url = format!("{base_url}{path}");
-    let req = agent.request(method, &url);
+    let mut req = agent.request(method, &url);
+    if let Some(token) = token {
+        req = req.set("Authorization", &format!("Bearer {token}"));
+    }
     let result = match body {
         Some(body) => req
             .set("Content-Type", "application/json")

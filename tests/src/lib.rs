@@ -7,9 +7,11 @@
 //!
 //! Environment: `OSAPI_NATS_SERVER` (nats-server binary; else /usr/sbin/nats-server, else PATH),
 //! `OSAPI_BIN_DIR` (where osapi-api and osapi-worker are; else the cargo target dir of the test binary),
+//! Every test API requires tokens signed with [`SIGNING_KEY`]; the [`Cluster`] helpers send an admin token.
 //! `OSAPI_TEST_KEEP` (keep the temp dirs of a failed test: configs, full logs, NATS store).
 //! The daemons never see the caller's `OSAPI_*` variables, which would override their config files.
 
+mod auth;
 mod bins;
 mod cluster;
 mod daemons;
@@ -18,10 +20,11 @@ mod nats;
 mod timestamp;
 mod wait;
 
+pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, SIGNING_KEY};
 pub use bins::binary;
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, Options, Worker};
-pub use http::{request, Response};
+pub use http::{request, request_as, Response};
 pub use nats::NatsServer;
 pub use timestamp::{max_overlap, parse_rfc3339_micros};
 pub use wait::{free_port, wait_until};

@@ -1,7 +1,7 @@
-//! `/health` (liveness: the process answers) and `/health/ready` (NATS reachable, layout present, the
-//! index replayed).
+//! The open endpoints: `/health` (liveness: the process answers), `/health/ready` (NATS reachable, layout
+//! present, the index replayed) and `/openapi.yaml` (the spec).
 
-use super::Reply;
+use super::{Body, Reply};
 use crate::routes::Ctx;
 use serde_json::json;
 
@@ -28,5 +28,16 @@ pub fn ready(ctx: &Ctx) -> Reply {
             503,
             json!({ "status": "not ready", "error": p, "code": 503 }),
         ),
+    }
+}
+
+/// The API's own OpenAPI spec (compatible with OSAPI's job API in paths and fields).
+pub const SPEC: &str = include_str!("../../openapi.yaml");
+
+/// `GET /openapi.yaml`.
+pub fn spec() -> Reply {
+    Reply {
+        status: 200,
+        body: Body::Text(SPEC, "application/yaml"),
     }
 }

@@ -4,23 +4,35 @@
 pub mod health;
 pub mod job;
 
-/// A successful answer: a status and an optional JSON body.
+/// What a successful answer carries.
+#[derive(Debug)]
+pub enum Body {
+    None,
+    Json(serde_json::Value),
+    /// Fixed text with its content type (the OpenAPI spec).
+    Text(&'static str, &'static str),
+}
+
+/// A successful answer: a status and a body.
 #[derive(Debug)]
 pub struct Reply {
     pub status: u16,
-    pub body: Option<serde_json::Value>,
+    pub body: Body,
 }
 
 impl Reply {
     pub fn json(status: u16, body: serde_json::Value) -> Reply {
         Reply {
             status,
-            body: Some(body),
+            body: Body::Json(body),
         }
     }
 
     pub fn empty(status: u16) -> Reply {
-        Reply { status, body: None }
+        Reply {
+            status,
+            body: Body::None,
+        }
     }
 }
 

@@ -1,0 +1,83 @@
+//! Who may do what: `Authorization: Bearer JWT` (HS256 with `api.server.security.signing_key`), checked
+//! once per request by the router. Missing, malformed, expired or wrongly signed tokens, `alg: none` and
+//! every other algorithm are 401; a valid token without the permission is 403. The signature check
+//! (HMAC, compared in constant time) is jsonwebtoken's, on ring; nothing here is hand-rolled crypto.
+
+use crate::error::ApiError;
+use jsonwebtoken::{Algorithm, DecodingKey, Validation};
+use osapi_common::config::RoleConfig;
+use osapi_common::permission;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+
+/// The `iss` every osapi token carries.
+const ISSUER: &str = "osapi";
+
+#[derive(Deserialize)]
+struct Claims {
+    #[serde(default)]
+    roles: Vec<String>,
+    #[serde(default)]
+    permissions: Option<Vec<String>>,
+}
+
+/// The signing key and custom roles, or nothing when the API runs unauthenticated (`--no-auth`).
+pub struct Auth {
+    key: Option<DecodingKey>,
+    validation: Validation,
+    roles: BTreeMap<String, RoleConfig>,
+}
+
+impl Auth {
+    /// `signing_key` empty = no authentication at all (only allowed on loopback, see `main.rs`).
+    pub fn new(signing_key: &str, roles: BTreeMap<String, RoleConfig>) -> Auth {
+        let mut validation = Validation::new(Algorithm::HS256);
+        validation.set_issuer(&[ISSUER]);
+        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        validation.leeway = 0;
+        Auth {
+            key: (!signing_key.is_empty())
+                .then(|| DecodingKey::from_secret(signing_key.as_bytes())),
+            validation,
+            roles,
+        }
+    }
+
+    /// Checks the `Authorization` header against the permission a route needs.
+    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<(), ApiError> {
+        let Some(key) = &self.key else {
+            return Ok(());
+        };
+        let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .map(str::trim)
+            .filter(|t| !t.is_empty())
+            .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer TOKEN'"))?;
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {}", reason(e.kind()))))?
+            .claims;
+        let granted =
+            permission::granted(&claims.roles, claims.permissions.as_deref(), &self.roles);
+        if permission::allows(&granted, needed) {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "token lacks permission {needed}"
+            )))
+        }
+    }
+}
+
+fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
+    use jsonwebtoken::errors::ErrorKind;
+    match kind {
+        ErrorKind::ExpiredSignature => "expired",
+        ErrorKind::InvalidSignature => "bad signature",
+        ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "only HS256 is accepted",
+        ErrorKind::InvalidIssuer => "issuer is not osapi",
+        ErrorKind::MissingRequiredClaim(_) => "a required claim (exp, iss, sub) is missing",
+        _ => "malformed (expected an HS256 JWT)",
+    }
+}
