@@ -19,25 +19,44 @@ pub const QUEUE_DEPTH: usize = 256;
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
-/// Binds the listening socket with `TCP_NODELAY`, which Linux passes on to every accepted connection:
-/// tiny_http writes a response's head and body separately, and with Nagle's algorithm the body would
-/// wait for the client's delayed ACK (~40 ms on a kept-alive connection).
+/// How long a connection may stay silent while the server reads a request, or stall while it writes
+/// an answer, before it is closed: slow or idle clients cannot hold tiny_http's threads.
+pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
+
+fn set_option<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, value: &T) -> bool {
+    // SAFETY: a valid fd we own, a pointer to a live value and its exact size.
+    unsafe {
+        libc::setsockopt(
+            fd,
+            level,
+            name,
+            (value as *const T).cast(),
+            std::mem::size_of::<T>() as libc::socklen_t,
+        ) == 0
+    }
+}
+
+/// Binds the listening socket. Linux passes these options on to every accepted connection:
+/// - `TCP_NODELAY`: tiny_http writes a response's head and body separately, and with Nagle's algorithm
+///   the body would wait for the client's delayed ACK (~40 ms on a kept-alive connection);
+/// - `SO_RCVTIMEO`/`SO_SNDTIMEO` of [`SOCKET_TIMEOUT`]: tiny_http sets no timeouts of its own.
 pub fn bind(addr: &str) -> Result<Server, String> {
     use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
+    let fd = listener.as_raw_fd();
     let one: libc::c_int = 1;
-    // SAFETY: a valid fd we own, a pointer to a live c_int and its exact size.
-    let rc = unsafe {
-        libc::setsockopt(
-            listener.as_raw_fd(),
-            libc::IPPROTO_TCP,
-            libc::TCP_NODELAY,
-            (&one as *const libc::c_int).cast(),
-            std::mem::size_of::<libc::c_int>() as libc::socklen_t,
-        )
+    let timeout = libc::timeval {
+        tv_sec: SOCKET_TIMEOUT.as_secs() as libc::time_t,
+        tv_usec: 0,
     };
-    if rc != 0 {
-        log::warn!("TCP_NODELAY not set: {}", std::io::Error::last_os_error());
+    let set = set_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one)
+        && set_option(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)
+        && set_option(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout);
+    if !set {
+        log::warn!(
+            "socket options not set: {}",
+            std::io::Error::last_os_error()
+        );
     }
     Server::from_listener(listener, None).map_err(|e| e.to_string())
 }
