@@ -8,31 +8,51 @@
 use osapi_common::job::{HostState, JobDef, WorkerInfo};
 use osapi_common::names::keys::{self, Parsed};
 use osapi_common::operation::OperationType;
-use osapi_common::status::{HostStatus, JobStatus};
-use osapi_common::view;
+use osapi_common::status::{self, HostStatus, JobStatus};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
-/// What the index keeps of one job.
+/// What the index keeps of one job: only what listing, filtering and counting need, kept small
+/// (about 100 bytes a job) because the index holds every job of the bucket.
 #[derive(Debug, Clone)]
 struct JobEntry {
-    def_head: JobDef,
-    hosts: Vec<(String, HostStatus)>,
+    created_us: i64,
+    deadline_us: i64,
+    op: OperationType,
+    /// Broadcast jobs: the live workers that matched at submission.
+    expected: Box<[Box<str>]>,
+    /// Hosts that wrote a state, with its status.
+    hosts: Vec<(Box<str>, HostStatus)>,
 }
 
 impl JobEntry {
+    fn from_def(def: &JobDef) -> JobEntry {
+        JobEntry {
+            created_us: def.created_us,
+            deadline_us: def.deadline_us(),
+            op: def.operation.op_type,
+            expected: def
+                .expected_hosts
+                .iter()
+                .map(|h| h.as_str().into())
+                .collect(),
+            hosts: Vec::new(),
+        }
+    }
+
+    /// The same aggregation as `common::view` (expected hosts plus those that answered; silent ones
+    /// fail after the deadline), without building the detail.
     fn status(&self, now_us: i64) -> JobStatus {
-        let hosts = view::hosts_of(&self.def_head, self.hosts.iter().map(|(h, _)| h.as_str()));
-        view::job_status(
-            &self.def_head,
-            hosts.iter().map(|h| {
-                let own = self.hosts.iter().find(|(n, _)| n == h).map(|(_, s)| *s);
-                (*h, own)
-            }),
-            now_us,
-        )
+        let past = now_us > self.deadline_us;
+        let mut statuses: Vec<HostStatus> = self.hosts.iter().map(|(_, s)| *s).collect();
+        for host in self.expected.iter() {
+            if !self.hosts.iter().any(|(h, _)| h == host) {
+                statuses.push(status::effective_host_status(None, past));
+            }
+        }
+        status::aggregate(&statuses, past)
     }
 }
 
@@ -61,13 +81,6 @@ pub struct Index {
     changed: Condvar,
 }
 
-/// A job's data (operation payload) is not needed in the index; keep the entry small.
-fn head_of(def: &JobDef) -> JobDef {
-    let mut head = def.clone();
-    head.operation.data = serde_json::Value::Null;
-    head
-}
-
 impl Index {
     fn lock(&self) -> MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
@@ -83,13 +96,7 @@ impl Index {
             return;
         }
         st.by_created.insert((def.created_us, id));
-        st.jobs.insert(
-            id,
-            JobEntry {
-                def_head: head_of(def),
-                hosts: Vec::new(),
-            },
-        );
+        st.jobs.insert(id, JobEntry::from_def(def));
         drop(st);
         self.changed.notify_all();
     }
@@ -97,7 +104,7 @@ impl Index {
     pub fn remove_job(&self, id: &Uuid) {
         let mut st = self.lock();
         if let Some(entry) = st.jobs.remove(id) {
-            st.by_created.remove(&(entry.def_head.created_us, *id));
+            st.by_created.remove(&(entry.created_us, *id));
         }
         drop(st);
         self.changed.notify_all();
@@ -123,9 +130,9 @@ impl Index {
                     .map(|s| s.status);
                 let mut st = self.lock();
                 if let Some(entry) = st.jobs.get_mut(&id) {
-                    entry.hosts.retain(|(h, _)| h != host);
+                    entry.hosts.retain(|(h, _)| &**h != host);
                     if let Some(status) = status {
-                        entry.hosts.push((host.to_string(), status));
+                        entry.hosts.push((host.into(), status));
                     }
                 }
                 drop(st);
@@ -165,8 +172,8 @@ impl Index {
     /// The hosts that may hold records for the job: expected ones and those that wrote a state.
     pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
         self.lock().jobs.get(id).map(|e| {
-            let mut hosts: BTreeSet<String> = e.def_head.expected_hosts.iter().cloned().collect();
-            hosts.extend(e.hosts.iter().map(|(h, _)| h.clone()));
+            let mut hosts: BTreeSet<String> = e.expected.iter().map(|h| h.to_string()).collect();
+            hosts.extend(e.hosts.iter().map(|(h, _)| h.to_string()));
             hosts.into_iter().collect()
         })
     }
@@ -210,9 +217,7 @@ impl Index {
         let mut by_operation = BTreeMap::new();
         for entry in st.jobs.values() {
             *by_status.entry(entry.status(now_us)).or_default() += 1;
-            *by_operation
-                .entry(entry.def_head.operation.op_type)
-                .or_default() += 1;
+            *by_operation.entry(entry.op).or_default() += 1;
         }
         Stats {
             total: st.jobs.len(),
@@ -268,5 +273,125 @@ impl Index {
             st.jobs.remove(&key.1);
         }
         st.workers.retain(|_, w| w.last_seen_us >= cutoff);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use osapi_common::job::{HostState, Operation};
+
+    fn def(n: u128, created_us: i64, expected: &[&str]) -> JobDef {
+        JobDef {
+            id: Uuid::from_u128(n).to_string(),
+            operation: Operation {
+                op_type: OperationType::TestPingDo,
+                data: serde_json::json!({}),
+            },
+            target_hostname: "_all".into(),
+            expected_hosts: expected.iter().map(|h| h.to_string()).collect(),
+            created: String::new(),
+            created_us,
+            timeout_ms: 1000,
+            retry_of: None,
+        }
+    }
+
+    fn put(index: &Index, key: &str, value: &impl serde::Serialize, seq: u64) {
+        let bytes = serde_json::to_vec(value).unwrap_or_default();
+        index.apply(key, Some(&bytes), seq);
+    }
+
+    fn state(host: &str, status: HostStatus) -> HostState {
+        HostState {
+            hostname: host.into(),
+            status,
+            attempts: 1,
+            error: None,
+            duration: None,
+            events: vec![],
+        }
+    }
+
+    #[test]
+    fn pages_filters_counts_and_forgets() {
+        let index = Index::default();
+        for n in 1..=3 {
+            put(
+                &index,
+                &keys::job(&Uuid::from_u128(n).to_string()),
+                &def(n, n as i64 * 1000, &["a", "b"]),
+                n as u64,
+            );
+        }
+        let id1 = Uuid::from_u128(1).to_string();
+        put(
+            &index,
+            &keys::state(&id1, "a"),
+            &state("a", HostStatus::Completed),
+            4,
+        );
+        put(
+            &index,
+            &keys::state(&id1, "b"),
+            &state("b", HostStatus::Failed),
+            5,
+        );
+        let now = 3_500;
+        let (total, page) = index.page(None, 0, Some(2), now);
+        assert_eq!(total, 3);
+        assert_eq!(
+            page,
+            [Uuid::from_u128(3), Uuid::from_u128(2)],
+            "newest first"
+        );
+        let (total, page) = index.page(Some(JobStatus::PartialFailure), 0, Some(10), now);
+        assert_eq!((total, page), (1, vec![Uuid::from_u128(1)]));
+        assert_eq!(index.page(Some(JobStatus::Pending), 1, Some(10), now).0, 2);
+        let stats = index.stats(now);
+        assert_eq!(stats.total, 3);
+        assert_eq!(stats.by_status.get(&JobStatus::Pending), Some(&2));
+        // Past every deadline, the silent hosts of jobs 2 and 3 count as failed.
+        assert_eq!(
+            index.stats(10_000_000).by_status.get(&JobStatus::Failed),
+            Some(&2)
+        );
+        assert_eq!(index.last_seq(), 5);
+        index.apply(&keys::job(&id1), None, 6);
+        assert_eq!(index.stats(now).total, 2, "a purged job leaves the index");
+        index.prune(1_000_000 + 2_500, Duration::from_secs(1));
+        assert_eq!(
+            index.stats(now).total,
+            1,
+            "jobs older than the TTL are forgotten"
+        );
+    }
+
+    #[test]
+    fn wait_returns_when_the_job_finishes_or_at_the_deadline() {
+        let index = std::sync::Arc::new(Index::default());
+        let id = Uuid::from_u128(7);
+        put(&index, &keys::job(&id.to_string()), &def(7, 0, &["a"]), 1);
+        let start = Instant::now();
+        index.wait_terminal(&id, start + Duration::from_millis(50), || 0);
+        assert!(start.elapsed() >= Duration::from_millis(50));
+        let writer = index.clone();
+        let t = std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(20));
+            put(
+                &writer,
+                &keys::state(&id.to_string(), "a"),
+                &state("a", HostStatus::Completed),
+                2,
+            );
+        });
+        let start = Instant::now();
+        index.wait_terminal(&id, start + Duration::from_secs(10), || 0);
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "woken by the state change"
+        );
+        assert_eq!(index.status(&id, 0), Some(JobStatus::Completed));
+        let _ = t.join();
     }
 }
