@@ -5,10 +5,26 @@
 #   make run     local nats-server + API + one worker, see scripts/run-local.sh
 #   make bench   raw NATS floor vs HTTP round trip, one run (scripts/bench.sh)
 #   make clean   cargo clean and the local NATS store under .data/
+#   make install    release binaries, sample config and systemd units (see the variables below)
+#   make uninstall  removes the binaries and units; keeps the config
 
 CARGO ?= cargo
 
-.PHONY: build test lint run bench clean
+.PHONY: build test lint run bench clean install uninstall
+
+# make install / uninstall. Paths are $(DESTDIR)$(PREFIX)/bin, $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml
+# and $(DESTDIR)$(SYSTEMD_UNIT_DIR); DESTDIR stages everything under another root (packaging, tests).
+# INSTALL_FROM picks the cargo profile dir the binaries come from: `release` (default) builds them first;
+# any other value (e.g. `debug`, used by the tests) installs what $(TARGET_DIR)/$(INSTALL_FROM) already
+# holds, without building. TARGET_DIR is $CARGO_TARGET_DIR, else target.
+PREFIX ?= /usr/local
+DESTDIR ?=
+SYSCONFDIR ?= /etc
+SYSTEMD_UNIT_DIR ?= /etc/systemd/system
+INSTALL_FROM ?= release
+TARGET_DIR ?= $(or $(CARGO_TARGET_DIR),target)
+INSTALL_BINS := osapi-api osapi-worker osapi
+UNITS := osapi-api.service osapi-worker.service
 
 build:
 	$(CARGO) build --workspace --bins
@@ -40,3 +56,31 @@ bench:
 clean:
 	$(CARGO) clean
 	rm -rf .data
+
+# The config is installed only when none exists (mode 0600: it holds the signing key) and is never
+# overwritten; the units get PREFIX and SYSCONFDIR filled in. Nothing here needs root unless the
+# paths do. After a real install: set the signing key, then systemctl daemon-reload and enable --now.
+install:
+	@if [ "$(INSTALL_FROM)" = release ]; then $(CARGO) build --release -p osapi-api -p osapi-worker -p osapi-cli; fi
+	@for bin in $(INSTALL_BINS); do \
+		[ -x "$(TARGET_DIR)/$(INSTALL_FROM)/$$bin" ] || { echo "install: $(TARGET_DIR)/$(INSTALL_FROM)/$$bin is missing; build it first" >&2; exit 1; }; \
+	done
+	install -d "$(DESTDIR)$(PREFIX)/bin" "$(DESTDIR)$(SYSCONFDIR)/osapi" "$(DESTDIR)$(SYSTEMD_UNIT_DIR)"
+	install -m 0755 $(addprefix $(TARGET_DIR)/$(INSTALL_FROM)/,$(INSTALL_BINS)) "$(DESTDIR)$(PREFIX)/bin/"
+	@set -e; for unit in $(UNITS); do \
+		sed -e 's|@PREFIX@|$(PREFIX)|g' -e 's|@SYSCONFDIR@|$(SYSCONFDIR)|g' packaging/systemd/$$unit.in > "$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit" && \
+		chmod 0644 "$(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit" && \
+		echo "installed $(DESTDIR)$(SYSTEMD_UNIT_DIR)/$$unit"; \
+	done
+	@if [ -e "$(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml" ]; then \
+		echo "kept the existing $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml (the new sample is config/osapi.yaml)"; \
+	else \
+		install -m 0600 config/osapi.yaml "$(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml" && \
+		echo "installed $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml: set api.server.security.signing_key and nats.url"; \
+	fi
+
+uninstall:
+	@set -e; for path in $(addprefix $(PREFIX)/bin/,$(INSTALL_BINS)) $(addprefix $(SYSTEMD_UNIT_DIR)/,$(UNITS)); do \
+		rm -f "$(DESTDIR)$$path" && echo "removed $(DESTDIR)$$path"; \
+	done
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml (remove it by hand if you want it gone)"

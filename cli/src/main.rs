@@ -18,7 +18,7 @@ mod wait;
 use client::Client;
 use command::{Command, Globals, HelpTopic, Invocation, TokenCommand};
 use error::CliError;
-use osapi_common::config::Config;
+use osapi_common::config::{Config, CONFIG_ENV, DEFAULT_CONFIG_PATH};
 use output::Output;
 use std::io::Write;
 use std::process::ExitCode;
@@ -81,9 +81,21 @@ fn usage(topic: HelpTopic) -> &'static str {
     }
 }
 
-/// A config that cannot be read or is invalid is the user's to fix: exit 2.
+/// A config that cannot be read or is invalid is the user's to fix: exit 2. One exception: when no config
+/// is named, the default file is skipped if this user may not read it (installed, it is root's alone,
+/// mode 0600, because it holds the signing key), so job commands still work from the flags and
+/// `OSAPI_URL`/`OSAPI_TOKEN`. Reading `/dev/null` instead gives every default plus the env overrides.
 fn load_config(globals: &Globals) -> Result<Config, CliError> {
-    Config::load(globals.config.as_deref()).map_err(|e| CliError::Usage(e.to_string()))
+    let named =
+        globals.config.is_some() || std::env::var_os(CONFIG_ENV).is_some_and(|v| !v.is_empty());
+    let denied = std::fs::File::open(DEFAULT_CONFIG_PATH)
+        .is_err_and(|e| e.kind() == std::io::ErrorKind::PermissionDenied);
+    let path = if !named && denied {
+        Some(std::path::Path::new("/dev/null"))
+    } else {
+        globals.config.as_deref()
+    };
+    Config::load(path).map_err(|e| CliError::Usage(e.to_string()))
 }
 
 /// URL and token: the flag, else the env variable, else the config's `api.client`.
