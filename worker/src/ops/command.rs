@@ -1,0 +1,150 @@
+//! Running a host program (`ping`, `resolvectl`, `shutdown`) for an operation: always a program and its arguments,
+//! never a shell; the C locale so the output parses; bounded output and a bounded run time.
+
+use std::io::{self, Read};
+use std::os::unix::process::CommandExt;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::thread::JoinHandle;
+use std::time::{Duration, Instant};
+
+/// Output kept per stream; the rest is read and dropped so the child never blocks on a full pipe.
+const OUTPUT_BYTES_MAX: u64 = 64 * 1024;
+/// How often a running child is checked (ping runs for seconds: a few hundred cheap checks).
+const POLL_INTERVAL: Duration = Duration::from_millis(10);
+/// After SIGINT at the deadline (ping prints its statistics then), how long before SIGKILL.
+const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+
+/// What a finished program left behind.
+#[derive(Debug)]
+pub struct Output {
+    /// The exit code; None when a signal ended it.
+    pub code: Option<i32>,
+    pub stdout: String,
+    pub stderr: String,
+    /// True when it ran past its limit and was interrupted.
+    pub timed_out: bool,
+}
+
+/// The first executable `name` on PATH, else the first executable of `fallbacks` (absolute paths).
+pub fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
+    let on_path: Vec<PathBuf> = std::env::var_os("PATH")
+        .map(|path| {
+            std::env::split_paths(&path)
+                .map(|dir| dir.join(name))
+                .collect()
+        })
+        .unwrap_or_default();
+    on_path
+        .into_iter()
+        .chain(fallbacks.iter().map(PathBuf::from))
+        .find(|candidate| is_executable(candidate))
+}
+
+fn is_executable(path: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(path).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
+
+/// Runs `program args...` and waits at most `limit`: then SIGINT, and SIGKILL [`INTERRUPT_GRACE`] later.
+pub fn run(program: &Path, args: &[String], limit: Duration) -> io::Result<Output> {
+    let mut child = Command::new(program)
+        .args(args)
+        .env("LC_ALL", "C")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .process_group(0)
+        .spawn()?;
+    let stdout = reader(child.stdout.take());
+    let stderr = reader(child.stderr.take());
+    let started = Instant::now();
+    let mut timed_out = false;
+    let status = loop {
+        if let Some(status) = child.try_wait()? {
+            break status;
+        }
+        let elapsed = started.elapsed();
+        if elapsed >= limit && !timed_out {
+            timed_out = true;
+            signal_group(&child, libc::SIGINT);
+        }
+        if elapsed >= limit + INTERRUPT_GRACE {
+            signal_group(&child, libc::SIGKILL);
+            break child.wait()?;
+        }
+        std::thread::sleep(POLL_INTERVAL);
+    };
+    Ok(Output {
+        code: status.code(),
+        stdout: joined(stdout),
+        stderr: joined(stderr),
+        timed_out,
+    })
+}
+
+/// `signal` to the child's process group (the child leads it, so anything it started holding our pipes goes
+/// too). The child is not reaped yet, so its pid, the group id, cannot have been reused.
+fn signal_group(child: &Child, signal: libc::c_int) {
+    if let Ok(pid) = libc::pid_t::try_from(child.id()) {
+        // SAFETY: kill(2) with a valid signal number on our own unreaped child's group; no memory is involved.
+        unsafe {
+            libc::kill(-pid, signal);
+        }
+    }
+}
+
+fn reader<R: Read + Send + 'static>(stream: Option<R>) -> Option<JoinHandle<String>> {
+    let stream = stream?;
+    Some(std::thread::spawn(move || {
+        let mut bytes = Vec::new();
+        let mut stream = stream;
+        let _ = (&mut stream).take(OUTPUT_BYTES_MAX).read_to_end(&mut bytes);
+        let _ = io::copy(&mut stream, &mut io::sink());
+        String::from_utf8_lossy(&bytes).into_owned()
+    }))
+}
+
+fn joined(handle: Option<JoinHandle<String>>) -> String {
+    handle.and_then(|h| h.join().ok()).unwrap_or_default()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn sh() -> PathBuf {
+        find_program("sh", &["/bin/sh"]).expect("a shell for the test")
+    }
+
+    #[test]
+    fn captures_output_and_exit_code() {
+        let args = [
+            "-c".to_string(),
+            "echo out; echo err >&2; exit 3".to_string(),
+        ];
+        let out = run(&sh(), &args, Duration::from_secs(5)).expect("run sh");
+        assert_eq!(out.code, Some(3));
+        assert_eq!(out.stdout, "out\n");
+        assert_eq!(out.stderr, "err\n");
+        assert!(!out.timed_out);
+    }
+
+    #[test]
+    fn a_run_past_its_limit_is_interrupted() {
+        let args = ["-c".to_string(), "sleep 30".to_string()];
+        let started = Instant::now();
+        let out = run(&sh(), &args, Duration::from_millis(100)).expect("run sh");
+        assert!(out.timed_out);
+        assert!(started.elapsed() < Duration::from_secs(5), "{out:?}");
+    }
+
+    #[test]
+    fn programs_are_found_on_path_or_fallbacks() {
+        assert!(find_program("osapi-no-such-program", &[]).is_none());
+        assert_eq!(
+            find_program("osapi-no-such-program", &["/bin/sh"]),
+            Some(PathBuf::from("/bin/sh"))
+        );
+    }
+}
