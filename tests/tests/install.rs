@@ -42,7 +42,7 @@ const HARDENING: &[(&str, &str, &str)] = &[
     (
         "osapi-worker.service",
         "ReadWritePaths",
-        "-/etc/resolv.conf",
+        "/etc",
     ),
     ("osapi-worker.service", "ProtectHome", "read-only"),
     ("osapi-worker.service", "PrivateTmp", "yes"),
