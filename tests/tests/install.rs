@@ -39,11 +39,7 @@ const HARDENING: &[(&str, &str, &str)] = &[
     ("osapi-worker.service", "User", "root"),
     ("osapi-worker.service", "NoNewPrivileges", "yes"),
     ("osapi-worker.service", "ProtectSystem", "full"),
-    (
-        "osapi-worker.service",
-        "ReadWritePaths",
-        "/etc",
-    ),
+    ("osapi-worker.service", "ReadWritePaths", "/etc"),
     ("osapi-worker.service", "ProtectHome", "read-only"),
     ("osapi-worker.service", "PrivateTmp", "yes"),
     (
