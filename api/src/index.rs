@@ -23,8 +23,10 @@ struct JobEntry {
     op: OperationType,
     /// Broadcast jobs: the live workers that matched at submission.
     expected: Box<[Box<str>]>,
-    /// Hosts that wrote a state, with its status.
-    hosts: Vec<(Box<str>, HostStatus)>,
+    /// `_any` jobs: one host decides (see `status::any_target_decider`).
+    any: bool,
+    /// Hosts that wrote a state, with its status and attempt number.
+    hosts: Vec<(Box<str>, HostStatus, u32)>,
 }
 
 impl JobEntry {
@@ -38,6 +40,7 @@ impl JobEntry {
                 .iter()
                 .map(|h| h.as_str().into())
                 .collect(),
+            any: def.target_hostname == "_any",
             hosts: Vec::new(),
         }
     }
@@ -46,9 +49,20 @@ impl JobEntry {
     /// fail after the deadline), without building the detail.
     fn status(&self, now_us: i64) -> JobStatus {
         let past = now_us > self.deadline_us;
-        let mut statuses: Vec<HostStatus> = self.hosts.iter().map(|(_, s)| *s).collect();
+        if self.any {
+            let written = self.hosts.iter().map(|(h, s, a)| (&**h, *s, *a));
+            let decider = status::any_target_decider(written);
+            let statuses: Vec<HostStatus> = self
+                .hosts
+                .iter()
+                .filter(|(h, _, _)| Some(&**h) == decider)
+                .map(|(_, s, _)| *s)
+                .collect();
+            return status::aggregate(&statuses, past);
+        }
+        let mut statuses: Vec<HostStatus> = self.hosts.iter().map(|(_, s, _)| *s).collect();
         for host in self.expected.iter() {
-            if !self.hosts.iter().any(|(h, _)| h == host) {
+            if !self.hosts.iter().any(|(h, _, _)| h == host) {
                 statuses.push(status::effective_host_status(None, past));
             }
         }
@@ -127,12 +141,12 @@ impl Index {
                 let Ok(id) = Uuid::parse_str(id) else { return };
                 let status = v
                     .and_then(|v| serde_json::from_slice::<HostState>(v).ok())
-                    .map(|s| s.status);
+                    .map(|s| (s.status, s.attempts));
                 let mut st = self.lock();
                 if let Some(entry) = st.jobs.get_mut(&id) {
-                    entry.hosts.retain(|(h, _)| &**h != host);
-                    if let Some(status) = status {
-                        entry.hosts.push((host.into(), status));
+                    entry.hosts.retain(|(h, _, _)| &**h != host);
+                    if let Some((status, attempts)) = status {
+                        entry.hosts.push((host.into(), status, attempts));
                     }
                 }
                 drop(st);
@@ -173,7 +187,7 @@ impl Index {
     pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
         self.lock().jobs.get(id).map(|e| {
             let mut hosts: BTreeSet<String> = e.expected.iter().map(|h| h.to_string()).collect();
-            hosts.extend(e.hosts.iter().map(|(h, _)| h.to_string()));
+            hosts.extend(e.hosts.iter().map(|(h, _, _)| h.to_string()));
             hosts.into_iter().collect()
         })
     }

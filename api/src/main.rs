@@ -121,7 +121,7 @@ fn run() -> Result<(), String> {
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
     });
-    server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown);
+    server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown)?;
     log::info!("stopped");
     Ok(())
 }

@@ -1,12 +1,13 @@
 //! HTTP serving on tiny_http, with the limits tiny_http lacks (STYLE.md): a fixed set of handler threads,
-//! a bounded queue (503 when full), a body cap checked before reading (413), and exactly one place that
-//! responds to every request, so no request is ever dropped unanswered.
+//! a bounded queue (503 when full), a body cap checked before reading (413), bodies tiny_http has not
+//! buffered read by separate threads within a deadline (a slow upload never holds a handler), and exactly
+//! one place that responds to every request, so no request is ever dropped unanswered. Per-connection
+//! socket timeouts live in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`).
 
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
 use crate::routes::{self, Ctx, Query};
 use crossbeam_channel::{bounded, TrySendError};
-use std::io::Read;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
@@ -16,62 +17,45 @@ use tiny_http::{Header, Request, Response, Server};
 pub const HANDLER_THREADS: usize = 16;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
+/// Threads reading request bodies that tiny_http has not buffered (over 1 KiB, or chunked), so a slow
+/// upload holds one of these, never a handler thread.
+pub const BODY_READERS: usize = 32;
+/// Longest time a whole body may take to arrive; past it the answer is 408.
+pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// tiny_http reads bodies up to this size itself, before it hands the request over.
+const BUFFERED_BODY_MAX: usize = 1024;
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
-/// How long a connection may stay silent while the server reads a request, or stall while it writes
-/// an answer, before it is closed: slow or idle clients cannot hold tiny_http's threads.
-pub const SOCKET_TIMEOUT: Duration = Duration::from_secs(10);
-
-fn set_option<T>(fd: libc::c_int, level: libc::c_int, name: libc::c_int, value: &T) -> bool {
-    // SAFETY: a valid fd we own, a pointer to a live value and its exact size.
-    unsafe {
-        libc::setsockopt(
-            fd,
-            level,
-            name,
-            (value as *const T).cast(),
-            std::mem::size_of::<T>() as libc::socklen_t,
-        ) == 0
-    }
-}
-
-/// Binds the listening socket. Linux passes these options on to every accepted connection:
-/// - `TCP_NODELAY`: tiny_http writes a response's head and body separately, and with Nagle's algorithm
-///   the body would wait for the client's delayed ACK (~40 ms on a kept-alive connection);
-/// - `SO_RCVTIMEO`/`SO_SNDTIMEO` of [`SOCKET_TIMEOUT`]: tiny_http sets no timeouts of its own.
+/// Binds the listening socket. Each accepted connection gets `TCP_NODELAY` and 10 s read/write
+/// timeouts in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`): options on the listener would be
+/// inherited, but `SO_RCVTIMEO` there also times out `accept(2)`, which ended tiny_http's accept loop.
 pub fn bind(addr: &str) -> Result<Server, String> {
-    use std::os::fd::AsRawFd;
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    let fd = listener.as_raw_fd();
-    let one: libc::c_int = 1;
-    let timeout = libc::timeval {
-        tv_sec: SOCKET_TIMEOUT.as_secs() as libc::time_t,
-        tv_usec: 0,
-    };
-    let set = set_option(fd, libc::IPPROTO_TCP, libc::TCP_NODELAY, &one)
-        && set_option(fd, libc::SOL_SOCKET, libc::SO_RCVTIMEO, &timeout)
-        && set_option(fd, libc::SOL_SOCKET, libc::SO_SNDTIMEO, &timeout);
-    if !set {
-        log::warn!(
-            "socket options not set: {}",
-            std::io::Error::last_os_error()
-        );
-    }
     Server::from_listener(listener, None).map_err(|e| e.to_string())
 }
 
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
-pub fn serve(server: Server, ctx: Arc<Ctx>, max_body_bytes: usize, shutdown: Arc<AtomicBool>) {
-    let (tx, rx) = bounded::<Request>(QUEUE_DEPTH);
-    let mut handlers = Vec::with_capacity(HANDLER_THREADS);
+///
+/// Requests whose body tiny_http has already buffered go straight to the handlers; the others first pass
+/// through [`BODY_READERS`] threads that read the body within [`BODY_DEADLINE`], so slow uploads can never
+/// occupy the handler threads. Either queue full: 503 at once.
+pub fn serve(
+    server: Server,
+    ctx: Arc<Ctx>,
+    max_body_bytes: usize,
+    shutdown: Arc<AtomicBool>,
+) -> Result<(), String> {
+    let (tx, rx) = bounded::<(Request, Option<Vec<u8>>)>(QUEUE_DEPTH);
+    let (body_tx, body_rx) = bounded::<Request>(QUEUE_DEPTH);
+    let mut handlers = Vec::with_capacity(HANDLER_THREADS + BODY_READERS);
     for n in 0..HANDLER_THREADS {
         let (rx, ctx) = (rx.clone(), ctx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("http-{n}"))
             .spawn(move || {
-                for req in rx.iter() {
-                    handle(&ctx, req, max_body_bytes);
+                for (req, body) in rx.iter() {
+                    handle(&ctx, req, body, max_body_bytes);
                 }
             });
         match spawned {
@@ -79,34 +63,81 @@ pub fn serve(server: Server, ctx: Arc<Ctx>, max_body_bytes: usize, shutdown: Arc
             Err(e) => log::error!("cannot start handler thread {n}: {e}"),
         }
     }
+    for n in 0..BODY_READERS {
+        let (body_rx, tx) = (body_rx.clone(), tx.clone());
+        let spawned = std::thread::Builder::new()
+            .name(format!("body-{n}"))
+            .spawn(move || {
+                for mut req in body_rx.iter() {
+                    match read_body(&mut req, max_body_bytes) {
+                        Ok(body) => dispatch(&tx, req, Some(body)),
+                        Err(e) => respond(req, Err(e)),
+                    }
+                }
+            });
+        match spawned {
+            Ok(h) => handlers.push(h),
+            Err(e) => log::error!("cannot start body reader thread {n}: {e}"),
+        }
+    }
+    let mut outcome = Ok(());
     while !shutdown.load(Ordering::SeqCst) {
         let req = match server.recv_timeout(ACCEPT_POLL) {
             Ok(Some(req)) => req,
             Ok(None) => continue,
             Err(e) => {
-                log::warn!("accept: {e}");
-                continue;
+                // The (patched) accept thread never gives up; an error here means the server is gone.
+                // Exit non-zero so that the supervisor restarts the API.
+                outcome = Err(format!("the HTTP server stopped: {e}"));
+                break;
             }
         };
-        match tx.try_send(req) {
-            Ok(()) => {}
-            Err(TrySendError::Full(req)) | Err(TrySendError::Disconnected(req)) => {
-                let busy = ApiError::unavailable("too many requests in progress; try again");
-                respond(req, Err(busy));
-            }
+        let buffered = req.body_length().is_some_and(|n| n <= BUFFERED_BODY_MAX)
+            && !req.headers().iter().any(|h| h.field.equiv("Expect"));
+        if buffered || req.body_length().is_some_and(|n| n > max_body_bytes) {
+            dispatch(&tx, req, None);
+            continue;
+        }
+        if let Err(TrySendError::Full(req) | TrySendError::Disconnected(req)) =
+            body_tx.try_send(req)
+        {
+            respond(
+                req,
+                Err(ApiError::unavailable(
+                    "too many uploads in progress; try again",
+                )),
+            );
         }
     }
-    drop(tx);
+    drop((tx, body_tx));
     for h in handlers {
         let _ = h.join();
     }
+    outcome
 }
 
-fn handle(ctx: &Ctx, mut req: Request, max_body_bytes: usize) {
+fn dispatch(
+    tx: &crossbeam_channel::Sender<(Request, Option<Vec<u8>>)>,
+    req: Request,
+    body: Option<Vec<u8>>,
+) {
+    if let Err(TrySendError::Full((req, _)) | TrySendError::Disconnected((req, _))) =
+        tx.try_send((req, body))
+    {
+        respond(
+            req,
+            Err(ApiError::unavailable(
+                "too many requests in progress; try again",
+            )),
+        );
+    }
+}
+
+fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: usize) {
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     let (path, raw_query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let body = match read_body(&mut req, max_body_bytes) {
+    let body = match body.map_or_else(|| read_body(&mut req, max_body_bytes), Ok) {
         Ok(b) => b,
         Err(e) => return respond(req, Err(e)),
     };
@@ -133,21 +164,34 @@ fn handle(ctx: &Ctx, mut req: Request, max_body_bytes: usize) {
     respond(req, outcome);
 }
 
-/// Reads the body, refusing one over the cap before reading it when Content-Length says so.
+/// Reads the body, refusing one over the cap before reading it when Content-Length says so, and one
+/// that takes longer than [`BODY_DEADLINE`] to arrive.
 fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
     if req.body_length().is_some_and(|n| n > max) {
         return Err(ApiError::too_large(max));
     }
+    let started = std::time::Instant::now();
     let mut body = Vec::new();
-    let limit = u64::try_from(max).unwrap_or(u64::MAX).saturating_add(1);
-    req.as_reader()
-        .take(limit)
-        .read_to_end(&mut body)
-        .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
-    if body.len() > max {
-        return Err(ApiError::too_large(max));
+    let mut chunk = [0_u8; 16 * 1024];
+    let reader = req.as_reader();
+    loop {
+        let n = reader
+            .read(&mut chunk)
+            .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        if n == 0 {
+            return Ok(body);
+        }
+        body.extend_from_slice(&chunk[..n]);
+        if body.len() > max {
+            return Err(ApiError::too_large(max));
+        }
+        if started.elapsed() > BODY_DEADLINE {
+            return Err(ApiError::bad_request(format!(
+                "request body took longer than {}s to arrive",
+                BODY_DEADLINE.as_secs()
+            )));
+        }
     }
-    Ok(body)
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {

@@ -98,6 +98,20 @@ pub fn effective_host_status(own: Option<HostStatus>, past_deadline: bool) -> Ho
     }
 }
 
+/// The one host whose state decides an `_any` job, from `(host, status, attempts)` of the hosts that wrote
+/// a state. One delivery runs an `_any` job at a time; a host that took an earlier delivery and then died
+/// (SIGKILL, power loss) keeps its `running` state for ever, and must not hold the job `running` once
+/// another host took the redelivery. The host that completed it decides; else the latest delivery
+/// (highest attempt number) does.
+pub fn any_target_decider<'a>(
+    hosts: impl Iterator<Item = (&'a str, HostStatus, u32)>,
+) -> Option<&'a str> {
+    let rank = |status: HostStatus, attempts: u32| (status == HostStatus::Completed, attempts);
+    hosts
+        .max_by_key(|(_, status, attempts)| rank(*status, *attempts))
+        .map(|(host, _, _)| host)
+}
+
 /// Aggregates the effective statuses of every host the job concerns (expected ones and any that answered).
 /// With no host at all, the job is pending until its deadline, then failed (`no response`).
 pub fn aggregate(hosts: &[HostStatus], past_deadline: bool) -> JobStatus {
@@ -171,6 +185,17 @@ mod tests {
         assert_eq!(effective_host_status(Some(Running), true), Running);
         let hosts = [Completed, effective_host_status(None, true)];
         assert_eq!(aggregate(&hosts, true), JobStatus::PartialFailure);
+    }
+
+    #[test]
+    fn the_latest_or_completed_delivery_decides_an_any_job() {
+        let dead_then_done = [("a", Running, 1), ("b", Completed, 2)];
+        assert_eq!(any_target_decider(dead_then_done.into_iter()), Some("b"));
+        let dead_then_running = [("a", Running, 1), ("b", Running, 2)];
+        assert_eq!(any_target_decider(dead_then_running.into_iter()), Some("b"));
+        let done_then_stale = [("a", Completed, 1), ("b", Retryable, 2)];
+        assert_eq!(any_target_decider(done_then_stale.into_iter()), Some("a"));
+        assert_eq!(any_target_decider(std::iter::empty()), None);
     }
 
     #[test]

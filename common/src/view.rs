@@ -79,9 +79,21 @@ pub fn detail(
 ) -> JobDetail {
     let past = now_us > def.deadline_us();
     let hosts = hosts_of(def, states.keys().map(String::as_str));
+    let deciding: Vec<&str> = if def.target_hostname == "_any" {
+        let written = hosts
+            .iter()
+            .filter_map(|h| states.get(*h).map(|s| (*h, s.status, s.attempts)));
+        crate::status::any_target_decider(written)
+            .into_iter()
+            .collect()
+    } else {
+        hosts.iter().copied().collect()
+    };
     let status = job_status(
         def,
-        hosts.iter().map(|h| (*h, states.get(*h).map(|s| s.status))),
+        deciding
+            .iter()
+            .map(|h| (*h, states.get(*h).map(|s| s.status))),
         now_us,
     );
 
