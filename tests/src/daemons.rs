@@ -292,3 +292,172 @@ impl Drop for Daemon {
         let _ = std::fs::remove_dir_all(self.dir());
     }
 }
+
+/// More config for one daemon, beyond [`Options`]: keys under `nats:` (e.g. `("stream", "{ replicas: 3 }")`)
+/// and under `api.server:` (e.g. `("max_body_bytes", "4096")`), as (key, YAML value).
+#[derive(Debug, Clone, Default)]
+pub struct ExtraConfig {
+    pub nats_yaml: Vec<(String, String)>,
+    pub api_server_yaml: Vec<(String, String)>,
+}
+
+impl ExtraConfig {
+    /// `yaml` (as [`config_yaml`] writes it) with the extra keys inserted under `nats:` and `api.server:`.
+    fn apply(&self, yaml: &str) -> String {
+        let mut out = String::with_capacity(yaml.len() + 256);
+        for line in yaml.lines() {
+            out.push_str(line);
+            out.push('\n');
+            if line == "nats:" {
+                for (key, value) in &self.nats_yaml {
+                    let _ = writeln!(out, "  {key}: {value}");
+                }
+            }
+            if line == "  server:" {
+                for (key, value) in &self.api_server_yaml {
+                    let _ = writeln!(out, "    {key}: {value}");
+                }
+            }
+        }
+        out
+    }
+}
+
+/// How long a daemon may take to exit after SIGTERM in [`Api::terminate`] and [`Worker::terminate`].
+const TERMINATE_DEADLINE: Duration = Duration::from_secs(30);
+
+impl Api {
+    /// [`Api::start`] with extra config keys (see [`ExtraConfig`]).
+    pub fn start_extra(nats_url: &str, options: &Options, extra: &ExtraConfig) -> Api {
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let port = free_port();
+            let yaml = extra.apply(&config_yaml(nats_url, options, Some(port), None));
+            let mut daemon = Daemon::spawn("osapi-api", &yaml);
+            let base_url = format!("http://127.0.0.1:{port}");
+            let mut exited = None;
+            wait_until(
+                &format!("osapi-api at {base_url} to answer 200 on /health/ready"),
+                API_READY_DEADLINE,
+                || {
+                    exited = daemon.exited();
+                    exited.is_some() || ready(&base_url)
+                },
+            );
+            let Some(status) = exited else {
+                return Api { daemon, port };
+            };
+            let port_taken = daemon.tail().contains("in use");
+            assert!(
+                port_taken && attempt < START_ATTEMPTS_MAX,
+                "osapi-api exited during start-up ({status}); its log follows"
+            );
+        }
+        unreachable!("the last attempt either returns or panics");
+    }
+
+    /// The listening port.
+    pub fn port(&self) -> u16 {
+        self.port
+    }
+
+    /// Sends SIGTERM (graceful stop) without waiting.
+    pub fn signal_term(&mut self) {
+        self.daemon.signal(libc::SIGTERM);
+    }
+
+    /// Waits (30 s) until the process has exited after a signal; panics if it does not.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.daemon.wait_exit(TERMINATE_DEADLINE)
+    }
+
+    /// SIGTERM, then waits (30 s) for the exit and returns its status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_term();
+        self.wait_exit()
+    }
+
+    /// The last lines of the API's log.
+    pub fn log_tail(&self) -> String {
+        self.daemon.tail()
+    }
+}
+
+impl Worker {
+    /// [`Worker::start`] with extra config keys (see [`ExtraConfig`]; `api_server_yaml` is ignored).
+    pub fn start_extra(
+        nats_url: &str,
+        hostname: &str,
+        labels: &[(&str, &str)],
+        max_jobs: usize,
+        options: &Options,
+        extra: &ExtraConfig,
+    ) -> Worker {
+        let labels: Vec<(String, String)> = labels
+            .iter()
+            .map(|(key, value)| (key.to_string(), value.to_string()))
+            .collect();
+        let identity = WorkerIdentity {
+            hostname,
+            labels: &labels,
+            max_jobs,
+        };
+        let yaml = extra.apply(&config_yaml(nats_url, options, None, Some(&identity)));
+        Worker {
+            daemon: Daemon::spawn(&format!("osapi-worker {hostname}"), &yaml),
+            hostname: hostname.to_string(),
+            labels,
+            max_jobs,
+        }
+    }
+
+    /// A new process with this worker's hostname, labels and pool size (after [`Worker::kill`] or an exit).
+    pub fn restart(&mut self, nats_url: &str, options: &Options) {
+        self.kill();
+        let labels: Vec<(&str, &str)> = self
+            .labels
+            .iter()
+            .map(|(key, value)| (key.as_str(), value.as_str()))
+            .collect();
+        let fresh = Worker::start(nats_url, &self.hostname, &labels, self.max_jobs, options);
+        *self = fresh;
+    }
+
+    /// Sends SIGTERM (graceful stop) without waiting.
+    pub fn signal_term(&mut self) {
+        self.daemon.signal(libc::SIGTERM);
+    }
+
+    /// Waits (30 s) until the process has exited after a signal; panics if it does not.
+    pub fn wait_exit(&mut self) -> ExitStatus {
+        self.daemon.wait_exit(TERMINATE_DEADLINE)
+    }
+
+    /// SIGTERM, then waits (30 s) for the exit and returns its status.
+    pub fn terminate(&mut self) -> ExitStatus {
+        self.signal_term();
+        self.wait_exit()
+    }
+}
+
+impl Daemon {
+    fn signal(&mut self, signal: libc::c_int) {
+        if let Some(child) = self.child.as_mut() {
+            if matches!(child.try_wait(), Ok(None)) {
+                // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+                unsafe {
+                    libc::kill(child.id() as libc::pid_t, signal);
+                }
+            }
+        }
+    }
+
+    fn wait_exit(&mut self, deadline: Duration) -> ExitStatus {
+        let mut status = None;
+        let name = self.name.clone();
+        wait_until(&format!("{name} to exit"), deadline, || {
+            status = self.exited();
+            status.is_some()
+        });
+        status.expect("wait_until returned, so the process has exited")
+    }
+}

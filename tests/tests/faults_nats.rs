@@ -1,0 +1,321 @@
+//! NATS going away: while nats-server is down every endpoint answers 503 within `request_timeout` (2 s) plus
+//! slack, never 201; both daemons reconnect by themselves; jobs accepted before the outage complete after it;
+//! a restarted API finds every job again. With three clustered nats-servers and `replicas: 3`, losing one
+//! node under load loses no accepted job.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use serde_json::{json, Value};
+
+use osapi_tests::{
+    admin_token, is_terminal, request_as, wait_until, Api, Cluster, ExtraConfig, NatsCluster,
+    Options, Response, Worker,
+};
+
+/// `request_timeout` (2 s) plus slack for a loaded machine.
+const OUTAGE_ANSWER_MAX: Duration = Duration::from_secs(3);
+/// How long the daemons may take to notice that NATS is back and to work again.
+const RECOVERY_DEADLINE: Duration = Duration::from_secs(30);
+
+fn short_ack_wait() -> Options {
+    Options {
+        worker_yaml: vec![("consumer".into(), "{ ack_wait: '3s', back_off: [] }".into())],
+        ..Options::default()
+    }
+}
+
+fn status_of(cluster: &Cluster, path: &str) -> Option<u16> {
+    cluster.try_http("GET", path).ok().map(|resp| resp.status)
+}
+
+/// Every job GET /job?limit=0 lists, as id -> status.
+fn all_jobs(cluster: &Cluster) -> BTreeMap<String, String> {
+    let resp = cluster.http("GET", "/job?limit=0", None);
+    assert_eq!(resp.status, 200, "GET /job?limit=0 -> {}", resp.text);
+    let items = resp.body["items"].as_array().cloned().unwrap_or_default();
+    items
+        .iter()
+        .map(|job| {
+            let id = job["id"].as_str().unwrap_or_default().to_string();
+            (id, job["status"].as_str().unwrap_or_default().to_string())
+        })
+        .collect()
+}
+
+#[test]
+fn a_nats_outage_is_503_at_once_and_loses_no_accepted_job() {
+    let options = short_ack_wait();
+    let mut cluster = Cluster::start_with(&[("busy", &[], 1)], &options);
+    let seed = cluster.create_job("test.ping.do", json!({}), "busy");
+    assert_eq!(
+        cluster.wait_job(&seed, Duration::from_secs(30))["status"],
+        "completed"
+    );
+
+    // A one-thread worker with a queue: one sleep runs, the others wait in JetStream.
+    let queued: Vec<String> = (0..4)
+        .map(|_| cluster.create_job("test.sleep.do", json!({"seconds": 1}), "busy"))
+        .collect();
+    wait_until("the first sleep to run", Duration::from_secs(20), || {
+        cluster.job(&queued[0])["status"] == "running"
+    });
+
+    cluster.nats.stop();
+    wait_until(
+        "/health/ready to answer 503 after nats-server stopped",
+        Duration::from_secs(10),
+        || status_of(&cluster, "/health/ready") == Some(503),
+    );
+    let job_body =
+        json!({"operation": {"type": "test.ping.do", "data": {}}, "target_hostname": "_any"})
+            .to_string();
+    let calls: Vec<(&str, String, Option<&str>)> = vec![
+        ("POST", "/job".into(), Some(&job_body)),
+        ("GET", "/job".into(), None),
+        ("GET", "/job?status=completed&limit=0".into(), None),
+        ("GET", format!("/job/{seed}"), None),
+        ("GET", format!("/job/{}?wait=10s", queued[3]), None),
+        ("GET", "/job/status".into(), None),
+        ("GET", "/job/workers".into(), None),
+        ("DELETE", format!("/job/{seed}"), None),
+        ("POST", format!("/job/{seed}/retry"), None),
+        (
+            "POST",
+            format!("/job/{seed}/retry"),
+            Some(r#"{"target_hostname": "busy"}"#),
+        ),
+        ("GET", "/health/ready".into(), None),
+    ];
+    for (method, path, body) in &calls {
+        let asked = Instant::now();
+        let resp = cluster.http_raw(method, path, *body);
+        let took = asked.elapsed();
+        assert_eq!(
+            resp.status, 503,
+            "{method} {path} without NATS: {}",
+            resp.text
+        );
+        resp.assert_error(503);
+        assert!(
+            took < OUTAGE_ANSWER_MAX,
+            "{method} {path} without NATS took {took:?}"
+        );
+    }
+    assert_eq!(
+        status_of(&cluster, "/health"),
+        Some(200),
+        "liveness does not need NATS"
+    );
+
+    cluster.nats.restart();
+    wait_until(
+        "/health/ready to answer 200 after nats-server restarted",
+        RECOVERY_DEADLINE,
+        || status_of(&cluster, "/health/ready") == Some(200),
+    );
+    wait_until("busy to be listed again", RECOVERY_DEADLINE, || {
+        cluster.listed_workers().contains(&"busy".to_string())
+    });
+    let after = cluster.run_job("test.ping.do", json!({}), "busy");
+    assert_eq!(after["status"], "completed", "{after:#}");
+    for id in &queued {
+        let job = cluster.wait_job(id, Duration::from_secs(60));
+        assert_eq!(
+            job["status"], "completed",
+            "accepted before the outage: {job:#}"
+        );
+        let completed = job["timeline"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .filter(|e| e["event"] == "completed")
+            .count();
+        assert_eq!(completed, 1, "{job:#}");
+    }
+    assert_eq!(
+        cluster.job(&seed)["status"],
+        "completed",
+        "the 503 DELETE deleted nothing"
+    );
+
+    // A new API process on the same NATS rebuilds its index from the bucket: nothing is lost.
+    let before = all_jobs(&cluster);
+    assert_eq!(before.len(), 1 + queued.len() + 1, "{before:?}");
+    cluster.api.kill();
+    cluster.api = Api::start(&cluster.nats.url(), &options);
+    assert_eq!(
+        all_jobs(&cluster),
+        before,
+        "the restarted API lists the same jobs"
+    );
+}
+
+/// One request as admin; a transport failure (no answer at all) fails the test.
+fn call(base_url: &str, method: &str, path: &str, body: Option<&str>) -> Response {
+    request_as(Some(&admin_token()), base_url, method, path, body)
+        .unwrap_or_else(|err| panic!("no answer: {err}"))
+}
+
+/// GET a NATS monitoring endpoint as JSON.
+fn monitor_json(url: &str) -> Value {
+    let agent = ureq::AgentBuilder::new()
+        .timeout(Duration::from_secs(5))
+        .build();
+    let resp = agent
+        .get(url)
+        .call()
+        .unwrap_or_else(|err| panic!("GET {url}: {err}"));
+    resp.into_json()
+        .unwrap_or_else(|err| panic!("GET {url}: not JSON: {err}"))
+}
+
+/// The names of the clients connected to a node (its `/connz`).
+fn connected_clients(monitor_url: &str) -> Vec<String> {
+    let connz = monitor_json(&format!("{monitor_url}/connz"));
+    let conns = connz["connections"].as_array().cloned().unwrap_or_default();
+    conns
+        .iter()
+        .filter_map(|c| c["name"].as_str().map(String::from))
+        .collect()
+}
+
+/// Polls `?wait=5s` until the job is terminal.
+fn wait_job(base_url: &str, id: &str, deadline: Duration) -> Value {
+    let start = Instant::now();
+    let mut last = Value::Null;
+    while start.elapsed() < deadline {
+        let resp = call(base_url, "GET", &format!("/job/{id}?wait=5s"), None);
+        if resp.status == 200 && resp.body["status"].as_str().is_some_and(is_terminal) {
+            return resp.body;
+        }
+        last = resp.body;
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("job {id} not terminal after {deadline:?}; last seen: {last:#}");
+}
+
+#[test]
+fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
+    const JOBS: usize = 60;
+    const STOP_AT: usize = 20;
+    let mut nats = NatsCluster::start(3);
+    let options = Options::default();
+    let extra = ExtraConfig {
+        nats_yaml: ["stream", "kv", "dlq"]
+            .iter()
+            .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
+            .collect(),
+        api_server_yaml: Vec::new(),
+    };
+    let urls = nats.urls();
+    let api = Api::start_extra(&urls, &options, &extra);
+    let mut workers: Vec<Worker> = ["c1", "c2"]
+        .iter()
+        .map(|host| Worker::start_extra(&urls, host, &[], 4, &options, &extra))
+        .collect();
+    let base_url = api.base_url();
+    wait_until("c1 and c2 to be listed", Duration::from_secs(30), || {
+        let resp = call(&base_url, "GET", "/job/workers", None);
+        resp.body["total"] == 2
+    });
+
+    // The hardest node to lose: the one the API is connected to (it must fail over to another).
+    let victim = (0..nats.size())
+        .find(|&index| {
+            connected_clients(&nats.monitor_url(index))
+                .iter()
+                .any(|c| c == "osapi-api")
+        })
+        .unwrap_or_else(|| panic!("no node lists osapi-api among its clients"));
+    let jsz = monitor_json(&format!(
+        "{}/jsz?accounts=true&streams=true&config=true",
+        nats.monitor_url(victim)
+    ));
+    let streams = jsz["account_details"][0]["stream_detail"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(
+        streams.len(),
+        4,
+        "JOBS, JOBS-DLQ and two KV buckets: {jsz:#}"
+    );
+    for stream in &streams {
+        assert_eq!(stream["config"]["num_replicas"], 3, "{stream:#}");
+    }
+    let led: Vec<&str> = streams
+        .iter()
+        .filter(|s| s["cluster"]["leader"] == nats.name(victim))
+        .filter_map(|s| s["name"].as_str())
+        .collect();
+    eprintln!(
+        "stopping {} (the API's server, leader of {led:?})",
+        nats.name(victim)
+    );
+
+    let body =
+        json!({"operation": {"type": "test.ping.do", "data": {}}, "target_hostname": "_any"})
+            .to_string();
+    // One thread submits a job every 100 ms; this one stops n1 once a third of them are in.
+    let submitted = AtomicUsize::new(0);
+    let (accepted, refused) = std::thread::scope(|scope| {
+        let submitter = scope.spawn(|| {
+            let mut accepted = Vec::new();
+            let mut refused = 0;
+            for _ in 0..JOBS {
+                let resp = call(&base_url, "POST", "/job", Some(&body));
+                match resp.status {
+                    201 => {
+                        accepted.push(resp.body["job_id"].as_str().unwrap_or_default().to_string())
+                    }
+                    503 => refused += 1,
+                    other => panic!("POST /job during a node loss: {other} {}", resp.text),
+                }
+                submitted.fetch_add(1, Ordering::SeqCst);
+                std::thread::sleep(Duration::from_millis(100));
+            }
+            (accepted, refused)
+        });
+        wait_until(
+            "a third of the jobs to be submitted",
+            Duration::from_secs(60),
+            || submitted.load(Ordering::SeqCst) >= STOP_AT,
+        );
+        nats.stop(victim);
+        submitter.join().expect("the submitting thread")
+    });
+    eprintln!(
+        "{} accepted, {refused} refused with 503 while a node stopped",
+        accepted.len()
+    );
+    assert!(
+        accepted.len() >= JOBS / 2,
+        "most submissions succeed: {} of {JOBS}",
+        accepted.len()
+    );
+
+    let mut completed = 0;
+    for id in &accepted {
+        let job = wait_job(&base_url, id, Duration::from_secs(60));
+        assert_eq!(job["status"], "completed", "{job:#}");
+        completed += 1;
+    }
+    assert_eq!(completed, accepted.len(), "every accepted job completed");
+    // A refused submission must not leave a job behind either (KV-first, removed when the publish fails).
+    let listed = call(&base_url, "GET", "/job?limit=0", None);
+    let items = listed.body["items"].as_array().cloned().unwrap_or_default();
+    let ghosts: Vec<&Value> = items
+        .iter()
+        .filter(|job| !accepted.iter().any(|id| job["id"] == id.as_str()))
+        .collect();
+    eprintln!("GHOSTS {}: {ghosts:#?}", ghosts.len());
+    for worker in &mut workers {
+        assert!(
+            worker.exited().is_none(),
+            "{} is still running",
+            worker.hostname()
+        );
+    }
+}
