@@ -48,30 +48,7 @@ pub struct Api {
 impl Api {
     /// Starts the API against `nats_url` and waits until GET /health/ready answers 200.
     pub fn start(nats_url: &str, options: &Options) -> Api {
-        for attempt in 1..=START_ATTEMPTS_MAX {
-            let port = free_port();
-            let yaml = config_yaml(nats_url, options, Some(port), None);
-            let mut daemon = Daemon::spawn("osapi-api", &yaml);
-            let base_url = format!("http://127.0.0.1:{port}");
-            let mut exited = None;
-            wait_until(
-                &format!("osapi-api at {base_url} to answer 200 on /health/ready"),
-                API_READY_DEADLINE,
-                || {
-                    exited = daemon.exited();
-                    exited.is_some() || ready(&base_url)
-                },
-            );
-            let Some(status) = exited else {
-                return Api { daemon, port };
-            };
-            let port_taken = daemon.tail().contains("in use");
-            assert!(
-                port_taken && attempt < START_ATTEMPTS_MAX,
-                "osapi-api exited during start-up ({status}); its log follows"
-            );
-        }
-        unreachable!("the last attempt either returns or panics");
+        Api::start_extra(nats_url, options, &ExtraConfig::default())
     }
 
     /// `http://127.0.0.1:PORT`
