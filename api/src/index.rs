@@ -27,6 +27,8 @@ struct JobEntry {
     any: bool,
     /// Hosts that wrote a state, with its status and attempt number.
     hosts: Vec<(Box<str>, HostStatus, u32)>,
+    /// The status it is filed under in `State::by_status` (as of its last record, or its deadline).
+    filed: JobStatus,
 }
 
 impl JobEntry {
@@ -42,6 +44,7 @@ impl JobEntry {
                 .collect(),
             any: def.target_hostname == "_any",
             hosts: Vec::new(),
+            filed: JobStatus::Pending,
         }
     }
 
@@ -74,11 +77,79 @@ impl JobEntry {
 struct State {
     jobs: HashMap<Uuid, JobEntry>,
     by_created: BTreeSet<(i64, Uuid)>,
+    /// The same jobs by their filed status, so a filtered page and the counts never walk the bucket:
+    /// a status changes only with a record of the job, or once, when its deadline passes.
+    by_status: BTreeMap<JobStatus, BTreeSet<(i64, Uuid)>>,
+    by_operation: BTreeMap<OperationType, usize>,
+    /// Jobs whose deadline was ahead when filed, soonest first: the clock alone may yet change their status.
+    deadlines: BTreeSet<(i64, Uuid)>,
+    /// The latest `now` a reader brought (the index reads no clock): records are filed as of it.
+    now_us: i64,
     workers: BTreeMap<String, WorkerInfo>,
     /// The watch has delivered every record that existed when it started.
     ready: bool,
     /// Highest bucket sequence applied, to resume a watch without gaps.
     last_seq: u64,
+}
+
+impl State {
+    fn insert(&mut self, id: Uuid, entry: JobEntry) {
+        let now_us = self.now_us;
+        self.by_created.insert((entry.created_us, id));
+        *self.by_operation.entry(entry.op).or_default() += 1;
+        if entry.deadline_us >= now_us {
+            self.deadlines.insert((entry.deadline_us, id));
+        }
+        self.by_status
+            .entry(entry.filed)
+            .or_default()
+            .insert((entry.created_us, id));
+        self.jobs.insert(id, entry);
+        self.file(id);
+    }
+
+    fn remove(&mut self, id: &Uuid) {
+        let Some(e) = self.jobs.remove(id) else {
+            return;
+        };
+        self.by_created.remove(&(e.created_us, *id));
+        if let Some(set) = self.by_status.get_mut(&e.filed) {
+            set.remove(&(e.created_us, *id));
+        }
+        if let Some(n) = self.by_operation.get_mut(&e.op) {
+            *n = n.saturating_sub(1);
+        }
+        self.deadlines.remove(&(e.deadline_us, *id));
+    }
+
+    /// Recomputes one job's status (as of `self.now_us`) and files it under it.
+    fn file(&mut self, id: Uuid) {
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let now = entry.status(self.now_us);
+        let was = std::mem::replace(&mut entry.filed, now);
+        if was == now {
+            return;
+        }
+        let key = (entry.created_us, id);
+        if let Some(set) = self.by_status.get_mut(&was) {
+            set.remove(&key);
+        }
+        self.by_status.entry(now).or_default().insert(key);
+    }
+
+    /// Re-files the jobs whose deadline has passed since they were last filed: O(those jobs).
+    fn catch_up(&mut self, now_us: i64) {
+        self.now_us = self.now_us.max(now_us);
+        while let Some(&(deadline_us, id)) = self.deadlines.first() {
+            if deadline_us >= self.now_us {
+                break;
+            }
+            self.deadlines.pop_first();
+            self.file(id);
+        }
+    }
 }
 
 /// Counts for `GET /job/status`.
@@ -109,18 +180,11 @@ impl Index {
         if st.jobs.contains_key(&id) {
             return;
         }
-        st.by_created.insert((def.created_us, id));
-        st.jobs.insert(id, JobEntry::from_def(def));
-        drop(st);
-        self.changed.notify_all();
+        st.insert(id, JobEntry::from_def(def));
     }
 
     pub fn remove_job(&self, id: &Uuid) {
-        let mut st = self.lock();
-        if let Some(entry) = st.jobs.remove(id) {
-            st.by_created.remove(&(entry.created_us, *id));
-        }
-        drop(st);
+        self.lock().remove(id);
         self.changed.notify_all();
     }
 
@@ -143,14 +207,21 @@ impl Index {
                     .and_then(|v| serde_json::from_slice::<HostState>(v).ok())
                     .map(|s| (s.status, s.attempts));
                 let mut st = self.lock();
+                let mut finished = false;
                 if let Some(entry) = st.jobs.get_mut(&id) {
                     entry.hosts.retain(|(h, _, _)| &**h != host);
                     if let Some((status, attempts)) = status {
                         entry.hosts.push((host.into(), status, attempts));
                     }
+                    st.file(id);
+                    finished = st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal());
                 }
                 drop(st);
-                self.changed.notify_all();
+                // Waiters wait for a terminal status (or the job's removal): waking every one of them
+                // at each acknowledged/started write only makes each look and sleep again.
+                if finished {
+                    self.changed.notify_all();
+                }
             }
             (Parsed::Worker(host), v) => {
                 let info = v.and_then(|v| serde_json::from_slice::<WorkerInfo>(v).ok());
@@ -200,39 +271,38 @@ impl Index {
         limit: Option<usize>,
         now_us: i64,
     ) -> (usize, Vec<Uuid>) {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.catch_up(now_us);
         let limit = limit.unwrap_or(usize::MAX);
-        let mut total = 0;
-        let mut page = Vec::new();
-        for (_, id) in st.by_created.iter().rev() {
-            let Some(entry) = st.jobs.get(id) else {
-                continue;
-            };
-            if filter.is_some_and(|f| entry.status(now_us) != f) {
-                continue;
-            }
-            if total >= offset && page.len() < limit {
-                page.push(*id);
-            }
-            total += 1;
-            // Without a filter the total is known without walking on.
-            if filter.is_none() && page.len() == limit {
-                total = st.by_created.len();
-                break;
-            }
-        }
-        (total, page)
+        let empty = BTreeSet::new();
+        let set = match filter {
+            None => &st.by_created,
+            Some(f) => st.by_status.get(&f).unwrap_or(&empty),
+        };
+        let page = set
+            .iter()
+            .rev()
+            .skip(offset)
+            .take(limit)
+            .map(|(_, id)| *id)
+            .collect();
+        (set.len(), page)
     }
 
     pub fn stats(&self, now_us: i64) -> Stats {
-        let st = self.lock();
+        let mut st = self.lock();
+        st.catch_up(now_us);
         let mut by_status: BTreeMap<JobStatus, usize> =
             JobStatus::ALL.iter().map(|s| (*s, 0)).collect();
-        let mut by_operation = BTreeMap::new();
-        for entry in st.jobs.values() {
-            *by_status.entry(entry.status(now_us)).or_default() += 1;
-            *by_operation.entry(entry.op).or_default() += 1;
+        for (status, set) in &st.by_status {
+            by_status.insert(*status, set.len());
         }
+        let by_operation = st
+            .by_operation
+            .iter()
+            .filter(|(_, n)| **n > 0)
+            .map(|(op, n)| (*op, *n))
+            .collect();
         Stats {
             total: st.jobs.len(),
             by_status,
@@ -282,9 +352,8 @@ impl Index {
             .take_while(|(created, _)| *created < cutoff)
             .copied()
             .collect();
-        for key in old {
-            st.by_created.remove(&key);
-            st.jobs.remove(&key.1);
+        for (_, id) in old {
+            st.remove(&id);
         }
         st.workers.retain(|_, w| w.last_seen_us >= cutoff);
     }

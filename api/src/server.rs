@@ -14,7 +14,7 @@ use std::time::Duration;
 use tiny_http::{Header, Request, Response, Server};
 
 /// Threads answering requests; also bounds the requests in progress.
-pub const HANDLER_THREADS: usize = 16;
+pub const HANDLER_THREADS: usize = 32;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
 /// Threads reading request bodies that tiny_http has not buffered (over 1 KiB, or chunked), so a slow

@@ -115,6 +115,7 @@ impl Bus {
         let nc = base
             .with_name(&opts.name)
             .max_reconnects(None)
+            .reconnect_delay_callback(connect_delay)
             .reconnect_buffer_size(1024 * 1024)
             .disconnect_callback(move || {
                 on_down.store(false, Ordering::SeqCst);
@@ -342,6 +343,24 @@ fn flusher(
             }
         }
     }
+}
+
+/// How long the crate sleeps before connection attempt number `attempts` (0 = the very first; the crate never
+/// resets the count, so every later one is a reconnect). Its default sleeps a random 0-1 s before the first
+/// attempt too (`backoff(0)` is jitter alone, and connector.rs sleeps unconditionally): every daemon start
+/// waited ~0.5 s for nothing. The first attempt goes at once; reconnects keep the crate's exponential
+/// back-off (1 ms doubling to 4 s) plus up to 1 s of jitter, so a fleet does not reconnect in lockstep.
+fn connect_delay(attempts: usize) -> Duration {
+    if attempts == 0 {
+        return Duration::ZERO;
+    }
+    let exp = u32::try_from(attempts - 1).unwrap_or(u32::MAX).min(12);
+    let base = Duration::from_millis(1_u64 << exp).min(Duration::from_secs(4));
+    // The clock's nanoseconds spread a fleet as well as a random crate would.
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.subsec_nanos());
+    base + Duration::from_millis(u64::from(nanos) % 1000)
 }
 
 /// Builds a header map from pairs.
