@@ -3,7 +3,7 @@
 #   make test    every test, against a real nats-server (installed from Debian's package when missing)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make run     local nats-server + API + one worker, see scripts/run-local.sh
-#   make bench   raw NATS floor vs HTTP round trip, one run (scripts/bench.sh)
+#   make bench   the benchmark table of docs/benchmarks.md, every figure from one run (scripts/bench.sh)
 #   make clean   cargo clean and the local NATS store under .data/
 #   make install    release binaries, sample config and systemd units (see the variables below)
 #   make uninstall  removes the binaries and units; keeps the config

@@ -1,28 +1,72 @@
 #!/usr/bin/env bash
-# `make bench`: release binaries, a private nats-server on a free port with its own store, the API and
-# one worker; then osapi-bench measures the raw NATS floor and the HTTP round trip in the same run.
-# JOBS (default 300) sets the sequential sample size. Results also go to bench/results.json.
+# `make bench`: release binaries, a private nats-server on a free port with its own store, and the API;
+# then osapi-bench runs every phase of docs/benchmarks.md in the same run (it starts the workers and the
+# extra APIs it needs), prints one table and writes bench/results.json.
+#
+# Sizes (env): JOBS (300), BENCH_DURATION (20s), BENCH_CLIENTS (16), BENCH_WORKERS (2), BENCH_MAX_JOBS (8),
+# BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
+# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3).
+# BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
+# BENCH_PROFILE=debug: use target/debug binaries and build nothing (the caller built them).
+# BENCH_BIN_DIR: take the binaries from there instead. BENCH_OUT: results file (bench/results.json).
+# OSAPI_NATS_SERVER: the nats-server binary (else scripts/ensure-nats.sh finds or installs one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-jobs=${JOBS:-300}
-nats_server=$(scripts/ensure-nats.sh)
-cargo build --release --workspace --bins >&2
+if [[ ${BENCH_SMOKE:-0} == 1 ]]; then
+    defaults=(5 1s 4 2 2 2 2 50,100 3 1)
+else
+    defaults=(300 20s 16 2 8 10 5 10000,50000 30 3)
+fi
+args=(
+    --jobs "${JOBS:-${defaults[0]}}"
+    --duration "${BENCH_DURATION:-${defaults[1]}}"
+    --clients "${BENCH_CLIENTS:-${defaults[2]}}"
+    --workers "${BENCH_WORKERS:-${defaults[3]}}"
+    --max-jobs "${BENCH_MAX_JOBS:-${defaults[4]}}"
+    --broadcast-workers "${BENCH_BROADCAST_WORKERS:-${defaults[5]}}"
+    --broadcast-runs "${BENCH_BROADCAST_RUNS:-${defaults[6]}}"
+    --scaling "${BENCH_SCALING:-${defaults[7]}}"
+    --scaling-samples "${BENCH_SCALING_SAMPLES:-${defaults[8]}}"
+    --ready-runs "${BENCH_READY_RUNS:-${defaults[9]}}"
+)
+
+profile=${BENCH_PROFILE:-release}
+case $profile in
+    release) [[ -n ${BENCH_BIN_DIR:-} ]] || cargo build --release --workspace --bins >&2 ;;
+    debug) ;;
+    *) echo "bench: BENCH_PROFILE must be release or debug, not '$profile'" >&2; exit 2 ;;
+esac
+bin=${BENCH_BIN_DIR:-target/$profile}
+for b in osapi-api osapi-worker osapi osapi-bench; do
+    [[ -x $bin/$b ]] || { echo "bench: $bin/$b missing: run cargo build --workspace --bins${profile/debug/}" >&2; exit 1; }
+done
+out=${BENCH_OUT:-bench/results.json}
+nats_server=${OSAPI_NATS_SERVER:-$(scripts/ensure-nats.sh)}
 
 dir=$(mktemp -d)
 pids=()
 cleanup() {
+    # osapi-bench lists the workers and APIs it started, in case it could not stop them itself.
+    if [[ -f $dir/bench.pids ]]; then
+        while read -r pid; do kill "$pid" 2>/dev/null || true; done <"$dir/bench.pids"
+    fi
     for pid in "${pids[@]}"; do kill "$pid" 2>/dev/null || true; done
     wait 2>/dev/null || true
     rm -rf "$dir"
 }
 trap cleanup EXIT
 
+# The daemons must not see the caller's OSAPI_* variables: they would override the config file.
+clean_env=()
+for v in $(compgen -e); do [[ $v == OSAPI_* ]] && clean_env+=(-u "$v"); done
+
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nats_port=$(free_port)
 api_port=$(free_port)
 "$nats_server" -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
-pids+=($!)
+nats_pid=$!
+pids+=("$nats_pid")
 cat >"$dir/osapi.yaml" <<YAML
 nats:
   url: 'nats://127.0.0.1:$nats_port'
@@ -33,24 +77,27 @@ api:
       signing_key: 'bench-signing-key'
 job:
   worker:
-    hostname: 'bench1'
     heartbeat: '1s'
 YAML
 deadline=$((SECONDS + 15))
 until (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; do
-    ((SECONDS < deadline)) || { echo "bench: nats-server did not start" >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "bench: nats-server did not start" >&2; cat "$dir/nats.log" >&2; exit 1; }
     sleep 0.1
 done
-RUST_LOG=warn target/release/osapi-api -c "$dir/osapi.yaml" >"$dir/api.log" 2>&1 &
-pids+=($!)
-RUST_LOG=warn target/release/osapi-worker -c "$dir/osapi.yaml" >"$dir/worker.log" 2>&1 &
-pids+=($!)
+env "${clean_env[@]}" RUST_LOG=warn "$bin/osapi-api" -c "$dir/osapi.yaml" >"$dir/api.log" 2>&1 &
+api_pid=$!
+pids+=("$api_pid")
 until curl -fsS "http://127.0.0.1:$api_port/health/ready" >/dev/null 2>&1; do
-    ((SECONDS < deadline)) || { echo "bench: API or worker did not come up" >&2; cat "$dir"/*.log >&2; exit 1; }
+    ((SECONDS < deadline)) || { echo "bench: the API did not come up" >&2; cat "$dir"/*.log >&2; exit 1; }
     sleep 0.1
 done
-mkdir -p bench
-OSAPI_TOKEN=$(target/release/osapi -c "$dir/osapi.yaml" token generate -r admin -u bench --ttl 1h)
+mkdir -p "$(dirname "$out")"
+OSAPI_TOKEN=$(env "${clean_env[@]}" "$bin/osapi" -c "$dir/osapi.yaml" token generate -r admin -u bench --ttl 1h)
 export OSAPI_TOKEN
-target/release/osapi-bench "nats://127.0.0.1:$nats_port" "http://127.0.0.1:$api_port" "$jobs" | tee "$dir/out.txt"
-tail -n 1 "$dir/out.txt" >bench/results.json
+if ! "$bin/osapi-bench" --nats "nats://127.0.0.1:$nats_port" --api "http://127.0.0.1:$api_port" \
+    --api-pid "$api_pid" --nats-pid "$nats_pid" --config "$dir/osapi.yaml" --bin-dir "$bin" --run-dir "$dir" --out "$out" "${args[@]}"; then
+    echo "bench: failed; last lines of the logs:" >&2
+    tail -n 20 "$dir"/*.log >&2
+    exit 1
+fi
+echo "results: $out" >&2

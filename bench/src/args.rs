@@ -1,0 +1,139 @@
+//! The command line: where the running system is, and every size the benchmark uses, so that a smoke
+//! run (tests/tests/bench_smoke.rs) can shrink each phase to a second.
+
+use osapi_common::duration::parse_duration;
+use std::path::PathBuf;
+use std::time::Duration;
+
+pub const USAGE: &str = "\
+usage: osapi-bench --nats URL --api URL --config PATH [options]
+
+Runs every phase of `make bench` against a running nats-server and API (token in $OSAPI_TOKEN), starting
+the workers and extra API processes it needs from --bin-dir with --config (OSAPI_* env overrides).
+
+  --nats URL                 nats-server of the running system
+  --api URL                  the running API, e.g. http://127.0.0.1:8080
+  --api-pid PID              its process id (for RSS); without it the API's RSS is not reported
+  --nats-pid PID             the nats-server's process id (for its CPU time under load)
+  --config PATH              the YAML the API was started with; workers and extra APIs use it too
+  --bin-dir DIR              where osapi-api, osapi-worker, osapi are (default: this binary's dir)
+  --run-dir DIR              child logs and bench.pids (pids of children, for cleanup) go here
+  --out PATH                 also write the results as JSON here
+  --jobs N                   sequential jobs for the floor and the round trip (300)
+  --duration D               throughput phase length, e.g. 20s or 500ms (20s)
+  --clients N                concurrent throughput clients (16)
+  --workers N                throughput workers bench1..benchN (2)
+  --max-jobs N               their job.worker.max_jobs (8)
+  --broadcast-workers N      workers for the `_all` phase, bench1..benchN (10)
+  --broadcast-runs N         `_all` jobs timed (5)
+  --scaling N,N              bucket sizes for the scaling phase (10000,50000)
+  --scaling-samples N        requests per endpoint and size (30)
+  --ready-runs N             fresh API starts timed (3)";
+
+/// Everything the phases need to know.
+#[derive(Debug, Clone)]
+pub struct Args {
+    pub nats_url: String,
+    pub api_url: String,
+    pub api_pid: Option<u32>,
+    pub nats_pid: Option<u32>,
+    pub config: PathBuf,
+    pub bin_dir: PathBuf,
+    pub run_dir: Option<PathBuf>,
+    pub out: Option<PathBuf>,
+    pub jobs: usize,
+    pub duration: Duration,
+    pub clients: usize,
+    pub workers: usize,
+    pub max_jobs: usize,
+    pub broadcast_workers: usize,
+    pub broadcast_runs: usize,
+    pub scaling: Vec<usize>,
+    pub scaling_samples: usize,
+    pub ready_runs: usize,
+}
+
+fn count(flag: &str, v: &str, min: usize) -> Result<usize, String> {
+    match v.parse::<usize>() {
+        Ok(n) if n >= min => Ok(n),
+        _ => Err(format!("{flag}: expected an integer >= {min}, got '{v}'")),
+    }
+}
+
+impl Args {
+    /// Parses `--flag value` pairs (the program name first).
+    pub fn parse(argv: &[String]) -> Result<Args, String> {
+        let bin_dir = std::env::current_exe()
+            .ok()
+            .and_then(|p| p.parent().map(PathBuf::from))
+            .unwrap_or_else(|| PathBuf::from("."));
+        let mut a = Args {
+            nats_url: String::new(),
+            api_url: String::new(),
+            api_pid: None,
+            nats_pid: None,
+            config: PathBuf::new(),
+            bin_dir,
+            run_dir: None,
+            out: None,
+            jobs: 300,
+            duration: Duration::from_secs(20),
+            clients: 16,
+            workers: 2,
+            max_jobs: 8,
+            broadcast_workers: 10,
+            broadcast_runs: 5,
+            scaling: vec![10_000, 50_000],
+            scaling_samples: 30,
+            ready_runs: 3,
+        };
+        let mut it = argv.iter().skip(1);
+        while let Some(flag) = it.next() {
+            if flag == "-h" || flag == "--help" {
+                return Err(String::new());
+            }
+            let v = it
+                .next()
+                .ok_or_else(|| format!("{flag} needs a value"))?
+                .as_str();
+            match flag.as_str() {
+                "--nats" => a.nats_url = v.to_string(),
+                "--api" => a.api_url = v.trim_end_matches('/').to_string(),
+                "--api-pid" => a.api_pid = Some(count(flag, v, 1)? as u32),
+                "--nats-pid" => a.nats_pid = Some(count(flag, v, 1)? as u32),
+                "--config" => a.config = PathBuf::from(v),
+                "--bin-dir" => a.bin_dir = PathBuf::from(v),
+                "--run-dir" => a.run_dir = Some(PathBuf::from(v)),
+                "--out" => a.out = Some(PathBuf::from(v)),
+                "--jobs" => a.jobs = count(flag, v, 1)?,
+                "--duration" => {
+                    a.duration = parse_duration(v).map_err(|e| format!("--duration: {e}"))?
+                }
+                "--clients" => a.clients = count(flag, v, 1)?,
+                "--workers" => a.workers = count(flag, v, 1)?,
+                "--max-jobs" => a.max_jobs = count(flag, v, 1)?,
+                "--broadcast-workers" => a.broadcast_workers = count(flag, v, 1)?,
+                "--broadcast-runs" => a.broadcast_runs = count(flag, v, 1)?,
+                "--scaling" => {
+                    a.scaling = v
+                        .split(',')
+                        .map(|n| count(flag, n.trim(), 1))
+                        .collect::<Result<_, _>>()?;
+                    a.scaling.sort_unstable();
+                }
+                "--scaling-samples" => a.scaling_samples = count(flag, v, 1)?,
+                "--ready-runs" => a.ready_runs = count(flag, v, 1)?,
+                other => return Err(format!("unknown option {other}")),
+            }
+        }
+        if a.nats_url.is_empty() || a.api_url.is_empty() || a.config.as_os_str().is_empty() {
+            return Err("--nats, --api and --config are required".into());
+        }
+        if a.duration.is_zero() {
+            return Err("--duration must be more than 0".into());
+        }
+        // The broadcast fleet includes the throughput workers.
+        a.broadcast_workers = a.broadcast_workers.max(a.workers);
+        Ok(a)
+    }
+}

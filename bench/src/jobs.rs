@@ -1,0 +1,147 @@
+//! Phases 2-4, through HTTP like a user: the sequential round trip, throughput with concurrent clients
+//! (sampling the daemons' RSS meanwhile), and a broadcast to every worker.
+
+use crate::client::Api;
+use crate::procs::rss_kib;
+use crate::stats::ms;
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+/// How often RSS is sampled under load.
+const RSS_EVERY: Duration = Duration::from_millis(50);
+
+/// `POST /job` + `GET /job/{id}?wait=` for `system.hostname.get`, one job at a time.
+pub fn round_trip(api: &Api, jobs: usize) -> Result<Vec<f64>, String> {
+    let mut out = Vec::with_capacity(jobs);
+    for _ in 0..jobs {
+        let t = Instant::now();
+        let id = api.create("system.hostname.get", "_any")?;
+        let done = api.wait(&id)?;
+        if done.detail["status"] != "completed" {
+            return Err(format!("job {id} ended {}", done.detail["status"]));
+        }
+        out.push(ms(t.elapsed()));
+    }
+    Ok(out)
+}
+
+pub struct Throughput {
+    pub completed: usize,
+    pub failed: usize,
+    pub elapsed: Duration,
+    /// Create + wait of each completed job, ms.
+    pub latencies: Vec<f64>,
+    /// `?wait=` requests answered before the job ended (the API's waiter slots were full).
+    pub early_answers: usize,
+    /// Highest RSS seen per sampled pid, KiB.
+    pub rss_max_kib: BTreeMap<u32, u64>,
+}
+
+impl Throughput {
+    pub fn jobs_per_s(&self) -> f64 {
+        self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+}
+
+/// `clients` threads, each creating a job and waiting for it, again and again, for `duration`; the
+/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS.
+pub fn throughput(
+    api_url: &str,
+    clients: usize,
+    duration: Duration,
+    watch_pids: &[u32],
+) -> Result<Throughput, String> {
+    let stop = Arc::new(AtomicBool::new(false));
+    let rss: Arc<Mutex<BTreeMap<u32, u64>>> = Arc::default();
+    let sampler = {
+        let (stop, rss, pids) = (stop.clone(), rss.clone(), watch_pids.to_vec());
+        std::thread::spawn(move || {
+            while !stop.load(Ordering::Relaxed) {
+                for &pid in &pids {
+                    if let Some(kib) = rss_kib(pid) {
+                        let mut m = rss.lock().unwrap_or_else(|p| p.into_inner());
+                        let e = m.entry(pid).or_default();
+                        *e = (*e).max(kib);
+                    }
+                }
+                std::thread::sleep(RSS_EVERY);
+            }
+        })
+    };
+    let start = Instant::now();
+    let end = start + duration;
+    let threads: Vec<_> = (0..clients)
+        .map(|_| {
+            let api = Api::new(api_url);
+            std::thread::spawn(move || -> Result<(Vec<f64>, usize, usize), String> {
+                let (mut lat, mut failed, mut early) = (Vec::new(), 0, 0);
+                while Instant::now() < end {
+                    let t = Instant::now();
+                    let id = api.create("system.hostname.get", "_any")?;
+                    let done = api.wait(&id)?;
+                    early += done.gets - 1;
+                    if done.detail["status"] == "completed" {
+                        lat.push(ms(t.elapsed()));
+                    } else {
+                        failed += 1;
+                    }
+                }
+                Ok((lat, failed, early))
+            })
+        })
+        .collect();
+    let mut result = Throughput {
+        completed: 0,
+        failed: 0,
+        elapsed: Duration::ZERO,
+        latencies: Vec::new(),
+        early_answers: 0,
+        rss_max_kib: BTreeMap::new(),
+    };
+    let mut first_error = None;
+    for t in threads {
+        match t.join() {
+            Ok(Ok((lat, failed, early))) => {
+                result.completed += lat.len();
+                result.latencies.extend(lat);
+                result.failed += failed;
+                result.early_answers += early;
+            }
+            Ok(Err(e)) => first_error = first_error.or(Some(e)),
+            Err(_) => first_error = first_error.or(Some("a client thread panicked".into())),
+        }
+    }
+    result.elapsed = start.elapsed();
+    stop.store(true, Ordering::Relaxed);
+    let _ = sampler.join();
+    result.rss_max_kib = rss.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    match first_error {
+        Some(e) => Err(e),
+        None => Ok(result),
+    }
+}
+
+/// `_all` to the `hosts` live workers, `runs` times: time from POST until the job is terminal with
+/// every host's result in.
+pub fn broadcast(api: &Api, hosts: usize, runs: usize) -> Result<Vec<f64>, String> {
+    let mut out = Vec::with_capacity(runs);
+    for _ in 0..runs {
+        let t = Instant::now();
+        let id = api.create("system.hostname.get", "_all")?;
+        let done = api.wait(&id)?;
+        let took = ms(t.elapsed());
+        let d = &done.detail;
+        let expected = d["expected_hosts"].as_array().map_or(0, Vec::len);
+        let answered = d["responses"].as_object().map_or(0, |r| r.len());
+        if d["status"] != "completed" || expected != hosts || answered != hosts {
+            return Err(format!(
+                "broadcast {id}: status {}, {expected} expected and {answered} answered of {hosts}",
+                d["status"]
+            ));
+        }
+        out.push(took);
+    }
+    Ok(out)
+}

@@ -1,0 +1,173 @@
+//! The processes a phase starts and stops: workers (`bench1..benchN`) and extra APIs (a fresh one to time
+//! start-up, one on its own namespace for the scaling phase), plus reading their RSS from /proc.
+//!
+//! Each child gets the run's config and `OSAPI_*` overrides only; its pid goes to `RUN_DIR/bench.pids`
+//! so scripts/bench.sh can end it even if this process dies. Drop stops every child still running.
+
+use crate::args::Args;
+use std::collections::BTreeMap;
+use std::fs::{File, OpenOptions};
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+/// How long a child may take to exit after SIGTERM before SIGKILL.
+const STOP_WITHIN: Duration = Duration::from_secs(10);
+
+pub struct Procs {
+    bin_dir: PathBuf,
+    config: PathBuf,
+    run_dir: Option<PathBuf>,
+    children: BTreeMap<u32, (String, Child)>,
+}
+
+impl Procs {
+    pub fn new(args: &Args) -> Procs {
+        Procs {
+            bin_dir: args.bin_dir.clone(),
+            config: args.config.clone(),
+            run_dir: args.run_dir.clone(),
+            children: BTreeMap::new(),
+        }
+    }
+
+    pub fn binary(&self, name: &str) -> PathBuf {
+        self.bin_dir.join(name)
+    }
+
+    fn log_to(&self, name: &str) -> Stdio {
+        let file = self
+            .run_dir
+            .as_ref()
+            .and_then(|d| File::create(d.join(format!("{name}.log"))).ok());
+        file.map(Stdio::from).unwrap_or_else(Stdio::null)
+    }
+
+    fn spawn(&mut self, name: &str, bin: &str, env: &[(&str, String)]) -> Result<u32, String> {
+        let mut cmd = Command::new(self.binary(bin));
+        cmd.arg("-c").arg(&self.config);
+        // The caller's OSAPI_* would override the config file; children see only ours.
+        for (k, _) in std::env::vars() {
+            if k.starts_with("OSAPI_") {
+                cmd.env_remove(k);
+            }
+        }
+        cmd.env("RUST_LOG", "warn");
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd
+            .stdin(Stdio::null())
+            .stdout(self.log_to(name))
+            .stderr(self.log_to(name))
+            .spawn()
+            .map_err(|e| format!("start {bin} ({name}): {e}"))?;
+        let pid = child.id();
+        if let Some(dir) = &self.run_dir {
+            let pids = OpenOptions::new()
+                .create(true)
+                .append(true)
+                .open(dir.join("bench.pids"));
+            if let Ok(mut f) = pids {
+                let _ = writeln!(f, "{pid}");
+            }
+        }
+        self.children.insert(pid, (name.to_string(), child));
+        Ok(pid)
+    }
+
+    /// A worker named `host` with `max_jobs` threads.
+    pub fn worker(&mut self, host: &str, max_jobs: usize) -> Result<u32, String> {
+        self.spawn(
+            &format!("worker-{host}"),
+            "osapi-worker",
+            &[
+                ("OSAPI_JOB_WORKER_HOSTNAME", host.to_string()),
+                ("OSAPI_JOB_WORKER_MAX_JOBS", max_jobs.to_string()),
+            ],
+        )
+    }
+
+    /// An API on `listen` (`127.0.0.1:PORT`), optionally on its own namespace.
+    pub fn api(&mut self, name: &str, listen: &str, namespace: &str) -> Result<u32, String> {
+        self.spawn(
+            name,
+            "osapi-api",
+            &[
+                ("OSAPI_API_SERVER_LISTEN", listen.to_string()),
+                ("OSAPI_NATS_NAMESPACE", namespace.to_string()),
+            ],
+        )
+    }
+
+    /// SIGTERM, wait for the exit (SIGKILL after [`STOP_WITHIN`]).
+    pub fn stop(&mut self, pid: u32) {
+        let Some((name, mut child)) = self.children.remove(&pid) else {
+            return;
+        };
+        // Our own child, not yet reaped (we hold its Child), so the pid is still its own.
+        let _ = Command::new("kill")
+            .args(["-TERM", &pid.to_string()])
+            .status();
+        let deadline = Instant::now() + STOP_WITHIN;
+        loop {
+            match child.try_wait() {
+                Ok(Some(_)) | Err(_) => return,
+                Ok(None) if Instant::now() > deadline => {
+                    eprintln!(
+                        "osapi-bench: {name} ignored SIGTERM for {STOP_WITHIN:?}; killing it"
+                    );
+                    let _ = child.kill();
+                    let _ = child.wait();
+                    return;
+                }
+                Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// Whether the child is still running (false once it exited or was never ours).
+    pub fn alive(&mut self, pid: u32) -> bool {
+        self.children
+            .get_mut(&pid)
+            .is_some_and(|(_, c)| matches!(c.try_wait(), Ok(None)))
+    }
+}
+
+impl Drop for Procs {
+    fn drop(&mut self) {
+        let pids: Vec<u32> = self.children.keys().copied().collect();
+        for pid in pids {
+            self.stop(pid);
+        }
+    }
+}
+
+/// Resident set size in KiB (`VmRSS` of /proc/PID/status).
+pub fn rss_kib(pid: u32) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+}
+
+/// CPU time (user + system) a process has used so far, from /proc/PID/stat (`self` for this one).
+pub fn cpu_time(pid: &str) -> Option<Duration> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces; fields after its closing parenthesis are plain.
+    let rest = stat.get(stat.rfind(')')? + 2..)?;
+    let f: Vec<&str> = rest.split_whitespace().collect();
+    let ticks: u64 = f.get(11)?.parse::<u64>().ok()? + f.get(12)?.parse::<u64>().ok()?;
+    // USER_HZ is 100 on every Linux we run on (sysconf(_SC_CLK_TCK)).
+    Some(Duration::from_millis(ticks * 10))
+}
+
+/// A loopback port that was free a moment ago.
+pub fn free_port() -> Result<u16, String> {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .map_err(|e| format!("no free port: {e}"))
+}

@@ -1,0 +1,367 @@
+//! The one table `make bench` prints and the same figures as JSON (bench/results.json), with each target
+//! of issue 6 checked: PASS or MISS, and by how much.
+
+use crate::args::Args;
+use crate::jobs::Throughput;
+use crate::scaling::ENDPOINTS;
+use crate::stats::{mib, round3, Summary};
+use serde_json::{json, Value};
+
+/// One bucket size of the scaling phase.
+pub struct ScaleLevel {
+    pub jobs: usize,
+    pub fill_s: f64,
+    /// From the last write until the API's index showed every record.
+    pub index_s: f64,
+    /// In [`ENDPOINTS`] order.
+    pub endpoints: Vec<Summary>,
+    /// The scaling API's RSS at this size (what the index costs).
+    pub api_rss_kib: Option<u64>,
+}
+
+pub struct Footprint {
+    pub api_idle_kib: Option<u64>,
+    pub worker_idle_kib: Option<u64>,
+    pub api_load_kib: Option<u64>,
+    pub worker_load_kib: Option<u64>,
+    /// (binary, bytes)
+    pub sizes: Vec<(String, u64)>,
+    /// Fresh API start to `/health/ready` 200, against the run's bucket before the load phases.
+    pub ready: Summary,
+    /// The same against the scaling bucket at its largest size: (jobs, times).
+    pub ready_full: Option<(usize, Summary)>,
+}
+
+pub struct Results {
+    pub floor: Summary,
+    pub round_trip: Summary,
+    pub throughput: Throughput,
+    /// CPU time each side used during the throughput phase.
+    pub cpu_load: Vec<(String, std::time::Duration)>,
+    /// The raw floor with as many lanes as clients: the most jobs/s NATS allows here.
+    pub floor_jobs_per_s: f64,
+    /// nats-server CPU per job of that raw run.
+    pub floor_nats_cpu_us_per_job: f64,
+    pub broadcast: Summary,
+    pub broadcast_hosts: usize,
+    pub scaling: Vec<ScaleLevel>,
+    pub footprint: Footprint,
+}
+
+/// A target: `measured` against `limit`; lower is better unless `at_least`.
+struct Check {
+    name: String,
+    measured: f64,
+    limit: f64,
+    unit: &'static str,
+    at_least: bool,
+}
+
+impl Check {
+    fn pass(&self) -> bool {
+        if self.at_least {
+            self.measured >= self.limit
+        } else {
+            self.measured < self.limit
+        }
+    }
+
+    /// How far from the limit, in % of it: positive = headroom, negative = missed by.
+    fn margin_pct(&self) -> f64 {
+        let r = self.measured / self.limit;
+        if self.at_least {
+            (r - 1.0) * 100.0
+        } else {
+            (1.0 - r) * 100.0
+        }
+    }
+
+    fn verdict(&self) -> String {
+        if !self.measured.is_finite() {
+            return "MISS (not measured)".into();
+        }
+        let m = self.margin_pct().abs();
+        match (self.pass(), self.at_least) {
+            (true, true) => format!("PASS, {m:.0}% above"),
+            (true, false) => format!("PASS, {m:.0}% under"),
+            (false, _) => format!("MISS by {m:.0}%"),
+        }
+    }
+
+    fn json(&self) -> Value {
+        json!({
+            "target": self.name, "measured": round3(self.measured), "limit": self.limit, "unit": self.unit,
+            "pass": self.measured.is_finite() && self.pass(), "margin_pct": round3(self.margin_pct()),
+        })
+    }
+}
+
+fn opt_mib(kib: Option<u64>) -> f64 {
+    kib.map_or(f64::NAN, mib)
+}
+
+fn checks(r: &Results) -> Vec<Check> {
+    let check = |name: &str, measured: f64, limit: f64, unit, at_least| Check {
+        name: name.into(),
+        measured,
+        limit,
+        unit,
+        at_least,
+    };
+    let mut out = vec![
+        check(
+            "round trip p50 / floor p50",
+            r.round_trip.p50 / r.floor.p50,
+            1.5,
+            "x",
+            false,
+        ),
+        check(
+            "throughput",
+            r.throughput.jobs_per_s(),
+            1000.0,
+            "jobs/s",
+            true,
+        ),
+    ];
+    if let Some(top) = r.scaling.last() {
+        for ((_, label), s) in ENDPOINTS.iter().zip(&top.endpoints) {
+            out.push(check(
+                &format!("{label} p50 at {} jobs", top.jobs),
+                s.p50,
+                50.0,
+                "ms",
+                false,
+            ));
+        }
+    }
+    let f = &r.footprint;
+    out.push(check(
+        "worker idle RSS",
+        opt_mib(f.worker_idle_kib),
+        8.0,
+        "MiB",
+        false,
+    ));
+    out.push(check(
+        "API RSS under load",
+        opt_mib(f.api_load_kib),
+        16.0,
+        "MiB",
+        false,
+    ));
+    for (name, bytes) in &f.sizes {
+        out.push(check(
+            &format!("{name} stripped size"),
+            *bytes as f64 / 1_048_576.0,
+            6.0,
+            "MiB",
+            false,
+        ));
+    }
+    out.push(check(
+        "start to /health/ready",
+        f.ready.p50,
+        200.0,
+        "ms",
+        false,
+    ));
+    out
+}
+
+fn fmt_mib(kib: Option<u64>) -> String {
+    kib.map_or("n/a".into(), |k| format!("{:.1} MiB", mib(k)))
+}
+
+/// The printed table.
+pub fn table(r: &Results, a: &Args) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let mut row = |k: String, v: String| rows.push((k, v));
+    let lat = |s: &Summary| format!("p50 {:.2} ms, p99 {:.2} ms", s.p50, s.p99);
+    row(
+        format!("1 raw NATS floor, sequential ({} jobs)", r.floor.n),
+        lat(&r.floor),
+    );
+    row(
+        format!("2 HTTP create + wait, sequential ({} jobs)", r.round_trip.n),
+        lat(&r.round_trip),
+    );
+    row(
+        "2 round trip / floor".into(),
+        format!(
+            "p50 {:.2}x, p99 {:.2}x",
+            r.round_trip.p50 / r.floor.p50,
+            r.round_trip.p99 / r.floor.p99
+        ),
+    );
+    let t = &r.throughput;
+    let tl = Summary::of(&t.latencies);
+    row(
+        format!(
+            "3 throughput: {} clients, {} workers x {} jobs, {:.0?}",
+            a.clients, a.workers, a.max_jobs, a.duration
+        ),
+        format!(
+            "{:.0} jobs/s ({} completed, {} failed)",
+            t.jobs_per_s(),
+            t.completed,
+            t.failed
+        ),
+    );
+    row("3 throughput create + wait".into(), lat(&tl));
+    row(
+        format!("3 raw NATS floor, {} lanes at once", a.clients),
+        format!(
+            "{:.0} jobs/s (HTTP reaches {:.0}%); nats-server {:.0} µs CPU per job",
+            r.floor_jobs_per_s,
+            t.jobs_per_s() * 100.0 / r.floor_jobs_per_s,
+            r.floor_nats_cpu_us_per_job
+        ),
+    );
+    row(
+        "3 ?wait= answered early (waiter slots full)".into(),
+        t.early_answers.to_string(),
+    );
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+    let busy: f64 = r.cpu_load.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    row(
+        "3 CPU per job, µs (share of all cores)".into(),
+        r.cpu_load
+            .iter()
+            .map(|(name, d)| {
+                let per_job = d.as_secs_f64() * 1e6 / t.completed.max(1) as f64;
+                format!("{name} {per_job:.0}")
+            })
+            .chain([format!(
+                "(busy {:.0}%)",
+                busy * 100.0 / (t.elapsed.as_secs_f64() * cores)
+            )])
+            .collect::<Vec<_>>()
+            .join(", "),
+    );
+    row(
+        format!(
+            "4 broadcast _all to {} workers ({} runs)",
+            r.broadcast_hosts, r.broadcast.n
+        ),
+        lat(&r.broadcast),
+    );
+    for l in &r.scaling {
+        row(
+            format!("5 bucket of {} jobs: fill / index", l.jobs),
+            format!(
+                "{:.1} s / {:.1} s; API RSS {}",
+                l.fill_s,
+                l.index_s,
+                fmt_mib(l.api_rss_kib)
+            ),
+        );
+        for ((_, label), s) in ENDPOINTS.iter().zip(&l.endpoints) {
+            row(format!("5   {label}"), lat(s));
+        }
+    }
+    if let [small, .., big] = r.scaling.as_slice() {
+        for (i, (_, label)) in ENDPOINTS.iter().enumerate() {
+            row(
+                format!("5 {label}: {} / {} jobs", big.jobs, small.jobs),
+                format!("{:.2}x p50", big.endpoints[i].p50 / small.endpoints[i].p50),
+            );
+        }
+    }
+    let f = &r.footprint;
+    row(
+        "6 API RSS idle / under load".into(),
+        format!("{} / {}", fmt_mib(f.api_idle_kib), fmt_mib(f.api_load_kib)),
+    );
+    row(
+        "6 worker RSS idle / under load".into(),
+        format!(
+            "{} / {}",
+            fmt_mib(f.worker_idle_kib),
+            fmt_mib(f.worker_load_kib)
+        ),
+    );
+    for (name, bytes) in &f.sizes {
+        row(
+            format!("6 {name} size"),
+            format!("{:.2} MiB", *bytes as f64 / 1_048_576.0),
+        );
+    }
+    row(
+        format!("6 start to /health/ready ({} runs)", f.ready.n),
+        format!("p50 {:.0} ms, max {:.0} ms", f.ready.p50, f.ready.max),
+    );
+    if let Some((jobs, s)) = &f.ready_full {
+        row(
+            format!("6 start to /health/ready, {jobs} jobs in bucket"),
+            format!("{:.0} ms", s.p50),
+        );
+    }
+
+    let width = rows.iter().map(|(k, _)| k.len()).max().unwrap_or(0);
+    let mut out = String::new();
+    for (k, v) in &rows {
+        out.push_str(&format!("{k:<width$}  {v}\n"));
+    }
+    out.push_str("\ntargets\n");
+    let cs = checks(r);
+    let width = cs.iter().map(|c| c.name.len()).max().unwrap_or(0);
+    for c in &cs {
+        let op = if c.at_least { ">=" } else { "<" };
+        let measured = format!("{:.2} {}", c.measured, c.unit);
+        let limit = format!("{op} {} {}", c.limit, c.unit);
+        out.push_str(&format!(
+            "{:<width$}  {measured:>14}  {limit:<14}  {}\n",
+            c.name,
+            c.verdict()
+        ));
+    }
+    out
+}
+
+/// The same figures for bench/results.json.
+pub fn json(r: &Results, a: &Args) -> Value {
+    let t = &r.throughput;
+    let f = &r.footprint;
+    let kib = |k: Option<u64>| k.map(|k| round3(mib(k)));
+    json!({
+        "config": {
+            "jobs": a.jobs, "duration_s": a.duration.as_secs_f64(), "clients": a.clients, "workers": a.workers,
+            "max_jobs": a.max_jobs, "broadcast_workers": a.broadcast_workers, "broadcast_runs": a.broadcast_runs,
+            "scaling": a.scaling, "scaling_samples": a.scaling_samples, "ready_runs": a.ready_runs,
+            "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
+        },
+        "floor": r.floor.json(),
+        "round_trip": {
+            "latency": r.round_trip.json(),
+            "ratio_p50": round3(r.round_trip.p50 / r.floor.p50),
+            "ratio_p99": round3(r.round_trip.p99 / r.floor.p99),
+        },
+        "throughput": {
+            "jobs_per_s": round3(t.jobs_per_s()), "completed": t.completed, "failed": t.failed,
+            "elapsed_s": round3(t.elapsed.as_secs_f64()), "latency": Summary::of(&t.latencies).json(),
+            "early_wait_answers": t.early_answers,
+            "raw_floor_jobs_per_s": round3(r.floor_jobs_per_s),
+            "raw_floor_nats_cpu_us_per_job": round3(r.floor_nats_cpu_us_per_job),
+            "cpu_us_per_job": r.cpu_load.iter()
+                .map(|(n, d)| (n.clone(), json!(round3(d.as_secs_f64() * 1e6 / t.completed.max(1) as f64))))
+                .collect::<serde_json::Map<_, _>>(),
+        },
+        "broadcast": { "workers": r.broadcast_hosts, "latency": r.broadcast.json() },
+        "scaling": r.scaling.iter().map(|l| json!({
+            "jobs": l.jobs, "fill_s": round3(l.fill_s), "index_s": round3(l.index_s),
+            "api_rss_mib": kib(l.api_rss_kib),
+            "endpoints": ENDPOINTS.iter().zip(&l.endpoints)
+                .map(|((name, label), s)| json!({"name": name, "request": label, "latency": s.json()}))
+                .collect::<Vec<_>>(),
+        })).collect::<Vec<_>>(),
+        "footprint": {
+            "api_rss_idle_mib": kib(f.api_idle_kib), "api_rss_load_mib": kib(f.api_load_kib),
+            "worker_rss_idle_mib": kib(f.worker_idle_kib), "worker_rss_load_mib": kib(f.worker_load_kib),
+            "binary_bytes": f.sizes.iter().map(|(n, b)| (n.clone(), json!(b))).collect::<serde_json::Map<_, _>>(),
+            "ready": f.ready.json(),
+            "ready_full_bucket": f.ready_full.as_ref().map(|(jobs, s)| json!({"jobs": jobs, "latency": s.json()})),
+        },
+        "targets": checks(r).iter().map(Check::json).collect::<Vec<_>>(),
+    })
+}
