@@ -26,6 +26,13 @@ pub struct Output {
     pub timed_out: bool,
 }
 
+impl Output {
+    /// The first line the program wrote to stderr, for an error message.
+    pub fn first_error_line(&self) -> &str {
+        self.stderr.trim().lines().next().unwrap_or("no message")
+    }
+}
+
 /// The first executable `name` on PATH, else the first executable of `fallbacks` (absolute paths).
 pub fn find_program(name: &str, fallbacks: &[&str]) -> Option<PathBuf> {
     let on_path: Vec<PathBuf> = std::env::var_os("PATH")

@@ -249,13 +249,7 @@ fn resolvectl(op: &str, args: &[String]) -> Result<String, OpError> {
         )));
     }
     if out.code != Some(0) {
-        let detail = out
-            .stderr
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or("no message")
-            .to_string();
+        let detail = out.first_error_line();
         return Err(OpError::permanent(format!(
             "{op}: resolvectl {} failed: {detail}",
             args.join(" ")

@@ -88,13 +88,7 @@ fn power(action: Action, data: &Value, ctx: &OpContext) -> Result<Value, OpError
         )));
     }
     if out.code != Some(0) {
-        let detail = out
-            .stderr
-            .trim()
-            .lines()
-            .next()
-            .unwrap_or("no message")
-            .to_string();
+        let detail = out.first_error_line();
         return Err(OpError::permanent(format!(
             "{op}: shutdown failed: {detail}"
         )));
