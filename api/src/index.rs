@@ -42,7 +42,7 @@ impl JobEntry {
                 .iter()
                 .map(|h| h.as_str().into())
                 .collect(),
-            any: def.target_hostname == "_any",
+            any: def.is_any_target(),
             hosts: Vec::new(),
             filed: JobStatus::Pending,
         }

@@ -40,6 +40,11 @@ pub struct JobDef {
 }
 
 impl JobDef {
+    /// Whether the job went to exactly one worker of the shared consumer (`_any`).
+    pub fn is_any_target(&self) -> bool {
+        self.target_hostname.parse::<crate::target::Target>() == Ok(crate::target::Target::Any)
+    }
+
     /// Unix microseconds after which a host that never answered counts as failed.
     pub fn deadline_us(&self) -> i64 {
         let timeout_us = i64::try_from(self.timeout_ms.saturating_mul(1000)).unwrap_or(i64::MAX);

@@ -79,7 +79,7 @@ pub fn detail(
 ) -> JobDetail {
     let past = now_us > def.deadline_us();
     let hosts = hosts_of(def, states.keys().map(String::as_str));
-    let deciding: Vec<&str> = if def.target_hostname == "_any" {
+    let deciding: Vec<&str> = if def.is_any_target() {
         let written = hosts
             .iter()
             .filter_map(|h| states.get(*h).map(|s| (*h, s.status, s.attempts)));

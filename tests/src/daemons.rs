@@ -88,22 +88,14 @@ impl Worker {
         max_jobs: usize,
         options: &Options,
     ) -> Worker {
-        let labels: Vec<(String, String)> = labels
-            .iter()
-            .map(|(key, value)| (key.to_string(), value.to_string()))
-            .collect();
-        let identity = WorkerIdentity {
+        Worker::start_extra(
+            nats_url,
             hostname,
-            labels: &labels,
-            max_jobs,
-        };
-        let yaml = config_yaml(nats_url, options, None, Some(&identity));
-        Worker {
-            daemon: Daemon::spawn(&format!("osapi-worker {hostname}"), &yaml),
-            hostname: hostname.to_string(),
             labels,
             max_jobs,
-        }
+            options,
+            &ExtraConfig::default(),
+        )
     }
 
     pub fn hostname(&self) -> &str {

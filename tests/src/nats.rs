@@ -73,22 +73,10 @@ impl NatsServer {
 
     /// Stops the server (SIGTERM, then SIGKILL after a deadline) and waits until it has exited.
     pub fn stop(&mut self) {
-        let Some(mut child) = self.child.take() else {
+        let Some(child) = self.child.take() else {
             return;
         };
-        // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < STOP_DEADLINE {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        stop_child(child);
     }
 
     /// Stops the server if it runs and starts it again on the same port with the same store.
@@ -282,22 +270,10 @@ impl NatsCluster {
 
     /// Stops node `index` (SIGTERM, then SIGKILL after a deadline) and waits until it has exited.
     pub fn stop(&mut self, index: usize) {
-        let Some(mut child) = self.nodes[index].child.take() else {
+        let Some(child) = self.nodes[index].child.take() else {
             return;
         };
-        // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
-        unsafe {
-            libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
-        }
-        let start = Instant::now();
-        while start.elapsed() < STOP_DEADLINE {
-            if let Ok(Some(_)) = child.try_wait() {
-                return;
-            }
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        let _ = child.kill();
-        let _ = child.wait();
+        stop_child(child);
     }
 
     /// Starts node `index` again (same ports, same store) and waits until the cluster reports healthy.
@@ -409,4 +385,21 @@ impl Drop for NatsCluster {
             let _ = std::fs::remove_dir_all(&node.dir);
         }
     }
+}
+
+/// SIGTERM, then SIGKILL after [`STOP_DEADLINE`]; returns once the process has exited.
+fn stop_child(mut child: Child) {
+    // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+    unsafe {
+        libc::kill(child.id() as libc::pid_t, libc::SIGTERM);
+    }
+    let start = Instant::now();
+    while start.elapsed() < STOP_DEADLINE {
+        if let Ok(Some(_)) = child.try_wait() {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    let _ = child.kill();
+    let _ = child.wait();
 }
