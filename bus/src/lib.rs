@@ -1,6 +1,6 @@
 //! The one place osapi talks to NATS.
 //!
-//! The blocking `nats` crate (0.26) is deprecated as a whole and has traps (see NATS-NOTES.md): its
+//! The blocking `nats` crate (0.26) is deprecated as a whole and has traps (see docs/nats.md): its
 //! writer flushes at most every 5 ms and every request waits for that flush, some calls never return
 //! while the server is down, and its JetStream helpers hide settings we need. So this crate speaks the
 //! JetStream API (JSON over core NATS requests) itself, on top of three primitives:
@@ -34,18 +34,25 @@ pub type Message = nats::Message;
 /// Most requests one [`Bus::request_many`] call sends at once.
 pub const BATCH_MAX: usize = 256;
 
-/// What went wrong talking to NATS.
+/// What went wrong talking to NATS, by what the caller can do about it (docs/nats.md, "Error classes").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BusError {
     /// Not connected, or no answer within the request timeout: try again later (HTTP 503).
     Unavailable(String),
-    /// JetStream answered with an error.
+    /// A bucket or stream is at its limit and refuses new records (discard new): nothing was written;
+    /// it frees up as records expire (HTTP 503 with `Retry-After`).
+    StoreFull(String),
+    /// A value larger than a bucket or NATS takes: retrying cannot help (HTTP 413).
+    TooLarge(String),
+    /// A conditional write lost: the key already exists or changed meanwhile (HTTP 409).
+    Conflict(String),
+    /// JetStream answered with another error.
     Api {
         code: u16,
         err_code: u32,
         description: String,
     },
-    /// An answer we could not understand.
+    /// An answer we could not understand, or a value we could not encode (HTTP 500, logged).
     Protocol(String),
 }
 
@@ -54,12 +61,48 @@ impl BusError {
     pub fn is_not_found(&self) -> bool {
         matches!(self, BusError::Api { code: 404, .. })
     }
+
+    /// Whether the same call may succeed later: NATS away, a store full, or a server-side 5xx. The
+    /// others (too large, conflict, a 4xx, a garbled answer) fail the same way every time.
+    pub fn is_transient(&self) -> bool {
+        match self {
+            BusError::Unavailable(_) | BusError::StoreFull(_) => true,
+            BusError::Api { code, .. } => *code >= 500,
+            BusError::TooLarge(_) | BusError::Conflict(_) | BusError::Protocol(_) => false,
+        }
+    }
+
+    /// Sorts a JetStream error answer into its class. By description as well as by code: the codes
+    /// moved between server versions, the wording did not (docs/nats.md).
+    fn classify(code: u16, err_code: u32, description: String) -> BusError {
+        let d = description.to_ascii_lowercase();
+        if d.contains("maximum bytes")
+            || d.contains("maximum messages")
+            || d.contains("insufficient resources")
+            || d.contains("resource limits exceeded")
+        {
+            BusError::StoreFull(description)
+        } else if d.contains("message size exceeds") || d.contains("maximum payload") {
+            BusError::TooLarge(description)
+        } else if err_code == 10071 || d.contains("wrong last sequence") {
+            BusError::Conflict(description)
+        } else {
+            BusError::Api {
+                code,
+                err_code,
+                description,
+            }
+        }
+    }
 }
 
 impl fmt::Display for BusError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         match self {
             BusError::Unavailable(why) => write!(f, "NATS unavailable: {why}"),
+            BusError::StoreFull(why) => write!(f, "store full: {why}"),
+            BusError::TooLarge(why) => write!(f, "too large: {why}"),
+            BusError::Conflict(why) => write!(f, "conflict: {why}"),
             BusError::Api {
                 code,
                 err_code,
@@ -88,6 +131,8 @@ pub struct ConnectOptions {
 struct Inner {
     nc: nats::Connection,
     connected: Arc<AtomicBool>,
+    /// Reconnections so far: a watch made before the last one must be checked (its consumer may be gone).
+    reconnects: Arc<AtomicU64>,
     reply_prefix: String,
     next_token: AtomicU64,
     waiting: Mutex<HashMap<u64, Sender<Message>>>,
@@ -112,6 +157,8 @@ impl Bus {
             (None, None) => nats::Options::new(),
         };
         let (on_down, on_up) = (connected.clone(), connected.clone());
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let counted = reconnects.clone();
         let nc = base
             .with_name(&opts.name)
             .max_reconnects(None)
@@ -122,6 +169,7 @@ impl Bus {
                 log::warn!("disconnected from NATS");
             })
             .reconnect_callback(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
                 on_up.store(true, Ordering::SeqCst);
                 log::info!("reconnected to NATS");
             })
@@ -137,6 +185,7 @@ impl Bus {
         let inner = Arc::new(Inner {
             nc,
             connected,
+            reconnects,
             reply_prefix,
             next_token: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
@@ -159,6 +208,11 @@ impl Bus {
     /// Whether the connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// How many times the connection has come back since it was made.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::SeqCst)
     }
 
     /// The configured bound on one request.
@@ -286,15 +340,14 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     let v: serde_json::Value = serde_json::from_slice(data)
         .map_err(|e| BusError::Protocol(format!("bad JetStream JSON: {e}")))?;
     if let Some(err) = v.get("error") {
-        return Err(BusError::Api {
-            code: err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
-            err_code: err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
-            description: err
-                .get("description")
+        return Err(BusError::classify(
+            err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
+            err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
+            err.get("description")
                 .and_then(|d| d.as_str())
                 .unwrap_or("unknown")
                 .to_string(),
-        });
+        ));
     }
     Ok(v)
 }
