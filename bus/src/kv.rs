@@ -212,7 +212,7 @@ impl Bus {
 
 /// The consumer sequence of a delivery: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
 /// or the longer form with domain and account hash in front.
-fn consumer_seq(reply: &str) -> Option<u64> {
+pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
     let t: Vec<&str> = reply.split('.').collect();
     let base = if t.len() == 9 { 4 } else { 6 };
     t.get(base + 2)?.parse().ok()

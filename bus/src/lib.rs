@@ -424,3 +424,54 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(code: u16, err_code: u32, description: &str) -> BusError {
+        let body = serde_json::json!({
+            "error": { "code": code, "err_code": err_code, "description": description }
+        });
+        match parse_api_answer(body.to_string().as_bytes()) {
+            Err(e) => e,
+            Ok(v) => panic!("an error answer parsed as success: {v}"),
+        }
+    }
+
+    #[test]
+    fn jetstream_errors_are_sorted_by_what_a_caller_can_do() {
+        // What nats-server 2.9/2.15 answer to a publish into a full bucket or stream (discard new).
+        let full = answer(503, 10077, "maximum bytes exceeded");
+        assert!(matches!(full, BusError::StoreFull(_)), "{full:?}");
+        assert!(full.is_transient());
+        let msgs = answer(503, 10077, "maximum messages exceeded");
+        assert!(matches!(msgs, BusError::StoreFull(_)), "{msgs:?}");
+        let resources = answer(503, 10047, "insufficient resources");
+        assert!(matches!(resources, BusError::StoreFull(_)), "{resources:?}");
+        let large = answer(400, 10054, "message size exceeds maximum allowed");
+        assert!(matches!(large, BusError::TooLarge(_)), "{large:?}");
+        assert!(!large.is_transient());
+        let taken = answer(400, 10071, "wrong last sequence: 7");
+        assert!(matches!(taken, BusError::Conflict(_)), "{taken:?}");
+        assert!(!taken.is_transient());
+        let missing = answer(404, 10014, "consumer not found");
+        assert!(missing.is_not_found() && !missing.is_transient());
+        assert!(answer(500, 10000, "server trouble").is_transient());
+        assert!(BusError::Unavailable("down".into()).is_transient());
+        assert!(!BusError::Protocol("garbled".into()).is_transient());
+    }
+
+    #[test]
+    fn a_watch_reads_the_consumer_sequence_of_each_delivery() {
+        assert_eq!(
+            kv::consumer_seq("$JS.ACK.KV_b.c.1.42.7.1700000000000000000.0"),
+            Some(7)
+        );
+        assert_eq!(
+            kv::consumer_seq("$JS.ACK.dom.hash.KV_b.c.1.42.9.1700000000000000000.3.rnd"),
+            Some(9)
+        );
+        assert_eq!(kv::consumer_seq("_INBOX.x"), None);
+    }
+}

@@ -2,8 +2,8 @@
 //! the jobs so a full job bucket cannot hide the fleet), rewritten every `heartbeat`, which the API reads
 //! to list live workers and to decide which hosts a broadcast job expects.
 
+use crate::clock::now_us;
 use crate::pool::PoolState;
-use crate::run::now_us;
 use crate::shutdown::Shutdown;
 use osapi_bus::Bus;
 use osapi_common::job::WorkerInfo;

@@ -7,6 +7,7 @@
 //! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
 //! garbled answer) fails the job at once. A redelivery of a job already finished here is acked and ignored.
 
+use crate::clock::now_us;
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
@@ -38,14 +39,6 @@ pub struct Runner {
 struct Job<'a> {
     id: &'a str,
     target: String,
-}
-
-/// Unix time now in microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `0.002s`, `1.001s`.
