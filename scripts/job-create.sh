@@ -10,24 +10,42 @@ Submits an operation (e.g. test.ping.do, system.hostname.get) and prints the new
   --target T     _any (default), _all, a hostname, or KEY:VALUE (e.g. group:web.dev)
   --data JSON    the operation's data (default {})
   --timeout D    how long hosts have to answer (default 60s)
+  --idempotency-key K  sent as Idempotency-Key (default: a fresh key per run); the same K within
+                 24h gives the first answer again and creates nothing
 
-Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set).
+Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set),
+     OSAPI_RETRIES (default 3: tries on no answer, 503 or 409, each with the same Idempotency-Key).
 Exit: 0 created, 1 refused by the server, 2 usage error, 3 server unreachable or unavailable.
 EOF
 }
 
 url=${OSAPI_URL:-http://127.0.0.1:8080}
 max_time_s=10
+attempts=${OSAPI_RETRIES:-3}
+[[ $attempts =~ ^[1-9][0-9]?$ ]] || { echo "job-create: OSAPI_RETRIES must be 1 to 99, got '$attempts'" >&2; exit 2; }
+idempotency_key=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(date +%s%N)-$$-$RANDOM")
 
 # api METHOD PATH [BODY]: prints the answer's body; on an HTTP error prints the server's message and exits.
+# Tries up to $attempts times (1 s, 2 s, ... apart) when there is no answer, a 503 or a 409 (the same key
+# still in progress), always with the run's one Idempotency-Key: a POST whose answer was lost is not
+# submitted twice.
 api() {
     local args=(-sS -X "$1" --max-time "$max_time_s" -w '\n%{http_code}' -H 'Accept: application/json')
     if [[ -n ${OSAPI_TOKEN:-} ]]; then args+=(-H "Authorization: Bearer $OSAPI_TOKEN"); fi
+    args+=(-H "Idempotency-Key: $idempotency_key")
     if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$3"); fi
-    local out code message
-    out=$(curl "${args[@]}" "$url$2") || { echo "job-create: cannot reach the API at $url" >&2; exit 3; }
-    code=${out##*$'\n'}
-    out=${out%$'\n'*}
+    local out code message try
+    for ((try = 1; ; try++)); do
+        if out=$(curl "${args[@]}" "$url$2"); then
+            code=${out##*$'\n'}
+            out=${out%$'\n'*}
+            if ((code != 503 && code != 409)) || ((try >= attempts)); then break; fi
+        elif ((try >= attempts)); then
+            echo "job-create: cannot reach the API at $url" >&2
+            exit 3
+        fi
+        sleep "$try"
+    done
     if ((code >= 400)); then
         message=$(jq -r '(.error // "no details given") + (if (.details // "") != "" then " (\(.details))" else "" end)' <<<"$out" 2>/dev/null) || message=$out
         echo "job-create: $1 $2: HTTP $code: $message" >&2
@@ -46,6 +64,7 @@ while [[ $# -gt 0 ]]; do
         --target) need_value $# "$1"; target=$2; shift 2 ;;
         --data) need_value $# "$1"; data=$2; shift 2 ;;
         --timeout) need_value $# "$1"; timeout=$2; shift 2 ;;
+        --idempotency-key) need_value $# "$1"; idempotency_key=$2; shift 2 ;;
         -*) echo "job-create: unknown option $1 (try --help)" >&2; exit 2 ;;
         *)
             [[ -z $type ]] || { echo "job-create: unexpected argument $1 (try --help)" >&2; exit 2; }

@@ -9,24 +9,42 @@ Usage: job-retry.sh ID [--target T]
 
 Submits a new job with job ID's operation and data (the original is kept) and prints the new id.
   --target T    where the new job goes (default: the original job's target)
+  --idempotency-key K  sent as Idempotency-Key (default: a fresh key per run); the same K within
+                 24h gives the first answer again and creates nothing
 
-Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set).
+Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set),
+     OSAPI_RETRIES (default 3: tries on no answer, 503 or 409, each with the same Idempotency-Key).
 Exit: 0 created, 1 refused by the server (e.g. 404), 2 usage error, 3 server unreachable or unavailable.
 EOF
 }
 
 url=${OSAPI_URL:-http://127.0.0.1:8080}
 max_time_s=10
+attempts=${OSAPI_RETRIES:-3}
+[[ $attempts =~ ^[1-9][0-9]?$ ]] || { echo "job-retry: OSAPI_RETRIES must be 1 to 99, got '$attempts'" >&2; exit 2; }
+idempotency_key=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(date +%s%N)-$$-$RANDOM")
 
 # api METHOD PATH [BODY]: prints the answer's body; on an HTTP error prints the server's message and exits.
+# Tries up to $attempts times (1 s, 2 s, ... apart) when there is no answer, a 503 or a 409 (the same key
+# still in progress), always with the run's one Idempotency-Key: a POST whose answer was lost is not
+# submitted twice.
 api() {
     local args=(-sS -X "$1" --max-time "$max_time_s" -w '\n%{http_code}' -H 'Accept: application/json')
     if [[ -n ${OSAPI_TOKEN:-} ]]; then args+=(-H "Authorization: Bearer $OSAPI_TOKEN"); fi
+    args+=(-H "Idempotency-Key: $idempotency_key")
     if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$3"); fi
-    local out code message
-    out=$(curl "${args[@]}" "$url$2") || { echo "job-retry: cannot reach the API at $url" >&2; exit 3; }
-    code=${out##*$'\n'}
-    out=${out%$'\n'*}
+    local out code message try
+    for ((try = 1; ; try++)); do
+        if out=$(curl "${args[@]}" "$url$2"); then
+            code=${out##*$'\n'}
+            out=${out%$'\n'*}
+            if ((code != 503 && code != 409)) || ((try >= attempts)); then break; fi
+        elif ((try >= attempts)); then
+            echo "job-retry: cannot reach the API at $url" >&2
+            exit 3
+        fi
+        sleep "$try"
+    done
     if ((code >= 400)); then
         message=$(jq -r '(.error // "no details given") + (if (.details // "") != "" then " (\(.details))" else "" end)' <<<"$out" 2>/dev/null) || message=$out
         echo "job-retry: $1 $2: HTTP $code: $message" >&2
@@ -41,6 +59,10 @@ while [[ $# -gt 0 ]]; do
     case $1 in
         -h | --help) usage; exit 0 ;;
         --target) (($# >= 2)) || { echo "job-retry: --target needs a value" >&2; exit 2; }; target=$2; shift 2 ;;
+        --idempotency-key)
+            (($# >= 2)) || { echo "job-retry: --idempotency-key needs a value" >&2; exit 2; }
+            idempotency_key=$2
+            shift 2 ;;
         -*) echo "job-retry: unknown option $1 (try --help)" >&2; exit 2 ;;
         *)
             [[ -z $id ]] || { echo "job-retry: unexpected argument $1 (try --help)" >&2; exit 2; }

@@ -70,6 +70,28 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// Who sent the request: the token's `sub`, for what is kept per user (idempotency keys). Call it
+    /// after [`Auth::check`] passed; `""` when the API runs without authentication.
+    pub fn subject(&self, authorization: Option<&str>) -> String {
+        let (Some(key), Some(header)) = (&self.key, authorization) else {
+            return String::new();
+        };
+        let token = header
+            .strip_prefix("Bearer ")
+            .or_else(|| header.strip_prefix("bearer "))
+            .unwrap_or(header)
+            .trim();
+        #[derive(serde::Deserialize)]
+        struct Subject {
+            sub: String,
+        }
+        jsonwebtoken::decode::<Subject>(token, key, &self.validation)
+            .map(|t| t.claims.sub)
+            .unwrap_or_default()
+    }
+}
+
 fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match kind {

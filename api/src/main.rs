@@ -5,6 +5,7 @@ mod auth;
 mod ctx;
 mod error;
 mod handlers;
+mod idempotency;
 mod index;
 mod routes;
 mod server;

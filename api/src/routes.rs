@@ -14,6 +14,8 @@ pub struct Incoming<'a> {
     pub query: &'a Query,
     pub body: &'a [u8],
     pub authorization: Option<&'a str>,
+    /// The `Idempotency-Key` header (`idempotency.rs`).
+    pub idempotency_key: Option<&'a str>,
 }
 
 /// Every route the API serves, as `(method, path template)`; the served OpenAPI spec documents exactly these.
@@ -86,6 +88,19 @@ impl Route<'_> {
     }
 }
 
+/// A submission under its `Idempotency-Key`, if the request has one.
+fn keyed(
+    ctx: &Ctx,
+    req: &Incoming<'_>,
+    handler: impl FnOnce() -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    let user = match req.idempotency_key {
+        Some(_) => ctx.auth.subject(req.authorization),
+        None => String::new(),
+    };
+    crate::idempotency::guard(ctx, req.idempotency_key, &user, req.path, req.body, handler)
+}
+
 fn segments(path: &str) -> Vec<&str> {
     path.trim_end_matches('/').split('/').skip(1).collect()
 }
@@ -101,13 +116,13 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => job::create(ctx, req.body),
+        Route::Create => keyed(ctx, req, || job::create(ctx, req.body)),
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => job::retry(ctx, id, req.body),
+        Route::Retry(id) => keyed(ctx, req, || job::retry(ctx, id, req.body)),
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();

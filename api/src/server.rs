@@ -146,6 +146,11 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
         .iter()
         .find(|h| h.field.equiv("Authorization"))
         .map(|h| h.value.as_str().to_string());
+    let idempotency_key = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Idempotency-Key"))
+        .map(|h| h.value.as_str().to_string());
     let outcome = routes::route(
         ctx,
         &routes::Incoming {
@@ -154,6 +159,7 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
             query: &Query::parse(raw_query),
             body: &body,
             authorization: authorization.as_deref(),
+            idempotency_key: idempotency_key.as_deref(),
         },
     );
     if let Err(e) = &outcome {

@@ -17,6 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+mod idempotency;
+
 /// What `POST /job` answers.
 pub struct Created {
     pub id: String,

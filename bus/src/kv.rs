@@ -103,6 +103,19 @@ impl Bus {
         self.kv_publish(bucket, key, Some(&h), value)
     }
 
+    /// Writes `value` under `key` only if `revision` is still its last record (compare-and-set); a
+    /// stale revision fails with [`BusError::Conflict`].
+    pub fn kv_update(
+        &self,
+        bucket: &str,
+        key: &str,
+        value: &[u8],
+        revision: u64,
+    ) -> Result<u64, BusError> {
+        let h = headers(&[("Nats-Expected-Last-Subject-Sequence", &revision.to_string())]);
+        self.kv_publish(bucket, key, Some(&h), value)
+    }
+
     /// Removes `key` and its history (a purge marker stays until the bucket's TTL); returns the
     /// marker's revision.
     pub fn kv_purge(&self, bucket: &str, key: &str) -> Result<u64, BusError> {

@@ -65,7 +65,7 @@ fn notification_max_age(cfg: &Config) -> Duration {
     }
 }
 
-/// Creates (or updates) the job stream, the dead-letter stream and the three buckets.
+/// Creates (or updates) the job stream, the dead-letter stream and the four buckets.
 ///
 /// The job stream discards *new* messages when full: a publish to a full stream fails, the API answers
 /// 503 and removes the job again, so a 201 always means the notification is stored (docs/nats.md).
@@ -110,7 +110,13 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
     // One small record per host, rewritten in place: no byte limit, so it cannot fill up with jobs.
     let workers_cfg = StreamConfig {
         max_bytes: -1,
+        ..bucket_cfg.clone()
+    };
+    bus.kv_ensure(&names.workers_bucket, &workers_cfg)?;
+    // Idempotency-Key records: a day, whatever the job TTL, so a client's retry within 24 h is a replay.
+    let idempotency_cfg = StreamConfig {
+        max_age: osapi_common::idempotency::KEY_TTL,
         ..bucket_cfg
     };
-    bus.kv_ensure(&names.workers_bucket, &workers_cfg)
+    bus.kv_ensure(&names.idempotency_bucket, &idempotency_cfg)
 }

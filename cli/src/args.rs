@@ -60,15 +60,16 @@ const OPTIONS: &[OptSpec] = &[
     opt("user", Some('u'), true),
     opt("permission", Some('p'), true),
     opt("ttl", None, true),
+    opt("idempotency-key", None, true),
 ];
 
 /// The command-specific options a command accepts (globals are always accepted); `None`: no such command.
 fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
     let options: &'static [&'static str] = match command {
-        "job add" | "job run" => &["target", "data", "json-file", "timeout"],
+        "job add" | "job run" => &["target", "data", "json-file", "timeout", "idempotency-key"],
         "job get" => &["wait"],
         "job list" => &["status", "limit", "offset"],
-        "job retry" => &["target"],
+        "job retry" => &["target", "idempotency-key"],
         "token generate" => &["role", "user", "permission", "ttl"],
         "job delete" | "job status" | "job workers" | "token validate" => &[],
         _ => return None,
@@ -221,6 +222,7 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
         "job retry" => JobCommand::Retry {
             id: one(name, "ID", positional)?,
             target: opts.single("target")?,
+            idempotency_key: opts.single("idempotency-key")?,
         },
         "job status" => none(name, positional).map(|_| JobCommand::Status)?,
         "job workers" => none(name, positional).map(|_| JobCommand::Workers)?,
@@ -319,6 +321,7 @@ fn submit(opts: &Options<'_>, positional: &[String]) -> Result<Submit, UsageErro
         target: opts.single("target")?,
         data,
         timeout,
+        idempotency_key: opts.single("idempotency-key")?,
     })
 }
 

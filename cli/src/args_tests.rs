@@ -16,6 +16,7 @@ fn submit(operation: &str) -> Submit {
         target: None,
         data: DataSource::Empty,
         timeout: None,
+        idempotency_key: None,
     }
 }
 
@@ -86,6 +87,7 @@ fn commands_parse() {
             job(JobCommand::Retry {
                 id: "ID".into(),
                 target: None,
+                idempotency_key: None,
             }),
         ),
         (
@@ -93,7 +95,23 @@ fn commands_parse() {
             job(JobCommand::Retry {
                 id: "ID".into(),
                 target: Some("web1".into()),
+                idempotency_key: None,
             }),
+        ),
+        (
+            "job retry ID --idempotency-key k-1",
+            job(JobCommand::Retry {
+                id: "ID".into(),
+                target: None,
+                idempotency_key: Some("k-1".into()),
+            }),
+        ),
+        (
+            "job add test.ping.do --idempotency-key=nightly-7",
+            job(JobCommand::Add(Submit {
+                idempotency_key: Some("nightly-7".into()),
+                ..submit("test.ping.do")
+            })),
         ),
         ("job status", job(JobCommand::Status)),
         ("job workers", job(JobCommand::Workers)),

@@ -48,15 +48,21 @@ impl Client {
 
     /// `GET path`; `hold` is how long the server may hold the answer (`?wait=`), added to the timeout.
     pub fn get(&self, path: &str, hold: Duration) -> Result<Reply, CliError> {
-        self.send("GET", path, hold, None)
+        self.send("GET", path, hold, None, None)
     }
 
-    pub fn post(&self, path: &str, body: Option<&Value>) -> Result<Reply, CliError> {
-        self.send("POST", path, Duration::ZERO, body)
+    /// `POST path`, with an `Idempotency-Key` header when a key is given.
+    pub fn post(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+    ) -> Result<Reply, CliError> {
+        self.send("POST", path, Duration::ZERO, body, idempotency_key)
     }
 
     pub fn delete(&self, path: &str) -> Result<Reply, CliError> {
-        self.send("DELETE", path, Duration::ZERO, None)
+        self.send("DELETE", path, Duration::ZERO, None, None)
     }
 
     fn send(
@@ -65,6 +71,7 @@ impl Client {
         path: &str,
         hold: Duration,
         body: Option<&Value>,
+        idempotency_key: Option<&str>,
     ) -> Result<Reply, CliError> {
         let url = format!("{}{path}", self.base_url);
         let mut request = self
@@ -74,6 +81,9 @@ impl Client {
             .set("Accept", "application/json");
         if let Some(token) = &self.token {
             request = request.set("Authorization", &format!("Bearer {token}"));
+        }
+        if let Some(key) = idempotency_key {
+            request = request.set("Idempotency-Key", key);
         }
         let result = match body {
             Some(json) => request.send_json(json),

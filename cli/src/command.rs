@@ -40,6 +40,8 @@ pub struct Submit {
     pub data: DataSource,
     /// `None`: the server's default (60s); `job run` then waits [`DEFAULT_JOB_TIMEOUT`].
     pub timeout: Option<Duration>,
+    /// `--idempotency-key`: sent as `Idempotency-Key`, so re-running the same command creates nothing new.
+    pub idempotency_key: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,6 +63,7 @@ pub enum JobCommand {
     Retry {
         id: String,
         target: Option<String>,
+        idempotency_key: Option<String>,
     },
     Status,
     Workers,

@@ -73,9 +73,14 @@ pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Outp
                 format!("deleted {id}")
             }))
         }
-        JobCommand::Retry { id, target } => {
+        JobCommand::Retry {
+            id,
+            target,
+            idempotency_key,
+        } => {
             let body = target.as_ref().map(|t| json!({ "target_hostname": t }));
-            let reply = client.post(&format!("/job/{}/retry", encode(id)), body.as_ref())?;
+            let path = format!("/job/{}/retry", encode(id));
+            let reply = client.post(&path, body.as_ref(), idempotency_key.as_deref())?;
             if json {
                 return Ok(Output::text(reply.body));
             }
@@ -109,7 +114,7 @@ fn human_or_raw(
 /// `POST /job` with the operation, target and timeout of `submit`.
 fn create(client: &Client, submit: &Submit) -> Result<crate::client::Reply, CliError> {
     let body = create_body(submit, read_data(&submit.data)?);
-    client.post("/job", Some(&body))
+    client.post("/job", Some(&body), submit.idempotency_key.as_deref())
 }
 
 /// The `POST /job` body: the target and timeout only when given (the server defaults them).
@@ -178,6 +183,7 @@ mod tests {
             target: target.map(String::from),
             data: DataSource::Empty,
             timeout: timeout.map(Duration::from_secs),
+            idempotency_key: None,
         }
     }
 

@@ -29,6 +29,8 @@ Usage:
         list jobs, newest first (S: pending, running, completed, failed, partial_failure)
   osapi job delete ID                delete a job
   osapi job retry ID [--target T]    submit a new job like ID (default: the same target)
+        add, run and retry take --idempotency-key KEY: the same command with the same KEY within
+        24h prints the first job's id again and creates nothing (safe to re-run after a timeout)
   osapi job status                   job counts by status and operation
   osapi job workers                  live workers
 

@@ -5,6 +5,7 @@
 
 pub mod config;
 pub mod duration;
+pub mod idempotency;
 pub mod job;
 pub mod names;
 pub mod operation;

@@ -22,6 +22,8 @@ pub struct Names {
     /// KV bucket of worker heartbeats (`workers.{host}`): its own, so a full job bucket cannot hide the
     /// fleet. `{prefix}job-workers` unless [`Names::with_workers_bucket`] says otherwise.
     pub workers_bucket: String,
+    /// KV bucket of `Idempotency-Key` records (`idem.{hash}`), 24 h TTL: `{prefix}job-idempotency`.
+    pub idempotency_bucket: String,
     consumer_base: String,
 }
 
@@ -55,6 +57,7 @@ impl Names {
             bucket: format!("{name_prefix}{bucket}"),
             response_bucket: format!("{name_prefix}{response_bucket}"),
             workers_bucket: format!("{name_prefix}job-workers"),
+            idempotency_bucket: format!("{name_prefix}job-idempotency"),
             consumer_base: format!("{name_prefix}{consumer}"),
             subject_prefix,
             name_prefix,

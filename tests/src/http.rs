@@ -69,11 +69,26 @@ pub fn request_as(
     path: &str,
     body: Option<&str>,
 ) -> Result<Response, String> {
+    request_with(token, base_url, method, path, body, &[])
+}
+
+/// [`request_as`] with extra request headers (e.g. `Idempotency-Key`).
+pub fn request_with(
+    token: Option<&str>,
+    base_url: &str,
+    method: &str,
+    path: &str,
+    body: Option<&str>,
+    headers: &[(&str, &str)],
+) -> Result<Response, String> {
     let agent = ureq::AgentBuilder::new().timeout(HTTP_TIMEOUT).build();
     let url = format!("{base_url}{path}");
     let mut req = agent.request(method, &url);
     if let Some(token) = token {
         req = req.set("Authorization", &format!("Bearer {token}"));
+    }
+    for (name, value) in headers {
+        req = req.set(name, value);
     }
     let result = match body {
         Some(body) => req

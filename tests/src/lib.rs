@@ -24,7 +24,7 @@ pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, SIGNING_KEY};
 pub use bins::binary;
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, ExtraConfig, Options, Worker};
-pub use http::{request, request_as, Response};
+pub use http::{request, request_as, request_with, Response};
 pub use nats::{NatsCluster, NatsServer};
 pub use timestamp::{max_overlap, parse_rfc3339_micros};
 pub use wait::{free_port, wait_until};

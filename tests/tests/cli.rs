@@ -312,3 +312,35 @@ fn signing_key_yaml(key: &str) -> String {
         key.replace('\'', "''")
     )
 }
+
+#[test]
+fn idempotency_key_makes_add_and_retry_safe_to_rerun() {
+    let cluster = one_worker();
+    let dir = TempDir::new();
+    let config = dir.file("osapi.yaml", "");
+    let cli = Cli::new(&cluster.api.base_url(), &admin_token(), &config);
+    let add = ["job", "add", "test.ping.do", "--idempotency-key", "cli-1"];
+    let first = assert_uuid(&cli.expect(0, &add).stdout, "job id");
+    assert_eq!(assert_uuid(&cli.expect(0, &add).stdout, "job id"), first);
+    let retry = ["job", "retry", first.as_str(), "--idempotency-key", "cli-2"];
+    let retried = assert_uuid(&cli.expect(0, &retry).stdout, "job id");
+    assert_ne!(retried, first);
+    assert_eq!(
+        assert_uuid(&cli.expect(0, &retry).stdout, "job id"),
+        retried
+    );
+    let reused = cli.expect(
+        1,
+        &["job", "add", "test.echo.do", "--idempotency-key", "cli-1"],
+    );
+    assert!(reused.stderr.contains("Idempotency-Key"), "{reused:#?}");
+    let list = request_as(
+        Some(&admin_token()),
+        &cluster.api.base_url(),
+        "GET",
+        "/job?limit=0",
+        None,
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(list.body["total_items"], 2, "{}", list.text);
+}

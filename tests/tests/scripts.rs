@@ -275,3 +275,28 @@ fn every_script_has_help() {
         assert!(text.contains("--max-time"), "{script} bounds its requests");
     }
 }
+
+#[test]
+fn each_run_has_its_own_idempotency_key_and_a_given_one_replays() {
+    let cluster = one_worker();
+    let scripts = Scripts::new(&cluster.api.base_url(), &admin_token());
+    let keyed = ["test.ping.do", "--idempotency-key", "nightly-1"];
+    let first = scripts.expect(0, "job-create.sh", &keyed).id();
+    assert_eq!(scripts.expect(0, "job-create.sh", &keyed).id(), first);
+    let fresh = scripts.expect(0, "job-create.sh", &["test.ping.do"]).id();
+    let fresh_again = scripts.expect(0, "job-create.sh", &["test.ping.do"]).id();
+    assert_ne!(
+        fresh, fresh_again,
+        "runs without --idempotency-key are new jobs"
+    );
+    assert_ne!(fresh, first);
+    let retry = [first.as_str(), "--idempotency-key", "retry-1"];
+    let retried = scripts.expect(0, "job-retry.sh", &retry).id();
+    assert_eq!(scripts.expect(0, "job-retry.sh", &retry).id(), retried);
+    let reused = scripts.expect(
+        1,
+        "job-create.sh",
+        &["test.echo.do", "--idempotency-key", "nightly-1"],
+    );
+    assert!(reused.stderr.contains("HTTP 422"), "{reused:#?}");
+}
