@@ -7,7 +7,7 @@ usage() {
 Usage: job-list.sh [--status S] [--limit N] [--offset N]
 
 Prints one tab-separated line per job, newest first: ID STATUS OPERATION TARGET.
-  --status S    pending, running, completed, failed or partial_failure
+  --status S    pending, running, completed, failed, partial_failure or cancelled
   --limit N     how many (the server's default is 10; 0 = all, at most 10000)
   --offset N    how many of the newest to skip
 

@@ -7,11 +7,11 @@ usage() {
     cat <<'EOF'
 Usage: job-wait.sh ID [--timeout 60s]
 
-Waits until job ID is completed, failed or partial_failure (at most --timeout: N, Ns, Nm or Nh)
+Waits until job ID is completed, failed, partial_failure or cancelled (at most --timeout: N, Ns, Nm or Nh)
 and prints the job as JSON (the last state seen when time runs out).
 
 Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set).
-Exit: 0 completed, 1 failed or partial_failure (or the server refused, e.g. 404),
+Exit: 0 completed, 1 failed, partial_failure or cancelled (or the server refused, e.g. 404),
       2 usage error, 3 still unfinished at --timeout, or the server is unreachable or unavailable.
 EOF
 }
@@ -68,7 +68,7 @@ while ((SECONDS < deadline)); do
     job=$(get "$path?wait=${hold_s}s" $((hold_s + slack_s)))
     case $(jq -r .status <<<"$job") in
         completed) printf '%s\n' "$job"; exit 0 ;;
-        failed | partial_failure) printf '%s\n' "$job"; exit 1 ;;
+        failed | partial_failure | cancelled) printf '%s\n' "$job"; exit 1 ;;
     esac
     # The server answers at once when too many requests are already waiting: do not spin.
     if ((SECONDS == asked)); then sleep 1; fi

@@ -166,6 +166,21 @@ impl Index {
                 st.file(id, self.grace);
                 st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal())
             }
+            (Parsed::Cancel(id), value) => {
+                // Written once, never changed or deleted but with its job (a purge): only a value counts.
+                let Ok(id) = Uuid::parse_str(id) else {
+                    return false;
+                };
+                let Some(entry) = st.jobs.get_mut(&id) else {
+                    return false;
+                };
+                if value.is_none() || entry.cancelled {
+                    return false;
+                }
+                entry.cancelled = true;
+                st.file(id, self.grace);
+                st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal())
+            }
             (Parsed::Worker(_) | Parsed::Other, _) => false,
         }
     }

@@ -3,7 +3,7 @@
 
 pub use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
-use crate::handlers::{health, job, Reply};
+use crate::handlers::{cancel, health, job, Reply};
 use osapi_common::permission;
 
 /// One request as the router sees it.
@@ -30,6 +30,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/job/{id}"),
     ("DELETE", "/job/{id}"),
     ("POST", "/job/{id}/retry"),
+    ("POST", "/job/{id}/cancel"),
 ];
 
 /// What a request asks for, decided from method and path alone.
@@ -45,6 +46,7 @@ enum Route<'a> {
     Get(&'a str),
     Delete(&'a str),
     Retry(&'a str),
+    Cancel(&'a str),
     /// A known path with another method; the value lists the allowed ones.
     NotAllowed(&'static str),
     NotFound,
@@ -68,9 +70,10 @@ fn classify<'a>(method: &str, segments: &[&'a str]) -> Route<'a> {
         ("GET", ["job", id]) => Route::Get(id),
         ("DELETE", ["job", id]) => Route::Delete(id),
         ("POST", ["job", id, "retry"]) => Route::Retry(id),
+        ("POST", ["job", id, "cancel"]) => Route::Cancel(id),
         (_, ["job"]) => Route::NotAllowed("GET, POST"),
         (_, ["job", _]) => Route::NotAllowed("GET, DELETE"),
-        (_, ["job", _, "retry"]) => Route::NotAllowed("POST"),
+        (_, ["job", _, "retry"]) | (_, ["job", _, "cancel"]) => Route::NotAllowed("POST"),
         _ => Route::NotFound,
     }
 }
@@ -82,7 +85,9 @@ impl Route<'_> {
             Route::List | Route::Stats | Route::Workers | Route::Get(_) => {
                 Some(permission::JOB_READ)
             }
-            Route::Create | Route::Delete(_) | Route::Retry(_) => Some(permission::JOB_WRITE),
+            Route::Create | Route::Delete(_) | Route::Retry(_) | Route::Cancel(_) => {
+                Some(permission::JOB_WRITE)
+            }
             _ => None,
         }
     }
@@ -123,6 +128,10 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
         Route::Retry(id) => keyed(ctx, req, || job::retry(ctx, id, req.body)),
+        Route::Cancel(id) => {
+            let user = ctx.auth.subject(req.authorization);
+            cancel::cancel(ctx, id, req.body, &user)
+        }
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();

@@ -6,7 +6,7 @@
 use crate::ctx::now_us;
 use crate::index::{Index, Source, Stats};
 use osapi_bus::{Bus, BusError};
-use osapi_common::job::{HostState, JobDef, Operation, Response, WorkerInfo};
+use osapi_common::job::{CancelRecord, HostState, JobDef, Operation, Response, WorkerInfo};
 use osapi_common::names::{keys, Names};
 use osapi_common::status::{Grace, JobStatus};
 use osapi_common::target::Target;
@@ -17,7 +17,10 @@ use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
 
+mod cancel;
 mod idempotency;
+
+pub use cancel::CancelOutcome;
 
 /// What `POST /job` answers.
 pub struct Created {
@@ -185,6 +188,7 @@ impl Store {
         let mut wanted: Vec<(String, String)> = Vec::new();
         for p in &plans {
             wanted.push((self.names.bucket.clone(), keys::job(&p.id)));
+            wanted.push((self.names.bucket.clone(), keys::cancel(&p.id)));
             for h in &p.hosts {
                 wanted.push((self.names.bucket.clone(), keys::state(&p.id, h)));
                 wanted.push((self.names.response_bucket.clone(), keys::response(&p.id, h)));
@@ -199,6 +203,10 @@ impl Store {
         let mut out = Vec::with_capacity(plans.len());
         for p in &plans {
             let def_entry = answers.next().unwrap_or(Ok(None))?;
+            let cancel: Option<CancelRecord> = answers
+                .next()
+                .unwrap_or(Ok(None))?
+                .and_then(|e| serde_json::from_slice(&e.value).ok());
             let mut states = BTreeMap::new();
             let mut responses = BTreeMap::new();
             for h in &p.hosts {
@@ -217,7 +225,14 @@ impl Store {
             else {
                 continue;
             };
-            out.push(view::detail(&def, &states, &responses, self.grace, now));
+            out.push(view::detail_with_cancel(
+                &def,
+                &states,
+                &responses,
+                cancel.as_ref(),
+                self.grace,
+                now,
+            ));
         }
         Ok(out)
     }
@@ -234,6 +249,7 @@ impl Store {
             self.bus
                 .kv_purge(&self.names.bucket, &keys::state(&sid, &h))?;
         }
+        self.bus.kv_purge(&self.names.bucket, &keys::cancel(&sid))?;
         let revision = self.bus.kv_purge(&self.names.bucket, &keys::job(&sid))?;
         self.wait_own_write(revision);
         log::info!("job {sid} deleted");

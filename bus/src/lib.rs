@@ -17,10 +17,12 @@ mod error;
 mod kv;
 pub mod setup;
 mod stream;
+mod subscribe;
 
 pub use error::BusError;
 pub use kv::{KvEntry, KvOp, KvWatch};
 pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
+pub use subscribe::Subscription;
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use nats::header::HeaderMap;

@@ -71,7 +71,7 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "job list" => &["status", "limit", "offset"],
         "job retry" => &["target", "idempotency-key"],
         "token generate" => &["role", "user", "permission", "ttl"],
-        "job delete" | "job status" | "job workers" | "token validate" => &[],
+        "job delete" | "job cancel" | "job status" | "job workers" | "token validate" => &[],
         _ => return None,
     };
     Some(options)
@@ -217,6 +217,9 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
             }
         }
         "job delete" => JobCommand::Delete {
+            id: one(name, "ID", positional)?,
+        },
+        "job cancel" => JobCommand::Cancel {
             id: one(name, "ID", positional)?,
         },
         "job retry" => JobCommand::Retry {

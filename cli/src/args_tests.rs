@@ -82,6 +82,7 @@ fn commands_parse() {
             }),
         ),
         ("job delete ID", job(JobCommand::Delete { id: "ID".into() })),
+        ("job cancel ID", job(JobCommand::Cancel { id: "ID".into() })),
         (
             "job retry ID",
             job(JobCommand::Retry {

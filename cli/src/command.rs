@@ -60,6 +60,10 @@ pub enum JobCommand {
     Delete {
         id: String,
     },
+    /// `POST /job/{id}/cancel`.
+    Cancel {
+        id: String,
+    },
     Retry {
         id: String,
         target: Option<String>,

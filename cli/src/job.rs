@@ -86,6 +86,15 @@ pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Outp
             }
             Ok(Output::text(job_id(&reply.json()?)?))
         }
+        JobCommand::Cancel { id } => {
+            let reply = client.post(&format!("/job/{}/cancel", encode(id)), None, None)?;
+            if json {
+                return Ok(Output::text(reply.body));
+            }
+            let job = reply.json()?;
+            let status = job.get("status").and_then(Value::as_str).unwrap_or("?");
+            Ok(Output::text(format!("cancelled {id} (now {status})")))
+        }
         JobCommand::Status => {
             let reply = client.get("/job/status", Duration::ZERO)?;
             human_or_raw(reply.body, json, |v| table::queue_status(&v))

@@ -149,6 +149,7 @@ pub fn queue_status(body: &Value) -> String {
         "completed",
         "failed",
         "partial_failure",
+        "cancelled",
     ];
     let mut out = format!(
         "jobs: {}   dead letters: {}\n\n",

@@ -14,7 +14,7 @@ Options for every command:
   --json             print the server's JSON as is (for scripts)
   -h, --help         print this text
 
-Exit codes: 0 ok/completed, 1 failed (job failed or partial_failure, server error, bad token),
+Exit codes: 0 ok/completed, 1 failed (job failed, partial_failure or cancelled, server error, bad token),
 2 usage or config error, 3 server unreachable or unavailable (503), or the wait timed out.
 ";
 
@@ -26,8 +26,9 @@ Usage:
         submit a job, wait for it (up to --timeout) and print each host's result
   osapi job get ID [--wait 30s]      show a job (waiting up to --wait for it to finish)
   osapi job list [--status S] [--limit N] [--offset N]
-        list jobs, newest first (S: pending, running, completed, failed, partial_failure)
+        list jobs, newest first (S: pending, running, completed, failed, partial_failure, cancelled)
   osapi job delete ID                delete a job
+  osapi job cancel ID                cancel a pending or running job (hosts running it stop it)
   osapi job retry ID [--target T]    submit a new job like ID (default: the same target)
         add, run and retry take --idempotency-key KEY: the same command with the same KEY within
         24h prints the first job's id again and creates nothing (safe to re-run after a timeout)

@@ -56,6 +56,7 @@ impl JobDef {
         crate::status::Timing {
             deadline_us: self.deadline_us(),
             grace,
+            cancelled: false,
         }
     }
 }
@@ -68,6 +69,17 @@ pub mod event {
     pub const COMPLETED: &str = "completed";
     pub const FAILED: &str = "failed";
     pub const RETRIED: &str = "retried";
+    pub const CANCELLED: &str = "cancelled";
+}
+
+/// A cancel request (`cancel.{id}` in the job bucket), written once by `POST /job/{id}/cancel`.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct CancelRecord {
+    /// Who cancelled (the token's `sub`; empty without auth).
+    pub by: String,
+    /// RFC 3339.
+    pub at: String,
+    pub at_us: i64,
 }
 
 /// One entry of a job's timeline.

@@ -177,6 +177,10 @@ pub mod keys {
     pub fn worker(host: &str) -> String {
         format!("workers.{host}")
     }
+    /// A job's cancel request (`POST /job/{id}/cancel`).
+    pub fn cancel(id: &str) -> String {
+        format!("cancel.{id}")
+    }
     /// One host's result, in the response bucket.
     pub fn response(id: &str, host: &str) -> String {
         format!("{id}.{host}")
@@ -188,6 +192,7 @@ pub mod keys {
         Job(&'a str),
         State { id: &'a str, host: &'a str },
         Worker(&'a str),
+        Cancel(&'a str),
         Other,
     }
 
@@ -195,6 +200,9 @@ pub mod keys {
     pub fn parse(key: &str) -> Parsed<'_> {
         if let Some(id) = key.strip_prefix("jobs.") {
             return Parsed::Job(id);
+        }
+        if let Some(id) = key.strip_prefix("cancel.") {
+            return Parsed::Cancel(id);
         }
         if let Some(rest) = key.strip_prefix("state.") {
             if rest.len() > 37 && rest.as_bytes()[36] == b'.' {
@@ -276,5 +284,6 @@ mod tests {
             keys::Parsed::Worker("db1")
         );
         assert_eq!(keys::parse("state.short.x"), keys::Parsed::Other);
+        assert_eq!(keys::parse(&keys::cancel(id)), keys::Parsed::Cancel(id));
     }
 }

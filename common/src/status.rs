@@ -4,7 +4,8 @@ use serde::{Deserialize, Serialize};
 use std::fmt;
 use std::str::FromStr;
 
-/// One host's state of a job: `pending -> running -> completed | failed | retryable`, `retryable -> pending`.
+/// One host's state of a job: `pending -> running -> completed | failed | retryable`, `retryable -> pending`;
+/// `cancelled` from `pending`, `retryable` or `running` once the job is cancelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum HostStatus {
@@ -13,12 +14,17 @@ pub enum HostStatus {
     Completed,
     Failed,
     Retryable,
+    /// The job was cancelled before this host finished it (never started, or stopped).
+    Cancelled,
 }
 
 impl HostStatus {
-    /// Completed or failed: nothing more will happen on this host.
+    /// Completed, failed or cancelled: nothing more will happen on this host.
     pub fn is_terminal(self) -> bool {
-        matches!(self, HostStatus::Completed | HostStatus::Failed)
+        matches!(
+            self,
+            HostStatus::Completed | HostStatus::Failed | HostStatus::Cancelled
+        )
     }
 }
 
@@ -31,15 +37,18 @@ pub enum JobStatus {
     Completed,
     Failed,
     PartialFailure,
+    /// Cancelled, and no host runs it any more (hosts that had finished keep their result).
+    Cancelled,
 }
 
 impl JobStatus {
-    pub const ALL: [JobStatus; 5] = [
+    pub const ALL: [JobStatus; 6] = [
         JobStatus::Pending,
         JobStatus::Running,
         JobStatus::Completed,
         JobStatus::Failed,
         JobStatus::PartialFailure,
+        JobStatus::Cancelled,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -49,14 +58,18 @@ impl JobStatus {
             JobStatus::Completed => "completed",
             JobStatus::Failed => "failed",
             JobStatus::PartialFailure => "partial_failure",
+            JobStatus::Cancelled => "cancelled",
         }
     }
 
-    /// Completed, failed or partial_failure.
+    /// Completed, failed, partial_failure or cancelled.
     pub fn is_terminal(self) -> bool {
         matches!(
             self,
-            JobStatus::Completed | JobStatus::Failed | JobStatus::PartialFailure
+            JobStatus::Completed
+                | JobStatus::Failed
+                | JobStatus::PartialFailure
+                | JobStatus::Cancelled
         )
     }
 }
@@ -78,8 +91,9 @@ impl FromStr for JobStatus {
             "completed" => Ok(JobStatus::Completed),
             "failed" => Ok(JobStatus::Failed),
             "partial_failure" => Ok(JobStatus::PartialFailure),
+            "cancelled" => Ok(JobStatus::Cancelled),
             _ => Err(format!(
-                "unknown status '{s}': expected one of pending (submitted), running (processing), completed, failed, partial_failure"
+                "unknown status '{s}': expected one of pending (submitted), running (processing), completed, failed, partial_failure, cancelled"
             )),
         }
     }
@@ -120,6 +134,8 @@ pub enum Verdict {
     NoResponse,
     /// `running`/`retryable` past its grace with no new record.
     Lost,
+    /// The job was cancelled and this host had not started it (or was waiting to retry): it never will.
+    Cancelled,
 }
 
 impl Verdict {
@@ -127,24 +143,27 @@ impl Verdict {
         match self {
             Verdict::Own(s) => s,
             Verdict::NoResponse | Verdict::Lost => HostStatus::Failed,
+            Verdict::Cancelled => HostStatus::Cancelled,
         }
     }
 
     /// The error the job view shows for a verdict the host did not write itself.
     pub fn error(self) -> Option<&'static str> {
         match self {
-            Verdict::Own(_) => None,
+            Verdict::Own(_) | Verdict::Cancelled => None,
             Verdict::NoResponse => Some(NO_RESPONSE),
             Verdict::Lost => Some(WORKER_LOST),
         }
     }
 }
 
-/// The job's timing: its deadline (`created + timeout`) and the hosts' grace.
+/// What besides the host records decides a job's status: its deadline (`created + timeout`), the hosts'
+/// grace, and whether it was cancelled (a `cancel.{id}` record exists).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Timing {
     pub deadline_us: i64,
     pub grace: Grace,
+    pub cancelled: bool,
 }
 
 impl Timing {
@@ -164,6 +183,14 @@ impl Timing {
 
     /// One host's verdict at `now_us`.
     pub fn verdict(&self, record: Option<&HostRecord<'_>>, now_us: i64) -> Verdict {
+        // A cancelled job is never started again: hosts that have not started it, or wait to retry it,
+        // are done with it. A running one counts as running until its worker writes how it stopped.
+        if self.cancelled
+            && record
+                .is_none_or(|r| matches!(r.status, HostStatus::Pending | HostStatus::Retryable))
+        {
+            return Verdict::Cancelled;
+        }
         match record {
             None if now_us > self.deadline_us => Verdict::NoResponse,
             None => Verdict::Own(HostStatus::Pending),
@@ -232,6 +259,9 @@ pub fn job_status(
         .into_iter()
         .map(|(_, r)| timing.verdict(r, now_us).status())
         .collect();
+    if verdicts.is_empty() && timing.cancelled {
+        return JobStatus::Cancelled;
+    }
     aggregate(&verdicts, now_us > timing.deadline_us)
 }
 
@@ -246,10 +276,11 @@ pub fn aggregate(hosts: &[HostStatus], past_deadline: bool) -> JobStatus {
         };
     }
     let count = |want: HostStatus| hosts.iter().filter(|s| **s == want).count();
-    let (pending, completed, failed) = (
+    let (pending, completed, failed, cancelled) = (
         count(HostStatus::Pending),
         count(HostStatus::Completed),
         count(HostStatus::Failed),
+        count(HostStatus::Cancelled),
     );
     if pending == hosts.len() {
         JobStatus::Pending
@@ -257,6 +288,8 @@ pub fn aggregate(hosts: &[HostStatus], past_deadline: bool) -> JobStatus {
         JobStatus::Completed
     } else if failed == hosts.len() {
         JobStatus::Failed
+    } else if cancelled > 0 && completed + failed + cancelled == hosts.len() {
+        JobStatus::Cancelled
     } else if completed + failed == hosts.len() {
         JobStatus::PartialFailure
     } else {
@@ -295,6 +328,10 @@ mod tests {
                 true,
                 JobStatus::PartialFailure,
             ),
+            (&[Cancelled], false, JobStatus::Cancelled),
+            (&[Completed, Failed, Cancelled], false, JobStatus::Cancelled),
+            (&[Cancelled, Running], false, JobStatus::Running),
+            (&[Cancelled, Pending], false, JobStatus::Running),
         ];
         for (hosts, past, want) in cases {
             assert_eq!(aggregate(hosts, *past), *want, "{hosts:?} past={past}");
@@ -316,7 +353,48 @@ mod tests {
             running_us: 100,
             retryable_us: 500,
         },
+        cancelled: false,
     };
+
+    #[test]
+    fn a_cancelled_job_is_cancelled_once_nobody_runs_it() {
+        let cancelled = Timing {
+            cancelled: true,
+            ..TIMING
+        };
+        let (running, waiting, done) = (
+            rec("a", Running, 1, 10),
+            rec("b", Retryable, 1, 10),
+            rec("c", Completed, 1, 10),
+        );
+        assert_eq!(cancelled.verdict(None, 5), Verdict::Cancelled);
+        assert_eq!(cancelled.verdict(None, 5_000), Verdict::Cancelled);
+        assert_eq!(cancelled.verdict(Some(&waiting), 5), Verdict::Cancelled);
+        assert_eq!(cancelled.verdict(Some(&running), 5), Verdict::Own(Running));
+        assert_eq!(cancelled.verdict(Some(&running), 1_101), Verdict::Lost);
+        assert_eq!(cancelled.verdict(Some(&done), 5), Verdict::Own(Completed));
+        let all = ["a", "b", "c", "d"];
+        assert_eq!(
+            job_status(false, &all, &[running, waiting, done], &cancelled, 5),
+            JobStatus::Running,
+            "a host still runs it"
+        );
+        let stopped = rec("a", Cancelled, 1, 20);
+        assert_eq!(
+            job_status(false, &all, &[stopped, waiting, done], &cancelled, 5),
+            JobStatus::Cancelled,
+            "finished hosts keep their result, the job is cancelled"
+        );
+        assert_eq!(
+            job_status(true, &[], &[], &cancelled, 5),
+            JobStatus::Cancelled
+        );
+        assert_eq!(
+            job_status(true, &[], &[running], &cancelled, 5),
+            JobStatus::Running
+        );
+        assert_eq!(job_status(true, &[], &[], &TIMING, 5), JobStatus::Pending);
+    }
 
     #[test]
     fn silent_hosts_fail_after_the_deadline() {

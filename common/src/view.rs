@@ -1,7 +1,7 @@
 //! What a client sees of a job: the job detail assembled from its definition, its hosts' states and
 //! responses, and the clock. Pure: the API reads the records, this decides status, errors and timeline.
 
-use crate::job::{event, Event, HostState, JobDef, Operation, Response};
+use crate::job::{event, CancelRecord, Event, HostState, JobDef, Operation, Response};
 use crate::status::{
     concerned_hosts, job_status, Grace, HostRecord, HostStatus, JobStatus, Timing, Verdict,
     NO_RESPONSE,
@@ -60,7 +60,23 @@ pub fn detail(
     grace: Grace,
     now_us: i64,
 ) -> JobDetail {
-    let timing = def.timing(grace);
+    detail_with_cancel(def, states, responses, None, grace, now_us)
+}
+
+/// [`detail`] of a job that may have been cancelled (`cancel`: its `cancel.{id}` record): hosts that
+/// had not started it count as cancelled, and the timeline records who cancelled it.
+pub fn detail_with_cancel(
+    def: &JobDef,
+    states: &BTreeMap<String, HostState>,
+    responses: &BTreeMap<String, Response>,
+    cancel: Option<&CancelRecord>,
+    grace: Grace,
+    now_us: i64,
+) -> JobDetail {
+    let timing = Timing {
+        cancelled: cancel.is_some(),
+        ..def.timing(grace)
+    };
     let expected: Vec<&str> = def.expected_hosts.iter().map(String::as_str).collect();
     let records: Vec<HostRecord<'_>> = states.iter().map(|(h, s)| s.record(h)).collect();
     let status = job_status(def.is_any_target(), &expected, &records, &timing, now_us);
@@ -68,7 +84,18 @@ pub fn detail(
     // race are shown too; only the decider counts for the status).
     let shown = concerned_hosts(false, &expected, &records);
     let worker_states = worker_states(&shown, states, &timing, now_us);
-    let timeline = timeline(def, &shown, states, &timing, now_us);
+    let mut timeline = timeline(def, &shown, states, &timing, now_us);
+    if let Some(c) = cancel {
+        let by = if c.by.is_empty() { "anonymous" } else { &c.by };
+        timeline.push(Event {
+            timestamp: c.at.clone(),
+            event: event::CANCELLED.into(),
+            hostname: API_SOURCE.into(),
+            message: format!("cancelled by {by}"),
+            error: None,
+        });
+        timeline.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+    }
     let responses: BTreeMap<String, ResponseView> = responses
         .iter()
         .map(|(host, r)| (host.clone(), response_view(r)))
@@ -82,7 +109,7 @@ pub fn detail(
         1 => responses.values().next().map(|r| r.data.clone()),
         _ => None,
     };
-    let nobody_answered = shown.is_empty() && now_us > timing.deadline_us;
+    let nobody_answered = shown.is_empty() && now_us > timing.deadline_us && cancel.is_none();
     let error = job_error(status, &worker_states, nobody_answered);
     let updated_at = timeline
         .last()
@@ -179,7 +206,7 @@ fn timeline(
             error: verdict.error().map(String::from),
         });
     }
-    if shown.is_empty() && now_us > timing.deadline_us {
+    if shown.is_empty() && now_us > timing.deadline_us && !timing.cancelled {
         timeline.push(Event {
             timestamp: format_micros(timing.deadline_us),
             event: event::FAILED.into(),

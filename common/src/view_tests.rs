@@ -178,3 +178,43 @@ fn a_host_stuck_running_past_its_grace_is_lost() {
         .iter()
         .any(|e| e.hostname == "b" && e.error.as_deref() == Some(WORKER_LOST)));
 }
+
+#[test]
+fn a_cancelled_job_shows_who_cancelled_and_keeps_finished_results() {
+    use crate::job::CancelRecord;
+    let def = def("group:web", &["a", "b", "c"]);
+    let states: BTreeMap<String, HostState> = [
+        state("a", HostStatus::Completed, None),
+        state("b", HostStatus::Cancelled, None),
+    ]
+    .into_iter()
+    .collect();
+    let cancel = CancelRecord {
+        by: "alice".into(),
+        at: format_micros(1_500_000),
+        at_us: 1_500_000,
+    };
+    let d = detail_with_cancel(
+        &def,
+        &states,
+        &BTreeMap::new(),
+        Some(&cancel),
+        GRACE,
+        1_600_000,
+    );
+    assert_eq!(d.status, JobStatus::Cancelled);
+    assert_eq!(d.worker_states["a"].status, HostStatus::Completed);
+    assert_eq!(d.worker_states["b"].status, HostStatus::Cancelled);
+    assert_eq!(
+        d.worker_states["c"].status,
+        HostStatus::Cancelled,
+        "never started"
+    );
+    let event = d.timeline.iter().find(|e| e.event == "cancelled");
+    let event = event.unwrap_or_else(|| panic!("no cancelled event: {:?}", d.timeline));
+    assert_eq!(event.message, "cancelled by alice");
+    assert_eq!(d.error, None);
+    // Without the cancel record, c would still be pending.
+    let plain = detail(&def, &states, &BTreeMap::new(), GRACE, 1_600_000);
+    assert_eq!(plain.status, JobStatus::Running, "{plain:?}");
+}

@@ -30,7 +30,7 @@ pub use timestamp::{max_overlap, parse_rfc3339_micros};
 pub use wait::{free_port, wait_until};
 
 /// Job statuses after which nothing changes any more.
-pub const TERMINAL_STATUSES: [&str; 3] = ["completed", "failed", "partial_failure"];
+pub const TERMINAL_STATUSES: [&str; 4] = ["completed", "failed", "partial_failure", "cancelled"];
 
 /// True when `status` is one of [`TERMINAL_STATUSES`].
 pub fn is_terminal(status: &str) -> bool {

@@ -344,3 +344,19 @@ fn idempotency_key_makes_add_and_retry_safe_to_rerun() {
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(list.body["total_items"], 2, "{}", list.text);
 }
+
+#[test]
+fn job_cancel_stops_a_running_job() {
+    let cluster = one_worker();
+    let dir = TempDir::new();
+    let config = dir.file("osapi.yaml", "");
+    let cli = Cli::new(&cluster.api.base_url(), &admin_token(), &config);
+    let add = ["job", "add", "test.sleep.do", "-d", r#"{"seconds": 60}"#];
+    let id = assert_uuid(&cli.expect(0, &add).stdout, "job id");
+    let cancelled = cli.expect(0, &["job", "cancel", &id]);
+    assert!(cancelled.stdout.contains(&id), "{cancelled:#?}");
+    let waited = cli.expect(0, &["job", "get", &id, "--wait", "20s", "--json"]);
+    assert_eq!(waited.json()["status"], "cancelled", "{waited:#?}");
+    let again = cli.expect(1, &["job", "cancel", &id]);
+    assert!(again.stderr.contains("nothing to cancel"), "{again:#?}");
+}

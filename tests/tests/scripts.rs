@@ -13,11 +13,12 @@ use osapi_tests::{admin_token, token, Cluster};
 
 /// Bound on one script run; the scripts bound their own requests and waits, this only stops a hang.
 const RUN_DEADLINE: Duration = Duration::from_secs(60);
-const SCRIPTS: [&str; 4] = [
+const SCRIPTS: [&str; 5] = [
     "job-create.sh",
     "job-wait.sh",
     "job-list.sh",
     "job-retry.sh",
+    "job-cancel.sh",
 ];
 
 /// How a script run ended.
@@ -299,4 +300,35 @@ fn each_run_has_its_own_idempotency_key_and_a_given_one_replays() {
         &["test.echo.do", "--idempotency-key", "nightly-1"],
     );
     assert!(reused.stderr.contains("HTTP 422"), "{reused:#?}");
+}
+
+#[test]
+fn job_cancel_stops_a_job_and_says_why_it_cannot() {
+    let cluster = one_worker();
+    let scripts = Scripts::new(&cluster.api.base_url(), &admin_token());
+    let id = scripts
+        .expect(
+            0,
+            "job-create.sh",
+            &[
+                "test.sleep.do",
+                "--data",
+                r#"{"seconds": 60}"#,
+                "--target",
+                "w1",
+            ],
+        )
+        .id();
+    let status = scripts.expect(0, "job-cancel.sh", &[&id]);
+    assert!(
+        ["cancelled", "running"].contains(&status.stdout.trim()),
+        "{status:#?}"
+    );
+    let waited = scripts.expect(1, "job-wait.sh", &[&id, "--timeout", "20s"]);
+    assert_eq!(waited.json()["status"], "cancelled", "{waited:#?}");
+    let again = scripts.expect(1, "job-cancel.sh", &[&id]);
+    assert!(again.stderr.contains("HTTP 409"), "{again:#?}");
+    let listed = scripts.expect(0, "job-list.sh", &["--status", "cancelled"]);
+    assert!(listed.stdout.contains(&id), "{listed:#?}");
+    scripts.expect(2, "job-cancel.sh", &[]);
 }

@@ -3,6 +3,7 @@
 //! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
 //! remove the heartbeat, exit 0.
 
+mod cancel;
 mod clock;
 mod heartbeat;
 mod ops;
@@ -184,6 +185,7 @@ fn run(cfg: Config) -> Result<(), String> {
         .iter()
         .map(|op| op.as_str().to_string())
         .collect();
+    let cancels = Arc::new(cancel::Registry::default());
     let runner = Arc::new(Runner {
         bus: bus.clone(),
         names: names.clone(),
@@ -196,7 +198,10 @@ fn run(cfg: Config) -> Result<(), String> {
             allow_operations: w.allow_operations.clone(),
         },
         started_us,
+        cancels: cancels.clone(),
     });
+    cancel::start_listener(bus.clone(), &names, cancels)
+        .map_err(|e| format!("starting threads: {e}"))?;
     let (jobs_tx, jobs_rx) = bounded(0);
     let (done_tx, done_rx) = bounded::<()>(0);
     let spawn_err = |e: std::io::Error| format!("starting threads: {e}");

@@ -7,6 +7,7 @@
 //! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
 //! garbled answer) fails the job at once. A redelivery of a job already finished here is acked and ignored.
 
+use crate::cancel;
 use crate::clock::now_us;
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
@@ -33,6 +34,8 @@ pub struct Runner {
     pub ctx: OpContext,
     /// When this worker started (Unix µs): older broadcast jobs that did not expect it are not its own.
     pub started_us: i64,
+    /// The jobs running here, for `POST /job/{id}/cancel` (`cancel.rs`).
+    pub cancels: std::sync::Arc<cancel::Registry>,
 }
 
 /// The job being handled, for log lines.
@@ -151,15 +154,23 @@ impl Runner {
             target: "?".into(),
         };
         let (job_key, state_key) = (keys::job(id), keys::state(id, &self.hostname));
+        let cancel_key = keys::cancel(id);
         let bucket = self.names.bucket.as_str();
-        // Job and this host's state in one round trip (a redelivery keeps the earlier events).
+        // Job, this host's state and a cancel request in one round trip (a redelivery keeps the earlier
+        // events).
         let mut got = self
             .bus
-            .kv_get_many(&[(bucket, &job_key), (bucket, &state_key)])
+            .kv_get_many(&[
+                (bucket, &job_key),
+                (bucket, &state_key),
+                (bucket, &cancel_key),
+            ])
             .into_iter();
         let missing = || Err(BusError::Protocol("fewer answers than requests".into()));
         let def = got.next().unwrap_or_else(missing);
         let state = got.next().unwrap_or_else(missing);
+        // A cancel record we cannot read now is caught by the listener's recheck once the job runs.
+        let cancelled_before = matches!(got.next(), Some(Ok(Some(_))));
         let (def, state) = match (def, state) {
             (Ok(def), Ok(state)) => (def, state),
             (Err(e), _) | (_, Err(e)) => return self.nats_failed(&job, msg, "reading the job", &e),
@@ -206,12 +217,13 @@ impl Runner {
             );
             return settle(&job, "ack", msg.ack());
         }
-        self.run(
-            &job,
-            msg,
-            &def,
-            previous.unwrap_or_else(|| self.new_state()),
-        );
+        let state = previous.unwrap_or_else(|| self.new_state());
+        // Registered before the last check, so a cancel arriving from now on reaches the job.
+        let running = self.cancels.enter(id);
+        if cancelled_before || running.is_cancelled() {
+            return self.cancelled(&job, msg, state, None);
+        }
+        self.run(&job, msg, &def, state, &running);
     }
 
     /// A broadcast job lists the hosts it expects; one submitted before this worker existed (replayed by its
@@ -234,7 +246,14 @@ impl Runner {
         }
     }
 
-    fn run(&self, job: &Job<'_>, msg: &JsMessage, def: &JobDef, mut state: HostState) {
+    fn run(
+        &self,
+        job: &Job<'_>,
+        msg: &JsMessage,
+        def: &JobDef,
+        mut state: HostState,
+        running: &cancel::Running,
+    ) {
         let attempt = msg.delivered;
         let op = def.operation.op_type;
         state.events.push(self.event(
@@ -265,6 +284,8 @@ impl Runner {
         let result = ops::execute(op, &def.operation.data, &self.ctx);
         let took = format_duration(started.elapsed());
         match result {
+            // Stopped by a cancel; a job that finished before the cancel took effect keeps its result.
+            Err(_) if running.is_cancelled() => self.cancelled(job, msg, state, Some(took)),
             Ok(data) => self.complete(job, msg, state, data, took),
             Err(e) if e.kind == ErrorKind::Permanent => {
                 self.fail(job, msg, state, e.message, Some(took), Finish::Ack)
@@ -302,6 +323,42 @@ impl Runner {
         }
         log::info!(
             "job {} target {} on {}: completed in {took}",
+            job.id,
+            job.target,
+            self.hostname
+        );
+        settle(job, "ack", msg.ack());
+    }
+
+    /// The job was cancelled: not started here (`took` None) or stopped after `took`. Response (when it
+    /// ran) first, then the `cancelled` state; acked, never redelivered.
+    fn cancelled(
+        &self,
+        job: &Job<'_>,
+        msg: &JsMessage,
+        mut state: HostState,
+        took: Option<String>,
+    ) {
+        let message = match &took {
+            Some(t) => format!("stopped after {t}: the job was cancelled"),
+            None => "not started: the job was cancelled".to_string(),
+        };
+        if took.is_some() {
+            let error = Some("cancelled".to_string());
+            if let Err(e) = self.put_response(job.id, HostStatus::Cancelled, Value::Null, error) {
+                return self.nats_failed(job, msg, "writing the response", &e);
+            }
+        }
+        state
+            .events
+            .push(self.event(event::CANCELLED, message.clone(), None));
+        state.status = HostStatus::Cancelled;
+        state.duration = took;
+        if let Err(e) = self.put_state(job.id, &state) {
+            return self.nats_failed(job, msg, "writing the cancelled state", &e);
+        }
+        log::info!(
+            "job {} target {} on {}: {message}",
             job.id,
             job.target,
             self.hostname

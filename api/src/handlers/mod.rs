@@ -1,6 +1,7 @@
 //! Request handlers, one module per resource; each parses and validates its input with `common`,
 //! calls the store, and returns a [`Reply`] or an [`ApiError`](crate::error::ApiError).
 
+pub mod cancel;
 pub mod health;
 pub mod job;
 

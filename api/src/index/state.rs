@@ -29,6 +29,8 @@ pub(super) struct JobEntry {
     pub(super) expected: Box<[Box<str>]>,
     pub(super) any: bool,
     pub(super) hosts: Vec<HostEntry>,
+    /// A `cancel.{id}` record exists.
+    pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
     pub(super) filed: JobStatus,
     /// When the clock alone may next change its status (filed in `State::timers`).
@@ -49,6 +51,7 @@ impl JobEntry {
                 .collect(),
             any: def.is_any_target(),
             hosts: Vec::new(),
+            cancelled: false,
             filed: JobStatus::Pending,
             timer: None,
         }
@@ -71,6 +74,7 @@ impl JobEntry {
         let timing = Timing {
             deadline_us: self.deadline_us,
             grace,
+            cancelled: self.cancelled,
         };
         let expected: Vec<&str> = self.expected.iter().map(|h| &**h).collect();
         let records = self.records();

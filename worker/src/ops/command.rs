@@ -14,6 +14,8 @@ const OUTPUT_BYTES_MAX: u64 = 64 * 1024;
 const POLL_INTERVAL: Duration = Duration::from_millis(10);
 /// After SIGINT at the deadline (ping prints its statistics then), how long before SIGKILL.
 const INTERRUPT_GRACE: Duration = Duration::from_secs(1);
+/// How long a program of a cancelled job has between SIGTERM and SIGKILL.
+pub const CANCEL_GRACE: Duration = Duration::from_secs(2);
 
 /// What a finished program left behind.
 #[derive(Debug)]
@@ -54,6 +56,7 @@ fn is_executable(path: &Path) -> bool {
 }
 
 /// Runs `program args...` and waits at most `limit`: then SIGINT, and SIGKILL [`INTERRUPT_GRACE`] later.
+/// When the job is cancelled meanwhile (`cancel::requested`): SIGTERM, and SIGKILL [`CANCEL_GRACE`] later.
 pub fn run(program: &Path, args: &[String], limit: Duration) -> io::Result<Output> {
     let mut child = Command::new(program)
         .args(args)
@@ -67,9 +70,21 @@ pub fn run(program: &Path, args: &[String], limit: Duration) -> io::Result<Outpu
     let stderr = reader(child.stderr.take());
     let started = Instant::now();
     let mut timed_out = false;
+    let mut cancelled_at: Option<Instant> = None;
     let status = loop {
         if let Some(status) = child.try_wait()? {
             break status;
+        }
+        match cancelled_at {
+            None if crate::cancel::requested() => {
+                cancelled_at = Some(Instant::now());
+                signal_group(&child, libc::SIGTERM);
+            }
+            Some(at) if at.elapsed() >= CANCEL_GRACE => {
+                signal_group(&child, libc::SIGKILL);
+                break child.wait()?;
+            }
+            _ => {}
         }
         let elapsed = started.elapsed();
         if elapsed >= limit && !timed_out {
@@ -144,6 +159,54 @@ mod tests {
         let out = run(&sh(), &args, Duration::from_millis(100)).expect("run sh");
         assert!(out.timed_out);
         assert!(started.elapsed() < Duration::from_secs(5), "{out:?}");
+    }
+
+    /// Runs `script` (which touches `$1` once its trap is set) as a job on another thread, cancels it
+    /// once it is ready, and returns how long the run took after the cancel, and its output.
+    fn cancelled_run(script: &str) -> (Duration, Output) {
+        use crate::cancel::Registry;
+        use std::sync::Arc;
+        let registry = Arc::new(Registry::default());
+        let r = registry.clone();
+        let ready = std::env::temp_dir().join(format!(
+            "osapi-cancel-test-{}-{}",
+            std::process::id(),
+            script.len()
+        ));
+        let _ = std::fs::remove_file(&ready);
+        let args = [
+            "-c".to_string(),
+            script.to_string(),
+            "sh".to_string(),
+            ready.display().to_string(),
+        ];
+        let runner = std::thread::spawn(move || {
+            let _job = r.enter("job-1");
+            run(&sh(), &args, Duration::from_secs(60))
+        });
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while !ready.exists() {
+            assert!(Instant::now() < deadline, "the script never got ready");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        let _ = std::fs::remove_file(&ready);
+        let cancelled = Instant::now();
+        registry.cancel("job-1");
+        let out = runner.join().expect("runner").expect("run sh");
+        (cancelled.elapsed(), out)
+    }
+
+    #[test]
+    fn a_cancelled_program_gets_sigterm_then_sigkill() {
+        let (took, out) =
+            cancelled_run("trap 'echo term; exit 7' TERM; touch \"$1\"; sleep 30 & wait");
+        assert!(took < CANCEL_GRACE, "SIGTERM ends it at once: {took:?}");
+        assert_eq!(out.code, Some(7), "{out:?}");
+        assert_eq!(out.stdout, "term\n");
+        let (took, out) = cancelled_run("trap '' TERM; touch \"$1\"; while :; do sleep 0.05; done");
+        assert!(took >= CANCEL_GRACE, "{took:?}");
+        assert!(took < CANCEL_GRACE + Duration::from_secs(3), "{took:?}");
+        assert_eq!(out.code, None, "killed by SIGKILL: {out:?}");
     }
 
     #[test]

@@ -46,7 +46,9 @@ pub fn sleep(data: &Value, _ctx: &OpContext) -> Result<Value, OpError> {
             request.seconds
         )));
     }
-    std::thread::sleep(Duration::from_secs_f64(seconds));
+    if crate::cancel::sleep(Duration::from_secs_f64(seconds)) {
+        return Err(OpError::permanent("test.sleep.do: cancelled"));
+    }
     Ok(json!({ "slept_seconds": request.seconds }))
 }
 
