@@ -75,9 +75,11 @@ api:
     listen: '127.0.0.1:$api_port'
     security:
       signing_key: 'bench-signing-key'
+  metrics: { listen: '' }
 job:
   worker:
     heartbeat: '1s'
+    metrics: { listen: '' }
 YAML
 deadline=$((SECONDS + 15))
 until (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; do

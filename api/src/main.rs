@@ -7,6 +7,7 @@ mod error;
 mod handlers;
 mod idempotency;
 mod index;
+mod metrics;
 mod routes;
 mod server;
 mod store;
@@ -136,6 +137,7 @@ fn run() -> Result<(), String> {
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
     });
+    metrics::start(&cfg.api.metrics.listen, ctx.clone(), shutdown.clone())?;
     server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown)?;
     log::info!("stopped");
     Ok(())

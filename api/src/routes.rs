@@ -93,6 +93,24 @@ impl Route<'_> {
     }
 }
 
+/// The route template a request matches (`POST /job/{id}/cancel`), or `other`: a metrics label that
+/// cannot grow with what clients send.
+pub fn template(method: &str, path: &str) -> &'static str {
+    let segments = segments(path);
+    let (Route::NotAllowed(_) | Route::NotFound) = classify(method, &segments) else {
+        let shape: Vec<&str> = segments
+            .iter()
+            .map(|s| if s.len() == 36 { "{id}" } else { s })
+            .collect();
+        let path = format!("/{}", shape.join("/"));
+        return ROUTES
+            .iter()
+            .find(|(m, p)| *m == method && *p == path)
+            .map_or("other", |(_, p)| p);
+    };
+    "other"
+}
+
 /// A submission under its `Idempotency-Key`, if the request has one.
 fn keyed(
     ctx: &Ctx,
@@ -163,6 +181,19 @@ mod tests {
             Route::NotAllowed("GET")
         );
         assert_eq!(classify("GET", &segments("/nope")), Route::NotFound);
+    }
+
+    #[test]
+    fn metric_labels_are_route_templates() {
+        let id = "550e8400-e29b-41d4-a716-446655440000";
+        assert_eq!(template("GET", &format!("/job/{id}")), "/job/{id}");
+        assert_eq!(
+            template("POST", &format!("/job/{id}/cancel/")),
+            "/job/{id}/cancel"
+        );
+        assert_eq!(template("POST", "/job"), "/job");
+        assert_eq!(template("DELETE", "/job/status"), "other");
+        assert_eq!(template("GET", "/nope/../../etc"), "other");
     }
 
     #[test]

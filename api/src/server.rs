@@ -151,6 +151,7 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
         .iter()
         .find(|h| h.field.equiv("Idempotency-Key"))
         .map(|h| h.value.as_str().to_string());
+    let started = std::time::Instant::now();
     let outcome = routes::route(
         ctx,
         &routes::Incoming {
@@ -161,6 +162,16 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
             authorization: authorization.as_deref(),
             idempotency_key: idempotency_key.as_deref(),
         },
+    );
+    let code = match &outcome {
+        Ok(reply) => reply.status,
+        Err(e) => e.status,
+    };
+    crate::metrics::observe_http(
+        &method,
+        routes::template(&method, path),
+        code,
+        started.elapsed(),
     );
     if let Err(e) = &outcome {
         if e.status >= 500 {

@@ -152,6 +152,7 @@ impl Store {
             return Err(e);
         }
         self.wait_own_write(revision);
+        crate::metrics::job_created();
         log::info!(
             "job {id} submitted: {} -> {}",
             def.operation.op_type,

@@ -54,6 +54,9 @@ impl Procs {
             }
         }
         cmd.env("RUST_LOG", "warn");
+        // Many daemons on one machine: the metrics endpoints would fight over their default ports.
+        cmd.env("OSAPI_API_METRICS_LISTEN", "");
+        cmd.env("OSAPI_JOB_WORKER_METRICS_LISTEN", "");
         for (k, v) in env {
             cmd.env(k, v);
         }

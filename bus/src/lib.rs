@@ -218,8 +218,9 @@ impl Bus {
             });
         }
         self.kick_flush();
-        let deadline = std::time::Instant::now() + self.inner.request_timeout;
-        slots
+        let sent_at = std::time::Instant::now();
+        let deadline = sent_at + self.inner.request_timeout;
+        let answers = slots
             .into_iter()
             .zip(requests)
             .map(|(slot, (subject, _, _))| {
@@ -235,7 +236,11 @@ impl Bus {
                 }
                 Ok(msg)
             })
-            .collect()
+            .collect();
+        if let Some(observe) = REQUEST_OBSERVER.get() {
+            observe(sent_at.elapsed());
+        }
+        answers
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
@@ -339,6 +344,14 @@ fn connect_delay(attempts: usize) -> Duration {
 }
 
 /// Builds a header map from pairs.
+static REQUEST_OBSERVER: std::sync::OnceLock<fn(Duration)> = std::sync::OnceLock::new();
+
+/// Sets the function told how long each NATS round trip (one request, or one batch sent at once) took,
+/// for a daemon's metrics. Once per process; later calls are ignored.
+pub fn observe_requests(observe: fn(Duration)) {
+    let _ = REQUEST_OBSERVER.set(observe);
+}
+
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
     for (k, v) in pairs {

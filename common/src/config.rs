@@ -135,6 +135,15 @@ pub struct DlqConfig {
 pub struct ApiConfig {
     pub server: ServerConfig,
     pub client: ClientConfig,
+    /// `api.metrics`: Prometheus `/metrics` (default `127.0.0.1:9090`).
+    pub metrics: MetricsConfig,
+}
+
+/// `api.metrics`, `job.worker.metrics`: where `GET /metrics` is served, without a token.
+#[derive(Debug, Clone, PartialEq)]
+pub struct MetricsConfig {
+    /// `HOST:PORT`; `''` turns the endpoint off.
+    pub listen: String,
 }
 
 /// `api.server`.
@@ -190,6 +199,8 @@ pub struct WorkerConfig {
     /// Where /proc, /etc, /sys are read and written.
     pub host_root: PathBuf,
     pub consumer: ConsumerConfig,
+    /// `job.worker.metrics`: Prometheus `/metrics` (default `127.0.0.1:9091`).
+    pub metrics: MetricsConfig,
 }
 
 /// `job.worker.consumer`: the JetStream consumer settings (redelivery and back-off).
@@ -268,6 +279,9 @@ impl Config {
                     url: "http://127.0.0.1:8080".into(),
                     bearer_token: String::new(),
                 },
+                metrics: MetricsConfig {
+                    listen: "127.0.0.1:9090".into(),
+                },
             },
             job: JobConfig {
                 worker: WorkerConfig {
@@ -284,6 +298,9 @@ impl Config {
                         ack_wait: secs(120),
                         back_off: vec![secs(30), secs(120), secs(300), secs(900)],
                         max_ack_pending: 1000,
+                    },
+                    metrics: MetricsConfig {
+                        listen: "127.0.0.1:9091".into(),
                     },
                 },
             },

@@ -322,7 +322,9 @@ impl Decoder {
         let top = self.section(Some(root), String::new(), &["nats", "api", "job"])?;
         self.nats(&top, &mut c.nats)?;
 
-        let api = self.child(&top, "api", &["server", "client"])?;
+        let api = self.child(&top, "api", &["server", "client", "metrics"])?;
+        let metrics = self.child(&api, "metrics", &["listen"])?;
+        self.string(&metrics, "listen", &mut c.api.metrics.listen)?;
         let server = self.child(&api, "server", &["listen", "max_body_bytes", "security"])?;
         let out = &mut c.api.server;
         self.string(&server, "listen", &mut out.listen)?;
@@ -414,8 +416,11 @@ impl Decoder {
             "shutdown_grace",
             "host_root",
             "consumer",
+            "metrics",
         ];
         let s = self.child(job, "worker", &keys)?;
+        let metrics = self.child(&s, "metrics", &["listen"])?;
+        self.string(&metrics, "listen", &mut w.metrics.listen)?;
         self.count(&s, "max_jobs", &mut w.max_jobs)?;
         self.string(&s, "hostname", &mut w.hostname)?;
         if let Some(entries) = self.entries(&s, "labels")? {

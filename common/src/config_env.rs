@@ -43,6 +43,7 @@ const LEAVES: &[(&str, bool)] = &[
     ("api.server.security.roles", false),
     ("api.client.url", true),
     ("api.client.bearer_token", true),
+    ("api.metrics.listen", true),
     ("job.worker.max_jobs", false),
     ("job.worker.hostname", true),
     ("job.worker.labels", false),
@@ -55,6 +56,7 @@ const LEAVES: &[(&str, bool)] = &[
     ("job.worker.consumer.ack_wait", true),
     ("job.worker.consumer.back_off", false),
     ("job.worker.consumer.max_ack_pending", false),
+    ("job.worker.metrics.listen", true),
 ];
 
 /// The env variable overriding a dotted key: `job.worker.max_jobs` -> `OSAPI_JOB_WORKER_MAX_JOBS`.

@@ -153,6 +153,8 @@ fn config_yaml(
             yaml,
             "      roles: {{ {CUSTOM_ROLE}: {{ permissions: [job:read] }} }}"
         );
+        // Off by default: tests run in parallel and would fight over one port ([`ExtraConfig`]).
+        let _ = writeln!(yaml, "{API_METRICS_OFF}");
     }
     let _ = writeln!(yaml, "job:");
     let _ = writeln!(yaml, "  worker:");
@@ -160,6 +162,7 @@ fn config_yaml(
     if let Some(worker) = worker {
         let _ = writeln!(yaml, "    hostname: {}", quote(worker.hostname));
         let _ = writeln!(yaml, "    max_jobs: {}", worker.max_jobs);
+        let _ = writeln!(yaml, "{WORKER_METRICS_OFF}");
         for (key, value) in &options.worker_yaml {
             let _ = writeln!(yaml, "    {key}: {value}");
         }
@@ -270,13 +273,36 @@ pub struct ExtraConfig {
     pub nats_yaml: Vec<(String, String)>,
     pub api_server_yaml: Vec<(String, String)>,
     pub job_worker_yaml: Vec<(String, String)>,
+    /// `api.metrics.listen` (off when empty).
+    pub api_metrics_listen: String,
+    /// `job.worker.metrics.listen` of every worker started with it (off when empty).
+    pub worker_metrics_listen: String,
 }
+
+const API_METRICS_OFF: &str = "  metrics: { listen: '' }";
+const WORKER_METRICS_OFF: &str = "    metrics: { listen: '' }";
 
 impl ExtraConfig {
     /// `yaml` (as [`config_yaml`] writes it) with the extra keys inserted under `nats:` and `api.server:`.
     fn apply(&self, yaml: &str) -> String {
         let mut out = String::with_capacity(yaml.len() + 256);
         for line in yaml.lines() {
+            if line == API_METRICS_OFF && !self.api_metrics_listen.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "  metrics: {{ listen: {} }}",
+                    quote(&self.api_metrics_listen)
+                );
+                continue;
+            }
+            if line == WORKER_METRICS_OFF && !self.worker_metrics_listen.is_empty() {
+                let _ = writeln!(
+                    out,
+                    "    metrics: {{ listen: {} }}",
+                    quote(&self.worker_metrics_listen)
+                );
+                continue;
+            }
             out.push_str(line);
             out.push('\n');
             if line == "nats:" {

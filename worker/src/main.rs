@@ -6,6 +6,7 @@
 mod cancel;
 mod clock;
 mod heartbeat;
+mod metrics;
 mod ops;
 mod pool;
 mod run;
@@ -210,6 +211,7 @@ fn run(cfg: Config) -> Result<(), String> {
     drop((jobs_rx, done_tx));
     let progress_every = pool::progress_interval(w.consumer.ack_wait, &w.consumer.back_off);
     pool::start_progress(&pool, progress_every).map_err(spawn_err)?;
+    metrics::start(&w.metrics.listen, pool.clone())?;
 
     let heartbeat = Arc::new(Heartbeat {
         bus: bus.clone(),

@@ -282,7 +282,15 @@ impl Runner {
         );
         let started = Instant::now();
         let result = ops::execute(op, &def.operation.data, &self.ctx);
-        let took = format_duration(started.elapsed());
+        let elapsed = started.elapsed();
+        let took = format_duration(elapsed);
+        let ended = match &result {
+            Err(_) if running.is_cancelled() => "cancelled",
+            Ok(_) => "completed",
+            Err(e) if e.kind != ErrorKind::Permanent && attempt < self.max_deliver => "retryable",
+            Err(_) => "failed",
+        };
+        crate::metrics::job_ended(op.as_str(), ended, elapsed);
         match result {
             // Stopped by a cancel; a job that finished before the cancel took effect keeps its result.
             Err(_) if running.is_cancelled() => self.cancelled(job, msg, state, Some(took)),
