@@ -116,15 +116,36 @@ pub fn workers(body: &Value, now_us: i64) -> String {
                     .join(","),
                 _ => "-".to_string(),
             };
+            let conditions: Vec<&str> = w
+                .get("conditions")
+                .and_then(Value::as_array)
+                .into_iter()
+                .flatten()
+                .filter(|c| c.get("status").and_then(Value::as_bool) == Some(true))
+                .filter_map(|c| c.get("type").and_then(Value::as_str))
+                .collect();
             vec![
                 text(w, "hostname"),
                 labels,
                 format!("{}/{}", text(w, "running"), text(w, "max_jobs")),
                 age(&text(w, "last_seen"), now_us),
+                match conditions.is_empty() {
+                    true => "-".to_string(),
+                    false => conditions.join(","),
+                },
             ]
         })
         .collect();
-    let mut out = render(&["HOSTNAME", "LABELS", "RUNNING/MAX", "LAST SEEN"], &rows);
+    let mut out = render(
+        &[
+            "HOSTNAME",
+            "LABELS",
+            "RUNNING/MAX",
+            "LAST SEEN",
+            "CONDITIONS",
+        ],
+        &rows,
+    );
     let _ = writeln!(out, "({} workers)", list.len());
     out
 }

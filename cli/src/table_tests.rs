@@ -47,13 +47,15 @@ fn workers_table() {
     let now_us = parse_micros("2026-11-29T05:30:00Z").expect("time");
     let body = json!({"total": 2, "workers": [
         {"hostname": "web1", "labels": {"group": "web.dev", "zone": "a"}, "running": 2, "max_jobs": 10,
-         "last_seen": "2026-11-29T05:29:57.5Z"},
+         "last_seen": "2026-11-29T05:29:57.5Z", "conditions": [
+            {"type": "MemoryPressure", "status": true}, {"type": "HighLoad", "status": false},
+            {"type": "DiskPressure", "status": true}]},
         {"hostname": "db1", "labels": {}, "running": 0, "max_jobs": 4, "last_seen": "2026-11-29T03:00:00Z"},
     ]});
     let want = "\
-HOSTNAME  LABELS                RUNNING/MAX  LAST SEEN
-web1      group=web.dev,zone=a  2/10         2s ago
-db1       -                     0/4          2h ago
+HOSTNAME  LABELS                RUNNING/MAX  LAST SEEN  CONDITIONS
+web1      group=web.dev,zone=a  2/10         2s ago     MemoryPressure,DiskPressure
+db1       -                     0/4          2h ago     -
 (2 workers)
 ";
     assert_eq!(workers(&body, now_us), want);

@@ -201,6 +201,8 @@ pub struct WorkerConfig {
     pub consumer: ConsumerConfig,
     /// `job.worker.metrics`: Prometheus `/metrics` (default `127.0.0.1:9091`).
     pub metrics: MetricsConfig,
+    /// `job.worker.conditions`: thresholds of the node conditions in the heartbeat.
+    pub conditions: crate::conditions::Thresholds,
 }
 
 /// `job.worker.consumer`: the JetStream consumer settings (redelivery and back-off).
@@ -302,6 +304,7 @@ impl Config {
                     metrics: MetricsConfig {
                         listen: "127.0.0.1:9091".into(),
                     },
+                    conditions: crate::conditions::Thresholds::default(),
                 },
             },
         }

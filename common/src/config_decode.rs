@@ -417,8 +417,25 @@ impl Decoder {
             "host_root",
             "consumer",
             "metrics",
+            "conditions",
         ];
         let s = self.child(job, "worker", &keys)?;
+        let c_keys = [
+            "memory_pressure_percent",
+            "high_load_per_cpu",
+            "disk_pressure_percent",
+        ];
+        let conditions = self.child(&s, "conditions", &c_keys)?;
+        let t = &mut w.conditions;
+        for (key, out) in c_keys.iter().zip([
+            &mut t.memory_pressure_percent,
+            &mut t.high_load_per_cpu,
+            &mut t.disk_pressure_percent,
+        ]) {
+            let mut n = *out as usize;
+            self.count(&conditions, key, &mut n)?;
+            *out = n as u64;
+        }
         let metrics = self.child(&s, "metrics", &["listen"])?;
         self.string(&metrics, "listen", &mut w.metrics.listen)?;
         self.count(&s, "max_jobs", &mut w.max_jobs)?;

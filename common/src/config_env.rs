@@ -57,6 +57,9 @@ const LEAVES: &[(&str, bool)] = &[
     ("job.worker.consumer.back_off", false),
     ("job.worker.consumer.max_ack_pending", false),
     ("job.worker.metrics.listen", true),
+    ("job.worker.conditions.memory_pressure_percent", false),
+    ("job.worker.conditions.high_load_per_cpu", false),
+    ("job.worker.conditions.disk_pressure_percent", false),
 ];
 
 /// The env variable overriding a dotted key: `job.worker.max_jobs` -> `OSAPI_JOB_WORKER_MAX_JOBS`.

@@ -149,6 +149,9 @@ pub struct WorkerInfo {
     pub running: usize,
     #[serde(default)]
     pub operations: Vec<String>,
+    /// Node conditions (`MemoryPressure`, `HighLoad`, `DiskPressure`) as of this beat.
+    #[serde(default)]
+    pub conditions: Vec<crate::conditions::Condition>,
 }
 
 impl WorkerInfo {
@@ -189,6 +192,7 @@ mod tests {
             max_jobs: 1,
             running: 0,
             operations: vec![],
+            conditions: vec![],
         };
         assert!(w.is_live(2_500_000));
         assert!(!w.is_live(2_500_001));

@@ -24,6 +24,8 @@ pub struct Heartbeat {
     pub every: Duration,
     pub max_jobs: usize,
     pub operations: Vec<String>,
+    /// This host's node conditions, evaluated at each beat.
+    pub conditions: crate::conditions::Conditions,
 }
 
 impl Heartbeat {
@@ -39,6 +41,7 @@ impl Heartbeat {
             max_jobs: self.max_jobs,
             running,
             operations: self.operations.clone(),
+            conditions: self.conditions.now(),
         }
     }
 

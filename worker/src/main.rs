@@ -5,6 +5,7 @@
 
 mod cancel;
 mod clock;
+mod conditions;
 mod heartbeat;
 mod metrics;
 mod ops;
@@ -222,6 +223,7 @@ fn run(cfg: Config) -> Result<(), String> {
         every: w.heartbeat,
         max_jobs: w.max_jobs,
         operations,
+        conditions: conditions::Conditions::new(runner.ctx.clone(), w.conditions),
     });
     if let Err(e) = heartbeat.beat(0) {
         log::warn!("first heartbeat of {hostname} not written: {e}");

@@ -13,7 +13,7 @@ mod host;
 mod ping;
 mod power;
 mod resolv_conf;
-mod system;
+pub(crate) mod system;
 mod test;
 #[cfg(test)]
 mod tests_support;
