@@ -155,7 +155,9 @@ pub fn observe_http(method: &str, route: &str, code: u16, took: Duration) {
     let labels = HttpLabels {
         method: method.to_string(),
         // `/job/:id`: braces inside a label value trip some text-format parsers.
-        route: route.replace("{id}", ":id"),
+        route: route
+            .replace("{id}", ":id")
+            .replace("{hostname}", ":hostname"),
         code: code.to_string(),
     };
     get()

@@ -3,7 +3,7 @@
 
 pub use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
-use crate::handlers::{cancel, health, job, Reply};
+use crate::handlers::{cancel, drain, health, job, Reply};
 use osapi_common::permission;
 
 /// One request as the router sees it.
@@ -31,6 +31,8 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("DELETE", "/job/{id}"),
     ("POST", "/job/{id}/retry"),
     ("POST", "/job/{id}/cancel"),
+    ("POST", "/job/workers/{hostname}/drain"),
+    ("POST", "/job/workers/{hostname}/undrain"),
 ];
 
 /// What a request asks for, decided from method and path alone.
@@ -47,6 +49,8 @@ enum Route<'a> {
     Delete(&'a str),
     Retry(&'a str),
     Cancel(&'a str),
+    /// `drain` true: drain; false: undrain.
+    Drain(&'a str, bool),
     /// A known path with another method; the value lists the allowed ones.
     NotAllowed(&'static str),
     NotFound,
@@ -61,6 +65,9 @@ fn classify<'a>(method: &str, segments: &[&'a str]) -> Route<'a> {
         ("GET", ["job"]) => Route::List,
         ("GET", ["job", "status"]) => Route::Stats,
         ("GET", ["job", "workers"]) => Route::Workers,
+        ("POST", ["job", "workers", host, "drain"]) => Route::Drain(host, true),
+        ("POST", ["job", "workers", host, "undrain"]) => Route::Drain(host, false),
+        (_, ["job", "workers", _, "drain" | "undrain"]) => Route::NotAllowed("POST"),
         // Fixed names before `{id}`, so `DELETE /job/status` is a 405, not a bad id.
         (_, ["health"])
         | (_, ["health", "ready"])
@@ -88,6 +95,7 @@ impl Route<'_> {
             Route::Create | Route::Delete(_) | Route::Retry(_) | Route::Cancel(_) => {
                 Some(permission::JOB_WRITE)
             }
+            Route::Drain(..) => Some(permission::JOB_ADMIN),
             _ => None,
         }
     }
@@ -100,7 +108,12 @@ pub fn template(method: &str, path: &str) -> &'static str {
     let (Route::NotAllowed(_) | Route::NotFound) = classify(method, &segments) else {
         let shape: Vec<&str> = segments
             .iter()
-            .map(|s| if s.len() == 36 { "{id}" } else { s })
+            .enumerate()
+            .map(|(i, s)| match (i, s.len()) {
+                (2, _) if segments.len() == 4 && segments[1] == "workers" => "{hostname}",
+                (_, 36) => "{id}",
+                _ => s,
+            })
             .collect();
         let path = format!("/{}", shape.join("/"));
         return ROUTES
@@ -150,6 +163,10 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
             let user = ctx.auth.subject(req.authorization);
             cancel::cancel(ctx, id, req.body, &user)
         }
+        Route::Drain(host, on) => {
+            let user = ctx.auth.subject(req.authorization);
+            drain::set(ctx, host, on, req.body, &user)
+        }
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();
@@ -192,6 +209,10 @@ mod tests {
             "/job/{id}/cancel"
         );
         assert_eq!(template("POST", "/job"), "/job");
+        assert_eq!(
+            template("POST", "/job/workers/web1/drain"),
+            "/job/workers/{hostname}/drain"
+        );
         assert_eq!(template("DELETE", "/job/status"), "other");
         assert_eq!(template("GET", "/nope/../../etc"), "other");
     }

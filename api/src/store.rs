@@ -18,6 +18,7 @@ use std::time::Instant;
 use uuid::Uuid;
 
 mod cancel;
+mod drain;
 mod idempotency;
 
 pub use cancel::CancelOutcome;

@@ -72,6 +72,7 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "job retry" => &["target", "idempotency-key"],
         "token generate" => &["role", "user", "permission", "ttl"],
         "job delete" | "job cancel" | "job status" | "job workers" | "token validate" => &[],
+        "worker drain" | "worker undrain" => &[],
         _ => return None,
     };
     Some(options)
@@ -155,7 +156,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let group = words.first().map(String::as_str);
     let topic = match group {
         None | Some("help") => HelpTopic::Top,
-        Some("job") => HelpTopic::Job,
+        Some("job") | Some("worker") => HelpTopic::Job,
         Some("token") => HelpTopic::Token,
         Some(other) => {
             return Err(UsageError(format!(
@@ -221,6 +222,10 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
         },
         "job cancel" => JobCommand::Cancel {
             id: one(name, "ID", positional)?,
+        },
+        "worker drain" | "worker undrain" => JobCommand::Drain {
+            hostname: one(name, "HOST", positional)?,
+            drain: name == "worker drain",
         },
         "job retry" => JobCommand::Retry {
             id: one(name, "ID", positional)?,

@@ -84,6 +84,20 @@ fn commands_parse() {
         ("job delete ID", job(JobCommand::Delete { id: "ID".into() })),
         ("job cancel ID", job(JobCommand::Cancel { id: "ID".into() })),
         (
+            "worker drain web1",
+            job(JobCommand::Drain {
+                hostname: "web1".into(),
+                drain: true,
+            }),
+        ),
+        (
+            "worker undrain web1",
+            job(JobCommand::Drain {
+                hostname: "web1".into(),
+                drain: false,
+            }),
+        ),
+        (
             "job retry ID",
             job(JobCommand::Retry {
                 id: "ID".into(),

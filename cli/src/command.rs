@@ -64,6 +64,11 @@ pub enum JobCommand {
     Cancel {
         id: String,
     },
+    /// `osapi worker drain|undrain HOST`: `POST /job/workers/{host}/drain|undrain`.
+    Drain {
+        hostname: String,
+        drain: bool,
+    },
     Retry {
         id: String,
         target: Option<String>,

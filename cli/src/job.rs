@@ -95,6 +95,17 @@ pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Outp
             let status = job.get("status").and_then(Value::as_str).unwrap_or("?");
             Ok(Output::text(format!("cancelled {id} (now {status})")))
         }
+        JobCommand::Drain { hostname, drain } => {
+            let verb = if *drain { "drain" } else { "undrain" };
+            let path = format!("/job/workers/{}/{verb}", encode(hostname));
+            let reply = client.post(&path, None, None)?;
+            if json {
+                return Ok(Output::text(reply.body));
+            }
+            let answer = reply.json()?;
+            let state = answer.get("state").and_then(Value::as_str).unwrap_or("?");
+            Ok(Output::text(format!("{hostname}: {state}")))
+        }
         JobCommand::Status => {
             let reply = client.get("/job/status", Duration::ZERO)?;
             human_or_raw(reply.body, json, |v| table::queue_status(&v))

@@ -5,6 +5,7 @@ osapi: command line client of the osapi job API
 
 Usage:
   osapi job COMMAND [OPTIONS]      submit, wait for and inspect jobs (osapi job --help)
+  osapi worker drain|undrain HOST  stop and resume a worker taking jobs (osapi job --help)
   osapi token COMMAND [OPTIONS]    generate and check JWTs (osapi token --help)
 
 Options for every command:
@@ -34,6 +35,8 @@ Usage:
         24h prints the first job's id again and creates nothing (safe to re-run after a timeout)
   osapi job status                   job counts by status and operation
   osapi job workers                  live workers
+  osapi worker drain HOST            HOST finishes what it runs and takes nothing new (then: cordoned)
+  osapi worker undrain HOST          HOST takes jobs again
 
 Targets (-t, --target): _any (default), _all, HOSTNAME, KEY:VALUE (e.g. group:web.dev).
 Options for every command: --url URL, --token TOKEN, -c/--config PATH, --json (see osapi --help).

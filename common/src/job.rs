@@ -152,6 +152,12 @@ pub struct WorkerInfo {
     /// Node conditions (`MemoryPressure`, `HighLoad`, `DiskPressure`) as of this beat.
     #[serde(default)]
     pub conditions: Vec<crate::conditions::Condition>,
+    /// `ready`, `draining` or `cordoned` (`common::drain::state`).
+    #[serde(default)]
+    pub state: crate::drain::WorkerState,
+    /// The worker's drain timeline (drain, cordoned, undrain, with who), newest last.
+    #[serde(default)]
+    pub timeline: Vec<crate::drain::DrainEvent>,
 }
 
 impl WorkerInfo {
@@ -193,6 +199,8 @@ mod tests {
             running: 0,
             operations: vec![],
             conditions: vec![],
+            state: Default::default(),
+            timeline: vec![],
         };
         assert!(w.is_live(2_500_000));
         assert!(!w.is_live(2_500_001));

@@ -5,6 +5,7 @@
 
 pub mod conditions;
 pub mod config;
+pub mod drain;
 pub mod duration;
 pub mod idempotency;
 pub mod job;

@@ -177,6 +177,10 @@ pub mod keys {
     pub fn worker(host: &str) -> String {
         format!("workers.{host}")
     }
+    /// A worker's drain record, in the heartbeat bucket (`common::drain`).
+    pub fn drain(host: &str) -> String {
+        format!("drain.{host}")
+    }
     /// A job's cancel request (`POST /job/{id}/cancel`).
     pub fn cancel(id: &str) -> String {
         format!("cancel.{id}")

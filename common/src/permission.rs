@@ -8,6 +8,8 @@ use std::collections::{BTreeMap, BTreeSet};
 pub const JOB_READ: &str = "job:read";
 pub const JOB_WRITE: &str = "job:write";
 pub const HEALTH_READ: &str = "health:read";
+/// Fleet administration (drain, undrain): only `admin` (`*`) holds it among the built-in roles.
+pub const JOB_ADMIN: &str = "job:admin";
 /// Grants every permission.
 pub const ALL: &str = "*";
 

@@ -360,3 +360,19 @@ fn job_cancel_stops_a_running_job() {
     let again = cli.expect(1, &["job", "cancel", &id]);
     assert!(again.stderr.contains("nothing to cancel"), "{again:#?}");
 }
+
+#[test]
+fn worker_drain_and_undrain() {
+    let cluster = one_worker();
+    let dir = TempDir::new();
+    let config = dir.file("osapi.yaml", "");
+    let cli = Cli::new(&cluster.api.base_url(), &admin_token(), &config);
+    let drained = cli.expect(0, &["worker", "drain", "w1"]);
+    assert_eq!(drained.stdout.trim(), "w1: draining", "{drained:#?}");
+    let undrained = cli.expect(0, &["worker", "undrain", "w1", "--json"]);
+    assert_eq!(undrained.json()["state"], "ready", "{undrained:#?}");
+    let reader = Cli::new(&cluster.api.base_url(), &token(&["write"], None), &config);
+    let refused = reader.expect(1, &["worker", "drain", "w1"]);
+    assert!(refused.stderr.contains("job:admin"), "{refused:#?}");
+    cli.expect(2, &["worker", "drain"]);
+}

@@ -31,6 +31,7 @@ pub struct Heartbeat {
 impl Heartbeat {
     fn info(&self, running: usize) -> WorkerInfo {
         let now = now_us();
+        let (state, timeline) = crate::drain::snapshot(running);
         WorkerInfo {
             hostname: self.hostname.clone(),
             labels: self.labels.clone(),
@@ -42,6 +43,8 @@ impl Heartbeat {
             running,
             operations: self.operations.clone(),
             conditions: self.conditions.now(),
+            state,
+            timeline,
         }
     }
 

@@ -6,6 +6,7 @@
 mod cancel;
 mod clock;
 mod conditions;
+mod drain;
 mod heartbeat;
 mod metrics;
 mod ops;
@@ -187,6 +188,19 @@ fn run(cfg: Config) -> Result<(), String> {
         .iter()
         .map(|op| op.as_str().to_string())
         .collect();
+    // Drained before a restart: stay drained, pull nothing until the record says otherwise.
+    let drain_follow = drain::Drain {
+        bus: bus.clone(),
+        names: names.clone(),
+        hostname: hostname.clone(),
+    };
+    if with_retry("reading the drain record", &shutdown, || {
+        drain_follow.load()
+    })?
+    .is_none()
+    {
+        return Ok(());
+    }
     let cancels = Arc::new(cancel::Registry::default());
     let runner = Arc::new(Runner {
         bus: bus.clone(),
@@ -231,6 +245,9 @@ fn run(cfg: Config) -> Result<(), String> {
     let beating = heartbeat
         .clone()
         .start(pool.clone(), shutdown.clone())
+        .map_err(spawn_err)?;
+    drain_follow
+        .start(pool.clone(), heartbeat.clone(), w.heartbeat)
         .map_err(spawn_err)?;
 
     let cfg = Arc::new(cfg.clone());

@@ -96,6 +96,11 @@ impl Fetcher {
         let mut failing = false;
         let mut ensure_again = false;
         while !self.shutdown.is_triggered() {
+            // Drained (`drain.rs`): pull nothing; jobs for this host wait in NATS, `_any` ones go elsewhere.
+            if crate::drain::paused() {
+                self.shutdown.sleep(IDLE_WAIT);
+                continue;
+            }
             if self.spec.shared && !self.pool.wait_idle(IDLE_WAIT) {
                 continue;
             }
@@ -121,8 +126,16 @@ impl Fetcher {
                         log::info!("pulling jobs from {} again", self.spec.filter);
                         failing = false;
                     }
-                    if let Some(msg) = got {
-                        self.hand_off(msg);
+                    match got {
+                        // Drained while this pull was in flight: give it back at once (an `_any` job
+                        // goes to another worker; one for this host waits in NATS).
+                        Some(msg) if crate::drain::paused() => {
+                            if let Err(e) = msg.nak(Duration::ZERO) {
+                                log::warn!("returning a job pulled while drained: {e}");
+                            }
+                        }
+                        Some(msg) => self.hand_off(msg),
+                        None => {}
                     }
                 }
                 Err(e) => {

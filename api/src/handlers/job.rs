@@ -196,6 +196,7 @@ pub fn workers(ctx: &Ctx) -> Result<Reply, ApiError> {
                 "hostname": w.hostname, "labels": w.labels, "started_at": w.started_at,
                 "last_seen": w.last_seen, "max_jobs": w.max_jobs, "running": w.running,
                 "operations": w.operations, "conditions": w.conditions,
+                "state": w.state, "timeline": w.timeline,
             })
         })
         .collect();

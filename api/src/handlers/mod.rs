@@ -2,6 +2,7 @@
 //! calls the store, and returns a [`Reply`] or an [`ApiError`](crate::error::ApiError).
 
 pub mod cancel;
+pub mod drain;
 pub mod health;
 pub mod job;
 
