@@ -15,6 +15,8 @@ pub struct Ctx {
     /// Requests currently held by `?wait=`, and how many may be.
     pub waiters: AtomicUsize,
     pub waiters_max: usize,
+    /// `api.server.max_job_data_bytes`.
+    pub max_job_data_bytes: usize,
 }
 
 impl Ctx {
@@ -168,6 +170,20 @@ impl Route<'_> {
 
 fn segments(path: &str) -> Vec<&str> {
     path.trim_end_matches('/').split('/').skip(1).collect()
+}
+
+/// The token check from the request head alone, so the server can refuse (401/403) before it reads
+/// any body; `route` checks again (a few microseconds) so no handler runs unauthorized.
+pub fn authorize(
+    ctx: &Ctx,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(), ApiError> {
+    match classify(method, &segments(path)).permission() {
+        Some(needed) => ctx.auth.check(authorization, needed),
+        None => Ok(()),
+    }
 }
 
 /// Dispatches one request: classify, check the token, call the handler.
