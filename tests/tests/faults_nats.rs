@@ -207,7 +207,7 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
             .iter()
             .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
             .collect(),
-        api_server_yaml: Vec::new(),
+        ..ExtraConfig::default()
     };
     let urls = nats.urls();
     let api = Api::start_extra(&urls, &options, &extra);
