@@ -60,8 +60,8 @@ where
 }
 
 // osapi patch: upstream read and discarded the rest of an unread body here (allocating a buffer of
-// the declared size first: `Content-Length: 999999999999` aborted the process), so an API that refused a
-// request without reading its body still read all of it. Now nothing is read: the request marks the
+// the declared size first: a refused request announcing a terabyte asked for a terabyte), so an API
+// that refused a request without reading its body still read all of it. Now nothing is read: the request marks the
 // body abandoned (`request.rs`, `BodyGuard`) and the connection is closed after the answer.
 #[cfg(test)]
 mod tests {
