@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use osapi_tests::{request_as, token, wait_until, Cluster};
+use osapi_tests::{
+    admin_token, request_as, token, wait_until, Api, Cluster, ExtraConfig, NatsServer, Options,
+};
 
 /// The default `api.server.max_connections`.
 const MAX_CONNECTIONS: usize = 1024;
@@ -269,6 +271,120 @@ fn thousands_of_idle_connections_leave_health_answering_with_bounded_threads() {
         "the API's threads to fall back after the idle connections closed",
         Duration::from_secs(30),
         || proc_status(pid, "Threads") <= threads_before + 8,
+    );
+}
+
+/// Sends `head` on `stream` and reads one whole answer (head and Content-Length body).
+fn exchange(stream: &mut TcpStream, head: &str) -> String {
+    stream.write_all(head.as_bytes()).expect("send a request");
+    let mut answer = Vec::new();
+    let mut buf = [0_u8; 4096];
+    loop {
+        let n = stream.read(&mut buf).unwrap_or(0);
+        if n == 0 {
+            break;
+        }
+        answer.extend_from_slice(&buf[..n]);
+        let text = String::from_utf8_lossy(&answer);
+        if let Some((head, body)) = text.split_once("\r\n\r\n") {
+            let length = head
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")?
+                        .trim()
+                        .parse()
+                        .ok()
+                })
+                .unwrap_or(0_usize);
+            if body.len() >= length {
+                break;
+            }
+        }
+    }
+    String::from_utf8_lossy(&answer).into_owned()
+}
+
+#[test]
+fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
+    const CAP: usize = 4;
+    let nats = NatsServer::start();
+    let extra = ExtraConfig {
+        api_server_yaml: vec![("max_connections".into(), CAP.to_string())],
+        ..ExtraConfig::default()
+    };
+    let api = Api::start_extra(&nats.url(), &Options::default(), &extra);
+    let base = api.base_url();
+    let admin = admin_token();
+    // A job nobody runs: `?wait=` on it holds a request (and so its connection) busy.
+    let created = request_as(
+        Some(&admin),
+        &base,
+        "POST",
+        "/job",
+        Some(r#"{"operation": {"type": "test.ping.do"}, "target_hostname": "ghost"}"#),
+    )
+    .expect("submit");
+    let id = created.body["job_id"]
+        .as_str()
+        .expect("a job id")
+        .to_string();
+
+    // CAP keep-alive connections, each sending two requests in one write: a quick one, then a 3 s
+    // `?wait=`. The server parses the second head from its buffer as soon as it has handed over the
+    // first, long before the first's answer comes back through the handler queue: once that answer is
+    // read, every connection is busy with a request.
+    let quick =
+        format!("GET /job/status HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {admin}\r\n\r\n");
+    let hold = format!(
+        "GET /job/{id}?wait=3s HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {admin}\r\n\r\n"
+    );
+    let mut busy: Vec<TcpStream> = (0..CAP)
+        .map(|n| {
+            let mut s = TcpStream::connect(("127.0.0.1", api.port())).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(10)))
+                .expect("timeout");
+            let answer = exchange(&mut s, &format!("{quick}{hold}"));
+            assert!(
+                answer.starts_with("HTTP/1.1 200"),
+                "connection {n}: {answer:?}"
+            );
+            s
+        })
+        .collect();
+    let refused = request_as(None, &base, "GET", "/health", None).expect("an answer");
+    assert_eq!(refused.status, 503, "{}", refused.text);
+    assert!(refused.text.contains("max_connections"), "{}", refused.text);
+    assert_eq!(
+        refused.header("retry-after"),
+        Some("1"),
+        "{:?}",
+        refused.headers
+    );
+
+    // Once the waits are answered the connections are idle: a newcomer evicts the oldest one.
+    for (n, s) in busy.iter_mut().enumerate() {
+        let answer = exchange(s, "");
+        assert!(
+            answer.starts_with("HTTP/1.1 200"),
+            "held connection {n}: {answer:?}"
+        );
+    }
+    let served = request_as(None, &base, "GET", "/health", None).expect("an answer");
+    assert_eq!(served.status, 200, "{}", served.text);
+    let mut evicted = 0;
+    for s in &busy {
+        s.set_nonblocking(true).expect("nonblocking");
+        let mut buf = [0_u8; 64];
+        match (&*s).read(&mut buf) {
+            Ok(0) => evicted += 1,
+            Err(e) if e.kind() == ErrorKind::WouldBlock => {}
+            other => panic!("an idle connection got {other:?}"),
+        }
+    }
+    assert_eq!(
+        evicted, 1,
+        "one idle connection makes room for the newcomer"
     );
 }
 

@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::limits::{
-    HeadMark, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
+    HeadMark, InFlight, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
 };
 use crate::util::RefinedTcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -218,7 +218,8 @@ impl ClientConnection {
         }
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        // osapi patch: counted as in progress (not evictable) until the answer is written
+        let writer = InFlight::new(self.sink.next().unwrap(), self.mark.clone());
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -231,7 +232,8 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // osapi patch: a peer address that could not be read is None, not a panic
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
             self.body_abandoned.clone(),

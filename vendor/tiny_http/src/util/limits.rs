@@ -1,14 +1,15 @@
 //! osapi patch: the bounds tiny_http 0.12 lacks on what a client can make the server hold: the size and
-//! time of a request head, and the number of open connections (each holds a thread and two descriptors).
-//! At the cap, the connection that has waited longest for a request head (an idle or trickling client) is
-//! closed to make room; when every connection is busy with a request, the newcomer gets a 503 at once.
+//! time of a request head, and the number of open connections (each holds a thread and three descriptors).
+//! At the cap, the connection that has waited longest for a request head with no request of its own in
+//! progress (an idle or trickling client) is closed to make room; when every connection is busy with a
+//! request, the newcomer gets a 503 at once.
 
 use crate::connection::Connection;
 use std::collections::HashMap;
 use std::convert::TryFrom;
 use std::io::Write;
 use std::net::Shutdown;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -25,10 +26,12 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 pub const CONNECTIONS_MAX: usize = 1024;
 
 /// Whether a connection is waiting for a request head, and since when (ms after the registry's epoch,
-/// plus one; 0 = busy with a request).
+/// plus one; 0 = reading one), and how many of its requests are not answered yet. Only a connection
+/// waiting for a head with no request in progress may be evicted.
 pub struct HeadMark {
     epoch: Instant,
     waiting_since: AtomicU64,
+    in_flight: AtomicUsize,
 }
 
 impl HeadMark {
@@ -39,6 +42,45 @@ impl HeadMark {
 
     pub fn busy(&self) {
         self.waiting_since.store(0, Ordering::Release);
+    }
+
+    /// Since when the connection has been idle (waiting for a head, nothing in progress), if it is.
+    fn idle_since(&self) -> Option<u64> {
+        let since = self.waiting_since.load(Ordering::Acquire);
+        (since != 0 && self.in_flight.load(Ordering::Acquire) == 0).then_some(since)
+    }
+}
+
+/// A request's response writer that counts the request as in progress until it is dropped (answered).
+pub struct InFlight<W> {
+    inner: W,
+    mark: Option<Arc<HeadMark>>,
+}
+
+impl<W> InFlight<W> {
+    pub fn new(inner: W, mark: Option<Arc<HeadMark>>) -> InFlight<W> {
+        if let Some(m) = &mark {
+            m.in_flight.fetch_add(1, Ordering::AcqRel);
+        }
+        InFlight { inner, mark }
+    }
+}
+
+impl<W: Write> Write for InFlight<W> {
+    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+        self.inner.write(buf)
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        self.inner.flush()
+    }
+}
+
+impl<W> Drop for InFlight<W> {
+    fn drop(&mut self) {
+        if let Some(m) = &self.mark {
+            m.in_flight.fetch_sub(1, Ordering::AcqRel);
+        }
     }
 }
 
@@ -87,15 +129,19 @@ impl Registry {
         if slots.len() >= self.max {
             let oldest = slots
                 .iter()
-                .map(|(id, s)| (*id, s.mark.waiting_since.load(Ordering::Acquire)))
-                .filter(|(_, since)| *since != 0)
+                .filter_map(|(id, s)| Some((*id, s.mark.idle_since()?)))
                 .min_by_key(|(_, since)| *since)
                 .map(|(id, _)| id);
             match oldest.and_then(|id| slots.remove(&id)) {
                 Some(victim) => {
+                    log::debug!(
+                        "{} connections (the cap): closing the one idle longest",
+                        self.max
+                    );
                     let _ = victim.conn.shutdown(Shutdown::Both);
                 }
                 None => {
+                    log::debug!("{} connections (the cap), all busy: 503", self.max);
                     refuse(conn);
                     return None;
                 }
@@ -111,6 +157,7 @@ impl Registry {
         let mark = Arc::new(HeadMark {
             epoch: self.epoch,
             waiting_since: AtomicU64::new(0),
+            in_flight: AtomicUsize::new(0),
         });
         mark.waiting();
         *next_id += 1;
