@@ -196,6 +196,7 @@ fn run(cfg: Config) -> Result<(), String> {
             allow_operations: w.allow_operations.clone(),
         },
         started_us,
+        refresh_every: run::refresh_interval(w.consumer.ack_wait),
     });
     let (jobs_tx, jobs_rx) = bounded(0);
     let (done_tx, done_rx) = bounded::<()>(0);
