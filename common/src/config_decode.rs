@@ -323,12 +323,25 @@ impl Decoder {
         self.nats(&top, &mut c.nats)?;
 
         let api = self.child(&top, "api", &["server", "client"])?;
-        let server = self.child(&api, "server", &["listen", "max_body_bytes", "security"])?;
+        let server = self.child(
+            &api,
+            "server",
+            &[
+                "listen",
+                "max_body_bytes",
+                "max_connections",
+                "max_job_data_bytes",
+                "security",
+            ],
+        )?;
         let out = &mut c.api.server;
         self.string(&server, "listen", &mut out.listen)?;
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
-        let security = self.child(&server, "security", &["signing_key", "roles"])?;
+        self.count(&server, "max_connections", &mut out.max_connections)?;
+        self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
+        let security = self.child(&server, "security", &["signing_key", "roles", "audience"])?;
         self.string(&security, "signing_key", &mut out.security.signing_key)?;
+        self.string(&security, "audience", &mut out.security.audience)?;
         if let Some(entries) = self.entries(&security, "roles")? {
             out.security.roles.clear();
             for (name, path, value) in entries {
