@@ -89,7 +89,7 @@ impl Api {
         }
     }
 
-    /// Waits until `GET /job/workers` lists every host of `hosts`.
+    /// Waits until `GET /job/workers` lists every host of `hosts` as subscribed (routable).
     pub fn wait_workers(&self, hosts: &BTreeSet<String>, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
@@ -98,6 +98,7 @@ impl Api {
                 .as_array()
                 .map(|ws| {
                     ws.iter()
+                        .filter(|w| w["subscribed"] != false)
                         .filter_map(|w| w["hostname"].as_str().map(String::from))
                         .collect()
                 })

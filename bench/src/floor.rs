@@ -60,6 +60,7 @@ impl Floor {
             storage: "file".into(),
             replicas: 1,
             discard: "old".into(),
+            max_consumers: 10_000,
         };
         client
             .stream_ensure(&names.stream, &[names.stream_subjects()], &cfg)
@@ -84,7 +85,7 @@ impl Floor {
                 &self.names.stream,
                 &ConsumerConfig {
                     durable: spec.durable.clone(),
-                    filter: spec.filter.clone(),
+                    filters: spec.filters.clone(),
                     ack_wait: Duration::from_secs(30),
                     max_deliver: 5,
                     back_off: vec![],
