@@ -90,6 +90,7 @@ impl Floor {
                     max_deliver: 5,
                     back_off: vec![],
                     max_ack_pending: 1000,
+                    max_waiting: 512,
                 },
             )
             .map_err(err)?;

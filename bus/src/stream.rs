@@ -31,6 +31,8 @@ pub struct ConsumerConfig {
     pub max_deliver: i64,
     pub back_off: Vec<Duration>,
     pub max_ack_pending: i64,
+    /// Most pull requests waiting at once: one per worker that pulls from this consumer.
+    pub max_waiting: i64,
 }
 
 /// A stream's consumer limit (as the server reports it: -1 or 0 mean the server's default) and use.
@@ -169,7 +171,7 @@ impl Bus {
             "max_deliver": cfg.max_deliver,
             "replay_policy": "instant",
             "max_ack_pending": cfg.max_ack_pending,
-            "max_waiting": 512,
+            "max_waiting": cfg.max_waiting,
         });
         match cfg.filters.as_slice() {
             [one] => config["filter_subject"] = json!(one),

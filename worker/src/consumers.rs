@@ -18,6 +18,8 @@ use std::time::Duration;
 /// Start-up's retries of missing consumers: the first pause, doubled after each round up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
+/// Pull requests a consumer of one host holds at once (one fetcher; the rest is slack).
+const OWN_MAX_WAITING: i64 = 512;
 /// JetStream's error code for "maximum consumers limit reached".
 const ERR_MAX_CONSUMERS: u32 = 10026;
 
@@ -38,9 +40,12 @@ pub fn plan(
     }
 }
 
-/// The consumer settings of `spec` from `job.worker.consumer`.
+/// The consumer settings of `spec` from `job.worker.consumer`. Every worker keeps a pull waiting on the
+/// shared `_any` consumer, so its `max_waiting` is sized like the fleet (`nats.stream.max_consumers`,
+/// at least one consumer a host): with the old 512, pulls of a larger fleet were refused (409).
 pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
     let c = &cfg.job.worker.consumer;
+    let fleet = i64::try_from(cfg.nats.stream.max_consumers).unwrap_or(i64::MAX);
     ConsumerConfig {
         durable: spec.durable.clone(),
         filters: spec.filters.clone(),
@@ -48,6 +53,11 @@ pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
         max_deliver: c.max_deliver,
         back_off: c.back_off.clone(),
         max_ack_pending: c.max_ack_pending,
+        max_waiting: if spec.shared {
+            fleet.max(OWN_MAX_WAITING)
+        } else {
+            OWN_MAX_WAITING
+        },
     }
 }
 
