@@ -38,6 +38,11 @@ impl Api {
         }
     }
 
+    /// The API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// GET `path`; any status comes back with its JSON body (Null when there is none).
     pub fn get(&self, path: &str) -> Result<(u16, Value), String> {
         let req = self
