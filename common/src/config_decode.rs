@@ -58,6 +58,13 @@ pub(super) struct Decoder {
     pub(super) env_sources: BTreeMap<String, String>,
 }
 
+/// Keys that once existed, with what replaces them, so an old config fails with a way forward.
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "job.worker.queue_group",
+    "removed; every worker shares the durable pull consumer '{job.worker.consumer.name}-any' for _any \
+     jobs (each job to one worker): set job.worker.consumer.name instead",
+)];
+
 impl Decoder {
     /// " (from env VAR)" when `path` or one of its parents was set by env.
     fn source_note(&self, path: &str) -> String {
@@ -101,8 +108,13 @@ impl Decoder {
             };
             if !keys.contains(&key) {
                 let full = join(&path, key);
+                let hint = REMOVED_KEYS
+                    .iter()
+                    .find(|(gone, _)| *gone == full)
+                    .map(|(_, instead)| format!(": {instead}"))
+                    .unwrap_or_default();
                 return Err(ConfigError(format!(
-                    "unknown config key '{full}'{}",
+                    "unknown config key '{full}'{hint}{}",
                     self.source_note(&full)
                 )));
             }
@@ -311,12 +323,25 @@ impl Decoder {
         self.nats(&top, &mut c.nats)?;
 
         let api = self.child(&top, "api", &["server", "client"])?;
-        let server = self.child(&api, "server", &["listen", "max_body_bytes", "security"])?;
+        let server = self.child(
+            &api,
+            "server",
+            &[
+                "listen",
+                "max_body_bytes",
+                "max_connections",
+                "max_job_data_bytes",
+                "security",
+            ],
+        )?;
         let out = &mut c.api.server;
         self.string(&server, "listen", &mut out.listen)?;
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
-        let security = self.child(&server, "security", &["signing_key", "roles"])?;
+        self.count(&server, "max_connections", &mut out.max_connections)?;
+        self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
+        let security = self.child(&server, "security", &["signing_key", "roles", "audience"])?;
         self.string(&security, "signing_key", &mut out.security.signing_key)?;
+        self.string(&security, "audience", &mut out.security.audience)?;
         if let Some(entries) = self.entries(&security, "roles")? {
             out.security.roles.clear();
             for (name, path, value) in entries {
@@ -377,6 +402,7 @@ impl Decoder {
         let kv_keys = [
             "bucket",
             "response_bucket",
+            "workers_bucket",
             "ttl",
             "max_bytes",
             "storage",
@@ -385,6 +411,7 @@ impl Decoder {
         let kv = self.child(&s, "kv", &kv_keys)?;
         self.string(&kv, "bucket", &mut n.kv.bucket)?;
         self.string(&kv, "response_bucket", &mut n.kv.response_bucket)?;
+        self.string(&kv, "workers_bucket", &mut n.kv.workers_bucket)?;
         self.duration(&kv, "ttl", &mut n.kv.ttl)?;
         self.int(&kv, "max_bytes", &mut n.kv.max_bytes)?;
         self.storage(&kv, "storage", &mut n.kv.storage)?;
@@ -400,7 +427,6 @@ impl Decoder {
     fn worker(&self, job: &Section, w: &mut WorkerConfig) -> Result<()> {
         let keys = [
             "max_jobs",
-            "queue_group",
             "hostname",
             "labels",
             "heartbeat",
@@ -411,7 +437,6 @@ impl Decoder {
         ];
         let s = self.child(job, "worker", &keys)?;
         self.count(&s, "max_jobs", &mut w.max_jobs)?;
-        self.string(&s, "queue_group", &mut w.queue_group)?;
         self.string(&s, "hostname", &mut w.hostname)?;
         if let Some(entries) = self.entries(&s, "labels")? {
             w.labels.clear();

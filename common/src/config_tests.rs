@@ -41,7 +41,7 @@ fn empty_text_and_empty_sections_give_the_defaults() {
     assert_eq!(c.job.worker.host_root, PathBuf::from("/"));
     assert_eq!(
         (c.nats.kv.storage.as_str(), c.nats.stream.discard.as_str()),
-        ("file", "old")
+        ("file", "new")
     );
 }
 
@@ -172,7 +172,9 @@ fn impossible_values_name_the_key() {
         ("nats: {kv: {response_bucket: ''}}", "nats.kv.response_bucket: '' must match"),
         ("nats: {kv: {response_bucket: job-queue}}", "nats.kv.response_bucket: 'job-queue' must differ"),
         ("job: {worker: {consumer: {name: 'a/b'}}}", "job.worker.consumer.name: 'a/b' must match"),
-        ("job: {worker: {queue_group: 'a b'}}", "job.worker.queue_group: 'a b' must match"),
+        ("job: {worker: {queue_group: 'x'}}", "unknown config key 'job.worker.queue_group': removed; every worker shares"),
+        ("nats: {stream: {discard: old}}", "nats.stream.discard: 'old' would evict"),
+        ("nats: {kv: {workers_bucket: job-responses}}", "nats.kv.workers_bucket: 'job-responses' must differ"),
         ("nats: {namespace: 'dev env'}", "nats.namespace: 'dev env' must match"),
         ("nats: {url: ' '}", "nats.url: must not be empty"),
         ("api: {client: {url: ''}}", "api.client.url: must not be empty"),
@@ -185,6 +187,10 @@ fn impossible_values_name_the_key() {
         ("api: {server: {max_body_bytes: 67108865}}", "api.server.max_body_bytes: must be between"),
         ("api: {server: {listen: '8080'}}", "api.server.listen: '8080' must be HOST:PORT"),
         ("api: {server: {security: {roles: {'a b': {}}}}}", "api.server.security.roles.a b: 'a b' must match"),
+        ("api: {server: {security: {roles: {admin: {permissions: [job:read]}}}}}", "api.server.security.roles.admin: custom role 'admin' reuses a built-in role name"),
+        ("api: {server: {security: {roles: {ops: {permissions: [job:reed]}}}}}", "api.server.security.roles.ops: role 'ops': unknown permission 'job:reed'"),
+        ("api: {server: {max_connections: 0}}", "api.server.max_connections: must be between 1 and 65536"),
+        ("api: {server: {max_job_data_bytes: 2000000}}", "api.server.max_job_data_bytes: must be between 2 and 1048576"),
         ("job: {worker: {labels: {'a b': web}}}", "job.worker.labels.a b: label key 'a b' must match"),
         ("job: {worker: {labels: {group: 'web dev'}}}", "job.worker.labels.group: label value 'web dev': dot-separated segments must match [A-Za-z0-9_-]+"),
         ("job: {worker: {labels: {group: 'web..dev'}}}", "job.worker.labels.group: label value 'web..dev'"),

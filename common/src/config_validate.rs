@@ -14,6 +14,8 @@ const REPLICAS_MAX: usize = 5;
 /// A stream's consumer limit: every host needs one or more, so a million is far beyond any fleet.
 const MAX_CONSUMERS_MAX: usize = 1_000_000;
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Each connection holds a thread and three descriptors; more belongs behind a proxy.
+const CONNECTIONS_MAX: usize = 65_536;
 const NATS_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 const HEARTBEAT_MIN: Duration = Duration::from_millis(100);
 const NAME_RULE: &str = "[A-Za-z0-9_-]+";
@@ -122,6 +124,20 @@ impl Decoder {
             let msg = format!("'{}' must differ from nats.kv.bucket", n.kv.response_bucket);
             return Err(self.err("nats.kv.response_bucket", msg));
         }
+        self.name("nats.kv.workers_bucket", &n.kv.workers_bucket)?;
+        if [&n.kv.bucket, &n.kv.response_bucket].contains(&&n.kv.workers_bucket) {
+            let msg = format!(
+                "'{}' must differ from nats.kv.bucket and nats.kv.response_bucket",
+                n.kv.workers_bucket
+            );
+            return Err(self.err("nats.kv.workers_bucket", msg));
+        }
+        if n.stream.discard == super::Discard::Old {
+            let msg =
+                "'old' would evict notifications of jobs already answered 201, which then never \
+                       run; use 'new' (a full stream refuses new jobs with 503)";
+            return Err(self.err("nats.stream.discard", msg));
+        }
         self.limit("nats.kv.max_bytes", n.kv.max_bytes)?;
         self.range("nats.kv.replicas", n.kv.replicas, 1, REPLICAS_MAX)?;
         self.limit("nats.dlq.max_msgs", n.dlq.max_msgs)?;
@@ -142,18 +158,28 @@ impl Decoder {
             1,
             BODY_BYTES_MAX,
         )?;
+        self.range(
+            "api.server.max_connections",
+            server.max_connections,
+            1,
+            CONNECTIONS_MAX,
+        )?;
+        self.range(
+            "api.server.max_job_data_bytes",
+            server.max_job_data_bytes,
+            2, // `{}`
+            server.max_body_bytes,
+        )?;
         for (role, cfg) in &server.security.roles {
             let path = format!("api.server.security.roles.{role}");
             self.name(&path, role)?;
-            for (i, permission) in cfg.permissions.iter().enumerate() {
-                self.not_empty(&format!("{path}.permissions[{i}]"), permission)?;
-            }
+            crate::permission::check_role(role, &cfg.permissions)
+                .map_err(|msg| self.err(&path, msg))?;
         }
         self.not_empty("api.client.url", &c.api.client.url)?;
 
         let w = &c.job.worker;
         self.range("job.worker.max_jobs", w.max_jobs, 1, MAX_JOBS_MAX)?;
-        self.name("job.worker.queue_group", &w.queue_group)?;
         if !is_hostname(&w.hostname) {
             let msg = format!(
                 "'{}' must be empty or match [A-Za-z0-9_.-]+ without a leading or trailing '.' or '..'",

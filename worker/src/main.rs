@@ -4,6 +4,7 @@
 //! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
 //! remove the heartbeat, exit 0.
 
+mod clock;
 mod consumers;
 mod heartbeat;
 mod ops;
@@ -152,7 +153,7 @@ fn with_retry<T>(
 }
 
 fn run(cfg: Config) -> Result<(), String> {
-    let started_us = run::now_us();
+    let started_us = clock::now_us();
     let w = &cfg.job.worker;
     let hostname = resolve_hostname(&w.hostname)?;
     let shutdown = Shutdown::new();
@@ -206,6 +207,7 @@ fn run(cfg: Config) -> Result<(), String> {
             allow_operations: w.allow_operations.clone(),
         },
         started_us,
+        refresh_every: run::refresh_interval(w.consumer.ack_wait),
     });
     let (jobs_tx, jobs_rx) = bounded(0);
     let (done_tx, done_rx) = bounded::<()>(0);

@@ -3,9 +3,11 @@
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
 //! Order matters: the response is written before the terminal state, so a reader that sees `completed`
-//! always finds the result. Any write that fails (NATS unavailable) naks the message for 1 s and moves
-//! on; a redelivery of a job already finished on this host is acked and ignored.
+//! always finds the result. A read or write that fails for a while (NATS unavailable, a store full)
+//! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
+//! garbled answer) fails the job at once. A redelivery of a job already finished here is acked and ignored.
 
+use crate::clock::now_us;
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
@@ -31,20 +33,21 @@ pub struct Runner {
     pub ctx: OpContext,
     /// When this worker started (Unix µs): older broadcast jobs that did not expect it are not its own.
     pub started_us: i64,
+    /// How often a long-running job's `running` record is rewritten (see [`refresh_interval`]).
+    pub refresh_every: Duration,
+}
+
+/// The API counts a host `running` with no new record for `ack_wait` past the deadline as lost
+/// (`common::status::Grace`); a live worker whose operation outlasts that rewrites its record twice
+/// per `ack_wait`, so only a dead one goes silent.
+pub fn refresh_interval(ack_wait: Duration) -> Duration {
+    (ack_wait / 2).max(Duration::from_millis(100))
 }
 
 /// The job being handled, for log lines.
 struct Job<'a> {
     id: &'a str,
     target: String,
-}
-
-/// Unix time now in microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `0.002s`, `1.001s`.
@@ -91,7 +94,12 @@ impl Runner {
     }
 
     fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
-        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), state)
+        // When it was written: the API counts a host silent too long in `running` as lost.
+        let state = HostState {
+            updated_us: now_us(),
+            ..state.clone()
+        };
+        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), &state)
     }
 
     fn put_response(
@@ -114,8 +122,18 @@ impl Runner {
         )
     }
 
-    /// A read or write failed (NATS unavailable): let JetStream redeliver soon, and move on.
+    /// A read or write failed. Transient (NATS unavailable, store full): let JetStream redeliver soon,
+    /// and move on. Permanent: redelivering would fail the same way until `max_deliver`, so settle now.
     fn nats_failed(&self, job: &Job<'_>, msg: &JsMessage, doing: &str, e: &BusError) {
+        if !e.is_transient() {
+            log::error!(
+                "job {} target {} on {}: {doing} failed for good ({e}); not retried",
+                job.id,
+                job.target,
+                self.hostname
+            );
+            return settle(job, "ack", msg.ack());
+        }
         log::warn!(
             "job {} target {} on {}: {doing} failed ({e}); redelivery in {}s",
             job.id,
@@ -221,6 +239,7 @@ impl Runner {
             error: None,
             duration: None,
             events: Vec::new(),
+            updated_us: 0,
         }
     }
 
@@ -252,7 +271,15 @@ impl Runner {
             self.max_deliver
         );
         let started = Instant::now();
-        let result = ops::execute(op, &def.operation.data, &self.ctx);
+        let result = std::thread::scope(|scope| {
+            let (done, finished) = crossbeam_channel::bounded::<()>(0);
+            let state = &state;
+            scope.spawn(move || self.keep_fresh(job, state, &finished));
+            let result = ops::execute(op, &def.operation.data, &self.ctx);
+            // Ends `keep_fresh` (its receive fails) before the final state is written.
+            drop(done);
+            result
+        });
         let took = format_duration(started.elapsed());
         match result {
             Ok(data) => self.complete(job, msg, state, data, took),
@@ -267,6 +294,27 @@ impl Runner {
         }
     }
 
+    /// Rewrites the `running` record every `refresh_every` until `finished` closes: a live worker's
+    /// long job never looks lost. A failed rewrite is only logged (the job goes on).
+    fn keep_fresh(
+        &self,
+        job: &Job<'_>,
+        state: &HostState,
+        finished: &crossbeam_channel::Receiver<()>,
+    ) {
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(self.refresh_every)
+        {
+            if let Err(e) = self.put_state(job.id, state) {
+                log::warn!(
+                    "job {} on {}: running record not refreshed: {e}",
+                    job.id,
+                    self.hostname
+                );
+            }
+        }
+    }
+
     fn complete(
         &self,
         job: &Job<'_>,
@@ -276,6 +324,10 @@ impl Runner {
         took: String,
     ) {
         if let Err(e) = self.put_response(job.id, HostStatus::Completed, data, None) {
+            if !e.is_transient() {
+                let error = format!("result not stored: {e}");
+                return self.fail(job, msg, state, error, Some(took), Finish::Ack);
+            }
             return self.nats_failed(job, msg, "writing the response", &e);
         }
         state

@@ -1,8 +1,8 @@
 //! `/job` endpoints: create, list, queue stats, workers, get (with `?wait=`), delete, retry.
 
 use super::Reply;
+use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
-use crate::routes::{Ctx, Query};
 use crate::store::Submission;
 use osapi_common::duration::parse_duration;
 use osapi_common::job::Operation;
@@ -20,8 +20,8 @@ const TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Longest `?wait=` a client may ask for.
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 const LIMIT_DEFAULT: usize = 10;
-/// `limit=0` means all, up to this many.
-const LIMIT_ALL_MAX: usize = 10_000;
+/// Most jobs one list page may hold (each is read from KV and serialized whole): past it a 400.
+pub const LIMIT_MAX: usize = 1_000;
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -125,13 +125,28 @@ fn created_reply(c: crate::store::Created) -> Reply {
 pub fn create(ctx: &Ctx, body: &[u8]) -> Result<Reply, ApiError> {
     let map = parse_object(body)?;
     reject_unknown(&map, &["operation", "target_hostname", "timeout"], "job")?;
+    let operation = parse_operation(map.get("operation"))?;
+    check_data_size(&operation.data, ctx.max_job_data_bytes)?;
     let submission = Submission {
-        operation: parse_operation(map.get("operation"))?,
+        operation,
         target: parse_target(map.get("target_hostname"))?,
         timeout_ms: parse_timeout(map.get("timeout"))?.as_millis() as u64,
         retry_of: None,
     };
     Ok(created_reply(ctx.store.submit(submission)?))
+}
+
+/// 413 when `operation.data` (as JSON) is over `api.server.max_job_data_bytes`: what one job may make
+/// the job bucket hold is capped apart from the body.
+fn check_data_size(data: &Value, max: usize) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
+    if size <= max {
+        return Ok(());
+    }
+    let mut e = ApiError::too_large(max);
+    e.error = format!("operation.data is {size} bytes, larger than the limit of {max} bytes");
+    e.details = "see api.server.max_job_data_bytes".into();
+    Err(e)
 }
 
 fn parse_count(q: &Query, name: &str, default: usize) -> Result<usize, ApiError> {
@@ -150,16 +165,15 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
         None | Some("") => None,
         Some(s) => Some(s.parse::<JobStatus>().map_err(ApiError::bad_request)?),
     };
-    let limit = match parse_count(q, "limit", LIMIT_DEFAULT)? {
-        0 => LIMIT_ALL_MAX,
-        n => n.min(LIMIT_ALL_MAX),
-    };
+    let limit = parse_count(q, "limit", LIMIT_DEFAULT)?;
+    if !(1..=LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIMIT_MAX} (the maximum), got {limit}; page with offset"
+        )));
+    }
     let offset = parse_count(q, "offset", 0)?;
     ctx.require_nats()?;
-    let (total, ids) = ctx
-        .store
-        .index
-        .page(filter, offset, Some(limit), crate::now_us());
+    let (total, ids) = ctx.store.page(filter, offset, limit);
     let items = super::to_json(&ctx.store.details(&ids)?)?;
     Ok(Reply::json(
         200,
@@ -170,7 +184,7 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
 /// `GET /job/status`.
 pub fn stats(ctx: &Ctx) -> Result<Reply, ApiError> {
     let dlq = ctx.store.dlq_count()?;
-    let s = ctx.store.index.stats(crate::now_us());
+    let s = ctx.store.stats();
     let by_status: Map<String, Value> = s
         .by_status
         .iter()
@@ -192,8 +206,7 @@ pub fn workers(ctx: &Ctx) -> Result<Reply, ApiError> {
     ctx.require_nats()?;
     let workers: Vec<Value> = ctx
         .store
-        .index
-        .live_workers(crate::now_us())
+        .live_workers()
         .into_iter()
         .map(|w| {
             json!({
@@ -226,12 +239,10 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
             .min(WAIT_MAX),
     };
     ctx.require_nats()?;
-    if !wait.is_zero() && ctx.store.index.status(&id, crate::now_us()).is_some() {
+    if !wait.is_zero() && ctx.store.knows(&id) {
         let slots = &ctx.waiters;
         if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
-            ctx.store
-                .index
-                .wait_terminal(&id, Instant::now() + wait, crate::now_us);
+            ctx.store.wait_terminal(&id, Instant::now() + wait);
         }
         slots.fetch_sub(1, Ordering::SeqCst);
     }
