@@ -1,8 +1,8 @@
 //! A fleet's consumers on the real nats-server (`.ci/run` runs this file against 2.9 and 2.15): a worker
 //! whose consumers the stream's `max_consumers` does not allow is listed but not routed to, says why, and
 //! joins once the limit is raised; on nats-server 2.10+ each worker holds one consumer of its own (several
-//! filters) beside the shared `_any` one, on 2.9 one per subject, and label broadcasts reach the right
-//! workers either way.
+//! filters) beside the shared `_any` one, on 2.9 one per subject, label broadcasts reach the right
+//! workers either way, and a worker removes the consumers of the other plan (after a server upgrade).
 
 use std::time::Duration;
 
@@ -193,4 +193,63 @@ fn label_broadcasts_reach_the_right_workers_with_the_fewest_consumers_the_server
         .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(room.used, wanted as u64, "consumers on the stream");
     assert_eq!(room.limit, 10_000, "the configured default limit");
+}
+
+#[test]
+fn a_worker_removes_its_consumers_of_the_other_plan_after_a_server_upgrade() {
+    let nats = NatsServer::start();
+    let bus = bus(&nats);
+    if !multi_filter(&bus) {
+        // 2.9 cannot hold the 2.10+ plan's consumer in the first place; .ci/run runs this on 2.15 too.
+        return;
+    }
+    let options = Options::default();
+    let names = names();
+    let labels = [("group".to_string(), "web.dev".to_string())].into();
+    // What the worker left behind on 2.9: one consumer per subject.
+    let api = Api::start(&nats.url(), &options);
+    for spec in names.worker_consumers("web1", &labels) {
+        let consumer = osapi_bus::ConsumerConfig {
+            durable: spec.durable.clone(),
+            filters: spec.filters.clone(),
+            ack_wait: Duration::from_secs(60),
+            max_deliver: 3,
+            back_off: vec![],
+            max_ack_pending: 100,
+            max_waiting: 512,
+        };
+        bus.consumer_ensure(&names.stream, &consumer)
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    let worker = Worker::start(&nats.url(), "web1", &[("group", "web.dev")], 2, &options);
+    let cluster = Cluster {
+        workers: vec![worker],
+        api,
+        nats,
+    };
+    wait_until("web1 subscribed", SUBSCRIBED_WITHIN, || {
+        listed(&cluster, "web1").is_some_and(|w| w["subscribed"] == true)
+    });
+    let merged = names.worker_consumers_merged("web1", &labels);
+    for spec in &merged {
+        assert_eq!(bus.consumer_exists(&names.stream, &spec.durable), Ok(true));
+    }
+    for spec in names
+        .worker_consumers("web1", &labels)
+        .iter()
+        .filter(|s| !s.shared)
+    {
+        assert_eq!(
+            bus.consumer_exists(&names.stream, &spec.durable),
+            Ok(false),
+            "{} removed",
+            spec.durable
+        );
+    }
+    let room = bus
+        .stream_consumers(&names.stream)
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(room.used, 2, "{room:?}");
+    let job = cluster.run_job("test.ping.do", json!({}), "group:web");
+    assert_eq!(job["responses"]["web1"]["status"], "completed", "{job:#}");
 }
