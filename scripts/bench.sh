@@ -7,7 +7,8 @@
 # BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
 # BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3).
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
-# BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s). It runs on a fresh nats-server of each binary in
+# BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
+# replicas 3, of the last server, after the single servers). It runs on a fresh nats-server of each binary in
 # BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from scripts/ensure-nats-current.sh when it can
 # be had). BENCH_ONLY=fleet runs the fleet phase alone and replaces only `fleet` in the results file.
 # BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
@@ -38,6 +39,7 @@ args=(
     --fleet-runs "${BENCH_FLEET_RUNS:-${defaults[12]}}"
     --fleet-any "${BENCH_FLEET_ANY:-${defaults[13]}}"
     --fleet-heartbeat "${BENCH_FLEET_HEARTBEAT:-10s}"
+    --fleet-cluster "${BENCH_FLEET_CLUSTER:-0}"
 )
 case ${BENCH_ONLY:-} in
     '') ;;

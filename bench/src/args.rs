@@ -35,6 +35,7 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --fleet-runs N             `_all` jobs timed with the fleet (5)
   --fleet-any D              `_any` throughput run with the fleet (10s)
   --fleet-heartbeat D        the fleet workers' job.worker.heartbeat (10s, the default)
+  --fleet-cluster N          then N workers on a 3-node cluster (replicas 3) of the last --fleet-nats (0)
   --only fleet               run the fleet phase alone; its figures replace `fleet` in --out";
 
 /// Everything the phases need to know.
@@ -64,6 +65,7 @@ pub struct Args {
     pub fleet_runs: usize,
     pub fleet_any: Duration,
     pub fleet_heartbeat: String,
+    pub fleet_cluster: usize,
     pub only_fleet: bool,
 }
 
@@ -114,6 +116,7 @@ impl Args {
             fleet_runs: 5,
             fleet_any: Duration::from_secs(10),
             fleet_heartbeat: "10s".into(),
+            fleet_cluster: 0,
             only_fleet: false,
         };
         let mut it = argv.iter().skip(1);
@@ -162,6 +165,7 @@ impl Args {
                 }
                 "--fleet-idle" => a.fleet_idle = duration(flag, v)?,
                 "--fleet-runs" => a.fleet_runs = count(flag, v, 1)?,
+                "--fleet-cluster" => a.fleet_cluster = count(flag, v, 0)?,
                 "--fleet-any" => a.fleet_any = duration(flag, v)?,
                 "--fleet-heartbeat" => {
                     duration(flag, v)?;

@@ -44,38 +44,85 @@ pub struct FleetResult {
     pub detail_bytes: usize,
 }
 
-/// Runs the fleet on each server of `a.fleet_nats` in turn.
+/// Runs the fleet on each server of `a.fleet_nats` in turn, then (`--fleet-cluster N`) N workers on a
+/// 3-node cluster of the last one with replicas 3.
 pub fn run_all(a: &Args, procs: &mut Procs) -> Result<Vec<FleetResult>, String> {
-    a.fleet_nats
-        .iter()
-        .enumerate()
-        .map(|(i, nats)| run(a, procs, i, nats))
-        .collect()
+    let mut out = Vec::new();
+    for (i, nats) in a.fleet_nats.iter().enumerate() {
+        out.push(run(a, procs, i, nats, 1, a.fleet)?);
+    }
+    if let (Some(nats), true) = (a.fleet_nats.last(), a.fleet_cluster > 0) {
+        out.push(run(a, procs, a.fleet_nats.len(), nats, 3, a.fleet_cluster)?);
+    }
+    Ok(out)
 }
 
-fn run(a: &Args, procs: &mut Procs, i: usize, nats_bin: &Path) -> Result<FleetResult, String> {
+/// `nodes` fresh nats-servers (clustered when more than one), their client URLs and pids.
+fn start_servers(
+    procs: &mut Procs,
+    dir: &Path,
+    i: usize,
+    nats_bin: &Path,
+    nodes: usize,
+) -> Result<(String, Vec<u32>), String> {
+    let ports: Vec<(u16, u16)> = (0..nodes)
+        .map(|_| Ok((free_port()?, free_port()?)))
+        .collect::<Result<_, String>>()?;
+    let mut pids = Vec::new();
+    for (n, (port, cluster_port)) in ports.iter().enumerate() {
+        let mut args: Vec<String> = vec![
+            "-a".into(),
+            "127.0.0.1".into(),
+            "-p".into(),
+            port.to_string(),
+        ];
+        if nodes > 1 {
+            let routes: Vec<String> = ports
+                .iter()
+                .filter(|(p, _)| p != port)
+                .map(|(_, c)| format!("nats://127.0.0.1:{c}"))
+                .collect();
+            args.extend([
+                "--server_name".into(),
+                format!("n{n}"),
+                "--cluster_name".into(),
+                format!("osapi-fleet{i}"),
+                "--cluster".into(),
+                format!("nats://127.0.0.1:{cluster_port}"),
+                "--routes".into(),
+                routes.join(","),
+            ]);
+        }
+        args.extend([
+            "-js".into(),
+            "-sd".into(),
+            dir.join(format!("nats{n}")).display().to_string(),
+        ]);
+        pids.push(procs.program(&format!("fleet{i}-nats{n}"), nats_bin, &args)?);
+    }
+    let urls: Vec<String> = ports
+        .iter()
+        .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
+        .collect();
+    Ok((urls.join(","), pids))
+}
+
+fn run(
+    a: &Args,
+    procs: &mut Procs,
+    i: usize,
+    nats_bin: &Path,
+    nodes: usize,
+    workers: usize,
+) -> Result<FleetResult, String> {
     let dir = procs
         .run_dir()
         .map(|d| d.join(format!("fleet{i}")))
         .unwrap_or_else(|| {
-            std::env::temp_dir().join(format!("osapi-fleet-{}", std::process::id()))
+            std::env::temp_dir().join(format!("osapi-fleet{i}-{}", std::process::id()))
         });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let nats_port = free_port()?;
-    let nats_url = format!("nats://127.0.0.1:{nats_port}");
-    let args: Vec<String> = [
-        "-a",
-        "127.0.0.1",
-        "-p",
-        &nats_port.to_string(),
-        "-js",
-        "-sd",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .chain([dir.join("nats").display().to_string()])
-    .collect();
-    let nats_pid = procs.program(&format!("fleet{i}-nats"), nats_bin, &args)?;
+    let (nats_url, nats_pids) = start_servers(procs, &dir, i, nats_bin, nodes)?;
     let started = Instant::now();
     let bus = loop {
         let opts = ConnectOptions {
@@ -85,54 +132,66 @@ fn run(a: &Args, procs: &mut Procs, i: usize, nats_bin: &Path) -> Result<FleetRe
             request_timeout: Duration::from_secs(5),
             name: "osapi-bench fleet".into(),
         };
-        match Bus::connect(&opts) {
+        // JetStream answers once a cluster has elected its meta leader.
+        match Bus::connect(&opts).and_then(|b| b.js_api("INFO", &serde_json::json!({})).map(|_| b))
+        {
             Ok(bus) => break bus,
             Err(e) if started.elapsed() > START_WITHIN => return Err(format!("{nats_url}: {e}")),
             Err(_) => std::thread::sleep(Duration::from_millis(100)),
         }
     };
-    let server = bus.server_version().map_err(|e| e.to_string())?;
+    let version = bus.server_version().map_err(|e| e.to_string())?;
+    let server = if nodes > 1 {
+        format!("{version} x{nodes} R{nodes}")
+    } else {
+        version
+    };
     let config_yaml = std::fs::read_to_string(&a.config)
         .map_err(|e| format!("cannot read {}: {e}", a.config.display()))?;
     let stream = crate::scaling::names(&config_yaml, "")?.stream;
+    // Every daemon lays out the same replicas (a worker with 1 would scale the streams down).
+    let replicas = nodes.to_string();
+    let common = [
+        ("OSAPI_NATS_URL", nats_url.clone()),
+        ("OSAPI_NATS_STREAM_REPLICAS", replicas.clone()),
+        ("OSAPI_NATS_KV_REPLICAS", replicas.clone()),
+        ("OSAPI_NATS_DLQ_REPLICAS", replicas),
+    ];
     let api_port = free_port()?;
     let api_url = format!("http://127.0.0.1:{api_port}");
-    let api_pid = procs.spawn(
-        &format!("fleet{i}-api"),
-        "osapi-api",
-        &[
-            ("OSAPI_NATS_URL", nats_url.clone()),
-            ("OSAPI_API_SERVER_LISTEN", format!("127.0.0.1:{api_port}")),
-        ],
-    )?;
+    let mut env = common.to_vec();
+    env.push(("OSAPI_API_SERVER_LISTEN", format!("127.0.0.1:{api_port}")));
+    let api_pid = procs.spawn(&format!("fleet{i}-api"), "osapi-api", &env)?;
     let api = Api::new(&api_url);
     wait_for(START_WITHIN, "the fleet API to answer", || {
         Ok(api.get("/health/ready").is_ok_and(|(code, _)| code == 200))
     })?;
 
-    eprintln!(
-        "osapi-bench [7] nats-server {server}: starting {} workers",
-        a.fleet
-    );
+    eprintln!("osapi-bench [7] nats-server {server}: starting {workers} workers");
     let t = Instant::now();
-    let mut pids = Vec::with_capacity(a.fleet);
-    for n in 1..=a.fleet {
-        pids.push(procs.spawn(
-            &format!("fleet{i}-worker{n}"),
-            "osapi-worker",
-            &[
-                ("OSAPI_NATS_URL", nats_url.clone()),
-                ("OSAPI_JOB_WORKER_HOSTNAME", format!("fleet{n}")),
-                ("OSAPI_JOB_WORKER_MAX_JOBS", "1".into()),
-                ("OSAPI_JOB_WORKER_HEARTBEAT", a.fleet_heartbeat.clone()),
-                ("OSAPI_JOB_WORKER_LABELS", "{group: fleet}".into()),
-            ],
-        )?);
+    let mut pids = Vec::with_capacity(workers);
+    for n in 1..=workers {
+        let mut env = common.to_vec();
+        env.extend([
+            ("OSAPI_JOB_WORKER_HOSTNAME", format!("fleet{n}")),
+            ("OSAPI_JOB_WORKER_MAX_JOBS", "1".into()),
+            ("OSAPI_JOB_WORKER_HEARTBEAT", a.fleet_heartbeat.clone()),
+            ("OSAPI_JOB_WORKER_LABELS", "{group: fleet}".into()),
+        ]);
+        pids.push(procs.spawn(&format!("fleet{i}-worker{n}"), "osapi-worker", &env)?);
     }
-    let result = measure(a, &api, &bus, &stream, (nats_pid, api_pid), t, server);
+    let result = measure(
+        a,
+        &api,
+        &bus,
+        &stream,
+        (&nats_pids, api_pid),
+        (t, workers),
+        server,
+    );
     procs.stop_all(&pids);
     procs.stop(api_pid);
-    procs.stop(nats_pid);
+    procs.stop_all(&nats_pids);
     result
 }
 
@@ -141,8 +200,8 @@ fn measure(
     api: &Api,
     bus: &Bus,
     stream: &str,
-    (nats_pid, api_pid): (u32, u32),
-    started: Instant,
+    (nats_pids, api_pid): (&[u32], u32),
+    (started, workers): (Instant, usize),
     server: String,
 ) -> Result<FleetResult, String> {
     let mut last_count = 0;
@@ -154,15 +213,12 @@ fn measure(
             last_count = v["workers"].as_array().map_or(0, |ws| {
                 ws.iter().filter(|w| w["subscribed"] == true).count()
             });
-            Ok(last_count >= a.fleet)
+            Ok(last_count >= workers)
         },
     )
-    .map_err(|e| format!("{e} ({last_count} of {} joined)", a.fleet))?;
+    .map_err(|e| format!("{e} ({last_count} of {workers} joined)"))?;
     let join_s = started.elapsed().as_secs_f64();
-    eprintln!(
-        "osapi-bench [7] {} workers joined in {join_s:.1} s",
-        a.fleet
-    );
+    eprintln!("osapi-bench [7] {workers} workers joined in {join_s:.1} s");
     let consumers = bus
         .stream_consumers(stream)
         .map_err(|e| format!("consumers of {stream}: {e}"))?
@@ -170,27 +226,29 @@ fn measure(
 
     std::thread::sleep(SETTLE.min(a.fleet_idle));
     let cpu = |pid: u32| cpu_time(&pid.to_string()).unwrap_or_default();
-    let (nats_before, api_before, t) = (cpu(nats_pid), cpu(api_pid), Instant::now());
+    // A cluster's figures are its nodes' together.
+    let nats_cpu = || nats_pids.iter().map(|p| cpu(*p)).sum::<Duration>();
+    let (nats_before, api_before, t) = (nats_cpu(), cpu(api_pid), Instant::now());
     std::thread::sleep(a.fleet_idle);
     let idle = t.elapsed().as_secs_f64();
     let percent = |after: Duration, before: Duration| {
         after.saturating_sub(before).as_secs_f64() * 100.0 / idle
     };
-    let idle_nats_cpu_percent = percent(cpu(nats_pid), nats_before);
+    let idle_nats_cpu_percent = percent(nats_cpu(), nats_before);
     let idle_api_cpu_percent = percent(cpu(api_pid), api_before);
-    let nats_rss_kib = rss_kib(nats_pid);
+    let nats_rss_kib = nats_pids.iter().map(|p| rss_kib(*p)).sum::<Option<u64>>();
 
-    eprintln!("osapi-bench [7] broadcast to {} workers", a.fleet);
-    let (times, last_id) = jobs::broadcast_ids(api, a.fleet, a.fleet_runs)?;
+    eprintln!("osapi-bench [7] broadcast to {workers} workers");
+    let (times, last_id) = jobs::broadcast_ids(api, workers, a.fleet_runs)?;
     let broadcast = Summary::of(&times);
     let detail = timed_reads(api, &format!("/job/{last_id}"))?;
-    let workers = timed_reads(api, "/job/workers")?;
+    let listing = timed_reads(api, "/job/workers")?;
 
     eprintln!("osapi-bench [7] _any throughput with the fleet");
     let any = jobs::throughput(api.base(), a.clients, a.fleet_any, &[api_pid])?;
     Ok(FleetResult {
         server,
-        workers: a.fleet,
+        workers,
         join_s,
         consumers,
         idle_s: idle,
@@ -201,8 +259,8 @@ fn measure(
         broadcast,
         any_jobs_per_s: any.jobs_per_s(),
         any_failed: any.failed,
-        workers_get: workers.0,
-        workers_bytes: workers.1,
+        workers_get: listing.0,
+        workers_bytes: listing.1,
         detail_get: detail.0,
         detail_bytes: detail.1,
     })
