@@ -82,10 +82,16 @@ impl Bus {
                 // nats-server 2.9 never changes a stream's consumer limit: apply the rest, keep that.
                 Err(e) if e.to_string().contains("MaxConsumers") => {
                     let now = self.stream_consumers(name)?;
-                    log::warn!(
-                        "stream {name} keeps its consumer limit of {} ({e}); to change it, re-create the stream",
-                        now.limit
-                    );
+                    if now.limit <= 0 {
+                        // No limit: on the servers that refuse the change (before 2.15), unlimited.
+                        log::info!("stream {name} keeps no consumer limit ({e})");
+                    } else {
+                        log::warn!(
+                            "stream {name} keeps its consumer limit of {} ({e}); to change it, \
+                             re-create the stream",
+                            now.limit
+                        );
+                    }
                     let mut body = body.clone();
                     body["max_consumers"] = json!(now.limit);
                     match self.js_api(&format!("STREAM.UPDATE.{name}"), &body) {

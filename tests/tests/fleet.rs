@@ -96,6 +96,10 @@ fn a_worker_the_consumer_limit_shuts_out_is_listed_not_routed_and_joins_when_rai
         log.contains("ERROR") && log.contains("not created"),
         "the worker logs the failure as an error:\n{log}"
     );
+    assert!(
+        log.contains("of 1 consumers and this worker needs"),
+        "the start-up check saw there is no room:\n{log}"
+    );
 
     // Not routable: a broadcast does not count on it.
     let id = cluster.create_job("test.ping.do", json!({}), "_all");

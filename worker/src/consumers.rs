@@ -156,10 +156,11 @@ pub fn explain(bus: &Bus, names: &Names, e: &BusError) -> String {
     e.to_string()
 }
 
-/// The start-up check of the stream's consumer limit: an error when it leaves no room for this worker's
-/// `needed` consumers, a warning when it is not what the config asks (a stream made before the key, or
-/// one whose limit the server would not change).
-pub fn check_room(bus: &Bus, cfg: &Config, names: &Names, needed: usize) {
+/// The start-up check of the stream's consumer limit: an error when it leaves no room for those of
+/// `specs` that do not exist yet, a warning when it is not what the config asks (a stream made before the
+/// key on a server that will not change it). Before nats-server 2.15 "no limit" (-1 or 0) is unlimited
+/// and fine; since 2.15 it means the server's default of 1,000.
+pub fn check_room(bus: &Bus, cfg: &Config, names: &Names, specs: &[ConsumerSpec], version: &str) {
     let room = match bus.stream_consumers(&names.stream) {
         Ok(room) => room,
         Err(e) => {
@@ -167,23 +168,32 @@ pub fn check_room(bus: &Bus, cfg: &Config, names: &Names, needed: usize) {
             return;
         }
     };
+    let unlimited = room.limit <= 0 && !osapi_bus::version_at_least(version, (2, 15));
     let wanted = i64::try_from(cfg.nats.stream.max_consumers).unwrap_or(i64::MAX);
-    if room.limit != wanted {
+    if room.limit != wanted && !unlimited {
         log::warn!(
-            "stream {} allows {} consumers, not nats.stream.max_consumers {wanted} (-1 or 0 is the \
-             server's default: 1,000 since nats-server 2.15)",
+            "stream {} allows {} consumers, not nats.stream.max_consumers {wanted} (-1 or 0: the \
+             server's default, 1,000 on nats-server {version})",
             names.stream,
             room.limit
         );
     }
-    let needed = u64::try_from(needed).unwrap_or(u64::MAX);
-    if room.limit > 0 && room.used.saturating_add(needed) > room.limit.unsigned_abs() {
+    let limit = match room.limit {
+        _ if unlimited => return,
+        n if n <= 0 => 1_000,
+        n => n.unsigned_abs(),
+    };
+    let missing = specs
+        .iter()
+        .filter(|s| bus.consumer_exists(&names.stream, &s.durable) == Ok(false))
+        .count();
+    let missing = u64::try_from(missing).unwrap_or(u64::MAX);
+    if room.used.saturating_add(missing) > limit {
         log::error!(
-            "stream {} holds {} of {} consumers and this worker needs up to {needed} more: raise \
+            "stream {} holds {} of {limit} consumers and this worker needs {missing} more: raise \
              nats.stream.max_consumers",
             names.stream,
             room.used,
-            room.limit
         );
     }
 }

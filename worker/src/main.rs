@@ -188,7 +188,7 @@ fn run(cfg: Config) -> Result<(), String> {
             ", one filter each"
         }
     );
-    consumers::check_room(&bus, &cfg, &names, specs.len());
+    consumers::check_room(&bus, &cfg, &names, &specs, &version);
     let subscription = consumers::Subscription::new(&specs);
 
     let operations: Vec<String> = ops::supported()
