@@ -12,17 +12,29 @@ Submits a new job with job ID's operation and data (the original is kept) and pr
   --idempotency-key K  sent as Idempotency-Key (default: a fresh key per run); the same K within
                  24h gives the first answer again and creates nothing
 
-Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set),
+Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set, on
+curl's standard input: never on a command line).
      OSAPI_RETRIES (default 3: tries on no answer, 503 or 409, each with the same Idempotency-Key).
 Exit: 0 created, 1 refused by the server (e.g. 404), 2 usage error, 3 server unreachable or unavailable.
 EOF
 }
 
 url=${OSAPI_URL:-http://127.0.0.1:8080}
+if [[ -n ${OSAPI_TOKEN:-} && ! $OSAPI_TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
+    echo "job-retry: OSAPI_TOKEN does not look like a token" >&2
+    exit 2
+fi
 max_time_s=10
 attempts=${OSAPI_RETRIES:-3}
 [[ $attempts =~ ^[1-9][0-9]?$ ]] || { echo "job-retry: OSAPI_RETRIES must be 1 to 99, got '$attempts'" >&2; exit 2; }
 idempotency_key=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(date +%s%N)-$$-$RANDOM")
+
+# The token goes to curl as a config on standard input, never as an argument: `ps` shows every
+# process's arguments to every local user. (Checked at start: it must not break out of the quotes.)
+auth_config() {
+    if [[ -z ${OSAPI_TOKEN:-} ]]; then return; fi
+    printf 'header = "Authorization: Bearer %s"\n' "$OSAPI_TOKEN"
+}
 
 # api METHOD PATH [BODY]: prints the answer's body; on an HTTP error prints the server's message and exits.
 # Tries up to $attempts times (1 s, 2 s, ... apart) when there is no answer, a 503 or a 409 (the same key
@@ -30,12 +42,11 @@ idempotency_key=$(cat /proc/sys/kernel/random/uuid 2>/dev/null || echo "$(date +
 # submitted twice.
 api() {
     local args=(-sS -X "$1" --max-time "$max_time_s" -w '\n%{http_code}' -H 'Accept: application/json')
-    if [[ -n ${OSAPI_TOKEN:-} ]]; then args+=(-H "Authorization: Bearer $OSAPI_TOKEN"); fi
-    args+=(-H "Idempotency-Key: $idempotency_key")
     if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$3"); fi
+    args+=(-H "Idempotency-Key: $idempotency_key")
     local out code message try
     for ((try = 1; ; try++)); do
-        if out=$(curl "${args[@]}" "$url$2"); then
+        if out=$(curl --config - "${args[@]}" "$url$2" <<<"$(auth_config)"); then
             code=${out##*$'\n'}
             out=${out%$'\n'*}
             if ((code != 503 && code != 409)) || ((try >= attempts)); then break; fi

@@ -77,10 +77,13 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         &StreamConfig {
             max_age: notification_max_age(cfg),
             max_msgs: s.max_msgs,
-            max_bytes: -1,
+            // Sized by the bucket: a notification is smaller than its job's record and lives no longer,
+            // so with the same byte limit the job bucket fills (503 store full) before the stream does.
+            max_bytes: cfg.nats.kv.max_bytes,
             storage: s.storage.as_str().into(),
             replicas: s.replicas,
             discard: "new".into(),
+            max_consumers: i64::try_from(s.max_consumers).unwrap_or(i64::MAX),
         },
     )?;
     let d = &cfg.nats.dlq;
@@ -94,6 +97,7 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
             storage: d.storage.as_str().into(),
             replicas: d.replicas,
             discard: "old".into(),
+            max_consumers: -1,
         },
     )?;
     let kv = &cfg.nats.kv;
@@ -104,6 +108,7 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         storage: kv.storage.as_str().into(),
         replicas: kv.replicas,
         discard: "new".into(),
+        max_consumers: -1,
     };
     bus.kv_ensure(&names.bucket, &bucket_cfg)?;
     bus.kv_ensure(&names.response_bucket, &bucket_cfg)?;

@@ -103,6 +103,9 @@ pub struct StreamConfig {
     pub storage: Storage,
     pub replicas: usize,
     pub discard: Discard,
+    /// Most consumers the stream may hold, set explicitly: since nats-server 2.15 a stream without a
+    /// limit (-1 or 0) gets the server's default of 1,000, about 330 hosts with one consumer per subject.
+    pub max_consumers: usize,
 }
 
 /// `nats.kv`: the buckets holding jobs and their responses.
@@ -153,6 +156,11 @@ pub struct ServerConfig {
     pub listen: String,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// Open HTTP connections at most; past it the one waiting longest for a request is closed, or the
+    /// newcomer gets 503 when all are busy.
+    pub max_connections: usize,
+    /// Larger `operation.data` (as JSON) gets 413: what one job may make the job bucket hold.
+    pub max_job_data_bytes: usize,
     pub security: SecurityConfig,
 }
 
@@ -163,6 +171,8 @@ pub struct SecurityConfig {
     pub signing_key: String,
     /// Custom roles beside read/write/admin.
     pub roles: BTreeMap<String, RoleConfig>,
+    /// When set, tokens must carry this `aud`; '' = `aud` accepted but not checked.
+    pub audience: String,
 }
 
 /// One custom role: `{ permissions: [job:read, ...] }`.
@@ -247,10 +257,11 @@ impl Config {
                 stream: StreamConfig {
                     name: "JOBS".into(),
                     max_age: secs(24 * 3600),
-                    max_msgs: 10_000,
+                    max_msgs: -1,
                     storage: Storage::File,
                     replicas: 1,
                     discard: Discard::New,
+                    max_consumers: 10_000,
                 },
                 kv: KvConfig {
                     bucket: "job-queue".into(),
@@ -272,9 +283,12 @@ impl Config {
                 server: ServerConfig {
                     listen: "127.0.0.1:8080".into(),
                     max_body_bytes: 1_048_576,
+                    max_connections: 1024,
+                    max_job_data_bytes: 65_536,
                     security: SecurityConfig {
                         signing_key: String::new(),
                         roles: BTreeMap::new(),
+                        audience: String::new(),
                     },
                 },
                 client: ClientConfig {

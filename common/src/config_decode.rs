@@ -325,12 +325,25 @@ impl Decoder {
         let api = self.child(&top, "api", &["server", "client", "metrics"])?;
         let metrics = self.child(&api, "metrics", &["listen"])?;
         self.string(&metrics, "listen", &mut c.api.metrics.listen)?;
-        let server = self.child(&api, "server", &["listen", "max_body_bytes", "security"])?;
+        let server = self.child(
+            &api,
+            "server",
+            &[
+                "listen",
+                "max_body_bytes",
+                "max_connections",
+                "max_job_data_bytes",
+                "security",
+            ],
+        )?;
         let out = &mut c.api.server;
         self.string(&server, "listen", &mut out.listen)?;
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
-        let security = self.child(&server, "security", &["signing_key", "roles"])?;
+        self.count(&server, "max_connections", &mut out.max_connections)?;
+        self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
+        let security = self.child(&server, "security", &["signing_key", "roles", "audience"])?;
         self.string(&security, "signing_key", &mut out.security.signing_key)?;
+        self.string(&security, "audience", &mut out.security.audience)?;
         if let Some(entries) = self.entries(&security, "roles")? {
             out.security.roles.clear();
             for (name, path, value) in entries {
@@ -371,7 +384,13 @@ impl Decoder {
             &s,
             "stream",
             &[
-                "name", "max_age", "max_msgs", "storage", "replicas", "discard",
+                "name",
+                "max_age",
+                "max_msgs",
+                "storage",
+                "replicas",
+                "discard",
+                "max_consumers",
             ],
         )?;
         self.string(&st, "name", &mut n.stream.name)?;
@@ -380,6 +399,7 @@ impl Decoder {
         self.storage(&st, "storage", &mut n.stream.storage)?;
         self.count(&st, "replicas", &mut n.stream.replicas)?;
         self.discard(&st, "discard", &mut n.stream.discard)?;
+        self.count(&st, "max_consumers", &mut n.stream.max_consumers)?;
 
         let kv_keys = [
             "bucket",

@@ -26,11 +26,14 @@ pub struct Heartbeat {
     pub operations: Vec<String>,
     /// This host's node conditions, evaluated at each beat.
     pub conditions: crate::conditions::Conditions,
+    /// Whether every consumer exists, and if not, why (`subscribed`, `problem`).
+    pub subscription: Arc<crate::consumers::Subscription>,
 }
 
 impl Heartbeat {
     fn info(&self, running: usize) -> WorkerInfo {
         let now = now_us();
+        let (subscribed, problem) = self.subscription.state();
         let (state, timeline) = crate::drain::snapshot(running);
         WorkerInfo {
             hostname: self.hostname.clone(),
@@ -42,6 +45,8 @@ impl Heartbeat {
             max_jobs: self.max_jobs,
             running,
             operations: self.operations.clone(),
+            subscribed,
+            problem,
             conditions: self.conditions.now(),
             state,
             timeline,
