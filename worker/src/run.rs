@@ -18,6 +18,8 @@ use osapi_common::timefmt::format_micros;
 use serde_json::Value;
 use std::time::{Duration, Instant};
 
+mod cancelled;
+
 /// Redelivery delay after a write failed (NATS hiccup).
 const RETRY_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(1);
 /// Redelivery delay after a transient failure when `back_off` is empty.
@@ -369,42 +371,6 @@ impl Runner {
         }
         log::info!(
             "job {} target {} on {}: completed in {took}",
-            job.id,
-            job.target,
-            self.hostname
-        );
-        settle(job, "ack", msg.ack());
-    }
-
-    /// The job was cancelled: not started here (`took` None) or stopped after `took`. Response (when it
-    /// ran) first, then the `cancelled` state; acked, never redelivered.
-    fn cancelled(
-        &self,
-        job: &Job<'_>,
-        msg: &JsMessage,
-        mut state: HostState,
-        took: Option<String>,
-    ) {
-        let message = match &took {
-            Some(t) => format!("stopped after {t}: the job was cancelled"),
-            None => "not started: the job was cancelled".to_string(),
-        };
-        if took.is_some() {
-            let error = Some("cancelled".to_string());
-            if let Err(e) = self.put_response(job.id, HostStatus::Cancelled, Value::Null, error) {
-                return self.nats_failed(job, msg, "writing the response", &e);
-            }
-        }
-        state
-            .events
-            .push(self.event(event::CANCELLED, message.clone(), None));
-        state.status = HostStatus::Cancelled;
-        state.duration = took;
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the cancelled state", &e);
-        }
-        log::info!(
-            "job {} target {} on {}: {message}",
             job.id,
             job.target,
             self.hostname
