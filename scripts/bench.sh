@@ -67,6 +67,7 @@ api_port=$(free_port)
 "$nats_server" -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
 nats_pid=$!
 pids+=("$nats_pid")
+env "${clean_env[@]}" "$bin/osapi" keys generate --out "$dir/job.key" >/dev/null
 cat >"$dir/osapi.yaml" <<YAML
 nats:
   url: 'nats://127.0.0.1:$nats_port'
@@ -75,9 +76,11 @@ api:
     listen: '127.0.0.1:$api_port'
     security:
       signing_key: 'bench-signing-key'
+      job_signing_key_file: '$dir/job.key'
 job:
   worker:
     heartbeat: '1s'
+    trusted_job_keys: ['$dir/job.key.pub']
 YAML
 deadline=$((SECONDS + 15))
 until (exec 3<>"/dev/tcp/127.0.0.1/$nats_port") 2>/dev/null; do

@@ -16,6 +16,10 @@ fi
 nats_server=$(scripts/ensure-nats.sh)
 cargo build --workspace --bins
 mkdir -p .data/nats
+# Development signs jobs too: one key pair, made once, kept under .data/ (config/dev.yaml names it).
+if [[ ! -f .data/job.key ]]; then
+    target/debug/osapi keys generate --out .data/job.key
+fi
 
 pids=()
 stop_all() {

@@ -16,9 +16,18 @@ const ISSUER: &str = "osapi";
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
+    sub: String,
+    #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+}
+
+/// Who made a request: the token's `sub` and `roles` (empty without authentication).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    pub roles: Vec<String>,
 }
 
 /// The signing key and custom roles, or nothing when the API runs unauthenticated (`--no-auth`).
@@ -43,10 +52,10 @@ impl Auth {
         }
     }
 
-    /// Checks the `Authorization` header against the permission a route needs.
-    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<(), ApiError> {
+    /// Checks the `Authorization` header against the permission a route needs; on success, who it is.
+    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<Caller, ApiError> {
         let Some(key) = &self.key else {
-            return Ok(());
+            return Ok(Caller::default());
         };
         let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let token = header
@@ -61,7 +70,10 @@ impl Auth {
         let granted =
             permission::granted(&claims.roles, claims.permissions.as_deref(), &self.roles);
         if permission::allows(&granted, needed) {
-            Ok(())
+            Ok(Caller {
+                sub: claims.sub,
+                roles: claims.roles,
+            })
         } else {
             Err(ApiError::forbidden(format!(
                 "token lacks permission {needed}"

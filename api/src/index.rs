@@ -377,6 +377,8 @@ mod tests {
             created_us,
             timeout_ms: 1000,
             retry_of: None,
+            submitted_by: String::new(),
+            signature: None,
         }
     }
 

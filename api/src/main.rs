@@ -12,6 +12,7 @@ mod watch;
 
 use osapi_bus::setup;
 use osapi_common::config::{parse_cli_args, CliArgs, Config};
+use osapi_common::trust::{self, JobSigningKey};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -54,6 +55,25 @@ fn check_auth_mode(cfg: &Config, no_auth: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The Ed25519 key every job is signed with; the API does not start without one.
+fn load_job_key(path: &str) -> Result<JobSigningKey, String> {
+    let setting = "api.server.security.job_signing_key_file";
+    if path.is_empty() {
+        return Err(format!(
+            "{setting} is empty: workers run only signed jobs. Make a key pair with \
+             `osapi keys generate --out /etc/osapi/job.key` (or `openssl genpkey -algorithm ed25519`), \
+             set {setting} to it and list the .pub file in the workers' job.worker.trusted_job_keys"
+        ));
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{setting} {path}: {e}"))?;
+    let key = trust::signing_key_from_pem(&pem).map_err(|e| format!("{setting} {path}: {e}"))?;
+    log::info!(
+        "signing jobs with key {}",
+        trust::key_id(&key.verifying_key())
+    );
+    Ok(key)
+}
+
 /// Now, in Unix microseconds.
 pub fn now_us() -> i64 {
     std::time::SystemTime::now()
@@ -83,6 +103,7 @@ fn run() -> Result<(), String> {
     };
     let cfg = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
     check_auth_mode(&cfg, no_auth)?;
+    let job_key = Arc::new(load_job_key(&cfg.api.server.security.job_signing_key_file)?);
     let names = Arc::new(setup::names(&cfg));
 
     let bus =
@@ -113,7 +134,12 @@ fn run() -> Result<(), String> {
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
     let ctx = Arc::new(routes::Ctx {
-        store: store::Store { bus, names, index },
+        store: store::Store {
+            bus,
+            names,
+            index,
+            job_key,
+        },
         auth: auth::Auth::new(
             &cfg.api.server.security.signing_key,
             cfg.api.server.security.roles.clone(),

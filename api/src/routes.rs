@@ -174,20 +174,21 @@ fn segments(path: &str) -> Vec<&str> {
 pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
     let segments = segments(req.path);
     let route = classify(req.method, &segments);
-    if let Some(needed) = route.permission() {
-        ctx.auth.check(req.authorization, needed)?;
-    }
+    let caller = match route.permission() {
+        Some(needed) => ctx.auth.check(req.authorization, needed)?,
+        None => crate::auth::Caller::default(),
+    };
     match route {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => job::create(ctx, req.body),
+        Route::Create => job::create(ctx, req.body, &caller.sub),
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => job::retry(ctx, id, req.body),
+        Route::Retry(id) => job::retry(ctx, id, req.body, &caller.sub),
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();

@@ -7,6 +7,7 @@ use osapi_common::job::{HostState, JobDef, Operation, Response};
 use osapi_common::names::{keys, Names};
 use osapi_common::target::Target;
 use osapi_common::timefmt::format_micros;
+use osapi_common::trust::{self, JobSigningKey};
 use osapi_common::view::{self, JobDetail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
@@ -25,6 +26,8 @@ pub struct Submission {
     pub target: Target,
     pub timeout_ms: u64,
     pub retry_of: Option<String>,
+    /// The token's `sub`.
+    pub submitted_by: String,
 }
 
 /// Cheap to clone; shared by the handler threads.
@@ -33,6 +36,8 @@ pub struct Store {
     pub bus: Bus,
     pub names: Arc<Names>,
     pub index: Arc<Index>,
+    /// `api.server.security.job_signing_key_file`: every job definition is signed with it.
+    pub job_key: Arc<JobSigningKey>,
 }
 
 impl Store {
@@ -52,7 +57,7 @@ impl Store {
         } else {
             Vec::new()
         };
-        let def = JobDef {
+        let mut def = JobDef {
             id: id.clone(),
             operation: sub.operation,
             target_hostname: sub.target.to_string(),
@@ -61,7 +66,10 @@ impl Store {
             created_us: now,
             timeout_ms: sub.timeout_ms,
             retry_of: sub.retry_of,
+            submitted_by: sub.submitted_by,
+            signature: None,
         };
+        def.signature = Some(trust::sign(&def, &self.job_key));
         let value = serde_json::to_vec(&def).map_err(|e| BusError::Protocol(e.to_string()))?;
         let revision = self
             .bus

@@ -1,7 +1,7 @@
 //! From the osapi config to NATS: connection options, and the JetStream layout (job stream, dead-letter
 //! stream, both KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
 
-use crate::{Bus, BusError, ConnectOptions, StreamConfig};
+use crate::{Bus, BusError, ConnectOptions, Identity, StreamConfig};
 use osapi_common::config::{Config, NatsAuth};
 use osapi_common::names::Names;
 use std::time::{Duration, Instant};
@@ -14,11 +14,27 @@ pub fn connect_options(cfg: &Config, name: &str) -> ConnectOptions {
             (Some((username.clone(), password.clone())), None)
         }
         NatsAuth::Token { token } => (None, Some(token.clone())),
+        NatsAuth::Nkey { .. } | NatsAuth::Creds { .. } => (None, None),
+    };
+    let file = |path: &str| (!path.is_empty()).then(|| path.into());
+    let tls = &cfg.nats.tls;
+    let identity = Identity {
+        nkey_seed_file: match &cfg.nats.auth {
+            NatsAuth::Nkey { nkey_seed_file } => Some(nkey_seed_file.clone()),
+            _ => None,
+        },
+        creds_file: match &cfg.nats.auth {
+            NatsAuth::Creds { creds_file } => Some(creds_file.clone()),
+            _ => None,
+        },
+        ca_file: file(&tls.ca_file),
+        client_cert: file(&tls.cert_file).zip(file(&tls.key_file)),
     };
     ConnectOptions {
         url: cfg.nats.url.clone(),
         user_pass,
         token,
+        identity,
         request_timeout: cfg.nats.request_timeout,
         name: name.to_string(),
     }

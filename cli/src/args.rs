@@ -3,7 +3,8 @@
 //! [`UsageError`] naming the offending argument.
 
 use crate::command::{
-    Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, Submit, TokenCommand,
+    Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, KeysCommand, Submit,
+    TokenCommand,
 };
 use osapi_common::duration::parse_duration;
 use osapi_common::status::JobStatus;
@@ -60,6 +61,7 @@ const OPTIONS: &[OptSpec] = &[
     opt("user", Some('u'), true),
     opt("permission", Some('p'), true),
     opt("ttl", None, true),
+    opt("out", Some('o'), true),
 ];
 
 /// The command-specific options a command accepts (globals are always accepted); `None`: no such command.
@@ -70,6 +72,7 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "job list" => &["status", "limit", "offset"],
         "job retry" => &["target"],
         "token generate" => &["role", "user", "permission", "ttl"],
+        "keys generate" => &["out"],
         "job delete" | "job status" | "job workers" | "token validate" => &[],
         _ => return None,
     };
@@ -156,6 +159,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         None | Some("help") => HelpTopic::Top,
         Some("job") => HelpTopic::Job,
         Some("token") => HelpTopic::Token,
+        Some("keys") => HelpTopic::Keys,
         Some(other) => {
             return Err(UsageError(format!(
                 "unknown command '{other}' (try --help)"
@@ -235,6 +239,15 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
                 subject: required("user", "-u SUBJECT")?,
                 permissions: opts.all("permission"),
                 ttl: opts.duration("ttl")?.unwrap_or(DEFAULT_TOKEN_TTL),
+            }));
+        }
+        "keys generate" => {
+            none(name, positional)?;
+            let out = opts
+                .single("out")?
+                .ok_or_else(|| UsageError(format!("'{name}' needs --out PATH")))?;
+            return Ok(Command::Keys(KeysCommand::Generate {
+                out: PathBuf::from(out),
             }));
         }
         "token validate" => {

@@ -19,6 +19,7 @@ pub enum HelpTopic {
     Top,
     Job,
     Token,
+    Keys,
 }
 
 /// Where the operation's `data` comes from.
@@ -79,11 +80,19 @@ pub enum TokenCommand {
     },
 }
 
+/// `osapi keys ...`: the job-signing key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysCommand {
+    /// Writes `out` (private, 0600) and `out.pub`.
+    Generate { out: PathBuf },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help(HelpTopic),
     Job(JobCommand),
     Token(TokenCommand),
+    Keys(KeysCommand),
 }
 
 /// A parsed command line.

@@ -1,7 +1,7 @@
 //! `osapi`: the command line client of the osapi job API, and the tool that makes its JWTs.
 //!
 //! `main` parses the command line (`args.rs`), loads the config when a command needs it, runs the
-//! command (`job.rs` over `client.rs`, or `token.rs`) and turns the outcome into an exit code:
+//! command (`job.rs` over `client.rs`, `token.rs`, or `keys.rs`) and turns the outcome into an exit code:
 //! 0 ok, 1 failed, 2 usage or config error, 3 server unreachable/unavailable or wait timed out.
 
 mod args;
@@ -9,6 +9,7 @@ mod client;
 mod command;
 mod error;
 mod job;
+mod keys;
 mod output;
 mod table;
 mod token;
@@ -66,6 +67,7 @@ fn run(args: &[String]) -> Result<Output, CliError> {
             let client = client_for(&globals, &config);
             job::execute(&client, &job, globals.json)
         }
+        Command::Keys(cmd) => keys::execute(&cmd),
         Command::Token(cmd) => {
             let config = load_config(&globals)?;
             run_token(&cmd, &config)
@@ -78,6 +80,7 @@ fn usage(topic: HelpTopic) -> &'static str {
         HelpTopic::Top => usage::TOP,
         HelpTopic::Job => usage::JOB,
         HelpTopic::Token => usage::TOKEN,
+        HelpTopic::Keys => usage::KEYS,
     }
 }
 

@@ -6,6 +6,7 @@ osapi: command line client of the osapi job API
 Usage:
   osapi job COMMAND [OPTIONS]      submit, wait for and inspect jobs (osapi job --help)
   osapi token COMMAND [OPTIONS]    generate and check JWTs (osapi token --help)
+  osapi keys generate --out PATH   make the Ed25519 key pair jobs are signed with (osapi keys --help)
 
 Options for every command:
   --url URL          API address (else $OSAPI_URL, else config api.client.url)
@@ -45,4 +46,14 @@ Usage:
         check a token's signature, issuer and expiry and print its claims
 
 Options: -c/--config PATH (see osapi --help).
+";
+
+pub const KEYS: &str = "\
+Usage:
+  osapi keys generate --out PATH
+        write a new Ed25519 job-signing key pair: PATH (private, PEM PKCS#8, mode 0600) and
+        PATH.pub (public, PEM), the same formats as `openssl genpkey -algorithm ed25519` and
+        `openssl pkey -pubout`. Existing files are never overwritten.
+        The API signs with PATH (api.server.security.job_signing_key_file); workers trust
+        PATH.pub (job.worker.trusted_job_keys).
 ";

@@ -12,4 +12,5 @@ pub mod permission;
 pub mod status;
 pub mod target;
 pub mod timefmt;
+pub mod trust;
 pub mod view;

@@ -16,6 +16,8 @@ fn def(target: &str, expected: &[&str]) -> JobDef {
         created_us: CREATED_US,
         timeout_ms: 1000,
         retry_of: None,
+        submitted_by: String::new(),
+        signature: None,
     }
 }
 
@@ -122,4 +124,24 @@ fn single_host_failure_keeps_its_message() {
     );
     assert_eq!(d.status, JobStatus::Failed);
     assert_eq!(d.error.as_deref(), Some("bad input"));
+}
+
+#[test]
+fn the_submitter_is_named_in_the_detail_and_the_timeline() {
+    let mut d = def("web1", &[]);
+    let none = BTreeMap::new();
+    let anonymous = detail(&d, &none, &BTreeMap::new(), CREATED_US);
+    assert_eq!(anonymous.submitted_by, "");
+    assert_eq!(
+        anonymous.timeline[0].message,
+        "job submitted for target web1"
+    );
+    d.submitted_by = "alice".into();
+    let named = detail(&d, &none, &BTreeMap::new(), CREATED_US);
+    assert_eq!(named.submitted_by, "alice");
+    assert_eq!(named.timeline[0].event, "submitted");
+    assert_eq!(
+        named.timeline[0].message,
+        "job submitted by alice for target web1"
+    );
 }

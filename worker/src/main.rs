@@ -3,7 +3,9 @@
 //! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
 //! remove the heartbeat, exit 0.
 
+mod gate;
 mod heartbeat;
+mod keys;
 mod ops;
 mod pool;
 mod run;
@@ -153,6 +155,8 @@ fn run(cfg: Config) -> Result<(), String> {
     let started_us = run::now_us();
     let w = &cfg.job.worker;
     let hostname = resolve_hostname(&w.hostname)?;
+    let trust = keys::load_trust(w)?;
+    keys::warn_about_secrets(&cfg);
     let shutdown = Shutdown::new();
     install_signals(&shutdown)?;
     let names = osapi_bus::setup::names(&cfg);
@@ -195,6 +199,11 @@ fn run(cfg: Config) -> Result<(), String> {
             allow_operations: w.allow_operations.clone(),
         },
         started_us,
+        gate: gate::Gate {
+            trust,
+            hostname: hostname.clone(),
+            labels: w.labels.clone(),
+        },
     });
     let (jobs_tx, jobs_rx) = bounded(0);
     let (done_tx, done_rx) = bounded::<()>(0);

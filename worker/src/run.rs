@@ -2,10 +2,15 @@
 //! `acknowledged` + `started` in one write, run the operation, write the response and the final state,
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
+//! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
+//! addressed to this host (else skipped), and reaching this host before its deadline (else `failed`,
+//! `expired: ...`).
+//!
 //! Order matters: the response is written before the terminal state, so a reader that sees `completed`
 //! always finds the result. Any write that fails (NATS unavailable) naks the message for 1 s and moves
 //! on; a redelivery of a job already finished on this host is acked and ignored.
 
+use crate::gate::{self, Decision, Gate};
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
@@ -31,6 +36,8 @@ pub struct Runner {
     pub ctx: OpContext,
     /// When this worker started (Unix µs): older broadcast jobs that did not expect it are not its own.
     pub started_us: i64,
+    /// What a job must pass before it runs here: trusted signature, this host's address, its deadline.
+    pub gate: Gate,
 }
 
 /// The job being handled, for log lines.
@@ -189,6 +196,24 @@ impl Runner {
             }
         };
         job.target = def.target_hostname.clone();
+        // Before anything else: the job's signature, its address, its deadline (gate.rs).
+        let first_here = previous.is_none();
+        match gate::decide(&self.gate, &def, first_here, now_us()) {
+            Decision::Run => {}
+            Decision::Skip(why) => {
+                log::warn!("job {id} target {} {why}: skipped", job.target);
+                return settle(&job, "ack", msg.ack());
+            }
+            Decision::Refuse(error) => {
+                log::warn!(
+                    "job {id} target {} on {}: {error}",
+                    job.target,
+                    self.hostname
+                );
+                let state = previous.unwrap_or_else(|| self.new_state());
+                return self.fail(&job, msg, state, error, None, Finish::Ack);
+            }
+        }
         if self.not_ours(&def) {
             log::info!(
                 "job {id} target {} on {}: submitted before this worker started and not expecting it; skipped",
