@@ -82,6 +82,24 @@ impl Auth {
     }
 }
 
+impl Auth {
+    /// The caller of a validly signed token, whatever it may do (for the audit trail); `None` otherwise.
+    pub fn identify(&self, authorization: Option<&str>) -> Option<Caller> {
+        let key = self.key.as_ref()?;
+        let token = authorization?
+            .strip_prefix("Bearer ")
+            .or_else(|| authorization?.strip_prefix("bearer "))?
+            .trim();
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .ok()?
+            .claims;
+        Some(Caller {
+            sub: claims.sub,
+            roles: claims.roles,
+        })
+    }
+}
+
 fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
     use jsonwebtoken::errors::ErrorKind;
     match kind {

@@ -1,6 +1,7 @@
 //! `osapi-api`: reads the config, connects to NATS, makes sure the JetStream layout exists, starts the
 //! index watch and serves HTTP until SIGTERM/SIGINT.
 
+mod audit;
 mod auth;
 mod error;
 mod handlers;
@@ -114,6 +115,12 @@ fn run() -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(1));
     }
 
+    let audit = audit::Audit::new(bus.clone(), &names);
+    while let Err(e) = audit.ensure(&cfg) {
+        log::warn!("cannot set up the audit stream: {e}; retrying");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
     let index = Arc::new(index::Index::default());
     watch::spawn(
         bus.clone(),
@@ -144,6 +151,7 @@ fn run() -> Result<(), String> {
             &cfg.api.server.security.signing_key,
             cfg.api.server.security.roles.clone(),
         ),
+        audit,
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
     });

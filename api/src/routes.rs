@@ -12,6 +12,8 @@ use std::sync::atomic::AtomicUsize;
 pub struct Ctx {
     pub store: Store,
     pub auth: Auth,
+    /// The audit trail (stream `AUDIT`).
+    pub audit: crate::audit::Audit,
     /// Requests currently held by `?wait=`, and how many may be.
     pub waiters: AtomicUsize,
     pub waiters_max: usize,
@@ -108,6 +110,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("GET", "/job/{id}"),
     ("DELETE", "/job/{id}"),
     ("POST", "/job/{id}/retry"),
+    ("GET", "/audit"),
 ];
 
 /// What a request asks for, decided from method and path alone.
@@ -123,6 +126,7 @@ enum Route<'a> {
     Get(&'a str),
     Delete(&'a str),
     Retry(&'a str),
+    Audit,
     /// A known path with another method; the value lists the allowed ones.
     NotAllowed(&'static str),
     NotFound,
@@ -137,12 +141,14 @@ fn classify<'a>(method: &str, segments: &[&'a str]) -> Route<'a> {
         ("GET", ["job"]) => Route::List,
         ("GET", ["job", "status"]) => Route::Stats,
         ("GET", ["job", "workers"]) => Route::Workers,
+        ("GET", ["audit"]) => Route::Audit,
         // Fixed names before `{id}`, so `DELETE /job/status` is a 405, not a bad id.
         (_, ["health"])
         | (_, ["health", "ready"])
         | (_, ["openapi.yaml"])
         | (_, ["job", "status"])
-        | (_, ["job", "workers"]) => Route::NotAllowed("GET"),
+        | (_, ["job", "workers"])
+        | (_, ["audit"]) => Route::NotAllowed("GET"),
         ("GET", ["job", id]) => Route::Get(id),
         ("DELETE", ["job", id]) => Route::Delete(id),
         ("POST", ["job", id, "retry"]) => Route::Retry(id),
@@ -161,6 +167,7 @@ impl Route<'_> {
                 Some(permission::JOB_READ)
             }
             Route::Create | Route::Delete(_) | Route::Retry(_) => Some(permission::JOB_WRITE),
+            Route::Audit => Some(permission::AUDIT_READ),
             _ => None,
         }
     }
@@ -189,6 +196,7 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
         Route::Retry(id) => job::retry(ctx, id, req.body, &caller.sub),
+        Route::Audit => crate::audit::list(ctx, req.query),
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();

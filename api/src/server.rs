@@ -134,6 +134,7 @@ fn dispatch(
 }
 
 fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: usize) {
+    let started = std::time::Instant::now();
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     let (path, raw_query) = url.split_once('?').unwrap_or((url.as_str(), ""));
@@ -161,7 +162,19 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
             log::warn!("{method} {path}: {} ({})", e.error, e.details);
         }
     }
+    let seen = crate::audit::Seen {
+        method: &method,
+        path,
+        authorization: authorization.as_deref(),
+        source: req.remote_addr().copied(),
+        started,
+    };
+    let audited = crate::audit::entry(ctx, &seen, &outcome);
     respond(req, outcome);
+    // On record once the client has its answer.
+    if let Some(entry) = audited {
+        ctx.audit.append(&entry);
+    }
 }
 
 /// Reads the body, refusing one over the cap before reading it when Content-Length says so, and one

@@ -14,10 +14,12 @@
 #![allow(deprecated)]
 
 mod kv;
+mod seqlog;
 pub mod setup;
 mod stream;
 
 pub use kv::{KvEntry, KvOp, KvWatch};
+pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
 
 use crossbeam_channel::{bounded, Receiver, Sender};

@@ -3,8 +3,8 @@
 //! [`UsageError`] naming the offending argument.
 
 use crate::command::{
-    Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, KeysCommand, Submit,
-    TokenCommand,
+    AuditCommand, Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, KeysCommand,
+    Submit, TokenCommand,
 };
 use osapi_common::duration::parse_duration;
 use osapi_common::status::JobStatus;
@@ -72,7 +72,8 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "job list" => &["status", "limit", "offset"],
         "job retry" => &["target"],
         "token generate" => &["role", "user", "permission", "ttl"],
-        "keys generate" => &["out"],
+        "keys generate" | "audit export" => &["out"],
+        "audit list" => &["limit", "offset"],
         "job delete" | "job status" | "job workers" | "token validate" => &[],
         _ => return None,
     };
@@ -160,6 +161,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         Some("job") => HelpTopic::Job,
         Some("token") => HelpTopic::Token,
         Some("keys") => HelpTopic::Keys,
+        Some("audit") => HelpTopic::Audit,
         Some(other) => {
             return Err(UsageError(format!(
                 "unknown command '{other}' (try --help)"
@@ -247,6 +249,21 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
                 .single("out")?
                 .ok_or_else(|| UsageError(format!("'{name}' needs --out PATH")))?;
             return Ok(Command::Keys(KeysCommand::Generate {
+                out: PathBuf::from(out),
+            }));
+        }
+        "audit list" => {
+            none(name, positional)?;
+            let limit = opts.count("limit")?.map(|n| n as u64);
+            let offset = opts.count("offset")?.map(|n| n as u64);
+            return Ok(Command::Audit(AuditCommand::List { limit, offset }));
+        }
+        "audit export" => {
+            none(name, positional)?;
+            let out = opts
+                .single("out")?
+                .ok_or_else(|| UsageError(format!("'{name}' needs --out FILE")))?;
+            return Ok(Command::Audit(AuditCommand::Export {
                 out: PathBuf::from(out),
             }));
         }

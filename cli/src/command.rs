@@ -20,6 +20,7 @@ pub enum HelpTopic {
     Job,
     Token,
     Keys,
+    Audit,
 }
 
 /// Where the operation's `data` comes from.
@@ -87,12 +88,24 @@ pub enum KeysCommand {
     Generate { out: PathBuf },
 }
 
+/// `osapi audit ...`: the API's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditCommand {
+    List {
+        limit: Option<u64>,
+        offset: Option<u64>,
+    },
+    /// Every entry to a new JSON Lines file, oldest first.
+    Export { out: PathBuf },
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help(HelpTopic),
     Job(JobCommand),
     Token(TokenCommand),
     Keys(KeysCommand),
+    Audit(AuditCommand),
 }
 
 /// A parsed command line.

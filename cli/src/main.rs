@@ -5,6 +5,7 @@
 //! 0 ok, 1 failed, 2 usage or config error, 3 server unreachable/unavailable or wait timed out.
 
 mod args;
+mod audit;
 mod client;
 mod command;
 mod error;
@@ -68,6 +69,11 @@ fn run(args: &[String]) -> Result<Output, CliError> {
             job::execute(&client, &job, globals.json)
         }
         Command::Keys(cmd) => keys::execute(&cmd),
+        Command::Audit(cmd) => {
+            let config = load_config(&globals)?;
+            let client = client_for(&globals, &config);
+            audit::execute(&client, &cmd, globals.json)
+        }
         Command::Token(cmd) => {
             let config = load_config(&globals)?;
             run_token(&cmd, &config)
@@ -81,6 +87,7 @@ fn usage(topic: HelpTopic) -> &'static str {
         HelpTopic::Job => usage::JOB,
         HelpTopic::Token => usage::TOKEN,
         HelpTopic::Keys => usage::KEYS,
+        HelpTopic::Audit => usage::AUDIT,
     }
 }
 

@@ -7,6 +7,7 @@ Usage:
   osapi job COMMAND [OPTIONS]      submit, wait for and inspect jobs (osapi job --help)
   osapi token COMMAND [OPTIONS]    generate and check JWTs (osapi token --help)
   osapi keys generate --out PATH   make the Ed25519 key pair jobs are signed with (osapi keys --help)
+  osapi audit list|export          the API's audit trail, admin only (osapi audit --help)
 
 Options for every command:
   --url URL          API address (else $OSAPI_URL, else config api.client.url)
@@ -56,4 +57,15 @@ Usage:
         `openssl pkey -pubout`. Existing files are never overwritten.
         The API signs with PATH (api.server.security.job_signing_key_file); workers trust
         PATH.pub (job.worker.trusted_job_keys).
+";
+
+pub const AUDIT: &str = "\
+Usage:
+  osapi audit list [--limit 20] [--offset N]
+        the newest entries of the audit trail: every request that changed something, and every
+        401 and 403 (who, what, answer, from where, which job). Needs a token with audit:read (admin).
+  osapi audit export --out FILE
+        every entry kept (audit.max_age), oldest first, as JSON Lines into a new FILE
+
+Options for every command: --url URL, --token TOKEN, -c/--config PATH, --json (see osapi --help).
 ";
