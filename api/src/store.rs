@@ -167,12 +167,12 @@ impl Store {
         if self.definition(id)?.is_none() {
             return Ok(false);
         }
-        for h in self.index.hosts(id).unwrap_or_default() {
-            self.bus
-                .kv_purge(&self.names.response_bucket, &keys::response(&sid, &h))?;
-            self.bus
-                .kv_purge(&self.names.bucket, &keys::state(&sid, &h))?;
-        }
+        // Every host's records at once, through the JetStream API: the API's NATS identity may not
+        // write a host's state or response (docs/security.md), and hosts the index missed go too.
+        self.bus
+            .kv_purge_matching(&self.names.response_bucket, &format!("{sid}.>"))?;
+        self.bus
+            .kv_purge_matching(&self.names.bucket, &format!("state.{sid}.>"))?;
         self.bus.kv_purge(&self.names.bucket, &keys::job(&sid))?;
         self.index.remove_job(id);
         log::info!("job {sid} deleted");

@@ -107,6 +107,17 @@ impl Bus {
         self.kv_publish(bucket, key, Some(&h), &[]).map(|_| ())
     }
 
+    /// Removes every key of `bucket` matching `key_filter` (wildcards allowed: `state.ID.>`) with one
+    /// JetStream API call, without publishing to the keys' subjects: an identity may clear keys it is not
+    /// allowed to write (the API, deleting a job's states; docs/security.md). Watchers see no marker.
+    pub fn kv_purge_matching(&self, bucket: &str, key_filter: &str) -> Result<(), BusError> {
+        self.js_api(
+            &format!("STREAM.PURGE.{}", stream_name(bucket)),
+            &json!({ "filter": subject(bucket, key_filter) }),
+        )
+        .map(|_| ())
+    }
+
     /// The current value of `key`, or `None` when it was never written or was deleted.
     pub fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>, BusError> {
         self.kv_get_many(&[(bucket, key)]).pop().unwrap_or(Ok(None))

@@ -71,6 +71,26 @@ pub fn connect_with_retry(opts: &ConnectOptions, give_up_after: Duration) -> Res
     }
 }
 
+/// For a worker: waits for nothing, but creates the layout only when part of it is missing. A worker
+/// with a least-privilege NATS identity may read stream info but not create streams (packaging/nats/):
+/// when the API has laid everything out, this succeeds with reads alone; until then the create is refused
+/// (no answer: `Unavailable`) and the caller retries.
+pub fn find_or_create_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
+    let streams = [
+        names.stream.clone(),
+        format!("KV_{}", names.bucket),
+        format!("KV_{}", names.response_bucket),
+    ];
+    for stream in &streams {
+        match bus.stream_messages(stream) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return ensure_layout(bus, cfg, names),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Creates (or updates) the job stream, the dead-letter stream and both buckets.
 pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
     let s = &cfg.nats.stream;

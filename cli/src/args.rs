@@ -4,7 +4,7 @@
 
 use crate::command::{
     AuditCommand, Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, KeysCommand,
-    Submit, TokenCommand,
+    NatsPermissions, Submit, TokenCommand,
 };
 use osapi_common::duration::parse_duration;
 use osapi_common::status::JobStatus;
@@ -62,6 +62,10 @@ const OPTIONS: &[OptSpec] = &[
     opt("permission", Some('p'), true),
     opt("ttl", None, true),
     opt("out", Some('o'), true),
+    opt("hostname", None, true),
+    opt("label", None, true),
+    opt("nkey", None, true),
+    opt("api", None, false),
 ];
 
 /// The command-specific options a command accepts (globals are always accepted); `None`: no such command.
@@ -74,6 +78,7 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "token generate" => &["role", "user", "permission", "ttl"],
         "keys generate" | "audit export" => &["out"],
         "audit list" => &["limit", "offset"],
+        "nats-permissions" => &["hostname", "label", "nkey", "api"],
         "job delete" | "job status" | "job workers" | "token validate" => &[],
         _ => return None,
     };
@@ -162,6 +167,7 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         Some("token") => HelpTopic::Token,
         Some("keys") => HelpTopic::Keys,
         Some("audit") => HelpTopic::Audit,
+        Some("nats-permissions") => HelpTopic::NatsPermissions,
         Some(other) => {
             return Err(UsageError(format!(
                 "unknown command '{other}' (try --help)"
@@ -171,6 +177,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let sub = words.get(1).map(String::as_str);
     if help || group == Some("help") || sub == Some("help") {
         let command = Command::Help(topic);
+        return Ok(Invocation { globals, command });
+    }
+    if group == Some("nats-permissions") {
+        let opts = Options {
+            name: "nats-permissions",
+            values: local,
+        };
+        let command = nats_permissions(&opts, &words[1..])?;
         return Ok(Invocation { globals, command });
     }
     let (Some(group), Some(sub)) = (group, sub) else {
@@ -350,6 +364,42 @@ fn submit(opts: &Options<'_>, positional: &[String]) -> Result<Submit, UsageErro
         data,
         timeout,
     })
+}
+
+/// `nats-permissions (--hostname H [--label K=V]... | --api) [--nkey U...]`.
+fn nats_permissions(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageError> {
+    let name = opts.name;
+    none(name, positional)?;
+    let allowed = allowed_options(name).unwrap_or(&[]);
+    if let Some((bad, _)) = opts.values.iter().find(|(n, _)| !allowed.contains(n)) {
+        return Err(UsageError(format!(
+            "option --{bad} is not accepted by '{name}'"
+        )));
+    }
+    let api = opts.values.iter().any(|(n, _)| *n == "api");
+    let hostname = opts.single("hostname")?;
+    let labels = opts
+        .all("label")
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UsageError(format!("--label '{l}': expected KEY=VALUE"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hostname = match (api, hostname) {
+        (true, None) if labels.is_empty() => None,
+        (false, Some(h)) => Some(h),
+        _ => {
+            return Err(UsageError(format!(
+                "'{name}' needs --hostname H [--label K=V]... for a worker, or --api"
+            )))
+        }
+    };
+    Ok(Command::NatsPermissions(NatsPermissions {
+        hostname,
+        labels,
+        nkey: opts.single("nkey")?,
+    }))
 }
 
 /// Exactly one positional argument, named `what` in messages.

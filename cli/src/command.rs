@@ -21,6 +21,7 @@ pub enum HelpTopic {
     Token,
     Keys,
     Audit,
+    NatsPermissions,
 }
 
 /// Where the operation's `data` comes from.
@@ -99,6 +100,17 @@ pub enum AuditCommand {
     Export { out: PathBuf },
 }
 
+/// `osapi nats-permissions`: one identity's block for nats-server's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsPermissions {
+    /// `None`: the API's block (`--api`); else this worker host's.
+    pub hostname: Option<String>,
+    /// `--label KEY=VALUE`: the host's labels (its label consumers depend on them).
+    pub labels: Vec<(String, String)>,
+    /// `--nkey U...`: the identity's public NKey; without it, a placeholder to replace.
+    pub nkey: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help(HelpTopic),
@@ -106,6 +118,7 @@ pub enum Command {
     Token(TokenCommand),
     Keys(KeysCommand),
     Audit(AuditCommand),
+    NatsPermissions(NatsPermissions),
 }
 
 /// A parsed command line.

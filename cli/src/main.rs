@@ -11,6 +11,7 @@ mod command;
 mod error;
 mod job;
 mod keys;
+mod nats_permissions;
 mod output;
 mod table;
 mod token;
@@ -69,6 +70,10 @@ fn run(args: &[String]) -> Result<Output, CliError> {
             job::execute(&client, &job, globals.json)
         }
         Command::Keys(cmd) => keys::execute(&cmd),
+        Command::NatsPermissions(cmd) => {
+            let config = load_config(&globals)?;
+            nats_permissions::execute(&cmd, &config)
+        }
         Command::Audit(cmd) => {
             let config = load_config(&globals)?;
             let client = client_for(&globals, &config);
@@ -88,6 +93,7 @@ fn usage(topic: HelpTopic) -> &'static str {
         HelpTopic::Token => usage::TOKEN,
         HelpTopic::Keys => usage::KEYS,
         HelpTopic::Audit => usage::AUDIT,
+        HelpTopic::NatsPermissions => usage::NATS_PERMISSIONS,
     }
 }
 

@@ -8,6 +8,7 @@ Usage:
   osapi token COMMAND [OPTIONS]    generate and check JWTs (osapi token --help)
   osapi keys generate --out PATH   make the Ed25519 key pair jobs are signed with (osapi keys --help)
   osapi audit list|export          the API's audit trail, admin only (osapi audit --help)
+  osapi nats-permissions --hostname H   one host's NATS user for nats-server's config
 
 Options for every command:
   --url URL          API address (else $OSAPI_URL, else config api.client.url)
@@ -68,4 +69,18 @@ Usage:
         every entry kept (audit.max_age), oldest first, as JSON Lines into a new FILE
 
 Options for every command: --url URL, --token TOKEN, -c/--config PATH, --json (see osapi --help).
+";
+
+pub const NATS_PERMISSIONS: &str = "\
+Usage:
+  osapi nats-permissions --hostname H [--label KEY=VALUE]... [--nkey U...]
+        print worker host H's entry for nats-server's `authorization { users = [...] }`: it may
+        read job definitions, create and pull only its own consumers, and write only its own
+        state, response and heartbeat keys. Give the host's labels: each label has its consumers.
+  osapi nats-permissions --api [--nkey U...]
+        print the API's entry: everything but writing a host's records or settling its jobs
+
+The names (namespace, stream, buckets) come from the config (-c/--config). --nkey is the
+identity's public NKey (`nk -gen user -pubout`); without it the block holds a placeholder.
+See packaging/nats/ and docs/security.md.
 ";

@@ -7,6 +7,7 @@ pub mod config;
 pub mod duration;
 pub mod job;
 pub mod names;
+pub mod nats_permissions;
 pub mod operation;
 pub mod permission;
 pub mod status;

@@ -167,7 +167,7 @@ fn run(cfg: Config) -> Result<(), String> {
         return Ok(());
     };
     let layout = with_retry("creating the JetStream layout", &shutdown, || {
-        osapi_bus::setup::ensure_layout(&bus, &cfg, &names)
+        osapi_bus::setup::find_or_create_layout(&bus, &cfg, &names)
     })?;
     let specs = names.worker_consumers(&hostname, &w.labels);
     let mut consumers = Vec::with_capacity(specs.len());
