@@ -23,7 +23,7 @@ mod wait;
 
 pub use attacker::Attacker;
 pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, JOB_KEY, JOB_KEY_PUB, SIGNING_KEY};
-pub use bins::binary;
+pub use bins::{binary, command};
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, ExtraConfig, Options, Worker};
 pub use http::{request, request_as, Response};

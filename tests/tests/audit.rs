@@ -2,9 +2,8 @@
 //! changed something (create, retry, delete) and for each 401 and 403; `GET /audit` is for `admin` only;
 //! `osapi audit list|export` read it.
 
-use osapi_tests::{admin_token, binary, request_as, token, wait_until, Cluster, FLEET};
+use osapi_tests::{admin_token, command, request_as, token, wait_until, Cluster, FLEET};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -130,13 +129,7 @@ fn the_cli_lists_and_exports_the_trail() {
     std::fs::write(&config, "").expect("config");
     let out = dir.join("audit.jsonl");
     let osapi = |args: &[&str], token: &str| {
-        let mut command = Command::new(binary("osapi"));
-        for (key, _) in std::env::vars_os() {
-            if key.to_string_lossy().starts_with("OSAPI_") {
-                command.env_remove(key);
-            }
-        }
-        command
+        command("osapi")
             .env("OSAPI_URL", cluster.api.base_url())
             .env("OSAPI_TOKEN", token)
             .arg("--config")

@@ -6,7 +6,7 @@
 
 use osapi_bus::Identity;
 use osapi_common::names::keys;
-use osapi_tests::{binary, wait_until, Api, Attacker, ExtraConfig, NatsServer, Options, Worker};
+use osapi_tests::{command, wait_until, Api, Attacker, ExtraConfig, NatsServer, Options, Worker};
 use serde_json::json;
 use std::path::{Path, PathBuf};
 use std::process::Command;
@@ -92,7 +92,12 @@ fn permissions(dir: &Path, args: &[&str]) -> String {
         "nats-permissions",
     ];
     full.extend(args);
-    run(binary("osapi").to_str().expect("utf-8 path"), &full, dir)
+    let out = command("osapi")
+        .args(&full)
+        .output()
+        .expect("run osapi nats-permissions");
+    assert!(out.status.success(), "osapi {full:?}: {out:?}");
+    String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
 /// The TLS files and NKey of one identity, as the daemons' `nats:` config and as a bus identity.

@@ -3,9 +3,8 @@
 //! `rejected: ...`; two trusted keys let the API's key rotate; a worker without a trusted key refuses to
 //! start (unless `allow_unsigned_jobs`), and the API refuses to start without a signing key.
 
-use osapi_tests::{binary, wait_until, Attacker, Cluster, Options, Worker, FLEET, JOB_KEY_PUB};
+use osapi_tests::{command, wait_until, Attacker, Cluster, Options, Worker, FLEET, JOB_KEY_PUB};
 use serde_json::{json, Value};
-use std::process::Command;
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -99,7 +98,7 @@ fn a_job_signed_by_an_untrusted_key_is_rejected() {
     let dir = std::env::temp_dir().join(format!("osapi-keys-{}", uuid::Uuid::new_v4()));
     std::fs::create_dir_all(&dir).expect("temp dir");
     let key = dir.join("rogue.key");
-    let made = Command::new(binary("osapi"))
+    let made = command("osapi")
         .args(["keys", "generate", "--out"])
         .arg(&key)
         .output()
@@ -201,10 +200,9 @@ fn the_api_refuses_to_start_without_a_job_signing_key() {
         "nats: {url: 'nats://127.0.0.1:9'}\napi: {server: {security: {signing_key: k}}}\n",
     )
     .expect("config");
-    let out = Command::new(binary("osapi-api"))
+    let out = command("osapi-api")
         .arg("--config")
         .arg(&config)
-        .env_remove("OSAPI_CONFIG")
         .output()
         .expect("run osapi-api");
     let _ = std::fs::remove_dir_all(&dir);
@@ -213,5 +211,50 @@ fn the_api_refuses_to_start_without_a_job_signing_key() {
     assert!(
         stderr.contains("api.server.security.job_signing_key_file is empty"),
         "{stderr}"
+    );
+}
+
+#[test]
+fn a_worker_whose_config_holds_an_api_secret_warns() {
+    let cluster = Cluster::start(&[]);
+    let dir = std::env::temp_dir().join(format!("osapi-shared-{}", uuid::Uuid::new_v4()));
+    std::fs::create_dir_all(&dir).expect("temp dir");
+    let public = dir.join("job.key.pub");
+    std::fs::write(&public, JOB_KEY_PUB).expect("public key");
+    // One file for both daemons, as a careless install would have it.
+    let config = dir.join("shared.yaml");
+    std::fs::write(
+        &config,
+        format!(
+            "nats: {{url: '{}', namespace: t1}}\napi: {{server: {{security: {{signing_key: s3cret, job_signing_key_file: /etc/osapi/job.key}}}}}}\njob: {{worker: {{hostname: shared1, heartbeat: 500ms, trusted_job_keys: ['{}']}}}}\n",
+            cluster.nats.url(),
+            public.display()
+        ),
+    )
+    .expect("config");
+    let log_path = dir.join("worker.log");
+    let log = std::fs::File::create(&log_path).expect("log");
+    let mut child = command("osapi-worker")
+        .arg("--config")
+        .arg(&config)
+        .env("RUST_LOG", "info")
+        .stdout(log.try_clone().expect("log handle"))
+        .stderr(log)
+        .spawn()
+        .expect("start osapi-worker");
+    let read = || std::fs::read_to_string(&log_path).unwrap_or_default();
+    wait_until("the worker to start", DEADLINE, || read().contains("ready"));
+    let _ = child.kill();
+    let _ = child.wait();
+    let text = read();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert!(
+        text.contains("holds api.server.security.signing_key")
+            && text.contains("a worker needs none"),
+        "{text}"
+    );
+    assert!(
+        text.contains("names api.server.security.job_signing_key_file"),
+        "{text}"
     );
 }
