@@ -1,8 +1,9 @@
 # osapi: build, test, lint and run everything from the workspace root.
 #   make build   debug binaries (osapi-api, osapi-worker, ...)
-#   make test    every test, against a real nats-server (installed from Debian's package when missing)
+#   make test    every test, against a real nats-server (scripts/ensure-deps.sh installs nats-server,
+#                ping, curl and jq from Debian's packages when missing)
 #   make lint    rustfmt check and clippy with warnings as errors
-#   make run     local nats-server + API + one worker, see scripts/run-local.sh
+#   make run     local nats-server + API + one worker, see scripts/run-local.sh (same ensure-deps.sh)
 #   make bench   the benchmark table of docs/benchmarks.md, every figure from one run (scripts/bench.sh)
 #   make clean   cargo clean and the local NATS store under .data/
 #   make install    release binaries, sample config and systemd units (see the variables below)
@@ -34,7 +35,7 @@ build:
 # doctests, so nextest's summary is the last word).
 test:
 	@set -e; \
-	nats="$$(scripts/ensure-nats.sh)"; \
+	nats="$$(scripts/ensure-deps.sh)"; \
 	echo "using $$nats"; \
 	$(CARGO) build --workspace --bins; \
 	if $(CARGO) nextest --version >/dev/null 2>&1; then \

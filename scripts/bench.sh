@@ -9,7 +9,7 @@
 # BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
 # BENCH_PROFILE=debug: use target/debug binaries and build nothing (the caller built them).
 # BENCH_BIN_DIR: take the binaries from there instead. BENCH_OUT: results file (bench/results.json).
-# OSAPI_NATS_SERVER: the nats-server binary (else scripts/ensure-nats.sh finds or installs one).
+# OSAPI_NATS_SERVER: the nats-server binary (else scripts/ensure-deps.sh finds or installs one).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,7 +42,7 @@ for b in osapi-api osapi-worker osapi osapi-bench; do
     [[ -x $bin/$b ]] || { echo "bench: $bin/$b missing: run cargo build --workspace --bins${profile/debug/}" >&2; exit 1; }
 done
 out=${BENCH_OUT:-bench/results.json}
-nats_server=${OSAPI_NATS_SERVER:-$(scripts/ensure-nats.sh)}
+nats_server=${OSAPI_NATS_SERVER:-$(scripts/ensure-deps.sh)}
 
 dir=$(mktemp -d)
 pids=()

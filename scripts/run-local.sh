@@ -13,7 +13,7 @@ if [[ ! -f $config ]]; then
     echo "run-local: $config is missing" >&2
     exit 1
 fi
-nats_server=$(scripts/ensure-nats.sh)
+nats_server=$(scripts/ensure-deps.sh)
 cargo build --workspace --bins
 mkdir -p .data/nats
 # Development signs jobs too: one key pair, made once, kept under .data/ (config/dev.yaml names it).

@@ -4,9 +4,9 @@
 //! so the trail never slows a client down; a failed write is logged, never turned into an error for a
 //! request that already succeeded. Entries expire after `audit.max_age`.
 
+use crate::ctx::{now_us, Ctx, Query};
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
-use crate::routes::{Ctx, Query};
 use osapi_bus::{Bus, BusError, StreamConfig};
 use osapi_common::config::Config;
 use osapi_common::names::Names;
@@ -83,7 +83,7 @@ pub fn entry(ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> O
     let caller = ctx.auth.identify(seen.authorization).unwrap_or_default();
     Some(Entry {
         id: uuid::Uuid::new_v4().to_string(),
-        timestamp: format_micros(crate::now_us()),
+        timestamp: format_micros(now_us()),
         user: caller.sub,
         roles: caller.roles,
         method: seen.method.to_string(),

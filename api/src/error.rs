@@ -8,7 +8,7 @@ pub struct ApiError {
     pub status: u16,
     pub error: String,
     pub details: String,
-    /// One extra header: `Allow` for 405, `WWW-Authenticate` for 401.
+    /// One extra header: `Allow` for 405, `WWW-Authenticate` for 401, `Retry-After` for a full store.
     pub header: Option<(&'static str, &'static str)>,
 }
 
@@ -82,8 +82,57 @@ impl ApiError {
     }
 }
 
+/// Seconds a client should wait before retrying against a full store: records expire or are deleted
+/// in the meantime; sooner would only meet the same answer.
+pub const STORE_FULL_RETRY_AFTER_S: &str = "30";
+
 impl From<BusError> for ApiError {
+    /// Each class of NATS trouble to its status (docs/nats.md, "Error classes"): unavailable 503, a full
+    /// store 503 with `Retry-After`, a record too large 413, a lost conditional write 409, anything else
+    /// 500 with the detail logged (a client cannot cause it and must not be told to retry it).
     fn from(e: BusError) -> ApiError {
-        ApiError::unavailable(e.to_string())
+        match e {
+            BusError::Unavailable(_) => ApiError::unavailable(e.to_string()),
+            BusError::StoreFull(why) => ApiError {
+                header: Some(("Retry-After", STORE_FULL_RETRY_AFTER_S)),
+                ..ApiError::new(
+                    503,
+                    "job store is full: nothing was stored",
+                    format!("{why}; retry after {STORE_FULL_RETRY_AFTER_S}s, once records expire or are deleted (see nats.kv.max_bytes, nats.stream.max_msgs)"),
+                )
+            },
+            BusError::TooLarge(why) => ApiError::new(
+                413,
+                "job too large to store",
+                format!("{why}; send less operation data"),
+            ),
+            BusError::Conflict(why) => ApiError::new(409, "conflicting write", why),
+            BusError::Api { .. } | BusError::Protocol(_) => {
+                log::error!("NATS error answering a request: {e}");
+                ApiError::new(500, "internal error talking to NATS", "logged by the API")
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_bus_error_class_has_its_status() {
+        let full: ApiError = BusError::StoreFull("maximum bytes exceeded".into()).into();
+        assert_eq!(full.status, 503);
+        assert!(full.error.contains("store is full"));
+        assert_eq!(full.header, Some(("Retry-After", STORE_FULL_RETRY_AFTER_S)));
+        let cases = [
+            (BusError::Unavailable("x".into()), 503),
+            (BusError::TooLarge("x".into()), 413),
+            (BusError::Conflict("x".into()), 409),
+            (BusError::Protocol("x".into()), 500),
+        ];
+        for (e, status) in cases {
+            assert_eq!(ApiError::from(e.clone()).status, status, "{e}");
+        }
     }
 }

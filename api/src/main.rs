@@ -3,6 +3,7 @@
 
 mod audit;
 mod auth;
+mod ctx;
 mod error;
 mod handlers;
 mod index;
@@ -75,12 +76,18 @@ fn load_job_key(path: &str) -> Result<JobSigningKey, String> {
     Ok(key)
 }
 
-/// Now, in Unix microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
+/// How long a host may stay `running`/`retryable` with no new record past the job's deadline before it
+/// counts as `failed: worker lost` (`common::status::Grace`), from the workers' consumer settings in the
+/// shared config: a live worker's delivery outlives `ack_wait` only by in-progress acks, and a retry
+/// comes at most the longest `back_off` step later.
+fn hosts_grace(cfg: &Config) -> osapi_common::status::Grace {
+    let c = &cfg.job.worker.consumer;
+    let us = |d: Duration| i64::try_from(d.as_micros()).unwrap_or(i64::MAX);
+    let longest_back_off = c.back_off.iter().max().copied().unwrap_or(Duration::ZERO);
+    osapi_common::status::Grace {
+        running_us: us(c.ack_wait),
+        retryable_us: us(c.ack_wait).saturating_add(us(longest_back_off)),
+    }
 }
 
 fn main() {
@@ -121,14 +128,21 @@ fn run() -> Result<(), String> {
         std::thread::sleep(Duration::from_secs(1));
     }
 
-    let index = Arc::new(index::Index::default());
-    watch::spawn(
-        bus.clone(),
-        names.bucket.clone(),
-        index.clone(),
-        cfg.nats.kv.ttl,
-    )
-    .map_err(|e| format!("cannot start the index watch: {e}"))?;
+    let grace = hosts_grace(&cfg);
+    let index = Arc::new(index::Index::new(grace));
+    for (bucket, source) in [
+        (&names.bucket, index::Source::Jobs),
+        (&names.workers_bucket, index::Source::Workers),
+    ] {
+        watch::spawn(watch::Watched {
+            bus: bus.clone(),
+            bucket: bucket.clone(),
+            source,
+            index: index.clone(),
+            ttl: cfg.nats.kv.ttl,
+        })
+        .map_err(|e| format!("cannot start the {} watch: {e}", source.name()))?;
+    }
 
     let listen = &cfg.api.server.listen;
     let http = server::bind(listen)
@@ -140,13 +154,8 @@ fn run() -> Result<(), String> {
         signal_hook::flag::register(signal, shutdown.clone())
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
-    let ctx = Arc::new(routes::Ctx {
-        store: store::Store {
-            bus,
-            names,
-            index,
-            job_key,
-        },
+    let ctx = Arc::new(ctx::Ctx {
+        store: store::Store::new(bus, names, index, grace, job_key),
         auth: auth::Auth::new(
             &cfg.api.server.security.signing_key,
             cfg.api.server.security.roles.clone(),

@@ -1,16 +1,21 @@
-//! The API's view of NATS, in domain terms: submit a job (KV first, then the notification), read job
-//! details (batched KV gets for the hosts the index knows), delete, count dead letters.
+//! The API's view of NATS and of its index, in domain terms, and the handlers' only door to either:
+//! submit a job (KV first, then the notification), read job details (batched KV gets for the hosts the
+//! index knows), delete, list, count, live workers, `?wait=`, readiness. The store never writes the
+//! index: the watches do (`watch.rs`); a caller's own write is waited for until its watch applied it.
 
-use crate::index::Index;
+use crate::ctx::now_us;
+use crate::index::{Index, Source, Stats};
 use osapi_bus::{Bus, BusError};
-use osapi_common::job::{HostState, JobDef, Operation, Response};
+use osapi_common::job::{HostState, JobDef, Operation, Response, WorkerInfo};
 use osapi_common::names::{keys, Names};
+use osapi_common::status::{Grace, JobStatus};
 use osapi_common::target::Target;
 use osapi_common::timefmt::format_micros;
 use osapi_common::trust::{self, JobSigningKey};
 use osapi_common::view::{self, JobDetail};
 use std::collections::BTreeMap;
 use std::sync::Arc;
+use std::time::Instant;
 use uuid::Uuid;
 
 /// What `POST /job` answers.
@@ -33,20 +38,91 @@ pub struct Submission {
 /// Cheap to clone; shared by the handler threads.
 #[derive(Clone)]
 pub struct Store {
-    pub bus: Bus,
-    pub names: Arc<Names>,
-    pub index: Arc<Index>,
+    bus: Bus,
+    names: Arc<Names>,
+    index: Arc<Index>,
+    grace: Grace,
     /// `api.server.security.job_signing_key_file`: every job definition is signed with it.
-    pub job_key: Arc<JobSigningKey>,
+    job_key: Arc<JobSigningKey>,
 }
 
 impl Store {
+    pub fn new(
+        bus: Bus,
+        names: Arc<Names>,
+        index: Arc<Index>,
+        grace: Grace,
+        job_key: Arc<JobSigningKey>,
+    ) -> Store {
+        Store {
+            bus,
+            names,
+            index,
+            grace,
+            job_key,
+        }
+    }
+
+    /// Whether the NATS connection is up right now.
+    pub fn is_connected(&self) -> bool {
+        self.bus.is_connected()
+    }
+
+    /// `Ok` when NATS is reachable, the index is current and the job stream exists; else what is not.
+    pub fn readiness(&self) -> Result<(), String> {
+        if !self.bus.is_connected() {
+            return Err("NATS is unreachable".into());
+        }
+        self.index.readiness(self.bus.reconnects())?;
+        match self.bus.stream_messages(&self.names.stream) {
+            Ok(_) => Ok(()),
+            Err(e) => Err(format!("job stream {}: {e}", self.names.stream)),
+        }
+    }
+
+    /// One page of job ids, newest first, and the total that matched.
+    pub fn page(
+        &self,
+        filter: Option<JobStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<Uuid>) {
+        self.index.page(filter, offset, limit, now_us())
+    }
+
+    pub fn stats(&self) -> Stats {
+        self.index.stats(now_us())
+    }
+
+    pub fn live_workers(&self) -> Vec<WorkerInfo> {
+        self.index.live_workers(now_us())
+    }
+
+    /// Whether the index knows the job.
+    pub fn knows(&self, id: &Uuid) -> bool {
+        self.index.status(id, now_us()).is_some()
+    }
+
+    /// Blocks until the job is terminal, gone, or `deadline` passes (woken by the watch, no polling).
+    pub fn wait_terminal(&self, id: &Uuid, deadline: Instant) {
+        self.index.wait_terminal(id, deadline, now_us);
+    }
+
+    /// Waits (within the request timeout) until the watch has applied our own write at `revision`, so
+    /// whoever wrote reads it back at once. Past that the write stands; the index follows shortly.
+    fn wait_own_write(&self, revision: u64) {
+        let deadline = Instant::now() + self.bus.request_timeout();
+        if !self.index.wait_applied(Source::Jobs, revision, deadline) {
+            log::warn!("index has not applied revision {revision} within the request timeout");
+        }
+    }
+
     /// Writes the job definition to KV, then publishes the notification (the id only) and waits for
     /// JetStream's ack. Only then is the job accepted. If the publish fails the definition is removed
     /// again (best effort), so a job either exists with its notification or is reported as not created.
     pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
         let id = Uuid::new_v4().to_string();
-        let now = crate::now_us();
+        let now = now_us();
         let expected_hosts = if sub.target.is_broadcast() {
             self.index
                 .live_workers(now)
@@ -85,7 +161,7 @@ impl Store {
             }
             return Err(e);
         }
-        self.index.insert_job(&def);
+        self.wait_own_write(revision);
         log::info!(
             "job {id} submitted: {} -> {}",
             def.operation.op_type,
@@ -132,7 +208,7 @@ impl Store {
             .map(|(b, k)| (b.as_str(), k.as_str()))
             .collect();
         let mut answers = self.bus.kv_get_many(&refs).into_iter();
-        let now = crate::now_us();
+        let now = now_us();
         let mut out = Vec::with_capacity(plans.len());
         for p in &plans {
             let def_entry = answers.next().unwrap_or(Ok(None))?;
@@ -154,9 +230,7 @@ impl Store {
             else {
                 continue;
             };
-            // A job another API created may not have reached our index yet: learn it now.
-            self.index.insert_job(&def);
-            out.push(view::detail(&def, &states, &responses, now));
+            out.push(view::detail(&def, &states, &responses, self.grace, now));
         }
         Ok(out)
     }
@@ -173,8 +247,8 @@ impl Store {
             .kv_purge_matching(&self.names.response_bucket, &format!("{sid}.>"))?;
         self.bus
             .kv_purge_matching(&self.names.bucket, &format!("state.{sid}.>"))?;
-        self.bus.kv_purge(&self.names.bucket, &keys::job(&sid))?;
-        self.index.remove_job(id);
+        let revision = self.bus.kv_purge(&self.names.bucket, &keys::job(&sid))?;
+        self.wait_own_write(revision);
         log::info!("job {sid} deleted");
         Ok(true)
     }

@@ -1,61 +1,101 @@
-//! Keeps the [`Index`] in step with the job bucket: one thread runs a KV watch, applies every record,
-//! marks the index ready once the history is replayed, re-creates the watch from the last sequence when
-//! it goes silent (NATS restarted), and prunes what the bucket's TTL has expired.
+//! Keeps the [`Index`] in step with one bucket: a thread per bucket runs a KV watch and is the index's
+//! only writer for it. It marks its part ready once the history is replayed; when the watch errs (a gap
+//! in its deliveries, silence, a consumer gone) or NATS came back and the consumer cannot be vouched for,
+//! it marks its part not ready with the reason and re-creates the watch from the last revision applied.
+//! It also prunes what the bucket's TTL has expired (JetStream leaves no marker for that).
 
-use crate::index::Index;
-use osapi_bus::{Bus, KvOp};
+use crate::ctx::now_us;
+use crate::index::{Index, Record, Source};
+use osapi_bus::{Bus, KvOp, KvWatch};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// How long one wait on the watch lasts; also how often pruning is considered.
-const POLL: Duration = Duration::from_secs(1);
+/// How long one wait on the watch lasts; also how often the reconnect count is looked at.
+const POLL: Duration = Duration::from_millis(200);
 const PRUNE_EVERY: Duration = Duration::from_secs(60);
 const RETRY_AFTER: Duration = Duration::from_secs(1);
 
+/// What one watch thread serves.
+pub struct Watched {
+    pub bus: Bus,
+    pub bucket: String,
+    pub source: Source,
+    pub index: Arc<Index>,
+    /// The bucket's TTL (0 = records never expire).
+    pub ttl: Duration,
+}
+
 /// Starts the watch thread.
-pub fn spawn(bus: Bus, bucket: String, index: Arc<Index>, ttl: Duration) -> std::io::Result<()> {
+pub fn spawn(w: Watched) -> std::io::Result<()> {
     std::thread::Builder::new()
-        .name("kv-watch".into())
-        .spawn(move || run(&bus, &bucket, &index, ttl))
+        .name(format!("kv-watch-{}", w.source.name()))
+        .spawn(move || run(&w))
         .map(|_| ())
 }
 
-fn run(bus: &Bus, bucket: &str, index: &Index, ttl: Duration) {
+fn run(w: &Watched) {
     let mut last_prune = Instant::now();
     loop {
-        let resume = match index.last_seq() {
+        let resume = match w.index.applied(w.source) {
             0 => None,
-            seq => Some(seq),
+            rev => Some(rev),
         };
-        let mut watch = match bus.kv_watch(bucket, resume) {
-            Ok(w) => w,
+        let reconnects = w.bus.reconnects();
+        let mut watch = match w.bus.kv_watch(&w.bucket, resume) {
+            Ok(watch) => watch,
             Err(e) => {
-                log::warn!("cannot watch bucket {bucket}: {e}; retrying");
+                w.index
+                    .set_not_ready(w.source, format!("cannot watch bucket {}: {e}", w.bucket));
+                log::warn!("cannot watch bucket {}: {e}; retrying", w.bucket);
                 std::thread::sleep(RETRY_AFTER);
                 continue;
             }
         };
-        log::debug!("watching bucket {bucket} from {resume:?}");
-        loop {
-            if watch.caught_up() && !index.is_ready() {
-                index.set_ready();
-                log::info!("index ready");
+        log::debug!("watching bucket {} after revision {resume:?}", w.bucket);
+        let why = follow(w, &mut watch, reconnects, &mut last_prune);
+        w.index.set_not_ready(w.source, why.clone());
+        log::warn!(
+            "watch on {}: {why}; re-creating it from revision {}",
+            w.bucket,
+            w.index.applied(w.source)
+        );
+    }
+}
+
+/// Applies the watch's records until it fails; returns why.
+fn follow(
+    w: &Watched,
+    watch: &mut KvWatch,
+    mut reconnects: u64,
+    last_prune: &mut Instant,
+) -> String {
+    loop {
+        if reconnects != w.bus.reconnects() {
+            // Messages pushed while we were away are lost; the consumer may be gone too.
+            reconnects = w.bus.reconnects();
+            if let Err(e) = w.bus.kv_watch_verify(watch) {
+                return format!("after NATS came back: {e}");
             }
-            match watch.next(POLL) {
-                Ok(Some(entry)) => {
-                    let value = (entry.op == KvOp::Put).then_some(entry.value.as_slice());
-                    index.apply(&entry.key, value, entry.revision);
-                }
-                Ok(None) => {}
-                Err(e) => {
-                    log::warn!("watch on {bucket} lost: {e}; re-creating it");
-                    break;
-                }
+            log::info!("watch on {} checked after NATS came back", w.bucket);
+        }
+        if watch.caught_up() {
+            w.index.set_ready(w.source, reconnects);
+        }
+        match watch.next(POLL) {
+            Ok(Some(entry)) => {
+                let record = Record {
+                    key: &entry.key,
+                    value: (entry.op == KvOp::Put).then_some(entry.value.as_slice()),
+                    revision: entry.revision,
+                };
+                w.index.apply(w.source, &record, now_us());
             }
-            if last_prune.elapsed() >= PRUNE_EVERY {
-                index.prune(crate::now_us(), ttl);
-                last_prune = Instant::now();
-            }
+            Ok(None) => {}
+            Err(e) => return e.to_string(),
+        }
+        if last_prune.elapsed() >= PRUNE_EVERY {
+            w.index.prune(now_us(), w.ttl);
+            *last_prune = Instant::now();
         }
     }
 }

@@ -105,6 +105,7 @@ fn records(i: usize, id: &str, created_us: i64) -> (JobDef, Option<(HostState, R
             ev(event::STARTED, created_us + 500, None),
             ev(last, created_us + 1500, error.clone()),
         ],
+        updated_us: created_us + 1500,
     };
     let response = Response {
         status,

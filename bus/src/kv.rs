@@ -1,13 +1,15 @@
 //! JetStream key-value buckets, spoken directly: a bucket is the stream `KV_{bucket}` on subjects
 //! `$KV.{bucket}.>`; a put is a publish answered by a PubAck; a get is a `STREAM.MSG.GET` by last subject;
-//! a watch is an ephemeral push consumer that we re-create from the last seen sequence when it goes quiet.
+//! a watch is an ephemeral push consumer whose every delivery is checked against the one before (a gap,
+//! a silence or a consumer gone after a reconnect is an error: the caller re-creates it from its last
+//! applied revision). See docs/nats.md.
 
 use crate::{headers, parse_api_answer, Bus, BusError, StreamConfig};
 use base64::Engine;
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
-/// Largest value we write: below the server's 1 MiB max payload (NATS-NOTES trap 8: a larger put never returns).
+/// Largest value we write: below the server's 1 MiB max payload (a larger put never returns: docs/nats.md).
 pub const VALUE_BYTES_MAX: usize = 1024 * 1024 - 4096;
 
 /// Whether a KV record is a value or a tombstone.
@@ -81,8 +83,8 @@ impl Bus {
         value: &[u8],
     ) -> Result<u64, BusError> {
         if value.len() > VALUE_BYTES_MAX {
-            return Err(BusError::Protocol(format!(
-                "value of {key} is {} bytes, more than {VALUE_BYTES_MAX}",
+            return Err(BusError::TooLarge(format!(
+                "record {key} would be {} bytes, more than the {VALUE_BYTES_MAX} a KV value may hold",
                 value.len()
             )));
         }
@@ -101,10 +103,11 @@ impl Bus {
         self.kv_publish(bucket, key, Some(&h), value)
     }
 
-    /// Removes `key` and its history (a purge marker stays until the bucket's TTL).
-    pub fn kv_purge(&self, bucket: &str, key: &str) -> Result<(), BusError> {
+    /// Removes `key` and its history (a purge marker stays until the bucket's TTL); returns the
+    /// marker's revision.
+    pub fn kv_purge(&self, bucket: &str, key: &str) -> Result<u64, BusError> {
         let h = headers(&[("KV-Operation", "PURGE"), ("Nats-Rollup", "sub")]);
-        self.kv_publish(bucket, key, Some(&h), &[]).map(|_| ())
+        self.kv_publish(bucket, key, Some(&h), &[])
     }
 
     /// Removes every key of `bucket` matching `key_filter` (wildcards allowed: `state.ID.>`) with one
@@ -181,13 +184,49 @@ impl Bus {
             .get("num_pending")
             .and_then(Value::as_u64)
             .unwrap_or(0);
+        let consumer = created
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BusError::Protocol("consumer created without a name".into()))?
+            .to_string();
         Ok(KvWatch {
             sub,
+            stream: stream_name(bucket),
+            consumer,
             prefix_len: format!("$KV.{bucket}.").len(),
             caught_up: pending == 0,
             last_seen: Instant::now(),
+            delivered: 0,
         })
     }
+
+    /// Checks a watch against the server (after a reconnect): its consumer must still exist and must
+    /// not have delivered more than the watch received. An error means records may have been lost.
+    pub fn kv_watch_verify(&self, watch: &KvWatch) -> Result<(), BusError> {
+        let info = self.js_api(
+            &format!("CONSUMER.INFO.{}.{}", watch.stream, watch.consumer),
+            &json!({}),
+        )?;
+        let sent = info
+            .pointer("/delivered/consumer_seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        if sent > watch.delivered {
+            return Err(BusError::Unavailable(format!(
+                "watch consumer sent {sent} records, {} arrived",
+                watch.delivered
+            )));
+        }
+        Ok(())
+    }
+}
+
+/// The consumer sequence of a delivery: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
+/// or the longer form with domain and account hash in front.
+pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
+    let t: Vec<&str> = reply.split('.').collect();
+    let base = if t.len() == 9 { 4 } else { 6 };
+    t.get(base + 2)?.parse().ok()
 }
 
 /// How often a quiet watch hears from the server; three missed beats mean the watch is dead.
@@ -196,14 +235,19 @@ pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
 /// A live watch on a bucket. Not `Clone`: one reader.
 pub struct KvWatch {
     sub: nats::Subscription,
+    stream: String,
+    consumer: String,
     prefix_len: usize,
     caught_up: bool,
     last_seen: Instant,
+    /// Consumer sequence of the last delivery received: each one must be the next.
+    delivered: u64,
 }
 
 impl KvWatch {
     /// The next change, waiting at most `wait`. Errors when the watch has been silent for three heartbeats
-    /// (server restarted, consumer gone): re-create it from the last revision seen.
+    /// (server restarted, consumer gone) or skipped a delivery (the client dropped messages, or they were
+    /// lost in a disconnect): re-create it from the last revision applied.
     pub fn next(&mut self, wait: Duration) -> Result<Option<KvEntry>, BusError> {
         let deadline = Instant::now() + wait;
         loop {
@@ -212,6 +256,19 @@ impl KvWatch {
                 Ok(msg) => {
                     self.last_seen = Instant::now();
                     let status = msg.headers.as_ref().and_then(|h| h.get("Status")).cloned();
+                    // An idle heartbeat names the last delivery the consumer made: later than ours
+                    // means some never arrived.
+                    let last_sent = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Last-Consumer"))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(sent) = last_sent.filter(|sent| *sent > self.delivered) {
+                        return Err(BusError::Unavailable(format!(
+                            "watch consumer sent {sent} records, {} arrived",
+                            self.delivered
+                        )));
+                    }
                     if status.is_some() || msg.reply.is_none() {
                         // Idle heartbeat or flow control: answer flow control, otherwise nothing to do.
                         if let (Some(reply), Some(_)) = (&msg.reply, &status) {
@@ -227,6 +284,14 @@ impl KvWatch {
                     else {
                         continue;
                     };
+                    let seq = msg.reply.as_deref().and_then(consumer_seq).unwrap_or(0);
+                    if seq != self.delivered + 1 {
+                        return Err(BusError::Unavailable(format!(
+                            "watch skipped from delivery {} to {seq}",
+                            self.delivered
+                        )));
+                    }
+                    self.delivered = seq;
                     if meta.pending == 0 {
                         self.caught_up = true;
                     }

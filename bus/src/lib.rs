@@ -1,6 +1,6 @@
 //! The one place osapi talks to NATS.
 //!
-//! The blocking `nats` crate (0.26) is deprecated as a whole and has traps (see NATS-NOTES.md): its
+//! The blocking `nats` crate (0.26) is deprecated as a whole and has traps (see docs/nats.md): its
 //! writer flushes at most every 5 ms and every request waits for that flush, some calls never return
 //! while the server is down, and its JetStream helpers hide settings we need. So this crate speaks the
 //! JetStream API (JSON over core NATS requests) itself, on top of three primitives:
@@ -13,11 +13,13 @@
 //! `#[allow(deprecated)]` lives here and nowhere else.
 #![allow(deprecated)]
 
+mod error;
 mod kv;
 mod seqlog;
 pub mod setup;
 mod stream;
 
+pub use error::BusError;
 pub use kv::{KvEntry, KvOp, KvWatch};
 pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
@@ -25,7 +27,6 @@ pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use nats::header::HeaderMap;
 use std::collections::HashMap;
-use std::fmt;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
@@ -36,44 +37,6 @@ pub type Message = nats::Message;
 
 /// Most requests one [`Bus::request_many`] call sends at once.
 pub const BATCH_MAX: usize = 256;
-
-/// What went wrong talking to NATS.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum BusError {
-    /// Not connected, or no answer within the request timeout: try again later (HTTP 503).
-    Unavailable(String),
-    /// JetStream answered with an error.
-    Api {
-        code: u16,
-        err_code: u32,
-        description: String,
-    },
-    /// An answer we could not understand.
-    Protocol(String),
-}
-
-impl BusError {
-    /// JetStream's "not found" family (no such stream, consumer or message).
-    pub fn is_not_found(&self) -> bool {
-        matches!(self, BusError::Api { code: 404, .. })
-    }
-}
-
-impl fmt::Display for BusError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            BusError::Unavailable(why) => write!(f, "NATS unavailable: {why}"),
-            BusError::Api {
-                code,
-                err_code,
-                description,
-            } => write!(f, "JetStream error {code}/{err_code}: {description}"),
-            BusError::Protocol(why) => write!(f, "unexpected NATS answer: {why}"),
-        }
-    }
-}
-
-impl std::error::Error for BusError {}
 
 /// How to reach NATS.
 #[derive(Debug, Clone)]
@@ -139,6 +102,8 @@ impl Identity {
 struct Inner {
     nc: nats::Connection,
     connected: Arc<AtomicBool>,
+    /// Reconnections so far: a watch made before the last one must be checked (its consumer may be gone).
+    reconnects: Arc<AtomicU64>,
     reply_prefix: String,
     next_token: AtomicU64,
     waiting: Mutex<HashMap<u64, Sender<Message>>>,
@@ -164,6 +129,8 @@ impl Bus {
         };
         let base = opts.identity.options(base)?;
         let (on_down, on_up) = (connected.clone(), connected.clone());
+        let reconnects = Arc::new(AtomicU64::new(0));
+        let counted = reconnects.clone();
         let nc = base
             .with_name(&opts.name)
             .max_reconnects(None)
@@ -174,6 +141,7 @@ impl Bus {
                 log::warn!("disconnected from NATS");
             })
             .reconnect_callback(move || {
+                counted.fetch_add(1, Ordering::SeqCst);
                 on_up.store(true, Ordering::SeqCst);
                 log::info!("reconnected to NATS");
             })
@@ -189,6 +157,7 @@ impl Bus {
         let inner = Arc::new(Inner {
             nc,
             connected,
+            reconnects,
             reply_prefix,
             next_token: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
@@ -211,6 +180,11 @@ impl Bus {
     /// Whether the connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// How many times the connection has come back since it was made.
+    pub fn reconnects(&self) -> u64 {
+        self.inner.reconnects.load(Ordering::SeqCst)
     }
 
     /// The configured bound on one request.
@@ -338,15 +312,14 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     let v: serde_json::Value = serde_json::from_slice(data)
         .map_err(|e| BusError::Protocol(format!("bad JetStream JSON: {e}")))?;
     if let Some(err) = v.get("error") {
-        return Err(BusError::Api {
-            code: err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
-            err_code: err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
-            description: err
-                .get("description")
+        return Err(BusError::classify(
+            err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
+            err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
+            err.get("description")
                 .and_then(|d| d.as_str())
                 .unwrap_or("unknown")
                 .to_string(),
-        });
+        ));
     }
     Ok(v)
 }

@@ -49,6 +49,7 @@ pub fn names(cfg: &Config) -> Names {
         &cfg.nats.kv.response_bucket,
         &cfg.job.worker.consumer.name,
     )
+    .with_workers_bucket(&cfg.nats.kv.workers_bucket)
 }
 
 /// Connects, retrying every second until NATS answers or `give_up_after` passes (a daemon passes a
@@ -80,6 +81,7 @@ pub fn find_or_create_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(
         names.stream.clone(),
         format!("KV_{}", names.bucket),
         format!("KV_{}", names.response_bucket),
+        format!("KV_{}", names.workers_bucket),
     ];
     for stream in &streams {
         match bus.stream_messages(stream) {
@@ -91,19 +93,31 @@ pub fn find_or_create_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(
     Ok(())
 }
 
-/// Creates (or updates) the job stream, the dead-letter stream and both buckets.
+/// How long a notification is worth keeping: `nats.stream.max_age`, but never past the bucket's TTL,
+/// after which its job is gone from KV and a worker would only skip it (a TTL of 0 keeps jobs for ever).
+fn notification_max_age(cfg: &Config) -> Duration {
+    match cfg.nats.kv.ttl {
+        ttl if ttl.is_zero() => cfg.nats.stream.max_age,
+        ttl => cfg.nats.stream.max_age.min(ttl),
+    }
+}
+
+/// Creates (or updates) the job stream, the dead-letter stream and the three buckets.
+///
+/// The job stream discards *new* messages when full: a publish to a full stream fails, the API answers
+/// 503 and removes the job again, so a 201 always means the notification is stored (docs/nats.md).
 pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
     let s = &cfg.nats.stream;
     bus.stream_ensure(
         &names.stream,
         &[names.stream_subjects()],
         &StreamConfig {
-            max_age: s.max_age,
+            max_age: notification_max_age(cfg),
             max_msgs: s.max_msgs,
             max_bytes: -1,
             storage: s.storage.as_str().into(),
             replicas: s.replicas,
-            discard: s.discard.as_str().into(),
+            discard: "new".into(),
         },
     )?;
     let d = &cfg.nats.dlq;
@@ -129,5 +143,11 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         discard: "new".into(),
     };
     bus.kv_ensure(&names.bucket, &bucket_cfg)?;
-    bus.kv_ensure(&names.response_bucket, &bucket_cfg)
+    bus.kv_ensure(&names.response_bucket, &bucket_cfg)?;
+    // One small record per host, rewritten in place: no byte limit, so it cannot fill up with jobs.
+    let workers_cfg = StreamConfig {
+        max_bytes: -1,
+        ..bucket_cfg
+    };
+    bus.kv_ensure(&names.workers_bucket, &workers_cfg)
 }

@@ -1,5 +1,5 @@
 //! JetStream streams and consumers: idempotent creation, publishing with a PubAck, pull consumers with
-//! bounded long polls, and acks by hand (NATS-NOTES traps 5 and 7: the crate's helpers lack `backoff`
+//! bounded long polls, and acks by hand (docs/nats.md, crate facts 5 and 7: the crate's helpers lack `backoff`
 //! and can silently fork or delete durables, so we create consumers explicitly and never bind).
 
 use crate::{headers, parse_api_answer, Bus, BusError};
@@ -108,7 +108,7 @@ impl Bus {
     }
 
     /// Publishes to a stream and waits for its PubAck. `msg_id` de-duplicates a retried publish
-    /// (NATS-NOTES trap 9). Returns the stream sequence.
+    /// (docs/nats.md, crate fact 9). Returns the stream sequence.
     pub fn js_publish(&self, subject: &str, msg_id: &str, payload: &[u8]) -> Result<u64, BusError> {
         let h = headers(&[("Nats-Msg-Id", msg_id)]);
         let msg = self.request(subject, Some(&h), payload)?;
@@ -248,7 +248,7 @@ impl JsMessage {
         self.bus.publish(&self.reply, b"+ACK")
     }
 
-    /// Redeliver after `delay` (0.26 has no delayed NAK of its own: NATS-NOTES trap 5).
+    /// Redeliver after `delay` (0.26 has no delayed NAK of its own: docs/nats.md, crate fact 5).
     pub fn nak(&self, delay: Duration) -> Result<(), BusError> {
         let body = format!("-NAK {{\"delay\": {}}}", delay.as_nanos());
         self.bus.publish(&self.reply, body.as_bytes())

@@ -16,9 +16,9 @@ pub fn execute(cmd: &NatsPermissions, cfg: &Config) -> Result<Output, CliError> 
         &cfg.nats.kv.bucket,
         &cfg.nats.kv.response_bucket,
         &cfg.job.worker.consumer.name,
-    );
-    // The bucket holding heartbeats (`workers.{host}`).
-    let workers_bucket = names.bucket.clone();
+    )
+    .with_workers_bucket(&cfg.nats.kv.workers_bucket);
+    let workers_bucket = names.workers_bucket.clone();
     let who = cmd.hostname.as_deref().unwrap_or("api");
     let identity = match &cmd.nkey {
         Some(key) if key.starts_with('U') && key.len() == 56 => format!("nkey: {key:?}"),

@@ -142,6 +142,8 @@ pub struct StreamConfig {
 pub struct KvConfig {
     pub bucket: String,
     pub response_bucket: String,
+    /// Worker heartbeats, in a bucket of their own so a full job bucket cannot hide the fleet.
+    pub workers_bucket: String,
     /// Zero means entries never expire.
     pub ttl: Duration,
     /// -1 means unlimited.
@@ -212,7 +214,6 @@ pub struct JobConfig {
 pub struct WorkerConfig {
     /// Size of the fixed thread pool.
     pub max_jobs: usize,
-    pub queue_group: String,
     /// Empty means the OS hostname.
     pub hostname: String,
     pub labels: BTreeMap<String, String>,
@@ -275,11 +276,12 @@ impl Config {
                     max_msgs: 10_000,
                     storage: Storage::File,
                     replicas: 1,
-                    discard: Discard::Old,
+                    discard: Discard::New,
                 },
                 kv: KvConfig {
                     bucket: "job-queue".into(),
                     response_bucket: "job-responses".into(),
+                    workers_bucket: "job-workers".into(),
                     ttl: secs(3600),
                     max_bytes: 104_857_600,
                     storage: Storage::File,
@@ -310,7 +312,6 @@ impl Config {
             job: JobConfig {
                 worker: WorkerConfig {
                     max_jobs: 10,
-                    queue_group: "job-workers".into(),
                     hostname: String::new(),
                     labels: BTreeMap::new(),
                     heartbeat: secs(10),

@@ -58,6 +58,13 @@ pub(super) struct Decoder {
     pub(super) env_sources: BTreeMap<String, String>,
 }
 
+/// Keys that once existed, with what replaces them, so an old config fails with a way forward.
+const REMOVED_KEYS: &[(&str, &str)] = &[(
+    "job.worker.queue_group",
+    "removed; every worker shares the durable pull consumer '{job.worker.consumer.name}-any' for _any \
+     jobs (each job to one worker): set job.worker.consumer.name instead",
+)];
+
 impl Decoder {
     /// " (from env VAR)" when `path` or one of its parents was set by env.
     fn source_note(&self, path: &str) -> String {
@@ -101,8 +108,13 @@ impl Decoder {
             };
             if !keys.contains(&key) {
                 let full = join(&path, key);
+                let hint = REMOVED_KEYS
+                    .iter()
+                    .find(|(gone, _)| *gone == full)
+                    .map(|(_, instead)| format!(": {instead}"))
+                    .unwrap_or_default();
                 return Err(ConfigError(format!(
-                    "unknown config key '{full}'{}",
+                    "unknown config key '{full}'{hint}{}",
                     self.source_note(&full)
                 )));
             }
@@ -414,6 +426,7 @@ impl Decoder {
         let kv_keys = [
             "bucket",
             "response_bucket",
+            "workers_bucket",
             "ttl",
             "max_bytes",
             "storage",
@@ -422,6 +435,7 @@ impl Decoder {
         let kv = self.child(&s, "kv", &kv_keys)?;
         self.string(&kv, "bucket", &mut n.kv.bucket)?;
         self.string(&kv, "response_bucket", &mut n.kv.response_bucket)?;
+        self.string(&kv, "workers_bucket", &mut n.kv.workers_bucket)?;
         self.duration(&kv, "ttl", &mut n.kv.ttl)?;
         self.int(&kv, "max_bytes", &mut n.kv.max_bytes)?;
         self.storage(&kv, "storage", &mut n.kv.storage)?;
@@ -437,7 +451,6 @@ impl Decoder {
     fn worker(&self, job: &Section, w: &mut WorkerConfig) -> Result<()> {
         let keys = [
             "max_jobs",
-            "queue_group",
             "hostname",
             "labels",
             "heartbeat",
@@ -450,7 +463,6 @@ impl Decoder {
         ];
         let s = self.child(job, "worker", &keys)?;
         self.count(&s, "max_jobs", &mut w.max_jobs)?;
-        self.string(&s, "queue_group", &mut w.queue_group)?;
         self.string(&s, "hostname", &mut w.hostname)?;
         if let Some(entries) = self.entries(&s, "labels")? {
             w.labels.clear();

@@ -41,7 +41,7 @@ fn empty_text_and_empty_sections_give_the_defaults() {
     assert_eq!(c.job.worker.host_root, PathBuf::from("/"));
     assert_eq!(
         (c.nats.kv.storage.as_str(), c.nats.stream.discard.as_str()),
-        ("file", "old")
+        ("file", "new")
     );
 }
 
@@ -170,7 +170,9 @@ fn impossible_values_name_the_key() {
         ("nats: {kv: {response_bucket: ''}}", "nats.kv.response_bucket: '' must match"),
         ("nats: {kv: {response_bucket: job-queue}}", "nats.kv.response_bucket: 'job-queue' must differ"),
         ("job: {worker: {consumer: {name: 'a/b'}}}", "job.worker.consumer.name: 'a/b' must match"),
-        ("job: {worker: {queue_group: 'a b'}}", "job.worker.queue_group: 'a b' must match"),
+        ("job: {worker: {queue_group: 'x'}}", "unknown config key 'job.worker.queue_group': removed; every worker shares"),
+        ("nats: {stream: {discard: old}}", "nats.stream.discard: 'old' would evict"),
+        ("nats: {kv: {workers_bucket: job-responses}}", "nats.kv.workers_bucket: 'job-responses' must differ"),
         ("nats: {namespace: 'dev env'}", "nats.namespace: 'dev env' must match"),
         ("nats: {url: ' '}", "nats.url: must not be empty"),
         ("api: {client: {url: ''}}", "api.client.url: must not be empty"),

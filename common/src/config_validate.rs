@@ -118,6 +118,20 @@ impl Decoder {
             let msg = format!("'{}' must differ from nats.kv.bucket", n.kv.response_bucket);
             return Err(self.err("nats.kv.response_bucket", msg));
         }
+        self.name("nats.kv.workers_bucket", &n.kv.workers_bucket)?;
+        if [&n.kv.bucket, &n.kv.response_bucket].contains(&&n.kv.workers_bucket) {
+            let msg = format!(
+                "'{}' must differ from nats.kv.bucket and nats.kv.response_bucket",
+                n.kv.workers_bucket
+            );
+            return Err(self.err("nats.kv.workers_bucket", msg));
+        }
+        if n.stream.discard == super::Discard::Old {
+            let msg =
+                "'old' would evict notifications of jobs already answered 201, which then never \
+                       run; use 'new' (a full stream refuses new jobs with 503)";
+            return Err(self.err("nats.stream.discard", msg));
+        }
         self.limit("nats.kv.max_bytes", n.kv.max_bytes)?;
         self.range("nats.kv.replicas", n.kv.replicas, 1, REPLICAS_MAX)?;
         self.limit("nats.dlq.max_msgs", n.dlq.max_msgs)?;
@@ -149,7 +163,6 @@ impl Decoder {
 
         let w = &c.job.worker;
         self.range("job.worker.max_jobs", w.max_jobs, 1, MAX_JOBS_MAX)?;
-        self.name("job.worker.queue_group", &w.queue_group)?;
         if !is_hostname(&w.hostname) {
             let msg = format!(
                 "'{}' must be empty or match [A-Za-z0-9_.-]+ without a leading or trailing '.' or '..'",

@@ -63,6 +63,14 @@ impl JobDef {
         let timeout_us = i64::try_from(self.timeout_ms.saturating_mul(1000)).unwrap_or(i64::MAX);
         self.created_us.saturating_add(timeout_us)
     }
+
+    /// The job's timing for the status rule, given the hosts' grace.
+    pub fn timing(&self, grace: crate::status::Grace) -> crate::status::Timing {
+        crate::status::Timing {
+            deadline_us: self.deadline_us(),
+            grace,
+        }
+    }
 }
 
 /// Lifecycle event names as they appear in `timeline`.
@@ -99,6 +107,22 @@ pub struct HostState {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub duration: Option<String>,
     pub events: Vec<Event>,
+    /// When the worker wrote this record (Unix µs): how long a `running`/`retryable` host has been silent
+    /// (`status::Grace`). 0 in records written before the field existed.
+    #[serde(default)]
+    pub updated_us: i64,
+}
+
+impl HostState {
+    /// What the status rule needs of this record.
+    pub fn record<'a>(&self, host: &'a str) -> crate::status::HostRecord<'a> {
+        crate::status::HostRecord {
+            host,
+            status: self.status,
+            attempts: self.attempts,
+            updated_us: self.updated_us,
+        }
+    }
 }
 
 /// One host's answer (`{id}.{host}` in the response bucket).

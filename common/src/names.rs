@@ -15,10 +15,13 @@ pub struct Names {
     pub stream: String,
     /// Dead-letter stream capturing max-deliveries advisories of `stream`.
     pub dlq_stream: String,
-    /// KV bucket of job definitions, per-host states and worker heartbeats.
+    /// KV bucket of job definitions and per-host states.
     pub bucket: String,
     /// KV bucket of per-host results.
     pub response_bucket: String,
+    /// KV bucket of worker heartbeats (`workers.{host}`): its own, so a full job bucket cannot hide the
+    /// fleet. `{prefix}job-workers` unless [`Names::with_workers_bucket`] says otherwise.
+    pub workers_bucket: String,
     consumer_base: String,
 }
 
@@ -51,10 +54,17 @@ impl Names {
             dlq_stream: format!("{name_prefix}{stream}-DLQ"),
             bucket: format!("{name_prefix}{bucket}"),
             response_bucket: format!("{name_prefix}{response_bucket}"),
+            workers_bucket: format!("{name_prefix}job-workers"),
             consumer_base: format!("{name_prefix}{consumer}"),
             subject_prefix,
             name_prefix,
         }
+    }
+
+    /// The same names with the heartbeat bucket `workers_bucket` (`nats.kv.workers_bucket`).
+    pub fn with_workers_bucket(mut self, workers_bucket: &str) -> Names {
+        self.workers_bucket = format!("{}{workers_bucket}", self.name_prefix);
+        self
     }
 
     /// Subjects the job stream stores: `[prefix]jobs.>`.

@@ -2,11 +2,14 @@
 //! responses, and the clock. Pure: the API reads the records, this decides status, errors and timeline.
 
 use crate::job::{event, Event, HostState, JobDef, Operation, Response};
-use crate::status::{aggregate, effective_host_status, HostStatus, JobStatus, NO_RESPONSE};
+use crate::status::{
+    concerned_hosts, job_status, Grace, HostRecord, HostStatus, JobStatus, Timing, Verdict,
+    NO_RESPONSE,
+};
 use crate::timefmt::format_micros;
 use serde::Serialize;
 use serde_json::Value;
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 
 /// The source name of events the API writes.
 pub const API_SOURCE: &str = "api";
@@ -51,28 +54,6 @@ pub struct JobDetail {
     pub timeline: Vec<Event>,
 }
 
-/// The hosts a job concerns: those expected at submission and those that answered.
-pub fn hosts_of<'a>(def: &'a JobDef, answered: impl Iterator<Item = &'a str>) -> BTreeSet<&'a str> {
-    def.expected_hosts
-        .iter()
-        .map(String::as_str)
-        .chain(answered)
-        .collect()
-}
-
-/// Status of a job from its hosts' own statuses (`None` = never answered) and the clock.
-pub fn job_status<'a>(
-    def: &JobDef,
-    host_statuses: impl Iterator<Item = (&'a str, Option<HostStatus>)>,
-    now_us: i64,
-) -> JobStatus {
-    let past = now_us > def.deadline_us();
-    let effective: Vec<HostStatus> = host_statuses
-        .map(|(_, own)| effective_host_status(own, past))
-        .collect();
-    aggregate(&effective, past)
-}
-
 /// The `submitted` event's message, naming the user when there is one.
 fn submitted_message(def: &JobDef) -> String {
     match def.submitted_by.as_str() {
@@ -81,121 +62,43 @@ fn submitted_message(def: &JobDef) -> String {
     }
 }
 
-/// Builds the detail. `states` and `responses` are keyed by hostname.
+/// Builds the detail. `states` and `responses` are keyed by hostname; `grace` is the hosts' grace
+/// (`status::Grace`). The status comes from `status::job_status`, the rule the API's index uses too.
 pub fn detail(
     def: &JobDef,
     states: &BTreeMap<String, HostState>,
     responses: &BTreeMap<String, Response>,
+    grace: Grace,
     now_us: i64,
 ) -> JobDetail {
-    let past = now_us > def.deadline_us();
-    let hosts = hosts_of(def, states.keys().map(String::as_str));
-    let deciding: Vec<&str> = if def.is_any_target() {
-        let written = hosts
-            .iter()
-            .filter_map(|h| states.get(*h).map(|s| (*h, s.status, s.attempts)));
-        crate::status::any_target_decider(written)
-            .into_iter()
-            .collect()
-    } else {
-        hosts.iter().copied().collect()
-    };
-    let status = job_status(
-        def,
-        deciding
-            .iter()
-            .map(|h| (*h, states.get(*h).map(|s| s.status))),
-        now_us,
-    );
-
-    let mut worker_states = BTreeMap::new();
-    let mut timeline = vec![Event {
-        timestamp: def.created.clone(),
-        event: event::SUBMITTED.into(),
-        hostname: API_SOURCE.into(),
-        message: submitted_message(def),
-        error: None,
-    }];
-    for host in &hosts {
-        match states.get(*host) {
-            Some(s) => {
-                worker_states.insert(
-                    host.to_string(),
-                    WorkerStateView {
-                        status: s.status,
-                        error: s.error.clone(),
-                        duration: s.duration.clone(),
-                        attempts: s.attempts,
-                    },
-                );
-                timeline.extend(s.events.iter().cloned());
-            }
-            None if past => {
-                worker_states.insert(
-                    host.to_string(),
-                    WorkerStateView {
-                        status: HostStatus::Failed,
-                        error: Some(NO_RESPONSE.into()),
-                        duration: None,
-                        attempts: 0,
-                    },
-                );
-                timeline.push(Event {
-                    timestamp: format_micros(def.deadline_us()),
-                    event: event::FAILED.into(),
-                    hostname: host.to_string(),
-                    message: format!("no answer within {} ms", def.timeout_ms),
-                    error: Some(NO_RESPONSE.into()),
-                });
-            }
-            None => {}
-        }
-    }
-    if hosts.is_empty() && past {
-        timeline.push(Event {
-            timestamp: format_micros(def.deadline_us()),
-            event: event::FAILED.into(),
-            hostname: API_SOURCE.into(),
-            message: format!("no worker answered within {} ms", def.timeout_ms),
-            error: Some(NO_RESPONSE.into()),
-        });
-    }
-    // RFC 3339 strings of one format sort by time; the sort is stable, so same-instant events keep order.
-    timeline.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
-
+    let timing = def.timing(grace);
+    let expected: Vec<&str> = def.expected_hosts.iter().map(String::as_str).collect();
+    let records: Vec<HostRecord<'_>> = states.iter().map(|(h, s)| s.record(h)).collect();
+    let status = job_status(def.is_any_target(), &expected, &records, &timing, now_us);
+    // Every host shown: expected ones and those that wrote a state (for `_any`, the ones that lost the
+    // race are shown too; only the decider counts for the status).
+    let shown = concerned_hosts(false, &expected, &records);
+    let worker_states = worker_states(&shown, states, &timing, now_us);
+    let timeline = timeline(def, &shown, states, &timing, now_us);
     let responses: BTreeMap<String, ResponseView> = responses
         .iter()
-        .map(|(host, r)| {
-            (
-                host.clone(),
-                ResponseView {
-                    status: r.status,
-                    data: r.data.clone(),
-                    error: r.error.clone(),
-                    hostname: r.hostname.clone(),
-                },
-            )
-        })
+        .map(|(host, r)| (host.clone(), response_view(r)))
         .collect();
-
-    let hostname = match worker_states.len() {
-        0 => None,
-        _ => worker_states
-            .iter()
-            .find(|(_, s)| s.status == HostStatus::Completed)
-            .or_else(|| worker_states.iter().next())
-            .map(|(h, _)| h.clone()),
-    };
+    let hostname = worker_states
+        .iter()
+        .find(|(_, s)| s.status == HostStatus::Completed)
+        .or_else(|| worker_states.iter().next())
+        .map(|(h, _)| h.clone());
     let result = match responses.len() {
         1 => responses.values().next().map(|r| r.data.clone()),
         _ => None,
     };
-    let error = job_error(status, &worker_states, hosts.is_empty() && past);
+    let nobody_answered = shown.is_empty() && now_us > timing.deadline_us;
+    let error = job_error(status, &worker_states, nobody_answered);
     let updated_at = timeline
         .last()
         .map(|e| e.timestamp.clone())
         .unwrap_or_else(|| def.created.clone());
-
     JobDetail {
         id: def.id.clone(),
         status,
@@ -212,6 +115,109 @@ pub fn detail(
         responses,
         worker_states,
         timeline,
+    }
+}
+
+/// `worker_states`: each shown host's own record, with the verdict the clock gives it (a host silent
+/// past the deadline is `failed: no response`, one stuck past its grace `failed: worker lost`).
+fn worker_states(
+    shown: &[(&str, Option<&HostRecord<'_>>)],
+    states: &BTreeMap<String, HostState>,
+    timing: &Timing,
+    now_us: i64,
+) -> BTreeMap<String, WorkerStateView> {
+    let mut out = BTreeMap::new();
+    for (host, record) in shown {
+        let verdict = timing.verdict(*record, now_us);
+        let own = states.get(*host);
+        if own.is_none() && verdict == Verdict::Own(HostStatus::Pending) {
+            continue;
+        }
+        out.insert(
+            host.to_string(),
+            WorkerStateView {
+                status: verdict.status(),
+                error: verdict
+                    .error()
+                    .map(String::from)
+                    .or_else(|| own.and_then(|s| s.error.clone())),
+                duration: own.and_then(|s| s.duration.clone()),
+                attempts: own.map_or(0, |s| s.attempts),
+            },
+        );
+    }
+    out
+}
+
+/// The submission, every host's events, and the failures the clock decided, oldest first.
+fn timeline(
+    def: &JobDef,
+    shown: &[(&str, Option<&HostRecord<'_>>)],
+    states: &BTreeMap<String, HostState>,
+    timing: &Timing,
+    now_us: i64,
+) -> Vec<Event> {
+    let mut timeline = vec![Event {
+        timestamp: def.created.clone(),
+        event: event::SUBMITTED.into(),
+        hostname: API_SOURCE.into(),
+        message: submitted_message(def),
+        error: None,
+    }];
+    for (host, record) in shown {
+        if let Some(s) = states.get(*host) {
+            timeline.extend(s.events.iter().cloned());
+        }
+        let verdict = timing.verdict(*record, now_us);
+        let (at_us, message) = match (verdict, record) {
+            (Verdict::NoResponse, _) => (
+                timing.deadline_us,
+                format!("no answer within {} ms", def.timeout_ms),
+            ),
+            (Verdict::Lost, Some(r)) => (
+                timing.deadline_us.max(r.updated_us),
+                format!(
+                    "no news while {}: the worker is gone",
+                    status_word(r.status)
+                ),
+            ),
+            _ => continue,
+        };
+        timeline.push(Event {
+            timestamp: format_micros(at_us),
+            event: event::FAILED.into(),
+            hostname: host.to_string(),
+            message,
+            error: verdict.error().map(String::from),
+        });
+    }
+    if shown.is_empty() && now_us > timing.deadline_us {
+        timeline.push(Event {
+            timestamp: format_micros(timing.deadline_us),
+            event: event::FAILED.into(),
+            hostname: API_SOURCE.into(),
+            message: format!("no worker answered within {} ms", def.timeout_ms),
+            error: Some(NO_RESPONSE.into()),
+        });
+    }
+    // RFC 3339 strings of one format sort by time; the sort is stable, so same-instant events keep order.
+    timeline.sort_by(|a, b| a.timestamp.cmp(&b.timestamp));
+    timeline
+}
+
+fn status_word(s: HostStatus) -> &'static str {
+    match s {
+        HostStatus::Retryable => "waiting to retry",
+        _ => "running",
+    }
+}
+
+fn response_view(r: &Response) -> ResponseView {
+    ResponseView {
+        status: r.status,
+        data: r.data.clone(),
+        error: r.error.clone(),
+        hostname: r.hostname.clone(),
     }
 }
 

@@ -1,7 +1,12 @@
 use super::*;
 use crate::operation::OperationType;
+use crate::status::WORKER_LOST;
 
 const CREATED_US: i64 = 1_000_000;
+const GRACE: Grace = Grace {
+    running_us: 500_000,
+    retryable_us: 800_000,
+};
 
 fn def(target: &str, expected: &[&str]) -> JobDef {
     JobDef {
@@ -45,6 +50,7 @@ fn state(host: &str, status: HostStatus, error: Option<&str>) -> (String, HostSt
             error: error.map(String::from),
             duration: Some("0.1s".into()),
             events,
+            updated_us: 1_100_001,
         },
     )
 }
@@ -65,7 +71,13 @@ fn response(host: &str, data: Value) -> (String, Response) {
 fn single_host_completed() {
     let states = BTreeMap::from([state("web1", HostStatus::Completed, None)]);
     let responses = BTreeMap::from([response("web1", serde_json::json!({"pong": true}))]);
-    let d = detail(&def("_any", &[]), &states, &responses, CREATED_US + 10);
+    let d = detail(
+        &def("_any", &[]),
+        &states,
+        &responses,
+        GRACE,
+        CREATED_US + 10,
+    );
     assert_eq!(d.status, JobStatus::Completed);
     assert_eq!(d.hostname.as_deref(), Some("web1"));
     assert_eq!(d.result, Some(serde_json::json!({"pong": true})));
@@ -85,11 +97,17 @@ fn broadcast_partial_failure_and_silent_host() {
         state("a", HostStatus::Completed, None),
         state("b", HostStatus::Failed, Some("boom")),
     ]);
-    let before = detail(&d0, &states, &BTreeMap::new(), CREATED_US + 500_000);
+    let before = detail(&d0, &states, &BTreeMap::new(), GRACE, CREATED_US + 500_000);
     assert_eq!(before.status, JobStatus::Running, "c has not answered yet");
     assert_eq!(before.worker_states.len(), 2);
 
-    let after = detail(&d0, &states, &BTreeMap::new(), CREATED_US + 2_000_000);
+    let after = detail(
+        &d0,
+        &states,
+        &BTreeMap::new(),
+        GRACE,
+        CREATED_US + 2_000_000,
+    );
     assert_eq!(after.status, JobStatus::PartialFailure);
     let c = after
         .worker_states
@@ -105,10 +123,10 @@ fn nobody_answers() {
     let d0 = def("ghost", &[]);
     let none = BTreeMap::new();
     assert_eq!(
-        detail(&d0, &none, &BTreeMap::new(), CREATED_US).status,
+        detail(&d0, &none, &BTreeMap::new(), GRACE, CREATED_US).status,
         JobStatus::Pending
     );
-    let late = detail(&d0, &none, &BTreeMap::new(), CREATED_US + 1_000_001);
+    let late = detail(&d0, &none, &BTreeMap::new(), GRACE, CREATED_US + 1_000_001);
     assert_eq!(late.status, JobStatus::Failed);
     assert_eq!(late.error.as_deref(), Some(NO_RESPONSE));
 }
@@ -120,6 +138,7 @@ fn single_host_failure_keeps_its_message() {
         &def("web1", &[]),
         &states,
         &BTreeMap::new(),
+        GRACE,
         CREATED_US + 10,
     );
     assert_eq!(d.status, JobStatus::Failed);
@@ -127,17 +146,53 @@ fn single_host_failure_keeps_its_message() {
 }
 
 #[test]
+fn a_host_stuck_running_past_its_grace_is_lost() {
+    let d0 = def("_all", &["a", "b"]);
+    let states = BTreeMap::from([
+        state("a", HostStatus::Completed, None),
+        state("b", HostStatus::Running, None),
+    ]);
+    // Deadline at 2.0 s; b wrote at 1.1 s, so its grace ends at 2.5 s.
+    let during = detail(
+        &d0,
+        &states,
+        &BTreeMap::new(),
+        GRACE,
+        CREATED_US + 1_500_000,
+    );
+    assert_eq!(during.status, JobStatus::Running);
+    let after = detail(
+        &d0,
+        &states,
+        &BTreeMap::new(),
+        GRACE,
+        CREATED_US + 1_500_001,
+    );
+    assert_eq!(after.status, JobStatus::PartialFailure);
+    let b = after
+        .worker_states
+        .get("b")
+        .map(|s| (s.status, s.error.clone()));
+    assert_eq!(b, Some((HostStatus::Failed, Some(WORKER_LOST.to_string()))));
+    assert_eq!(after.error.as_deref(), Some("b: worker lost"));
+    assert!(after
+        .timeline
+        .iter()
+        .any(|e| e.hostname == "b" && e.error.as_deref() == Some(WORKER_LOST)));
+}
+
+#[test]
 fn the_submitter_is_named_in_the_detail_and_the_timeline() {
     let mut d = def("web1", &[]);
     let none = BTreeMap::new();
-    let anonymous = detail(&d, &none, &BTreeMap::new(), CREATED_US);
+    let anonymous = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
     assert_eq!(anonymous.submitted_by, "");
     assert_eq!(
         anonymous.timeline[0].message,
         "job submitted for target web1"
     );
     d.submitted_by = "alice".into();
-    let named = detail(&d, &none, &BTreeMap::new(), CREATED_US);
+    let named = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
     assert_eq!(named.submitted_by, "alice");
     assert_eq!(named.timeline[0].event, "submitted");
     assert_eq!(

@@ -5,7 +5,7 @@ use std::time::{Duration, Instant};
 use serde_json::{json, Value};
 
 use crate::auth::admin_token;
-use crate::daemons::{Api, Options, Worker};
+use crate::daemons::{Api, ExtraConfig, Options, Worker};
 use crate::http::{request_as, Response};
 use crate::is_terminal;
 use crate::nats::NatsServer;
@@ -43,13 +43,22 @@ impl Cluster {
 
     /// [`Cluster::start`] with other options (namespace, heartbeat, extra worker keys).
     pub fn start_with(workers: &[WorkerSpec<'_>], options: &Options) -> Cluster {
+        Cluster::start_extra(workers, options, &ExtraConfig::default())
+    }
+
+    /// [`Cluster::start_with`] with the same extra config keys for the API and every worker.
+    pub fn start_extra(
+        workers: &[WorkerSpec<'_>],
+        options: &Options,
+        extra: &ExtraConfig,
+    ) -> Cluster {
         let options = options.clone();
         let nats = NatsServer::start();
-        let api = Api::start(&nats.url(), &options);
+        let api = Api::start_extra(&nats.url(), &options, extra);
         let workers = workers
             .iter()
             .map(|(hostname, labels, max_jobs)| {
-                Worker::start(&nats.url(), hostname, labels, *max_jobs, &options)
+                Worker::start_extra(&nats.url(), hostname, labels, *max_jobs, &options, extra)
             })
             .collect();
         let mut cluster = Cluster { workers, api, nats };

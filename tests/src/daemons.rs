@@ -287,12 +287,14 @@ impl Drop for Daemon {
     }
 }
 
-/// More config for one daemon, beyond [`Options`]: keys under `nats:` (e.g. `("stream", "{ replicas: 3 }")`)
-/// and under `api.server:` (e.g. `("max_body_bytes", "4096")`), as (key, YAML value).
+/// More config for one daemon, beyond [`Options`]: keys under `nats:` (e.g. `("stream", "{ replicas: 3 }")`),
+/// under `api.server:` (e.g. `("max_body_bytes", "4096")`) and under `job.worker:` (for the API too, which
+/// reads the workers' `consumer` settings), as (key, YAML value).
 #[derive(Debug, Clone, Default)]
 pub struct ExtraConfig {
     pub nats_yaml: Vec<(String, String)>,
     pub api_server_yaml: Vec<(String, String)>,
+    pub job_worker_yaml: Vec<(String, String)>,
 }
 
 impl ExtraConfig {
@@ -309,6 +311,11 @@ impl ExtraConfig {
             }
             if line == "  server:" {
                 for (key, value) in &self.api_server_yaml {
+                    let _ = writeln!(out, "    {key}: {value}");
+                }
+            }
+            if line == "  worker:" {
+                for (key, value) in &self.job_worker_yaml {
                     let _ = writeln!(out, "    {key}: {value}");
                 }
             }

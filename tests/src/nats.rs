@@ -193,7 +193,7 @@ fn nats_server_binary() -> PathBuf {
             .find(|candidate| candidate.is_file())
     });
     on_path.unwrap_or_else(|| {
-        panic!("nats-server not found: run scripts/ensure-nats.sh or set OSAPI_NATS_SERVER")
+        panic!("nats-server not found: run scripts/ensure-deps.sh or set OSAPI_NATS_SERVER")
     })
 }
 

@@ -207,7 +207,7 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
             .iter()
             .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
             .collect(),
-        api_server_yaml: Vec::new(),
+        ..ExtraConfig::default()
     };
     let urls = nats.urls();
     let api = Api::start_extra(&urls, &options, &extra);
@@ -239,8 +239,8 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
         .unwrap_or_default();
     assert_eq!(
         streams.len(),
-        5,
-        "JOBS, JOBS-DLQ, AUDIT and two KV buckets: {jsz:#}"
+        6,
+        "JOBS, JOBS-DLQ, AUDIT and three KV buckets (jobs, responses, heartbeats): {jsz:#}"
     );
     for stream in &streams {
         assert_eq!(stream["config"]["num_replicas"], 3, "{stream:#}");

@@ -114,7 +114,7 @@ impl Who {
                 ("auth".into(), format!("{{ type: nkey, nkey_seed_file: '{}' }}", self.seed.display())),
                 ("tls".into(), format!("{{ ca_file: '{d}/ca.pem', cert_file: '{d}/client-cert.pem', key_file: '{d}/client-key.pem' }}")),
             ],
-            api_server_yaml: Vec::new(),
+            ..ExtraConfig::default()
         }
     }
 
@@ -232,7 +232,7 @@ fn each_identity_holds_only_its_own_keys() {
     let refused = [
         (names.bucket.clone(), keys::state(&id, "web2")),
         (names.response_bucket.clone(), keys::response(&id, "web2")),
-        (names.bucket.clone(), keys::worker("web2")),
+        (names.workers_bucket.clone(), keys::worker("web2")),
         (names.bucket.clone(), keys::job(&id)),
     ];
     for (bucket, key) in &refused {

@@ -1,8 +1,9 @@
-//! The worker's heartbeat: `workers.{host}` in the job bucket, rewritten every `heartbeat`, which the API
-//! reads to list live workers and to decide which hosts a broadcast job expects.
+//! The worker's heartbeat: `workers.{host}` in the heartbeat bucket (`nats.kv.workers_bucket`, apart from
+//! the jobs so a full job bucket cannot hide the fleet), rewritten every `heartbeat`, which the API reads
+//! to list live workers and to decide which hosts a broadcast job expects.
 
+use crate::clock::now_us;
 use crate::pool::PoolState;
-use crate::run::now_us;
 use crate::shutdown::Shutdown;
 use osapi_bus::Bus;
 use osapi_common::job::WorkerInfo;
@@ -46,7 +47,7 @@ impl Heartbeat {
         let bytes = serde_json::to_vec(&self.info(running)).map_err(|e| e.to_string())?;
         let key = keys::worker(&self.hostname);
         self.bus
-            .kv_put(&self.names.bucket, &key, &bytes)
+            .kv_put(&self.names.workers_bucket, &key, &bytes)
             .map(|_| ())
             .map_err(|e| e.to_string())
     }
@@ -55,7 +56,8 @@ impl Heartbeat {
     pub fn remove(&self) -> Result<(), String> {
         let key = keys::worker(&self.hostname);
         self.bus
-            .kv_purge(&self.names.bucket, &key)
+            .kv_purge(&self.names.workers_bucket, &key)
+            .map(|_| ())
             .map_err(|e| e.to_string())
     }
 

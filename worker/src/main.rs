@@ -3,6 +3,7 @@
 //! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
 //! remove the heartbeat, exit 0.
 
+mod clock;
 mod gate;
 mod heartbeat;
 mod keys;
@@ -152,7 +153,7 @@ fn with_retry<T>(
 }
 
 fn run(cfg: Config) -> Result<(), String> {
-    let started_us = run::now_us();
+    let started_us = clock::now_us();
     let w = &cfg.job.worker;
     let hostname = resolve_hostname(&w.hostname)?;
     let trust = keys::load_trust(w)?;

@@ -7,9 +7,11 @@
 //! `expired: ...`).
 //!
 //! Order matters: the response is written before the terminal state, so a reader that sees `completed`
-//! always finds the result. Any write that fails (NATS unavailable) naks the message for 1 s and moves
-//! on; a redelivery of a job already finished on this host is acked and ignored.
+//! always finds the result. A read or write that fails for a while (NATS unavailable, a store full)
+//! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
+//! garbled answer) fails the job at once. A redelivery of a job already finished here is acked and ignored.
 
+use crate::clock::now_us;
 use crate::gate::{self, Decision, Gate};
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
@@ -44,14 +46,6 @@ pub struct Runner {
 struct Job<'a> {
     id: &'a str,
     target: String,
-}
-
-/// Unix time now in microseconds.
-pub fn now_us() -> i64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| i64::try_from(d.as_micros()).unwrap_or(i64::MAX))
-        .unwrap_or(0)
 }
 
 /// `0.002s`, `1.001s`.
@@ -98,7 +92,12 @@ impl Runner {
     }
 
     fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
-        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), state)
+        // When it was written: the API counts a host silent too long in `running` as lost.
+        let state = HostState {
+            updated_us: now_us(),
+            ..state.clone()
+        };
+        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), &state)
     }
 
     fn put_response(
@@ -121,8 +120,18 @@ impl Runner {
         )
     }
 
-    /// A read or write failed (NATS unavailable): let JetStream redeliver soon, and move on.
+    /// A read or write failed. Transient (NATS unavailable, store full): let JetStream redeliver soon,
+    /// and move on. Permanent: redelivering would fail the same way until `max_deliver`, so settle now.
     fn nats_failed(&self, job: &Job<'_>, msg: &JsMessage, doing: &str, e: &BusError) {
+        if !e.is_transient() {
+            log::error!(
+                "job {} target {} on {}: {doing} failed for good ({e}); not retried",
+                job.id,
+                job.target,
+                self.hostname
+            );
+            return settle(job, "ack", msg.ack());
+        }
         log::warn!(
             "job {} target {} on {}: {doing} failed ({e}); redelivery in {}s",
             job.id,
@@ -246,6 +255,7 @@ impl Runner {
             error: None,
             duration: None,
             events: Vec::new(),
+            updated_us: 0,
         }
     }
 
@@ -301,6 +311,10 @@ impl Runner {
         took: String,
     ) {
         if let Err(e) = self.put_response(job.id, HostStatus::Completed, data, None) {
+            if !e.is_transient() {
+                let error = format!("result not stored: {e}");
+                return self.fail(job, msg, state, error, Some(took), Finish::Ack);
+            }
             return self.nats_failed(job, msg, "writing the response", &e);
         }
         state

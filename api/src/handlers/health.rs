@@ -2,7 +2,7 @@
 //! present, the index replayed) and `/openapi.yaml` (the spec).
 
 use super::{Body, Reply};
-use crate::routes::Ctx;
+use crate::ctx::Ctx;
 use serde_json::json;
 
 /// `GET /health`.
@@ -12,19 +12,9 @@ pub fn live() -> Reply {
 
 /// `GET /health/ready`: 503 naming what is missing.
 pub fn ready(ctx: &Ctx) -> Reply {
-    let problem = if !ctx.store.bus.is_connected() {
-        Some("NATS is unreachable".to_string())
-    } else if !ctx.store.index.is_ready() {
-        Some("job index is still loading".to_string())
-    } else {
-        match ctx.store.bus.stream_messages(&ctx.store.names.stream) {
-            Ok(_) => None,
-            Err(e) => Some(format!("job stream {}: {e}", ctx.store.names.stream)),
-        }
-    };
-    match problem {
-        None => Reply::json(200, json!({ "status": "ready" })),
-        Some(p) => Reply::json(
+    match ctx.store.readiness() {
+        Ok(()) => Reply::json(200, json!({ "status": "ready" })),
+        Err(p) => Reply::json(
             503,
             json!({ "status": "not ready", "error": p, "code": 503 }),
         ),

@@ -1,8 +1,8 @@
 //! `/job` endpoints: create, list, queue stats, workers, get (with `?wait=`), delete, retry.
 
 use super::Reply;
+use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
-use crate::routes::{Ctx, Query};
 use crate::store::Submission;
 use osapi_common::duration::parse_duration;
 use osapi_common::job::Operation;
@@ -157,10 +157,7 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
     };
     let offset = parse_count(q, "offset", 0)?;
     ctx.require_nats()?;
-    let (total, ids) = ctx
-        .store
-        .index
-        .page(filter, offset, Some(limit), crate::now_us());
+    let (total, ids) = ctx.store.page(filter, offset, limit);
     let items = super::to_json(&ctx.store.details(&ids)?)?;
     Ok(Reply::json(
         200,
@@ -171,7 +168,7 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
 /// `GET /job/status`.
 pub fn stats(ctx: &Ctx) -> Result<Reply, ApiError> {
     let dlq = ctx.store.dlq_count()?;
-    let s = ctx.store.index.stats(crate::now_us());
+    let s = ctx.store.stats();
     let by_status: Map<String, Value> = s
         .by_status
         .iter()
@@ -193,8 +190,7 @@ pub fn workers(ctx: &Ctx) -> Result<Reply, ApiError> {
     ctx.require_nats()?;
     let workers: Vec<Value> = ctx
         .store
-        .index
-        .live_workers(crate::now_us())
+        .live_workers()
         .into_iter()
         .map(|w| {
             json!({
@@ -227,12 +223,10 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
             .min(WAIT_MAX),
     };
     ctx.require_nats()?;
-    if !wait.is_zero() && ctx.store.index.status(&id, crate::now_us()).is_some() {
+    if !wait.is_zero() && ctx.store.knows(&id) {
         let slots = &ctx.waiters;
         if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
-            ctx.store
-                .index
-                .wait_terminal(&id, Instant::now() + wait, crate::now_us);
+            ctx.store.wait_terminal(&id, Instant::now() + wait);
         }
         slots.fetch_sub(1, Ordering::SeqCst);
     }

@@ -1,0 +1,190 @@
+//! The index's data: what it keeps of each job (`JobEntry`, about 100 bytes), the sets that order and
+//! file them, and how a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
+
+use osapi_common::job::{JobDef, WorkerInfo};
+use osapi_common::operation::OperationType;
+use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
+use uuid::Uuid;
+
+/// One host's latest state record of a job.
+#[derive(Debug, Clone)]
+pub(super) struct HostEntry {
+    pub(super) host: Box<str>,
+    pub(super) status: HostStatus,
+    pub(super) attempts: u32,
+    pub(super) updated_us: i64,
+    pub(super) revision: u64,
+}
+
+/// What the index keeps of one job: only what listing, filtering and counting need, kept small
+/// (about 100 bytes a job) because the index holds every job of the bucket.
+#[derive(Debug, Clone)]
+pub(super) struct JobEntry {
+    pub(super) revision: u64,
+    pub(super) created_us: i64,
+    pub(super) deadline_us: i64,
+    pub(super) op: OperationType,
+    /// Broadcast jobs: the live workers that matched at submission.
+    pub(super) expected: Box<[Box<str>]>,
+    pub(super) any: bool,
+    pub(super) hosts: Vec<HostEntry>,
+    /// The status it is filed under in `State::by_status` (as of its last record or timer).
+    pub(super) filed: JobStatus,
+    /// When the clock alone may next change its status (filed in `State::timers`).
+    pub(super) timer: Option<i64>,
+}
+
+impl JobEntry {
+    pub(super) fn from_def(def: &JobDef, revision: u64) -> JobEntry {
+        JobEntry {
+            revision,
+            created_us: def.created_us,
+            deadline_us: def.deadline_us(),
+            op: def.operation.op_type,
+            expected: def
+                .expected_hosts
+                .iter()
+                .map(|h| h.as_str().into())
+                .collect(),
+            any: def.is_any_target(),
+            hosts: Vec::new(),
+            filed: JobStatus::Pending,
+            timer: None,
+        }
+    }
+
+    pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
+        self.hosts
+            .iter()
+            .map(|h| HostRecord {
+                host: &h.host,
+                status: h.status,
+                attempts: h.attempts,
+                updated_us: h.updated_us,
+            })
+            .collect()
+    }
+
+    /// The job's status by `common::status::job_status`, and when the clock alone may next change it.
+    pub(super) fn status(&self, grace: Grace, now_us: i64) -> (JobStatus, Option<i64>) {
+        let timing = Timing {
+            deadline_us: self.deadline_us,
+            grace,
+        };
+        let expected: Vec<&str> = self.expected.iter().map(|h| &**h).collect();
+        let records = self.records();
+        let status = status::job_status(self.any, &expected, &records, &timing, now_us);
+        // The clock only ever turns hosts failed, so a terminal job stays terminal until a new record.
+        let next = match status.is_terminal() {
+            true => None,
+            false => timing.next_change(&records, now_us),
+        };
+        (status, next)
+    }
+}
+
+/// Why a watch's part of the index may be stale, or `None` when it is current.
+#[derive(Debug, Clone)]
+pub(super) struct Readiness {
+    pub(super) problem: Option<String>,
+    /// The connection's reconnect count when the watch was last known complete.
+    pub(super) checked_at_reconnect: u64,
+}
+
+impl Default for Readiness {
+    fn default() -> Self {
+        Readiness {
+            problem: Some("loading".into()),
+            checked_at_reconnect: 0,
+        }
+    }
+}
+
+#[derive(Default)]
+pub(super) struct State {
+    pub(super) jobs: HashMap<Uuid, JobEntry>,
+    pub(super) by_created: BTreeSet<(i64, Uuid)>,
+    /// The same jobs by their filed status, so a filtered page and the counts never walk the bucket.
+    pub(super) by_status: BTreeMap<JobStatus, BTreeSet<(i64, Uuid)>>,
+    pub(super) by_operation: BTreeMap<OperationType, usize>,
+    /// Jobs whose status the clock alone may change, by when.
+    pub(super) timers: BTreeSet<(i64, Uuid)>,
+    /// Deleted jobs: the revision of the delete and when it was applied, until the TTL.
+    pub(super) tombstones: HashMap<Uuid, (u64, i64)>,
+    /// The latest `now` a caller brought: records are filed as of it.
+    pub(super) now_us: i64,
+    pub(super) workers: BTreeMap<String, (u64, WorkerInfo)>,
+    /// Highest revision applied, per source.
+    pub(super) applied: [u64; 2],
+    pub(super) ready: [Readiness; 2],
+}
+
+impl State {
+    pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
+        self.by_created.insert((entry.created_us, id));
+        *self.by_operation.entry(entry.op).or_default() += 1;
+        self.by_status
+            .entry(entry.filed)
+            .or_default()
+            .insert((entry.created_us, id));
+        self.jobs.insert(id, entry);
+    }
+
+    pub(super) fn remove(&mut self, id: &Uuid) {
+        let Some(e) = self.jobs.remove(id) else {
+            return;
+        };
+        self.by_created.remove(&(e.created_us, *id));
+        if let Some(set) = self.by_status.get_mut(&e.filed) {
+            set.remove(&(e.created_us, *id));
+        }
+        if let Some(n) = self.by_operation.get_mut(&e.op) {
+            *n = n.saturating_sub(1);
+        }
+        if let Some(at) = e.timer {
+            self.timers.remove(&(at, *id));
+        }
+    }
+
+    /// Recomputes one job's status (as of `self.now_us`), files it under it and sets its timer.
+    pub(super) fn file(&mut self, id: Uuid, grace: Grace) {
+        let now_us = self.now_us;
+        let Some(entry) = self.jobs.get_mut(&id) else {
+            return;
+        };
+        let (status, timer) = entry.status(grace, now_us);
+        let was = std::mem::replace(&mut entry.filed, status);
+        let old_timer = std::mem::replace(&mut entry.timer, timer);
+        let key = (entry.created_us, id);
+        if old_timer != timer {
+            if let Some(at) = old_timer {
+                self.timers.remove(&(at, id));
+            }
+            if let Some(at) = timer {
+                self.timers.insert((at, id));
+            }
+        }
+        if was != status {
+            if let Some(set) = self.by_status.get_mut(&was) {
+                set.remove(&key);
+            }
+            self.by_status.entry(status).or_default().insert(key);
+        }
+    }
+
+    /// Re-files the jobs whose timer has passed: O(those jobs).
+    pub(super) fn catch_up(&mut self, now_us: i64, grace: Grace) {
+        self.now_us = self.now_us.max(now_us);
+        while let Some(&(at, id)) = self.timers.first() {
+            if at >= self.now_us {
+                break;
+            }
+            self.timers.pop_first();
+            if let Some(e) = self.jobs.get_mut(&id) {
+                e.timer = None;
+            }
+            self.file(id, grace);
+        }
+    }
+}

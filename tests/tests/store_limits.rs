@@ -1,0 +1,135 @@
+//! What the API answers when NATS cannot take a job, against the real binaries and nats-server: a record
+//! over KV's largest value is a 413 (not "try again later"); a full job stream or job bucket is a 503
+//! "job store is full" with `Retry-After` and stores nothing, so every 201 is a job that runs; and a full
+//! job bucket does not hide the fleet (heartbeats have their own bucket).
+
+use std::time::{Duration, Instant};
+
+use serde_json::json;
+
+use osapi_tests::{wait_until, Cluster, ExtraConfig, Options, Response};
+
+fn nats_extra(key: &str, value: &str) -> ExtraConfig {
+    ExtraConfig {
+        nats_yaml: vec![(key.to_string(), value.to_string())],
+        ..ExtraConfig::default()
+    }
+}
+
+fn assert_store_full(resp: &Response) {
+    resp.assert_error(503);
+    assert!(
+        resp.body["error"]
+            .as_str()
+            .is_some_and(|e| e.contains("store is full")),
+        "503 must say the store is full: {}",
+        resp.text
+    );
+    let retry = resp
+        .header("retry-after")
+        .and_then(|v| v.parse::<u64>().ok());
+    assert!(
+        retry.is_some_and(|s| s > 0),
+        "a full store answers Retry-After: {:?}",
+        resp.headers
+    );
+}
+
+fn total_jobs(cluster: &Cluster) -> u64 {
+    let resp = cluster.http("GET", "/job/status", None);
+    assert_eq!(resp.status, 200, "{}", resp.text);
+    resp.body["total_jobs"].as_u64().unwrap_or(u64::MAX)
+}
+
+#[test]
+fn a_record_larger_than_a_kv_value_is_413_and_creates_nothing() {
+    let cluster = Cluster::start(&[]);
+    // The body is under max_body_bytes (1 MiB) but the job record would not fit in one KV value.
+    let data = "x".repeat(1024 * 1024 - 2048);
+    let body =
+        json!({ "operation": { "type": "test.echo.do", "data": { "blob": data } } }).to_string();
+    assert!(
+        body.len() < 1024 * 1024,
+        "the body must be under the body cap"
+    );
+    let resp = cluster.http_raw("POST", "/job", Some(&body));
+    resp.assert_error(413);
+    assert_eq!(
+        total_jobs(&cluster),
+        0,
+        "a refused job leaves nothing behind"
+    );
+}
+
+#[test]
+fn a_full_stream_never_answers_201_for_a_job_that_does_not_run() {
+    const SUBMISSIONS: usize = 300;
+    const STREAM_MSGS: usize = 100;
+    let extra = nats_extra("stream", &format!("{{ max_msgs: {STREAM_MSGS} }}"));
+    let cluster = Cluster::start_extra(&[("w1", &[], 8)], &Options::default(), &extra);
+    let body =
+        json!({ "operation": { "type": "test.ping.do" }, "target_hostname": "_any" }).to_string();
+    let mut accepted = Vec::new();
+    let mut refused = 0;
+    for _ in 0..SUBMISSIONS {
+        let resp = cluster.http_raw("POST", "/job", Some(&body));
+        match resp.status {
+            201 => accepted.push(resp.body["job_id"].as_str().unwrap_or("?").to_string()),
+            _ => {
+                assert_store_full(&resp);
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        accepted.len() <= STREAM_MSGS,
+        "{} accepted by a stream of {STREAM_MSGS}",
+        accepted.len()
+    );
+    assert!(
+        refused > 0,
+        "300 submissions into a stream of 100 must meet a full stream"
+    );
+    for id in &accepted {
+        let job = cluster.wait_job(id, Duration::from_secs(60));
+        assert_eq!(job["status"], "completed", "a 201 job must run: {job:#}");
+    }
+    assert_eq!(
+        total_jobs(&cluster),
+        accepted.len() as u64,
+        "refused jobs were removed again"
+    );
+}
+
+#[test]
+fn a_full_job_bucket_is_503_store_full_and_the_fleet_stays_listed() {
+    let extra = nats_extra("kv", "{ max_bytes: 65536 }");
+    let fleet = [("w1", &[][..], 2), ("w2", &[][..], 2), ("w3", &[][..], 2)];
+    let cluster = Cluster::start_extra(&fleet, &Options::default(), &extra);
+    let body = json!({
+        "operation": { "type": "test.echo.do", "data": { "pad": "p".repeat(4000) } },
+        "target_hostname": "no-such-host",
+    })
+    .to_string();
+    let mut full = None;
+    for _ in 0..100 {
+        let resp = cluster.http_raw("POST", "/job", Some(&body));
+        if resp.status != 201 {
+            full = Some(resp);
+            break;
+        }
+    }
+    let full = full.unwrap_or_else(|| panic!("100 jobs of 4 KB never filled a 64 KiB bucket"));
+    assert_store_full(&full);
+    // Heartbeats go on in their own bucket: for six heartbeat periods every worker stays listed.
+    let until = Instant::now() + Duration::from_secs(3);
+    while Instant::now() < until {
+        let mut listed = cluster.listed_workers();
+        listed.sort();
+        assert_eq!(listed, ["w1", "w2", "w3"], "a full job bucket hid workers");
+        std::thread::sleep(Duration::from_millis(250));
+    }
+    wait_until("/health/ready to stay 200", Duration::from_secs(5), || {
+        cluster.http("GET", "/health/ready", None).status == 200
+    });
+}
