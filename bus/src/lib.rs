@@ -14,12 +14,14 @@
 #![allow(deprecated)]
 
 mod error;
+mod identity;
 mod kv;
 mod seqlog;
 pub mod setup;
 mod stream;
 
 pub use error::BusError;
+pub use identity::Identity;
 pub use kv::{KvEntry, KvOp, KvWatch};
 pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
@@ -27,7 +29,6 @@ pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
 use crossbeam_channel::{bounded, Receiver, Sender};
 use nats::header::HeaderMap;
 use std::collections::HashMap;
-use std::path::PathBuf;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -51,52 +52,6 @@ pub struct ConnectOptions {
     pub request_timeout: Duration,
     /// Shown in the server's connection list.
     pub name: String,
-}
-
-/// File-based credentials: at most one of the two auth files, and the TLS files (all optional).
-#[derive(Debug, Clone, Default)]
-pub struct Identity {
-    /// A file holding an NKey user seed (`SU...`).
-    pub nkey_seed_file: Option<PathBuf>,
-    /// A NATS `.creds` file (user JWT and seed).
-    pub creds_file: Option<PathBuf>,
-    /// PEM CA the server's certificate must chain to.
-    pub ca_file: Option<PathBuf>,
-    /// PEM client certificate and key.
-    pub client_cert: Option<(PathBuf, PathBuf)>,
-}
-
-impl Identity {
-    /// The crate's options for this identity (credentials over `base`, then TLS).
-    fn options(&self, base: nats::Options) -> Result<nats::Options, BusError> {
-        let mut opts = match (&self.nkey_seed_file, &self.creds_file) {
-            (Some(path), _) => {
-                let seed = std::fs::read_to_string(path).map_err(|e| {
-                    BusError::Unavailable(format!(
-                        "nats.auth.nkey_seed_file {}: {e}",
-                        path.display()
-                    ))
-                })?;
-                let pair = nkeys::KeyPair::from_seed(seed.trim()).map_err(|e| {
-                    BusError::Unavailable(format!(
-                        "nats.auth.nkey_seed_file {}: not an NKey seed: {e}",
-                        path.display()
-                    ))
-                })?;
-                let public = pair.public_key();
-                nats::Options::with_nkey(&public, move |nonce| pair.sign(nonce).unwrap_or_default())
-            }
-            (None, Some(path)) => nats::Options::with_credentials(path),
-            (None, None) => base,
-        };
-        if let Some(ca) = &self.ca_file {
-            opts = opts.add_root_certificate(ca).tls_required(true);
-        }
-        if let Some((cert, key)) = &self.client_cert {
-            opts = opts.client_cert(cert, key).tls_required(true);
-        }
-        Ok(opts)
-    }
 }
 
 struct Inner {

@@ -60,7 +60,8 @@ pub fn connect_with_retry(opts: &ConnectOptions, give_up_after: Duration) -> Res
     loop {
         match Bus::connect(opts) {
             Ok(bus) => return Ok(bus),
-            Err(e) if Instant::now() < deadline => {
+            // A mistake in the config (a bad seed file) stays one: only what may pass is retried.
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
                 if !logged {
                     log::warn!("{e}; retrying every second");
                     logged = true;
