@@ -75,7 +75,7 @@ api:
   server:
     listen: '127.0.0.1:$api_port'
     security:
-      signing_key: 'bench-signing-key'
+      signing_key: 'bench-signing-key-of-32-bytes-or-more'
       job_signing_key_file: '$dir/job.key'
 job:
   worker:

@@ -10,21 +10,32 @@ Usage: job-retry.sh ID [--target T]
 Submits a new job with job ID's operation and data (the original is kept) and prints the new id.
   --target T    where the new job goes (default: the original job's target)
 
-Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set).
+Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set, on
+curl's standard input: never on a command line).
 Exit: 0 created, 1 refused by the server (e.g. 404), 2 usage error, 3 server unreachable or unavailable.
 EOF
 }
 
 url=${OSAPI_URL:-http://127.0.0.1:8080}
+if [[ -n ${OSAPI_TOKEN:-} && ! $OSAPI_TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
+    echo "job-retry: OSAPI_TOKEN does not look like a token" >&2
+    exit 2
+fi
 max_time_s=10
+
+# The token goes to curl as a config on standard input, never as an argument: `ps` shows every
+# process's arguments to every local user. (Checked at start: it must not break out of the quotes.)
+auth_config() {
+    if [[ -z ${OSAPI_TOKEN:-} ]]; then return; fi
+    printf 'header = "Authorization: Bearer %s"\n' "$OSAPI_TOKEN"
+}
 
 # api METHOD PATH [BODY]: prints the answer's body; on an HTTP error prints the server's message and exits.
 api() {
     local args=(-sS -X "$1" --max-time "$max_time_s" -w '\n%{http_code}' -H 'Accept: application/json')
-    if [[ -n ${OSAPI_TOKEN:-} ]]; then args+=(-H "Authorization: Bearer $OSAPI_TOKEN"); fi
     if [[ $# -ge 3 ]]; then args+=(-H 'Content-Type: application/json' --data-binary "$3"); fi
     local out code message
-    out=$(curl "${args[@]}" "$url$2") || { echo "job-retry: cannot reach the API at $url" >&2; exit 3; }
+    out=$(curl --config - "${args[@]}" "$url$2" <<<"$(auth_config)") || { echo "job-retry: cannot reach the API at $url" >&2; exit 3; }
     code=${out##*$'\n'}
     out=${out%$'\n'*}
     if ((code >= 400)); then

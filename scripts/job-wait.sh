@@ -10,22 +10,33 @@ Usage: job-wait.sh ID [--timeout 60s]
 Waits until job ID is completed, failed or partial_failure (at most --timeout: N, Ns, Nm or Nh)
 and prints the job as JSON (the last state seen when time runs out).
 
-Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set).
+Env: OSAPI_URL (default http://127.0.0.1:8080), OSAPI_TOKEN (sent as a Bearer token when set, on
+curl's standard input: never on a command line).
 Exit: 0 completed, 1 failed or partial_failure (or the server refused, e.g. 404),
       2 usage error, 3 still unfinished at --timeout, or the server is unreachable or unavailable.
 EOF
 }
 
 url=${OSAPI_URL:-http://127.0.0.1:8080}
+if [[ -n ${OSAPI_TOKEN:-} && ! $OSAPI_TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
+    echo "job-wait: OSAPI_TOKEN does not look like a token" >&2
+    exit 2
+fi
 hold_max_s=30   # the longest ?wait= asked for in one request (the server's maximum is 60 s)
 slack_s=10      # curl's --max-time is the hold plus this
+
+# The token goes to curl as a config on standard input, never as an argument: `ps` shows every
+# process's arguments to every local user. (Checked at start: it must not break out of the quotes.)
+auth_config() {
+    if [[ -z ${OSAPI_TOKEN:-} ]]; then return; fi
+    printf 'header = "Authorization: Bearer %s"\n' "$OSAPI_TOKEN"
+}
 
 # get PATH MAX_TIME_S: prints the answer's body; on an HTTP error prints the server's message and exits.
 get() {
     local args=(-sS --max-time "$2" -w '\n%{http_code}' -H 'Accept: application/json')
-    if [[ -n ${OSAPI_TOKEN:-} ]]; then args+=(-H "Authorization: Bearer $OSAPI_TOKEN"); fi
     local out code message
-    out=$(curl "${args[@]}" "$url$1") || { echo "job-wait: cannot reach the API at $url" >&2; exit 3; }
+    out=$(curl --config - "${args[@]}" "$url$1" <<<"$(auth_config)") || { echo "job-wait: cannot reach the API at $url" >&2; exit 3; }
     code=${out##*$'\n'}
     out=${out%$'\n'*}
     if ((code >= 400)); then

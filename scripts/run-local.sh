@@ -77,12 +77,14 @@ osapi is running (logs: .data/nats.log, .data/api.log, .data/worker.log). Try:
 
   export OSAPI_TOKEN=$token
 
-  curl -s -X POST $api_url/job -H "Authorization: Bearer \$OSAPI_TOKEN" -H 'Content-Type: application/json' \\
+  (the token goes to curl through a pipe, -H @<(...), never as an argument that ps would show)
+
+  curl -s -X POST $api_url/job -H @<(echo "Authorization: Bearer \$OSAPI_TOKEN") -H 'Content-Type: application/json' \\
        -d '{"operation":{"type":"system.hostname.get","data":{}},"target_hostname":"_any"}'
 
 then, with the job_id it prints:
 
-  curl -s -H "Authorization: Bearer \$OSAPI_TOKEN" '$api_url/job/JOB_ID?wait=10s'
+  curl -s -H @<(echo "Authorization: Bearer \$OSAPI_TOKEN") '$api_url/job/JOB_ID?wait=10s'
 
 or with the CLI (it reads OSAPI_TOKEN): target/debug/osapi job run system.hostname.get
 

@@ -1,7 +1,10 @@
 //! Who may do what: `Authorization: Bearer JWT` (HS256 with `api.server.security.signing_key`), checked
 //! once per request by the router. Missing, malformed, expired or wrongly signed tokens, `alg: none` and
-//! every other algorithm are 401; a valid token without the permission is 403. The signature check
-//! (HMAC, compared in constant time) is jsonwebtoken's, on ring; nothing here is hand-rolled crypto.
+//! every other algorithm are 401; a valid token without the permission is 403. `nbf` is honoured; `aud`
+//! (OSAPI's tokens carry one) is accepted, and must name `api.server.security.audience` when that is
+//! set. The check needs only the request head: the server calls it before reading any body. The
+//! signature check (HMAC, compared in constant time) is jsonwebtoken's, on ring; nothing here is
+//! hand-rolled crypto.
 
 use crate::error::ApiError;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
@@ -38,12 +41,20 @@ pub struct Auth {
 }
 
 impl Auth {
-    /// `signing_key` empty = no authentication at all (only allowed on loopback, see `main.rs`).
-    pub fn new(signing_key: &str, roles: BTreeMap<String, RoleConfig>) -> Auth {
+    /// `signing_key` empty = no authentication at all (only allowed on loopback, see `main.rs`);
+    /// `audience` empty = `aud` not checked.
+    pub fn new(signing_key: &str, audience: &str, roles: BTreeMap<String, RoleConfig>) -> Auth {
         let mut validation = Validation::new(Algorithm::HS256);
         validation.set_issuer(&[ISSUER]);
-        validation.set_required_spec_claims(&["exp", "iss", "sub"]);
         validation.leeway = 0;
+        validation.validate_nbf = true;
+        if audience.is_empty() {
+            validation.validate_aud = false;
+            validation.set_required_spec_claims(&["exp", "iss", "sub"]);
+        } else {
+            validation.set_audience(&[audience]);
+            validation.set_required_spec_claims(&["exp", "iss", "sub", "aud"]);
+        }
         Auth {
             key: (!signing_key.is_empty())
                 .then(|| DecodingKey::from_secret(signing_key.as_bytes())),
@@ -107,7 +118,11 @@ fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
         ErrorKind::InvalidSignature => "bad signature",
         ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => "only HS256 is accepted",
         ErrorKind::InvalidIssuer => "issuer is not osapi",
-        ErrorKind::MissingRequiredClaim(_) => "a required claim (exp, iss, sub) is missing",
+        ErrorKind::ImmatureSignature => "not valid yet (nbf is in the future)",
+        ErrorKind::InvalidAudience => "audience (aud) is not this API's",
+        ErrorKind::MissingRequiredClaim(_) => {
+            "a required claim (exp, iss, sub, and aud when an audience is set) is missing"
+        }
         _ => "malformed (expected an HS256 JWT)",
     }
 }

@@ -24,6 +24,8 @@ pub struct Ctx {
     /// Requests currently held by `?wait=`, and how many may be.
     pub waiters: AtomicUsize,
     pub waiters_max: usize,
+    /// `api.server.max_job_data_bytes`.
+    pub max_job_data_bytes: usize,
 }
 
 impl Ctx {

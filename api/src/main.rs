@@ -51,8 +51,13 @@ fn check_auth_mode(cfg: &Config, no_auth: bool) -> Result<(), String> {
             ));
         }
         log::warn!("serving WITHOUT authentication (--no-auth): anyone who can reach {listen} may submit jobs");
-    } else if no_auth {
-        log::warn!("--no-auth ignored: a signing key is configured, tokens are required");
+    } else {
+        let key = &cfg.api.server.security.signing_key;
+        osapi_common::permission::check_signing_key(key)
+            .map_err(|e| format!("api.server.security.signing_key {e}"))?;
+        if no_auth {
+            log::warn!("--no-auth ignored: a signing key is configured, tokens are required");
+        }
     }
     Ok(())
 }
@@ -145,7 +150,7 @@ fn run() -> Result<(), String> {
     }
 
     let listen = &cfg.api.server.listen;
-    let http = server::bind(listen)
+    let http = server::bind(listen, cfg.api.server.max_connections)
         .map_err(|e| format!("cannot listen on {listen} (api.server.listen): {e}"))?;
     log::info!("listening on http://{listen}");
 
@@ -158,11 +163,13 @@ fn run() -> Result<(), String> {
         store: store::Store::new(bus, names, index, grace, job_key),
         auth: auth::Auth::new(
             &cfg.api.server.security.signing_key,
+            &cfg.api.server.security.audience,
             cfg.api.server.security.roles.clone(),
         ),
         audit,
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
+        max_job_data_bytes: cfg.api.server.max_job_data_bytes,
     });
     server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown)?;
     log::info!("stopped");

@@ -95,6 +95,20 @@ fn segments(path: &str) -> Vec<&str> {
     path.trim_end_matches('/').split('/').skip(1).collect()
 }
 
+/// The token check from the request head alone, so the server can refuse (401/403) before it reads
+/// any body; `route` checks again (a few microseconds) so no handler runs unauthorized.
+pub fn authorize(
+    ctx: &Ctx,
+    method: &str,
+    path: &str,
+    authorization: Option<&str>,
+) -> Result<(), ApiError> {
+    match classify(method, &segments(path)).permission() {
+        Some(needed) => ctx.auth.check(authorization, needed).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
 /// Dispatches one request: classify, check the token, call the handler.
 pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
     let segments = segments(req.path);

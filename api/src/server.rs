@@ -1,16 +1,18 @@
 //! HTTP serving on tiny_http, with the limits tiny_http lacks (STYLE.md): a fixed set of handler threads,
-//! a bounded queue (503 when full), a body cap checked before reading (413), bodies tiny_http has not
-//! buffered read by separate threads within a deadline (a slow upload never holds a handler), and exactly
-//! one place that responds to every request, so no request is ever dropped unanswered. Per-connection
-//! socket timeouts live in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`).
+//! a bounded queue (503 when full), the token checked from the head before any body is read (401/403
+//! never read it), a body cap checked before reading (413), bodies tiny_http has not buffered read by
+//! separate threads within a deadline (a slow upload never holds a handler), and exactly one place that
+//! responds to every request, so no request is ever dropped unanswered. The bounds on heads, connections
+//! and connection threads live in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`).
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
 use crate::routes::{self, Ctx, Query};
-use crossbeam_channel::{bounded, TrySendError};
+use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, Server};
 
 /// Threads answering requests; also bounds the requests in progress.
@@ -27,12 +29,38 @@ const BUFFERED_BODY_MAX: usize = 1024;
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
-/// Binds the listening socket. Each accepted connection gets `TCP_NODELAY` and 10 s read/write
-/// timeouts in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`): options on the listener would be
-/// inherited, but `SO_RCVTIMEO` there also times out `accept(2)`, which ended tiny_http's accept loop.
-pub fn bind(addr: &str) -> Result<Server, String> {
+/// Descriptors one connection holds in the vendored tiny_http: its reading and writing halves and the
+/// registry's handle that closes it when it is evicted.
+const FDS_PER_CONNECTION: u64 = 3;
+/// Descriptors the API needs besides its connections (NATS, the listener, logs, a margin).
+const FDS_RESERVED: u64 = 64;
+
+/// Binds the listening socket; at most `max_connections` connections are open at once (each with its
+/// own thread). Each accepted connection gets `TCP_NODELAY` and 10 s read/write timeouts in the vendored
+/// tiny_http (`vendor/tiny_http/PATCHES.md`): options on the listener would be inherited, but
+/// `SO_RCVTIMEO` there also times out `accept(2)`, which ended tiny_http's accept loop.
+pub fn bind(addr: &str, max_connections: usize) -> Result<Server, String> {
+    warn_if_too_few_fds(max_connections);
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    Server::from_listener(listener, None).map_err(|e| e.to_string())
+    Server::from_listener_limited(listener, None, max_connections).map_err(|e| e.to_string())
+}
+
+/// The cap on connections only holds if the process may open that many descriptors; otherwise
+/// `accept` fails first (logged and retried, never fatal). Says so at start rather than under a flood.
+fn warn_if_too_few_fds(max_connections: usize) {
+    let limits = std::fs::read_to_string("/proc/self/limits").unwrap_or_default();
+    let soft = limits
+        .lines()
+        .find(|l| l.starts_with("Max open files"))
+        .and_then(|l| l.split_whitespace().nth(3))
+        .and_then(|n| n.parse::<u64>().ok());
+    let needed = max_connections as u64 * FDS_PER_CONNECTION + FDS_RESERVED;
+    if let Some(soft) = soft.filter(|soft| *soft < needed) {
+        log::warn!(
+            "api.server.max_connections is {max_connections} but the open-file limit is {soft} (needs {needed}): \
+             raise LimitNOFILE (ulimit -n) or lower max_connections"
+        );
+    }
 }
 
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
@@ -50,12 +78,17 @@ pub fn serve(
     let (body_tx, body_rx) = bounded::<Request>(QUEUE_DEPTH);
     let mut handlers = Vec::with_capacity(HANDLER_THREADS + BODY_READERS);
     for n in 0..HANDLER_THREADS {
-        let (rx, ctx) = (rx.clone(), ctx.clone());
+        let (rx, ctx, body_tx) = (rx.clone(), ctx.clone(), body_tx.clone());
+        let shutdown = shutdown.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("http-{n}"))
-            .spawn(move || {
-                for (req, body) in rx.iter() {
-                    handle(&ctx, req, body, max_body_bytes);
+            .spawn(move || loop {
+                // Handlers and body readers send to each other, so neither queue closes by itself:
+                // handlers stop on the flag once their queue is empty, which then ends the readers.
+                match rx.recv_timeout(ACCEPT_POLL) {
+                    Ok((req, body)) => handle(&ctx, &body_tx, req, body, max_body_bytes),
+                    Err(RecvTimeoutError::Timeout) if !shutdown.load(Ordering::SeqCst) => {}
+                    Err(_) => break,
                 }
             });
         match spawned {
@@ -63,6 +96,7 @@ pub fn serve(
             Err(e) => log::error!("cannot start handler thread {n}: {e}"),
         }
     }
+    drop(body_tx);
     for n in 0..BODY_READERS {
         let (body_rx, tx) = (body_rx.clone(), tx.clone());
         let spawned = std::thread::Builder::new()
@@ -82,8 +116,8 @@ pub fn serve(
     }
     let mut outcome = Ok(());
     while !shutdown.load(Ordering::SeqCst) {
-        let req = match server.recv_timeout(ACCEPT_POLL) {
-            Ok(Some(req)) => req,
+        match server.recv_timeout(ACCEPT_POLL) {
+            Ok(Some(req)) => dispatch(&tx, req, None),
             Ok(None) => continue,
             Err(e) => {
                 // The (patched) accept thread never gives up; an error here means the server is gone.
@@ -91,25 +125,9 @@ pub fn serve(
                 outcome = Err(format!("the HTTP server stopped: {e}"));
                 break;
             }
-        };
-        let buffered = req.body_length().is_some_and(|n| n <= BUFFERED_BODY_MAX)
-            && !req.headers().iter().any(|h| h.field.equiv("Expect"));
-        if buffered || req.body_length().is_some_and(|n| n > max_body_bytes) {
-            dispatch(&tx, req, None);
-            continue;
-        }
-        if let Err(TrySendError::Full(req) | TrySendError::Disconnected(req)) =
-            body_tx.try_send(req)
-        {
-            respond(
-                req,
-                Err(ApiError::unavailable(
-                    "too many uploads in progress; try again",
-                )),
-            );
         }
     }
-    drop((tx, body_tx));
+    drop(tx);
     for h in handlers {
         let _ = h.join();
     }
@@ -133,15 +151,74 @@ fn dispatch(
     }
 }
 
-fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: usize) {
-    let started = std::time::Instant::now();
+/// What the head alone decides about a request that has just arrived.
+enum Admission {
+    /// Answer now, without reading the body (a refused body is never read: the connection closes).
+    Refused(ApiError),
+    /// The body, already in memory (tiny_http buffers small ones).
+    Ready(Vec<u8>),
+    /// The body is still on the wire: for the body readers.
+    Streamed,
+}
+
+fn admit(ctx: &Ctx, req: &mut Request, max_body_bytes: usize) -> Admission {
+    let url = req.url().to_string();
+    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    if let Err(e) = routes::authorize(ctx, req.method().as_str(), path, authorization.as_deref()) {
+        return Admission::Refused(e);
+    }
+    if req.body_length().is_some_and(|n| n > max_body_bytes) {
+        return Admission::Refused(ApiError::too_large(max_body_bytes));
+    }
+    let buffered = req.body_length().is_some_and(|n| n <= BUFFERED_BODY_MAX)
+        && !req.headers().iter().any(|h| h.field.equiv("Expect"));
+    if !buffered {
+        return Admission::Streamed;
+    }
+    match read_body(req, max_body_bytes) {
+        Ok(body) => Admission::Ready(body),
+        Err(e) => Admission::Refused(e),
+    }
+}
+
+/// Handles one request. On its first visit (`body` None) the head decides: refused at once, or the
+/// body is in memory, or the request goes to the body readers and comes back with its body.
+fn handle(
+    ctx: &Ctx,
+    body_tx: &crossbeam_channel::Sender<Request>,
+    mut req: Request,
+    body: Option<Vec<u8>>,
+    max_body_bytes: usize,
+) {
+    let started = Instant::now();
+    let body = match body {
+        Some(body) => body,
+        None => match admit(ctx, &mut req, max_body_bytes) {
+            Admission::Ready(body) => body,
+            Admission::Refused(e) => return respond_on_record(ctx, req, Err(e), started),
+            Admission::Streamed => {
+                if let Err(TrySendError::Full(req) | TrySendError::Disconnected(req)) =
+                    body_tx.try_send(req)
+                {
+                    respond(
+                        req,
+                        Err(ApiError::unavailable(
+                            "too many uploads in progress; try again",
+                        )),
+                    );
+                }
+                return;
+            }
+        },
+    };
     let method = req.method().as_str().to_string();
     let url = req.url().to_string();
     let (path, raw_query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let body = match body.map_or_else(|| read_body(&mut req, max_body_bytes), Ok) {
-        Ok(b) => b,
-        Err(e) => return respond(req, Err(e)),
-    };
     let authorization = req
         .headers()
         .iter()
@@ -162,17 +239,30 @@ fn handle(ctx: &Ctx, mut req: Request, body: Option<Vec<u8>>, max_body_bytes: us
             log::warn!("{method} {path}: {} ({})", e.error, e.details);
         }
     }
-    let seen = crate::audit::Seen {
+    respond_on_record(ctx, req, outcome, started);
+}
+
+/// Answers, then puts the request on the audit trail when it is one the trail keeps (`audit.rs`): after
+/// the answer, so the trail never slows a client down.
+fn respond_on_record(ctx: &Ctx, req: Request, outcome: Result<Reply, ApiError>, started: Instant) {
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    let seen = audit::Seen {
         method: &method,
         path,
         authorization: authorization.as_deref(),
         source: req.remote_addr().copied(),
         started,
     };
-    let audited = crate::audit::entry(ctx, &seen, &outcome);
+    let entry = audit::entry(ctx, &seen, &outcome);
     respond(req, outcome);
-    // On record once the client has its answer.
-    if let Some(entry) = audited {
+    if let Some(entry) = entry {
         ctx.audit.append(&entry);
     }
 }

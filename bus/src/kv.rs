@@ -196,7 +196,7 @@ impl Bus {
             prefix_len: format!("$KV.{bucket}.").len(),
             caught_up: pending == 0,
             last_seen: Instant::now(),
-            delivered: 0,
+            deliveries: Deliveries::default(),
         })
     }
 
@@ -211,13 +211,7 @@ impl Bus {
             .pointer("/delivered/consumer_seq")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        if sent > watch.delivered {
-            return Err(BusError::Unavailable(format!(
-                "watch consumer sent {sent} records, {} arrived",
-                watch.delivered
-            )));
-        }
-        Ok(())
+        watch.deliveries.server_sent(sent)
     }
 }
 
@@ -240,8 +234,39 @@ pub struct KvWatch {
     prefix_len: usize,
     caught_up: bool,
     last_seen: Instant,
-    /// Consumer sequence of the last delivery received: each one must be the next.
-    delivered: u64,
+    deliveries: Deliveries,
+}
+
+/// The consumer sequences a watch has received: each delivery must be the next one, and the server may
+/// never have sent more than arrived. Anything else is a gap: records were lost.
+#[derive(Debug, Default)]
+struct Deliveries {
+    received: u64,
+}
+
+impl Deliveries {
+    /// A delivery with consumer sequence `seq` arrived.
+    fn arrived(&mut self, seq: u64) -> Result<(), BusError> {
+        if seq != self.received + 1 {
+            return Err(BusError::Unavailable(format!(
+                "watch skipped from delivery {} to {seq}",
+                self.received
+            )));
+        }
+        self.received = seq;
+        Ok(())
+    }
+
+    /// The server says (idle heartbeat, consumer info) it has sent `sent` deliveries.
+    fn server_sent(&self, sent: u64) -> Result<(), BusError> {
+        if sent > self.received {
+            return Err(BusError::Unavailable(format!(
+                "watch consumer sent {sent} records, {} arrived",
+                self.received
+            )));
+        }
+        Ok(())
+    }
 }
 
 impl KvWatch {
@@ -263,11 +288,8 @@ impl KvWatch {
                         .as_ref()
                         .and_then(|h| h.get("Nats-Last-Consumer"))
                         .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(sent) = last_sent.filter(|sent| *sent > self.delivered) {
-                        return Err(BusError::Unavailable(format!(
-                            "watch consumer sent {sent} records, {} arrived",
-                            self.delivered
-                        )));
+                    if let Some(sent) = last_sent {
+                        self.deliveries.server_sent(sent)?;
                     }
                     if status.is_some() || msg.reply.is_none() {
                         // Idle heartbeat or flow control: answer flow control, otherwise nothing to do.
@@ -285,13 +307,7 @@ impl KvWatch {
                         continue;
                     };
                     let seq = msg.reply.as_deref().and_then(consumer_seq).unwrap_or(0);
-                    if seq != self.delivered + 1 {
-                        return Err(BusError::Unavailable(format!(
-                            "watch skipped from delivery {} to {seq}",
-                            self.delivered
-                        )));
-                    }
-                    self.delivered = seq;
+                    self.deliveries.arrived(seq)?;
                     if meta.pending == 0 {
                         self.caught_up = true;
                     }
@@ -354,4 +370,35 @@ fn decode_stored(data: &[u8], key: &str) -> Result<Option<KvEntry>, BusError> {
         revision: message.get("seq").and_then(Value::as_u64).unwrap_or(0),
         op,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_in_the_deliveries_is_an_error() {
+        let mut d = Deliveries::default();
+        assert!(d.arrived(1).is_ok() && d.arrived(2).is_ok());
+        assert!(
+            d.server_sent(2).is_ok(),
+            "heartbeat naming the last delivery"
+        );
+        assert!(
+            d.server_sent(3).is_err(),
+            "the server sent one that never arrived"
+        );
+        let skipped = d.arrived(4);
+        assert!(
+            skipped
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("skipped from delivery 2 to 4")),
+            "{skipped:?}"
+        );
+        assert!(
+            d.arrived(2).is_err(),
+            "a repeat is not the next delivery either"
+        );
+        assert!(d.arrived(3).is_ok());
+    }
 }

@@ -99,6 +99,9 @@ fn require_key(signing_key: &str) -> Result<&[u8], CliError> {
             env_name(SIGNING_KEY)
         )));
     }
+    // The API refuses to start with a shorter key, so a token signed with one is of no use.
+    osapi_common::permission::check_signing_key(signing_key)
+        .map_err(|e| CliError::Usage(format!("{SIGNING_KEY} {e}")))?;
     Ok(signing_key.as_bytes())
 }
 

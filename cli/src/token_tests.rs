@@ -2,7 +2,7 @@
 
 use super::*;
 
-const KEY: &str = "test-signing-key";
+const KEY: &str = "test-signing-key-of-at-least-32-bytes";
 const NOW_S: u64 = 1_700_000_000;
 
 fn request<'a>(role: &'a str, permissions: &'a [String]) -> Request<'a> {
@@ -93,7 +93,7 @@ fn expired_token_is_rejected() {
 fn wrong_key_is_rejected() {
     let now = now_s().expect("clock");
     let claims = claims(&request("admin", &[]), &BTreeMap::new(), now).expect("claims");
-    let token = encode(&claims, "another-key").expect("token");
+    let token = encode(&claims, "another-signing-key-of-32-bytes-or-more").expect("token");
     let err = validate(&token, KEY).expect_err("wrong key");
     assert!(err.to_string().contains("signature"), "{err}");
 }
@@ -153,4 +153,13 @@ fn empty_signing_key_names_the_key() {
         );
         assert_eq!(err.exit_code(), 2);
     }
+}
+
+#[test]
+fn short_signing_key_is_refused() {
+    let claims = claims(&request("read", &[]), &BTreeMap::new(), NOW_S).expect("claims");
+    let err = encode(&claims, "only-31-bytes-long-not-enough!!").expect_err("short key");
+    let text = err.to_string();
+    assert!(text.contains("31 bytes") && text.contains("32"), "{text}");
+    assert_eq!(err.exit_code(), 2);
 }

@@ -29,7 +29,8 @@ Usage:
         submit a job, wait for it (up to --timeout) and print each host's result
   osapi job get ID [--wait 30s]      show a job (waiting up to --wait for it to finish)
   osapi job list [--status S] [--limit N] [--offset N]
-        list jobs, newest first (S: pending, running, completed, failed, partial_failure)
+        list jobs, newest first (S: pending, running, completed, failed, partial_failure;
+        N: 1 to 1000, default 10)
   osapi job delete ID                delete a job
   osapi job retry ID [--target T]    submit a new job like ID (default: the same target)
   osapi job status                   job counts by status and operation

@@ -176,6 +176,11 @@ pub struct ServerConfig {
     pub listen: String,
     /// Larger request bodies get 413.
     pub max_body_bytes: usize,
+    /// Open HTTP connections at most; past it the one waiting longest for a request is closed, or the
+    /// newcomer gets 503 when all are busy.
+    pub max_connections: usize,
+    /// Larger `operation.data` (as JSON) gets 413: what one job may make the job bucket hold.
+    pub max_job_data_bytes: usize,
     pub security: SecurityConfig,
 }
 
@@ -188,6 +193,8 @@ pub struct SecurityConfig {
     pub job_signing_key_file: String,
     /// Custom roles beside read/write/admin.
     pub roles: BTreeMap<String, RoleConfig>,
+    /// When set, tokens must carry this `aud`; '' = `aud` accepted but not checked.
+    pub audience: String,
 }
 
 /// One custom role: `{ permissions: [job:read, ...] }`.
@@ -298,10 +305,13 @@ impl Config {
                 server: ServerConfig {
                     listen: "127.0.0.1:8080".into(),
                     max_body_bytes: 1_048_576,
+                    max_connections: 1024,
+                    max_job_data_bytes: 65_536,
                     security: SecurityConfig {
                         signing_key: String::new(),
                         job_signing_key_file: String::new(),
                         roles: BTreeMap::new(),
+                        audience: String::new(),
                     },
                 },
                 client: ClientConfig {

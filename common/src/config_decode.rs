@@ -353,16 +353,29 @@ impl Decoder {
         self.nats(&top, &mut c.nats)?;
 
         let api = self.child(&top, "api", &["server", "client"])?;
-        let server = self.child(&api, "server", &["listen", "max_body_bytes", "security"])?;
+        let server = self.child(
+            &api,
+            "server",
+            &[
+                "listen",
+                "max_body_bytes",
+                "max_connections",
+                "max_job_data_bytes",
+                "security",
+            ],
+        )?;
         let out = &mut c.api.server;
         self.string(&server, "listen", &mut out.listen)?;
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
+        self.count(&server, "max_connections", &mut out.max_connections)?;
+        self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
         let security = self.child(
             &server,
             "security",
-            &["signing_key", "job_signing_key_file", "roles"],
+            &["signing_key", "job_signing_key_file", "roles", "audience"],
         )?;
         self.string(&security, "signing_key", &mut out.security.signing_key)?;
+        self.string(&security, "audience", &mut out.security.audience)?;
         self.string(
             &security,
             "job_signing_key_file",

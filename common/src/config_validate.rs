@@ -12,6 +12,8 @@ type Result<T> = std::result::Result<T, ConfigError>;
 const MAX_JOBS_MAX: usize = 1024;
 const REPLICAS_MAX: usize = 5;
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
+/// Each connection holds a thread and three descriptors; more belongs behind a proxy.
+const CONNECTIONS_MAX: usize = 65_536;
 const NATS_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 const HEARTBEAT_MIN: Duration = Duration::from_millis(100);
 const NAME_RULE: &str = "[A-Za-z0-9_-]+";
@@ -152,12 +154,23 @@ impl Decoder {
             1,
             BODY_BYTES_MAX,
         )?;
+        self.range(
+            "api.server.max_connections",
+            server.max_connections,
+            1,
+            CONNECTIONS_MAX,
+        )?;
+        self.range(
+            "api.server.max_job_data_bytes",
+            server.max_job_data_bytes,
+            2, // `{}`
+            server.max_body_bytes,
+        )?;
         for (role, cfg) in &server.security.roles {
             let path = format!("api.server.security.roles.{role}");
             self.name(&path, role)?;
-            for (i, permission) in cfg.permissions.iter().enumerate() {
-                self.not_empty(&format!("{path}.permissions[{i}]"), permission)?;
-            }
+            crate::permission::check_role(role, &cfg.permissions)
+                .map_err(|msg| self.err(&path, msg))?;
         }
         self.not_empty("api.client.url", &c.api.client.url)?;
 

@@ -71,6 +71,11 @@ impl Api {
     pub fn kill(&mut self) {
         self.daemon.kill();
     }
+
+    /// The process id, to read `/proc/PID/status` (threads, memory).
+    pub fn pid(&self) -> u32 {
+        self.daemon.child.as_ref().map_or(0, Child::id)
+    }
 }
 
 fn ready(base_url: &str) -> bool {
@@ -288,12 +293,14 @@ impl Drop for Daemon {
 }
 
 /// More config for one daemon, beyond [`Options`]: keys under `nats:` (e.g. `("stream", "{ replicas: 3 }")`),
-/// under `api.server:` (e.g. `("max_body_bytes", "4096")`) and under `job.worker:` (for the API too, which
-/// reads the workers' `consumer` settings), as (key, YAML value).
+/// under `api.server:` (e.g. `("max_body_bytes", "4096")`), under `api.server.security:` (e.g.
+/// `("audience", "'fleet'")`) and under `job.worker:` (for the API too, which reads the workers'
+/// `consumer` settings), as (key, YAML value).
 #[derive(Debug, Clone, Default)]
 pub struct ExtraConfig {
     pub nats_yaml: Vec<(String, String)>,
     pub api_server_yaml: Vec<(String, String)>,
+    pub api_security_yaml: Vec<(String, String)>,
     pub job_worker_yaml: Vec<(String, String)>,
 }
 
@@ -312,6 +319,11 @@ impl ExtraConfig {
             if line == "  server:" {
                 for (key, value) in &self.api_server_yaml {
                     let _ = writeln!(out, "    {key}: {value}");
+                }
+            }
+            if line == "    security:" {
+                for (key, value) in &self.api_security_yaml {
+                    let _ = writeln!(out, "      {key}: {value}");
                 }
             }
             if line == "  worker:" {

@@ -35,7 +35,10 @@ fn bad_tokens_are_401() {
         ("expired", Some(sign(&expired, SIGNING_KEY))),
         (
             "wrong key",
-            Some(sign(&claims(&["admin"], None), "another-key")),
+            Some(sign(
+                &claims(&["admin"], None),
+                "another-signing-key-of-32-bytes-or-more",
+            )),
         ),
         ("no exp", Some(sign(&no_exp, SIGNING_KEY))),
         ("wrong issuer", Some(sign(&other_issuer, SIGNING_KEY))),

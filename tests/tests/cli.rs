@@ -273,8 +273,14 @@ fn errors_have_their_exit_codes_and_the_servers_message() {
 #[test]
 fn token_generate_and_validate_round_trip() {
     let dir = TempDir::new();
-    let config = dir.file("k.yaml", &signing_key_yaml("k"));
-    let other = dir.file("other.yaml", &signing_key_yaml("another key"));
+    let config = dir.file(
+        "k.yaml",
+        &signing_key_yaml("cli-test-signing-key-of-32-bytes-or-more"),
+    );
+    let other = dir.file(
+        "other.yaml",
+        &signing_key_yaml("another key, also of 32 bytes or more"),
+    );
     let cli = Cli::new("http://127.0.0.1:1", "", &config);
 
     let args = ["token", "generate", "-r", "write", "-u", "alice"];

@@ -30,10 +30,10 @@ fn status_of(cluster: &Cluster, path: &str) -> Option<u16> {
     cluster.try_http("GET", path).ok().map(|resp| resp.status)
 }
 
-/// Every job GET /job?limit=0 lists, as id -> status.
+/// Every job GET /job?limit=1000 lists, as id -> status.
 fn all_jobs(cluster: &Cluster) -> BTreeMap<String, String> {
-    let resp = cluster.http("GET", "/job?limit=0", None);
-    assert_eq!(resp.status, 200, "GET /job?limit=0 -> {}", resp.text);
+    let resp = cluster.http("GET", "/job?limit=1000", None);
+    assert_eq!(resp.status, 200, "GET /job?limit=1000 -> {}", resp.text);
     let items = resp.body["items"].as_array().cloned().unwrap_or_default();
     items
         .iter()
@@ -74,7 +74,7 @@ fn a_nats_outage_is_503_at_once_and_loses_no_accepted_job() {
     let calls: Vec<(&str, String, Option<&str>)> = vec![
         ("POST", "/job".into(), Some(&job_body)),
         ("GET", "/job".into(), None),
-        ("GET", "/job?status=completed&limit=0".into(), None),
+        ("GET", "/job?status=completed&limit=1000".into(), None),
         ("GET", format!("/job/{seed}"), None),
         ("GET", format!("/job/{}?wait=10s", queued[3]), None),
         ("GET", "/job/status".into(), None),
@@ -304,7 +304,7 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
     }
     assert_eq!(completed, accepted.len(), "every accepted job completed");
     // A refused submission must not leave a job behind either (KV-first, removed when the publish fails).
-    let listed = call(&base_url, "GET", "/job?limit=0", None);
+    let listed = call(&base_url, "GET", "/job?limit=1000", None);
     let items = listed.body["items"].as_array().cloned().unwrap_or_default();
     let ghosts: Vec<&Value> = items
         .iter()

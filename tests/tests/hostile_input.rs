@@ -165,6 +165,20 @@ fn more_bad_input_is_400_naming_the_problem() {
             "limit",
         ),
         (
+            "limit over the maximum",
+            "GET",
+            "/job?limit=100000".into(),
+            None,
+            "1000",
+        ),
+        (
+            "limit 0 (it no longer means all)",
+            "GET",
+            "/job?limit=0".into(),
+            None,
+            "between 1 and 1000",
+        ),
+        (
             "limit beyond u64",
             "GET",
             "/job?limit=99999999999999999999999".into(),
@@ -223,7 +237,7 @@ fn more_bad_input_is_400_naming_the_problem() {
     let resp = raw_request(&cluster, b"POST", b"/job", &auth, &[0xff, 0xfe, b'{', 0x80]);
     assert_eq!(resp.0, Some(400), "invalid UTF-8 body: {}", resp.1);
 
-    let all = cluster.http("GET", "/job?limit=0", None);
+    let all = cluster.http("GET", "/job?limit=1000", None);
     assert_eq!(
         all.body["total_items"], 0,
         "nothing was created: {}",
@@ -451,7 +465,10 @@ fn thousands_of_generated_odd_requests_get_no_5xx_and_no_crash() {
     const SEED: u64 = 0x05A9_1F00_D5EE_D001;
     let mut cluster = Cluster::start(&[]);
     let admin = admin_token();
-    let wrong_key = sign(&osapi_tests::claims(&["admin"], None), "some-other-key");
+    let wrong_key = sign(
+        &osapi_tests::claims(&["admin"], None),
+        "some-other-signing-key-of-32-bytes-or-more",
+    );
     let methods: [&[u8]; 9] = [
         b"GET", b"POST", b"DELETE", b"PUT", b"PATCH", b"HEAD", b"OPTIONS", b"FOO", b"GET",
     ];
@@ -529,7 +546,7 @@ fn thousands_of_generated_odd_requests_get_no_5xx_and_no_crash() {
     );
     let health = cluster.http("GET", "/health", None);
     assert_eq!(health.status, 200, "{}", health.text);
-    let listed = cluster.http("GET", "/job?limit=0", None);
+    let listed = cluster.http("GET", "/job?limit=1000", None);
     assert_eq!(
         listed.body["total_items"].as_u64(),
         Some((created - deleted) as u64),

@@ -124,7 +124,7 @@ fn bodies_over_the_limit_are_413_without_being_read() {
     );
 
     assert_prompt(&cluster, "after the oversized bodies");
-    let all = cluster.http("GET", "/job?limit=0", None);
+    let all = cluster.http("GET", "/job?limit=1000", None);
     assert_eq!(
         all.body["total_items"], 0,
         "nothing was created: {}",

@@ -1,5 +1,6 @@
 //! What the API reports is true, against the real binaries and nats-server: a worker killed for good
-//! leaves its job `failed: worker lost` within the job's timeout plus `ack_wait` (not `running` for ever);
+//! leaves its job `failed: worker lost` within the job's timeout plus `ack_wait` (not `running` for ever),
+//! while a live worker's job that outlasts both is never called lost;
 //! after a NATS restart that loses the API's watch consumer, `/health/ready` says 503 until the index is
 //! current again, and from the moment it says 200 the index follows records written by others.
 
@@ -65,6 +66,37 @@ fn a_worker_killed_for_good_leaves_its_job_failed_worker_lost() {
     assert_eq!(failed["items"][0]["id"], id.as_str(), "{failed:#}");
     let (_, running) = get(&cluster.api.base_url(), "/job?status=running");
     assert_eq!(running["total_items"], 0, "{running:#}");
+}
+
+#[test]
+fn a_live_workers_long_job_is_never_called_lost() {
+    let extra = ExtraConfig {
+        job_worker_yaml: vec![("consumer".into(), "{ ack_wait: '1s', back_off: [] }".into())],
+        ..ExtraConfig::default()
+    };
+    let cluster = Cluster::start_extra(&[("busy", &[], 1)], &Options::default(), &extra);
+    // Runs 4 s: past its 1 s timeout plus the 1 s ack_wait twice over.
+    let id = cluster.submit(json!({
+        "operation": { "type": "test.sleep.do", "data": { "seconds": 4 } },
+        "target_hostname": "busy",
+        "timeout": "1s",
+    }));
+    let start = Instant::now();
+    loop {
+        let job = cluster.job(&id);
+        match job["status"].as_str() {
+            Some("completed") => break,
+            Some("pending" | "running") => {}
+            _ => panic!("a live worker's job must not fail: {job:#}"),
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "not done: {job:#}"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+    let job = cluster.job(&id);
+    assert_eq!(job["worker_states"]["busy"]["attempts"], 1, "{job:#}");
 }
 
 #[test]

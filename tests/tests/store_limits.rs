@@ -43,7 +43,13 @@ fn total_jobs(cluster: &Cluster) -> u64 {
 
 #[test]
 fn a_record_larger_than_a_kv_value_is_413_and_creates_nothing() {
-    let cluster = Cluster::start(&[]);
+    // The data cap (api.server.max_job_data_bytes, 64 KiB by default) would refuse this first: raise it
+    // to the body cap, so the KV value limit is what answers.
+    let extra = ExtraConfig {
+        api_server_yaml: vec![("max_job_data_bytes".into(), "1048576".into())],
+        ..ExtraConfig::default()
+    };
+    let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
     // The body is under max_body_bytes (1 MiB) but the job record would not fit in one KV value.
     let data = "x".repeat(1024 * 1024 - 2048);
     let body =
@@ -54,6 +60,11 @@ fn a_record_larger_than_a_kv_value_is_413_and_creates_nothing() {
     );
     let resp = cluster.http_raw("POST", "/job", Some(&body));
     resp.assert_error(413);
+    assert!(
+        !resp.text.contains("max_job_data_bytes"),
+        "the KV limit answers, not the data cap: {}",
+        resp.text
+    );
     assert_eq!(
         total_jobs(&cluster),
         0,

@@ -197,7 +197,7 @@ fn the_api_refuses_to_start_without_a_job_signing_key() {
     let config = dir.join("api.yaml");
     std::fs::write(
         &config,
-        "nats: {url: 'nats://127.0.0.1:9'}\napi: {server: {security: {signing_key: k}}}\n",
+        "nats: {url: 'nats://127.0.0.1:9'}\napi: {server: {security: {signing_key: a-key-of-at-least-32-bytes-for-hs256}}}\n",
     )
     .expect("config");
     let out = command("osapi-api")
@@ -226,7 +226,7 @@ fn a_worker_whose_config_holds_an_api_secret_warns() {
     std::fs::write(
         &config,
         format!(
-            "nats: {{url: '{}', namespace: t1}}\napi: {{server: {{security: {{signing_key: s3cret, job_signing_key_file: /etc/osapi/job.key}}}}}}\njob: {{worker: {{hostname: shared1, heartbeat: 500ms, trusted_job_keys: ['{}']}}}}\n",
+            "nats: {{url: '{}', namespace: t1}}\napi: {{server: {{security: {{signing_key: a-jwt-key-the-worker-should-not-hold, job_signing_key_file: /etc/osapi/job.key}}}}}}\njob: {{worker: {{hostname: shared1, heartbeat: 500ms, trusted_job_keys: ['{}']}}}}\n",
             cluster.nats.url(),
             public.display()
         ),

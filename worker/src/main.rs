@@ -200,6 +200,7 @@ fn run(cfg: Config) -> Result<(), String> {
             allow_operations: w.allow_operations.clone(),
         },
         started_us,
+        refresh_every: run::refresh_interval(w.consumer.ack_wait),
         gate: gate::Gate {
             trust,
             hostname: hostname.clone(),

@@ -40,6 +40,15 @@ pub struct Runner {
     pub started_us: i64,
     /// What a job must pass before it runs here: trusted signature, this host's address, its deadline.
     pub gate: Gate,
+    /// How often a long-running job's `running` record is rewritten (see [`refresh_interval`]).
+    pub refresh_every: Duration,
+}
+
+/// The API counts a host `running` with no new record for `ack_wait` past the deadline as lost
+/// (`common::status::Grace`); a live worker whose operation outlasts that rewrites its record twice
+/// per `ack_wait`, so only a dead one goes silent.
+pub fn refresh_interval(ack_wait: Duration) -> Duration {
+    (ack_wait / 2).max(Duration::from_millis(100))
 }
 
 /// The job being handled, for log lines.
@@ -287,7 +296,15 @@ impl Runner {
             self.max_deliver
         );
         let started = Instant::now();
-        let result = ops::execute(op, &def.operation.data, &self.ctx);
+        let result = std::thread::scope(|scope| {
+            let (done, finished) = crossbeam_channel::bounded::<()>(0);
+            let state = &state;
+            scope.spawn(move || self.keep_fresh(job, state, &finished));
+            let result = ops::execute(op, &def.operation.data, &self.ctx);
+            // Ends `keep_fresh` (its receive fails) before the final state is written.
+            drop(done);
+            result
+        });
         let took = format_duration(started.elapsed());
         match result {
             Ok(data) => self.complete(job, msg, state, data, took),
@@ -298,6 +315,27 @@ impl Runner {
             Err(e) => {
                 let error = format!("max deliveries exceeded: {}", e.message);
                 self.fail(job, msg, state, error, Some(took), Finish::GiveUp);
+            }
+        }
+    }
+
+    /// Rewrites the `running` record every `refresh_every` until `finished` closes: a live worker's
+    /// long job never looks lost. A failed rewrite is only logged (the job goes on).
+    fn keep_fresh(
+        &self,
+        job: &Job<'_>,
+        state: &HostState,
+        finished: &crossbeam_channel::Receiver<()>,
+    ) {
+        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
+            finished.recv_timeout(self.refresh_every)
+        {
+            if let Err(e) = self.put_state(job.id, state) {
+                log::warn!(
+                    "job {} on {}: running record not refreshed: {e}",
+                    job.id,
+                    self.hostname
+                );
             }
         }
     }

@@ -20,8 +20,8 @@ const TIMEOUT_MAX: Duration = Duration::from_secs(24 * 3600);
 /// Longest `?wait=` a client may ask for.
 pub const WAIT_MAX: Duration = Duration::from_secs(60);
 const LIMIT_DEFAULT: usize = 10;
-/// `limit=0` means all, up to this many.
-const LIMIT_ALL_MAX: usize = 10_000;
+/// Most jobs one list page may hold (each is read from KV and serialized whole): past it a 400.
+pub const LIMIT_MAX: usize = 1_000;
 
 fn parse_object(body: &[u8]) -> Result<Map<String, Value>, ApiError> {
     if body.iter().all(u8::is_ascii_whitespace) {
@@ -125,14 +125,29 @@ fn created_reply(c: crate::store::Created) -> Reply {
 pub fn create(ctx: &Ctx, body: &[u8], submitted_by: &str) -> Result<Reply, ApiError> {
     let map = parse_object(body)?;
     reject_unknown(&map, &["operation", "target_hostname", "timeout"], "job")?;
+    let operation = parse_operation(map.get("operation"))?;
+    check_data_size(&operation.data, ctx.max_job_data_bytes)?;
     let submission = Submission {
-        operation: parse_operation(map.get("operation"))?,
+        operation,
         target: parse_target(map.get("target_hostname"))?,
         timeout_ms: parse_timeout(map.get("timeout"))?.as_millis() as u64,
         retry_of: None,
         submitted_by: submitted_by.to_string(),
     };
     Ok(created_reply(ctx.store.submit(submission)?))
+}
+
+/// 413 when `operation.data` (as JSON) is over `api.server.max_job_data_bytes`: what one job may make
+/// the job bucket hold is capped apart from the body.
+fn check_data_size(data: &Value, max: usize) -> Result<(), ApiError> {
+    let size = serde_json::to_vec(data).map_or(usize::MAX, |v| v.len());
+    if size <= max {
+        return Ok(());
+    }
+    let mut e = ApiError::too_large(max);
+    e.error = format!("operation.data is {size} bytes, larger than the limit of {max} bytes");
+    e.details = "see api.server.max_job_data_bytes".into();
+    Err(e)
 }
 
 fn parse_count(q: &Query, name: &str, default: usize) -> Result<usize, ApiError> {
@@ -151,10 +166,12 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
         None | Some("") => None,
         Some(s) => Some(s.parse::<JobStatus>().map_err(ApiError::bad_request)?),
     };
-    let limit = match parse_count(q, "limit", LIMIT_DEFAULT)? {
-        0 => LIMIT_ALL_MAX,
-        n => n.min(LIMIT_ALL_MAX),
-    };
+    let limit = parse_count(q, "limit", LIMIT_DEFAULT)?;
+    if !(1..=LIMIT_MAX).contains(&limit) {
+        return Err(ApiError::bad_request(format!(
+            "limit must be between 1 and {LIMIT_MAX} (the maximum), got {limit}; page with offset"
+        )));
+    }
     let offset = parse_count(q, "offset", 0)?;
     ctx.require_nats()?;
     let (total, ids) = ctx.store.page(filter, offset, limit);

@@ -8,7 +8,13 @@ use std::net::SocketAddr;
 use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
+use crate::util::limits::{
+    HeadMark, InFlight, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
+};
 use crate::util::RefinedTcpStream;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::Instant;
 use crate::util::{SequentialReader, SequentialReaderBuilder, SequentialWriterBuilder};
 use crate::Request;
 
@@ -34,6 +40,18 @@ pub struct ClientConnection {
 
     // true if the connection goes through SSL
     secure: bool,
+
+    // osapi patch: whether this connection waits for a head (for eviction at the connection cap)
+    mark: Option<Arc<HeadMark>>,
+
+    // osapi patch: set when the previous request's streamed body was dropped unread
+    body_abandoned: Arc<AtomicBool>,
+}
+
+/// osapi patch: what one request head has used so far of its limits.
+struct HeadBudget {
+    started: Instant,
+    bytes: usize,
 }
 
 /// Error that can happen when reading a request.
@@ -44,6 +62,12 @@ enum ReadError {
     /// the client sent an unrecognized `Expect` header
     ExpectationFailed(HTTPVersion),
     ReadIoError(IoError),
+    /// osapi patch: a line, the head or its number of lines over the limits: 431
+    HeadTooLarge(&'static str),
+    /// osapi patch: the head began but did not end within `HEAD_DEADLINE`: 408
+    HeadTimeout,
+    /// osapi patch: the previous body was not read to its end: the connection closes
+    BodyAbandoned,
 }
 
 impl ClientConnection {
@@ -51,6 +75,7 @@ impl ClientConnection {
     pub fn new(
         write_socket: RefinedTcpStream,
         mut read_socket: RefinedTcpStream,
+        mark: Option<Arc<HeadMark>>,
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
@@ -65,6 +90,8 @@ impl ClientConnection {
             next_header_source: first_header,
             no_more_requests: false,
             secure,
+            mark,
+            body_abandoned: Arc::default(),
         }
     }
 
@@ -77,22 +104,55 @@ impl ClientConnection {
     ///
     /// Reads until `CRLF` is reached. The next read will start
     ///  at the first byte of the new line.
-    fn read_next_line(&mut self) -> IoResult<AsciiString> {
+    ///
+    /// osapi patch: at most `LINE_BYTES_MAX` per line and `HEAD_BYTES_MAX` per head are read (upstream
+    /// read a line of any length into memory), and a head that began must end within `HEAD_DEADLINE`.
+    fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
         let mut buf = Vec::new();
         let mut prev_byte_was_cr = false;
 
         loop {
+            if budget.bytes > 0 && budget.started.elapsed() > HEAD_DEADLINE {
+                return Err(ReadError::HeadTimeout);
+            }
             let byte = self.next_header_source.by_ref().bytes().next();
 
             let byte = match byte {
-                Some(b) => b?,
-                None => return Err(IoError::new(ErrorKind::ConnectionAborted, "Unexpected EOF")),
+                Some(Ok(b)) => b,
+                Some(Err(e))
+                    if budget.bytes > 0
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Err(ReadError::HeadTimeout)
+                }
+                Some(Err(e)) => return Err(ReadError::ReadIoError(e)),
+                None => {
+                    return Err(ReadError::ReadIoError(IoError::new(
+                        ErrorKind::ConnectionAborted,
+                        "Unexpected EOF",
+                    )))
+                }
             };
+            budget.bytes += 1;
 
             if byte == b'\n' && prev_byte_was_cr {
                 buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf)
-                    .map_err(|_| IoError::new(ErrorKind::InvalidInput, "Header is not in ASCII"));
+                return AsciiString::from_ascii(buf).map_err(|_| {
+                    ReadError::ReadIoError(IoError::new(
+                        ErrorKind::InvalidInput,
+                        "Header is not in ASCII",
+                    ))
+                });
+            }
+            if buf.len() >= LINE_BYTES_MAX {
+                return Err(ReadError::HeadTooLarge(
+                    "a request line or header line is longer than 8192 bytes",
+                ));
+            }
+            if budget.bytes > HEAD_BYTES_MAX {
+                return Err(ReadError::HeadTooLarge(
+                    "the request head is larger than 65536 bytes",
+                ));
             }
 
             prev_byte_was_cr = byte == b'\r';
@@ -104,10 +164,25 @@ impl ClientConnection {
     /// Reads a request from the stream.
     /// Blocks until the header has been read.
     fn read(&mut self) -> Result<Request, ReadError> {
+        // osapi patch: wait until the previous request is done with the stream; if it left its body
+        // unread, the next head would start inside that body: close instead of reading it.
+        if !self.next_header_source.wait_turn() {
+            return Err(ReadError::BodyAbandoned);
+        }
+        if self.body_abandoned.load(Ordering::SeqCst) {
+            return Err(ReadError::BodyAbandoned);
+        }
+        if let Some(mark) = &self.mark {
+            mark.waiting();
+        }
+        let mut budget = HeadBudget {
+            started: Instant::now(),
+            bytes: 0,
+        };
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                let line = self.read_next_line(&mut budget)?;
 
                 parse_request_line(
                     line.as_str().trim(), // TODO: remove this conversion
@@ -118,11 +193,14 @@ impl ClientConnection {
             let headers = {
                 let mut headers = Vec::new();
                 loop {
-                    let line = self.read_next_line().map_err(ReadError::ReadIoError)?;
+                    let line = self.read_next_line(&mut budget)?;
 
                     if line.is_empty() {
                         break;
                     };
+                    if headers.len() >= HEADER_LINES_MAX {
+                        return Err(ReadError::HeadTooLarge("more than 100 header lines"));
+                    }
                     headers.push(match FromStr::from_str(line.as_str().trim()) {
                         // TODO: remove this conversion
                         Ok(h) => h,
@@ -135,9 +213,13 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
+        if let Some(mark) = &self.mark {
+            mark.busy();
+        }
 
         // building the writer for the request
-        let writer = self.sink.next().unwrap();
+        // osapi patch: counted as in progress (not evictable) until the answer is written
+        let writer = InFlight::new(self.sink.next().unwrap(), self.mark.clone());
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -150,9 +232,11 @@ impl ClientConnection {
             path,
             version.clone(),
             headers,
-            *self.remote_addr.as_ref().unwrap(),
+            // osapi patch: a peer address that could not be read is None, not a panic
+            self.remote_addr.as_ref().ok().copied().flatten(),
             data_source,
             writer,
+            self.body_abandoned.clone(),
         )
         .map_err(|e| {
             use crate::request;
@@ -220,6 +304,25 @@ impl Iterator for ClientConnection {
                     return None; // TODO: should be recoverable, but needs handling in case of body
                 }
 
+                // osapi patch: the head limits and deadline answer 431 and 408 (upstream's 408 arm
+                // above never matched on Linux, where a read timeout is WouldBlock), then close.
+                Err(ReadError::HeadTooLarge(what)) => {
+                    refuse(self.sink.next(), 431, "request header fields too large", what);
+                    return None;
+                }
+
+                Err(ReadError::HeadTimeout) => {
+                    refuse(
+                        self.sink.next(),
+                        408,
+                        "request timeout",
+                        "the request head did not arrive within 10 s",
+                    );
+                    return None;
+                }
+
+                Err(ReadError::BodyAbandoned) => return None,
+
                 Err(ReadError::ReadIoError(_)) => return None,
 
                 Ok(rq) => rq,
@@ -262,6 +365,26 @@ impl Iterator for ClientConnection {
             // returning the request
             return Some(rq);
         }
+    }
+}
+
+/// osapi patch: a JSON error answer (the API's shape) before the connection is closed.
+fn refuse<W: std::io::Write>(writer: Option<W>, code: u16, error: &str, details: &str) {
+    use crate::{Header, Response, StatusCode};
+    let Some(mut writer) = writer else { return };
+    let body = format!(
+        "{{\"error\":\"{}\",\"details\":\"{}\",\"code\":{}}}",
+        error, details, code
+    );
+    let mut response = Response::from_data(body.into_bytes()).with_status_code(StatusCode(code));
+    if let Ok(h) = Header::from_bytes(&b"Content-Type"[..], &b"application/json"[..]) {
+        response.add_header(h);
+    }
+    if response
+        .raw_print(&mut writer, HTTPVersion(1, 1), &[], false, None)
+        .is_ok()
+    {
+        writer.flush().ok();
     }
 }
 

@@ -116,6 +116,10 @@ pub use connection::{ConfigListenAddr, ListenAddr, Listener};
 pub use request::{ReadWrite, Request};
 pub use response::{Response, ResponseBox};
 pub use test::TestRequest;
+/// osapi patch: the limits on heads and connections, for the server that embeds this crate.
+pub use util::limits::{
+    CONNECTIONS_MAX, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
+};
 
 mod client;
 mod common;
@@ -244,6 +248,15 @@ impl Server {
         listener: L,
         ssl_config: Option<SslConfig>,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_limited(listener, ssl_config, util::limits::CONNECTIONS_MAX)
+    }
+
+    /// osapi patch: `from_listener` with a cap on open connections (and so on connection threads).
+    pub fn from_listener_limited<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        max_connections: usize,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -286,69 +299,86 @@ impl Server {
 
         let inside_close_trigger = close_trigger.clone();
         let inside_messages = messages.clone();
-        thread::spawn(move || {
-            // a tasks pool is used to dispatch the connections into threads
-            let tasks_pool = util::TaskPool::new();
+        // osapi patch: the accept thread is started with a `Builder` (no panic when it cannot be), admits
+        // at most `max_connections` connections (util/limits.rs), and runs them on a task pool of at most
+        // that many threads.
+        let registry = util::limits::Registry::new(max_connections);
+        thread::Builder::new()
+            .name("http-accept".into())
+            .spawn(move || {
+                // a tasks pool is used to dispatch the connections into threads
+                let tasks_pool = util::TaskPool::with_max_threads(max_connections);
 
-            log::debug!("Running accept thread");
-            while !inside_close_trigger.load(Relaxed) {
-                let new_client = match server.accept() {
-                    Ok((sock, _)) => {
-                        use util::RefinedTcpStream;
-                        let (read_closable, write_closable) = match ssl {
-                            None => RefinedTcpStream::new(sock),
-                            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
-                            Some(ref ssl) => {
-                                // trying to apply SSL over the connection
-                                // if an error occurs, we just close the socket and resume listening
-                                let sock = match ssl.accept(sock) {
-                                    Ok(s) => s,
-                                    Err(_) => continue,
-                                };
+                log::debug!("Running accept thread");
+                while !inside_close_trigger.load(Relaxed) {
+                    let (mut sock, _) = match server.accept() {
+                        Ok(accepted) => accepted,
+                        Err(e) => {
+                            // osapi patch: upstream stopped accepting for good on any accept error
+                            // (EMFILE under a connection flood, ECONNABORTED...). Log, pause, go on.
+                            log::error!("Error accepting new client: {}", e);
+                            thread::sleep(std::time::Duration::from_millis(50));
+                            continue;
+                        }
+                    };
+                    let ticket = match registry.admit(&mut sock) {
+                        Some(t) => t,
+                        None => continue, // refused: dropping `sock` closes it
+                    };
+                    use util::RefinedTcpStream;
+                    let streams = match ssl {
+                        None => RefinedTcpStream::new(sock),
+                        #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+                        Some(ref ssl) => {
+                            // trying to apply SSL over the connection
+                            // if an error occurs, we just close the socket and resume listening
+                            let sock = match ssl.accept(sock) {
+                                Ok(s) => s,
+                                Err(_) => continue,
+                            };
 
-                                RefinedTcpStream::new(sock)
-                            }
-                            #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
-                            Some(ref _ssl) => unreachable!(),
-                        };
+                            RefinedTcpStream::new(sock)
+                        }
+                        #[cfg(not(any(feature = "ssl-openssl", feature = "ssl-rustls")))]
+                        Some(ref _ssl) => unreachable!(),
+                    };
+                    let (read_closable, write_closable) = match streams {
+                        Ok(s) => s,
+                        Err(e) => {
+                            log::warn!("refusing a connection: {}", e);
+                            continue;
+                        }
+                    };
+                    let client = ClientConnection::new(
+                        write_closable,
+                        read_closable,
+                        Some(ticket.mark.clone()),
+                    );
 
-                        Ok(ClientConnection::new(write_closable, read_closable))
-                    }
-                    Err(e) => Err(e),
-                };
-
-                match new_client {
-                    Ok(client) => {
-                        let messages = inside_messages.clone();
-                        let mut client = Some(client);
-                        tasks_pool.spawn(Box::new(move || {
-                            if let Some(client) = client.take() {
-                                // Synchronization is needed for HTTPS requests to avoid a deadlock
-                                if client.secure() {
-                                    let (sender, receiver) = mpsc::channel();
-                                    for rq in client {
-                                        messages.push(rq.with_notify_sender(sender.clone()).into());
-                                        receiver.recv().unwrap();
-                                    }
-                                } else {
-                                    for rq in client {
-                                        messages.push(rq.into());
+                    let messages = inside_messages.clone();
+                    let mut client = Some((client, ticket));
+                    tasks_pool.spawn(Box::new(move || {
+                        // the ticket is dropped (the connection's place freed) with the client
+                        if let Some((client, _ticket)) = client.take() {
+                            // Synchronization is needed for HTTPS requests to avoid a deadlock
+                            if client.secure() {
+                                let (sender, receiver) = mpsc::channel();
+                                for rq in client {
+                                    messages.push(rq.with_notify_sender(sender.clone()).into());
+                                    if receiver.recv().is_err() {
+                                        break;
                                     }
                                 }
+                            } else {
+                                for rq in client {
+                                    messages.push(rq.into());
+                                }
                             }
-                        }));
-                    }
-
-                    Err(e) => {
-                        // osapi patch: upstream stopped accepting for good on any accept error (EMFILE
-                        // under a connection flood, ECONNABORTED...). Log, pause briefly, go on.
-                        log::error!("Error accepting new client: {}", e);
-                        thread::sleep(std::time::Duration::from_millis(50));
-                    }
+                        }
+                    }));
                 }
-            }
-            log::debug!("Terminating accept thread");
-        });
+                log::debug!("Terminating accept thread");
+            })?;
 
         // result
         Ok(Server {

@@ -5,7 +5,9 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
+use std::sync::Arc;
 
 use crate::util::{EqualReader, FusedReader};
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
@@ -135,6 +137,7 @@ pub fn new_request<R, W>(
     remote_addr: Option<SocketAddr>,
     mut source_data: R,
     writer: W,
+    abandoned: Arc<AtomicBool>,
 ) -> Result<Request, RequestCreationError>
 where
     R: Read + Send + 'static,
@@ -213,12 +216,16 @@ where
             Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
-            Box::new(FusedReader::new(data_reader)) as Box<dyn Read + Send + 'static>
+            Box::new(BodyGuard::new(FusedReader::new(data_reader), abandoned))
+                as Box<dyn Read + Send + 'static>
         }
     } else if transfer_encoding.is_some() {
         // if a transfer-encoding was specified, then "chunked" is ALWAYS applied
         // over the message (RFC2616 #3.6)
-        Box::new(FusedReader::new(Decoder::new(source_data))) as Box<dyn Read + Send + 'static>
+        Box::new(BodyGuard::new(
+            FusedReader::new(Decoder::new(source_data)),
+            abandoned,
+        )) as Box<dyn Read + Send + 'static>
     } else {
         // if we have neither a Content-Length nor a Transfer-Encoding,
         // assuming that we have no data
@@ -239,6 +246,43 @@ where
         must_send_continue: expects_continue,
         notify_when_responded: None,
     })
+}
+
+/// osapi patch: a streamed body (not buffered by tiny_http) that is dropped before its end marks its
+/// connection: the next request would start in the middle of this body, so the connection closes after
+/// the answer instead of reading (and discarding) the rest. A refusal (401, 413) never reads the body.
+struct BodyGuard<R: Read> {
+    inner: R,
+    finished: bool,
+    abandoned: Arc<AtomicBool>,
+}
+
+impl<R: Read> BodyGuard<R> {
+    fn new(inner: R, abandoned: Arc<AtomicBool>) -> BodyGuard<R> {
+        BodyGuard {
+            inner,
+            finished: false,
+            abandoned,
+        }
+    }
+}
+
+impl<R: Read> Read for BodyGuard<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        if n == 0 && !buf.is_empty() {
+            self.finished = true;
+        }
+        Ok(n)
+    }
+}
+
+impl<R: Read> Drop for BodyGuard<R> {
+    fn drop(&mut self) {
+        if !self.finished {
+            self.abandoned.store(true, Ordering::SeqCst);
+        }
+    }
 }
 
 impl Request {

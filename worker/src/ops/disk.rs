@@ -4,6 +4,11 @@
 //! only its top mount, a block device mounted at several places is listed once (at its shortest mount path), and
 //! a mount whose statvfs fails or that has no blocks is left out. `free` is what an unprivileged user may still
 //! use (`f_bavail`, df's "Avail"); `used` is `total - f_bfree`, so used + free can be below total (root's reserve).
+//!
+//! statvfs on a network filesystem whose server is gone can block for ever, so it runs on a helper thread
+//! with a deadline. At most one such probe per mount is outstanding: while one has not returned, the mount is
+//! reported as `{mount, error}` at once and not probed again, so a hung server costs one thread, not one per
+//! call.
 
 use super::host::{host_path, read_host_file};
 use super::{OpContext, OpError};
@@ -11,9 +16,9 @@ use serde_json::{json, Value};
 use std::collections::BTreeMap;
 use std::ffi::CString;
 use std::os::unix::ffi::OsStrExt;
-use std::path::Path;
-use std::sync::mpsc;
-use std::time::Duration;
+use std::path::{Path, PathBuf};
+use std::sync::{mpsc, Mutex};
+use std::time::{Duration, Instant};
 
 /// Filesystem types that hold no disk space of their own.
 const PSEUDO_TYPES: &[&str] = &[
@@ -60,8 +65,11 @@ const NETWORK_TYPES: &[&str] = &[
     "fuse.sshfs",
     "9p",
 ];
-/// How long a network filesystem may take to answer statvfs before it is left out.
+/// How long a network filesystem may take to answer statvfs before it is reported as not answering.
 const NETWORK_STATVFS_DEADLINE: Duration = Duration::from_secs(2);
+
+/// Network mounts whose statvfs probe has not returned yet, and since when: one probe per mount at most.
+static PROBES: Mutex<BTreeMap<PathBuf, Instant>> = Mutex::new(BTreeMap::new());
 
 /// One line of a mount table.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -85,16 +93,28 @@ pub fn disks(ctx: &OpContext) -> Result<Value, OpError> {
         .or_else(|_| read_host_file(ctx, "/proc/mounts"))?;
     let mut entries = Vec::new();
     for m in real_mounts(&parse_mounts(&text)) {
-        let network = NETWORK_TYPES.contains(&m.fstype.as_str());
-        match space(&host_path(ctx, &m.mount), network) {
-            Ok(s) if s.total > 0 => entries.push(
-                json!({ "mount": m.mount, "total": s.total, "used": s.used, "free": s.free }),
-            ),
+        let path = host_path(ctx, &m.mount);
+        if NETWORK_TYPES.contains(&m.fstype.as_str()) {
+            match probe(&path, NETWORK_STATVFS_DEADLINE, statvfs) {
+                Ok(s) => entries.push(figures(&m.mount, s)),
+                Err(e) => {
+                    log::warn!("system.disk.get: {} ({}): {e}", m.mount, m.fstype);
+                    entries.push(json!({ "mount": m.mount, "error": e }));
+                }
+            }
+            continue;
+        }
+        match statvfs(&path) {
+            Ok(s) if s.total > 0 => entries.push(figures(&m.mount, s)),
             Ok(_) => {}
             Err(e) => log::debug!("system.disk.get: skipping {}: {e}", m.mount),
         }
     }
     Ok(Value::Array(entries))
+}
+
+fn figures(mount: &str, s: Space) -> Value {
+    json!({ "mount": mount, "total": s.total, "used": s.used, "free": s.free })
 }
 
 /// The lines of /proc/self/mounts: `SOURCE MOUNT TYPE OPTIONS 0 0`, with spaces and such in paths written
@@ -169,18 +189,48 @@ fn unescape_octal(field: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-/// statvfs(3) of `path`; for a network filesystem on a helper thread that is abandoned past the deadline.
-fn space(path: &Path, network: bool) -> Result<Space, String> {
-    if !network {
-        return statvfs(path);
+/// `statvfs` of a network mount on a helper thread, waited for at most `deadline`. While an earlier probe of
+/// the same path has not returned, none is started: the mount is reported as hung at once.
+fn probe(
+    path: &Path,
+    deadline: Duration,
+    statvfs: fn(&Path) -> Result<Space, String>,
+) -> Result<Space, String> {
+    {
+        let mut probes = PROBES.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(since) = probes.get(path) {
+            return Err(format!(
+                "statvfs has not answered for {}s (hung server?); not probed again until it does",
+                since.elapsed().as_secs()
+            ));
+        }
+        probes.insert(path.to_path_buf(), Instant::now());
     }
     let (tx, rx) = mpsc::channel();
     let owned = path.to_path_buf();
-    std::thread::spawn(move || {
-        let _ = tx.send(statvfs(&owned));
-    });
-    rx.recv_timeout(NETWORK_STATVFS_DEADLINE)
-        .unwrap_or_else(|_| Err(format!("no answer within {NETWORK_STATVFS_DEADLINE:?}")))
+    let spawned = std::thread::Builder::new()
+        .name("statvfs".into())
+        .spawn(move || {
+            let result = statvfs(&owned);
+            PROBES
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .remove(&owned);
+            let _ = tx.send(result);
+        });
+    if let Err(e) = spawned {
+        PROBES
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(path);
+        return Err(format!("cannot start a statvfs thread: {e}"));
+    }
+    rx.recv_timeout(deadline).unwrap_or_else(|_| {
+        Err(format!(
+            "statvfs did not answer within {}s (hung server?)",
+            deadline.as_secs_f64()
+        ))
+    })
 }
 
 #[allow(
@@ -262,6 +312,53 @@ mod tests {
         // /srv is now a tmpfs over the disk: nothing to report there.
         assert_eq!(real_mounts(&mounts), [mount("/dev/sdb1", "/a b\\c", "xfs")]);
         assert_eq!(unescape_octal("x\\04"), "x\\04");
+    }
+
+    /// The fake hung mount's switch: statvfs blocks until it is set.
+    static RELEASED: std::sync::atomic::AtomicBool = std::sync::atomic::AtomicBool::new(false);
+    static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+
+    fn hanging_statvfs(_: &Path) -> Result<Space, String> {
+        use std::sync::atomic::Ordering;
+        CALLS.fetch_add(1, Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(30);
+        while !RELEASED.load(Ordering::SeqCst) && Instant::now() < give_up {
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        Ok(Space {
+            total: 1,
+            used: 0,
+            free: 1,
+        })
+    }
+
+    #[test]
+    fn a_hung_mount_is_probed_once_and_reported() {
+        use std::sync::atomic::Ordering;
+        let path = Path::new("/osapi-test/hung-nfs");
+        let deadline = Duration::from_millis(50);
+        let first = probe(path, deadline, hanging_statvfs).expect_err("no answer");
+        assert!(first.contains("did not answer"), "{first}");
+        for _ in 0..20 {
+            let again = probe(path, deadline, hanging_statvfs).expect_err("still hung");
+            assert!(again.contains("not probed again"), "{again}");
+        }
+        assert_eq!(
+            CALLS.load(Ordering::SeqCst),
+            1,
+            "one probe outstanding at most"
+        );
+        // Once the server answers, the probe returns and the mount is probed afresh.
+        RELEASED.store(true, Ordering::SeqCst);
+        let give_up = Instant::now() + Duration::from_secs(10);
+        loop {
+            match probe(path, deadline, hanging_statvfs) {
+                Ok(space) => break assert_eq!(space.total, 1),
+                Err(e) => assert!(Instant::now() < give_up, "still not probed: {e}"),
+            }
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert_eq!(CALLS.load(Ordering::SeqCst), 2);
     }
 
     #[test]

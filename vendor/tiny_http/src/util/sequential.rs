@@ -110,6 +110,24 @@ impl<W: Write + Send> Iterator for SequentialWriterBuilder<W> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// osapi patch: blocks until the previous reader of the stream is done with it (the previous
+    /// request's body reader dropped), without reading anything, so the connection can look at what
+    /// that request left behind before reading the next head. False when the previous reader is gone.
+    pub fn wait_turn(&mut self) -> bool {
+        let reader = match mem::replace(&mut self.inner, SequentialReaderInner::Empty) {
+            SequentialReaderInner::MyTurn(reader) => reader,
+            SequentialReaderInner::Waiting(recv) => match recv.recv() {
+                Ok(reader) => reader,
+                Err(_) => return false,
+            },
+            SequentialReaderInner::Empty => return false,
+        };
+        self.inner = SequentialReaderInner::MyTurn(reader);
+        true
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {

@@ -24,6 +24,9 @@ struct Sharing {
 
     // number of idle worker threads
     waiting_tasks: AtomicUsize,
+
+    // osapi patch: most threads at once; past it tasks wait in `todo`
+    max_threads: usize,
 }
 
 /// Minimum number of active threads.
@@ -48,12 +51,18 @@ impl<'a> Drop for Registration<'a> {
 
 impl TaskPool {
     pub fn new() -> TaskPool {
+        Self::with_max_threads(usize::MAX)
+    }
+
+    /// osapi patch: a pool of at most `max_threads` threads (upstream had no bound).
+    pub fn with_max_threads(max_threads: usize) -> TaskPool {
         let pool = TaskPool {
             sharing: Arc::new(Sharing {
                 todo: Mutex::new(VecDeque::new()),
                 condvar: Condvar::new(),
                 active_tasks: AtomicUsize::new(0),
                 waiting_tasks: AtomicUsize::new(0),
+                max_threads: max_threads.max(MIN_THREADS),
             }),
         };
 
@@ -67,12 +76,20 @@ impl TaskPool {
     /// Executes a function in a thread.
     /// If no thread is available, spawns a new one.
     pub fn spawn(&self, code: Box<dyn FnMut() + Send>) {
-        let mut queue = self.sharing.todo.lock().unwrap();
+        // osapi patch: a poisoned lock is still usable (a task panicked; the queue itself is intact)
+        let mut queue = self
+            .sharing
+            .todo
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
 
         // osapi patch: a waiting thread that was notified stays counted as waiting until it has taken
         // its task, so compare with the tasks already queued; otherwise a burst of connections queues
-        // behind busy (possibly stalled) threads.
-        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len() {
+        // behind busy (possibly stalled) threads. At `max_threads` the task waits for a free thread.
+        if self.sharing.waiting_tasks.load(Ordering::Acquire) <= queue.len()
+            && self.sharing.active_tasks.load(Ordering::Acquire) < self.sharing.max_threads
+        {
+            drop(queue);
             self.add_thread(Some(code));
         } else {
             queue.push_back(code);
@@ -83,7 +100,9 @@ impl TaskPool {
     fn add_thread(&self, initial_fn: Option<Box<dyn FnMut() + Send>>) {
         let sharing = self.sharing.clone();
 
-        thread::spawn(move || {
+        // osapi patch: upstream's `thread::spawn` panicked (while holding the queue's lock) when no
+        // thread could be started; now the task is dropped (its connection closed) and logged.
+        let spawned = thread::Builder::new().name("http-conn".into()).spawn(move || {
             let sharing = sharing;
             let _active_guard = Registration::new(&sharing.active_tasks);
 
@@ -93,7 +112,10 @@ impl TaskPool {
 
             loop {
                 let mut task: Box<dyn FnMut() + Send> = {
-                    let mut todo = sharing.todo.lock().unwrap();
+                    let mut todo = sharing
+                        .todo
+                        .lock()
+                        .unwrap_or_else(|poisoned| poisoned.into_inner());
 
                     let task;
                     loop {
@@ -105,13 +127,16 @@ impl TaskPool {
 
                         let received =
                             if sharing.active_tasks.load(Ordering::Acquire) <= MIN_THREADS {
-                                todo = sharing.condvar.wait(todo).unwrap();
+                                todo = sharing
+                                    .condvar
+                                    .wait(todo)
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                                 true
                             } else {
                                 let (new_lock, waitres) = sharing
                                     .condvar
                                     .wait_timeout(todo, Duration::from_millis(5000))
-                                    .unwrap();
+                                    .unwrap_or_else(|poisoned| poisoned.into_inner());
                                 todo = new_lock;
                                 !waitres.timed_out()
                             };
@@ -127,6 +152,9 @@ impl TaskPool {
                 task();
             }
         });
+        if let Err(e) = spawned {
+            log::error!("cannot start a connection thread (connection dropped): {}", e);
+        }
     }
 }
 
