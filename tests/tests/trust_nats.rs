@@ -1,8 +1,8 @@
 //! Least-privilege NATS identities, from the attacker's side: nats-server runs packaging/nats/nats-server.conf
 //! with TLS (a CA, server and client certificates made by openssl here) and one NKey user per identity, the
 //! blocks printed by `osapi nats-permissions`. The whole pipeline works under it; web1's credentials are
-//! refused when writing web2's state, response or heartbeat, or any job definition, and the API's when
-//! writing a host's state.
+//! refused when writing web2's state, response or heartbeat, or any job definition, or pulling web2's
+//! consumer, and the API's when writing a host's state.
 
 use osapi_bus::Identity;
 use osapi_common::names::keys;
@@ -245,6 +245,19 @@ fn each_identity_holds_only_its_own_keys() {
         let got = put(&web1, bucket, key);
         assert!(got.is_err(), "web1 wrote {bucket} {key}: {got:?}");
     }
+    // Nor may it pull web2's jobs from web2's own consumer.
+    let labels = [("group".to_string(), "web".to_string())].into();
+    let web2_durable = names
+        .worker_consumers("web2", &labels)
+        .into_iter()
+        .find(|c| c.durable.contains("-host-"))
+        .map(|c| c.durable)
+        .expect("web2's host consumer");
+    let pull = format!("CONSUMER.MSG.NEXT.{}.{web2_durable}", names.stream);
+    let got = web1
+        .bus
+        .js_api(&pull, &json!({"batch": 1, "expires": 500_000_000}));
+    assert!(got.is_err(), "web1 pulled from {web2_durable}: {got:?}");
     // Refused for what they are, not for a broken connection: web1 still writes its own.
     own(keys::response(&id, "web1"), &names.response_bucket);
     // The API's identity may not write a host's state either.
@@ -271,6 +284,13 @@ fn each_identity_holds_only_its_own_keys() {
             violations.join("\n")
         );
     }
+    let pulled = format!("Subject \"$JS.API.{pull}\"");
+    assert!(
+        violations
+            .iter()
+            .any(|l| l.contains(&web1_pub) && l.contains(&pulled)),
+        "no violation logged for {pulled}"
+    );
     let by_daemons: Vec<&&str> = violations
         .iter()
         .filter(|l| !l.contains(":attacker\""))
