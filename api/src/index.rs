@@ -122,9 +122,13 @@ impl Index {
                 {
                     return false;
                 }
-                let def = value.and_then(|v| serde_json::from_slice::<JobDef>(v).ok());
+                let def = value.map(serde_json::from_slice::<JobDef>);
                 match def {
-                    Some(def) => {
+                    Some(Err(e)) => {
+                        log::warn!("unreadable job record {} ignored: {e}", record.key);
+                        false
+                    }
+                    Some(Ok(def)) => {
                         st.remove(&id);
                         st.insert(id, JobEntry::from_def(&def, rev));
                         st.file(id, self.grace);
@@ -142,7 +146,14 @@ impl Index {
                 let Ok(id) = Uuid::parse_str(id) else {
                     return false;
                 };
-                let state = value.and_then(|v| serde_json::from_slice::<HostState>(v).ok());
+                let state = match value.map(serde_json::from_slice::<HostState>) {
+                    Some(Err(e)) => {
+                        log::warn!("unreadable state record {} ignored: {e}", record.key);
+                        return false;
+                    }
+                    Some(Ok(s)) => Some(s),
+                    None => None,
+                };
                 let Some(entry) = st.jobs.get_mut(&id) else {
                     return false;
                 };

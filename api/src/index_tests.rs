@@ -156,6 +156,30 @@ fn an_older_revision_never_overwrites_a_newer_one() {
 }
 
 #[test]
+fn an_unreadable_record_changes_nothing() {
+    let index = Index::new(GRACE);
+    put(&index, &job_key(1), &def(1, "web1", 0, &[]), 1);
+    put(
+        &index,
+        &state_key(1, "web1"),
+        &state("web1", HostStatus::Completed, 1, 10),
+        2,
+    );
+    for (key, rev) in [(job_key(1), 3), (state_key(1, "web1"), 4)] {
+        let record = Record {
+            key: &key,
+            value: Some(b"{not json"),
+            revision: rev,
+        };
+        index.apply(Source::Jobs, &record, 0);
+    }
+    assert_eq!(
+        index.status(&Uuid::from_u128(1), 0),
+        Some(JobStatus::Completed)
+    );
+}
+
+#[test]
 fn ttl_zero_never_prunes_and_a_ttl_prunes_what_expired() {
     let index = Index::new(GRACE);
     put(&index, &job_key(1), &def(1, "_all", 1_000, &[]), 1);

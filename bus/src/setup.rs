@@ -115,7 +115,9 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         &StreamConfig {
             max_age: notification_max_age(cfg),
             max_msgs: s.max_msgs,
-            max_bytes: -1,
+            // Sized by the bucket: a notification is smaller than its job's record and lives no longer,
+            // so with the same byte limit the job bucket fills (503 store full) before the stream does.
+            max_bytes: cfg.nats.kv.max_bytes,
             storage: s.storage.as_str().into(),
             replicas: s.replicas,
             discard: "new".into(),

@@ -280,7 +280,7 @@ impl Config {
                 stream: StreamConfig {
                     name: "JOBS".into(),
                     max_age: secs(24 * 3600),
-                    max_msgs: 10_000,
+                    max_msgs: -1,
                     storage: Storage::File,
                     replicas: 1,
                     discard: Discard::New,
