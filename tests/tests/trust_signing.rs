@@ -69,6 +69,30 @@ fn a_job_forged_over_nats_runs_nowhere() {
     let detail = wait_rejected(&cluster, id, &hosts);
     assert_ran_nowhere(&detail, &hosts, "rejected: the job is not signed");
     assert_eq!(detail["status"], "failed", "{detail:#}");
+
+    // A record no worker can read is refused too (the API does not list it: read the state itself).
+    let mut garbled = forged("web1");
+    garbled["timeout_ms"] = json!("soon");
+    mallory.forge(&garbled).expect("forge");
+    let id = garbled["id"].as_str().unwrap_or_default();
+    let key = osapi_common::names::keys::state(id, "web1");
+    let mut state = Value::Null;
+    wait_until("web1 to refuse the unreadable job", DEADLINE, || {
+        let entry = mallory
+            .bus
+            .kv_get(&mallory.names.bucket, &key)
+            .ok()
+            .flatten();
+        state = entry
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+            .unwrap_or(Value::Null);
+        state["status"] == "failed"
+    });
+    let error = state["error"].as_str().unwrap_or("");
+    assert!(
+        error.starts_with("rejected: cannot read the job definition"),
+        "{state:#}"
+    );
 }
 
 #[test]

@@ -209,7 +209,8 @@ impl Runner {
             Ok(d) => d,
             Err(e) => {
                 let state = previous.unwrap_or_else(|| self.new_state());
-                let error = format!("cannot read the job definition: {e}");
+                // Nothing unreadable can be verified: refused like any other job that fails the gate.
+                let error = format!("rejected: cannot read the job definition: {e}");
                 return self.fail(&job, msg, state, error, None, Finish::Ack);
             }
         };
