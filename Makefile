@@ -2,6 +2,8 @@
 #   make build   debug binaries (osapi-api, osapi-worker, ...)
 #   make test    every test, against a real nats-server (scripts/ensure-deps.sh installs nats-server,
 #                ping, curl and jq from Debian's packages when missing)
+#   make test-integration OSAPI_NATS_SERVER=PATH   the integration suite against another nats-server
+#                (.ci/run passes 2.15.1 from scripts/ensure-nats-current.sh)
 #   make lint    rustfmt check and clippy with warnings as errors
 #   make run     local nats-server + API + one worker, see scripts/run-local.sh (same ensure-deps.sh)
 #   make bench   the benchmark table of docs/benchmarks.md, every figure from one run (scripts/bench.sh)
@@ -11,7 +13,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build test lint run bench clean install uninstall
+.PHONY: build test test-integration lint run bench clean install uninstall
 
 # make install / uninstall. Paths are $(DESTDIR)$(PREFIX)/bin, $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml
 # and $(DESTDIR)$(SYSTEMD_UNIT_DIR); DESTDIR stages everything under another root (packaging, tests).
@@ -42,6 +44,17 @@ test:
 		OSAPI_NATS_SERVER="$$nats" $(CARGO) nextest run --workspace --no-fail-fast; \
 	else \
 		OSAPI_NATS_SERVER="$$nats" $(CARGO) test --workspace --no-fail-fast; \
+	fi
+
+test-integration:
+	@set -e; \
+	nats="$${OSAPI_NATS_SERVER:-$$(scripts/ensure-deps.sh)}"; \
+	echo "using $$nats"; \
+	$(CARGO) build --workspace --bins; \
+	if $(CARGO) nextest --version >/dev/null 2>&1; then \
+		OSAPI_NATS_SERVER="$$nats" $(CARGO) nextest run -p osapi-tests --no-fail-fast; \
+	else \
+		OSAPI_NATS_SERVER="$$nats" $(CARGO) test -p osapi-tests --no-fail-fast; \
 	fi
 
 lint:

@@ -6,6 +6,11 @@
 # Sizes (env): JOBS (300), BENCH_DURATION (20s), BENCH_CLIENTS (16), BENCH_WORKERS (2), BENCH_MAX_JOBS (8),
 # BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
 # BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3).
+# Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
+# BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
+# replicas 3, of the last server, after the single servers). It runs on a fresh nats-server of each binary in
+# BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from scripts/ensure-nats-current.sh when it can
+# be had). BENCH_ONLY=fleet runs the fleet phase alone and replaces only `fleet` in the results file.
 # BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
 # BENCH_PROFILE=debug: use target/debug binaries and build nothing (the caller built them).
 # BENCH_BIN_DIR: take the binaries from there instead. BENCH_OUT: results file (bench/results.json).
@@ -14,9 +19,9 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ${BENCH_SMOKE:-0} == 1 ]]; then
-    defaults=(5 1s 4 2 2 2 2 50,100 3 1)
+    defaults=(5 1s 4 2 2 2 2 50,100 3 1 3 1s 2 1s)
 else
-    defaults=(300 20s 16 2 8 10 5 10000,50000 30 3)
+    defaults=(300 20s 16 2 8 10 5 10000,50000 30 3 1000 60s 5 10s)
 fi
 args=(
     --jobs "${JOBS:-${defaults[0]}}"
@@ -29,7 +34,18 @@ args=(
     --scaling "${BENCH_SCALING:-${defaults[7]}}"
     --scaling-samples "${BENCH_SCALING_SAMPLES:-${defaults[8]}}"
     --ready-runs "${BENCH_READY_RUNS:-${defaults[9]}}"
+    --fleet "${BENCH_FLEET:-${defaults[10]}}"
+    --fleet-idle "${BENCH_FLEET_IDLE:-${defaults[11]}}"
+    --fleet-runs "${BENCH_FLEET_RUNS:-${defaults[12]}}"
+    --fleet-any "${BENCH_FLEET_ANY:-${defaults[13]}}"
+    --fleet-heartbeat "${BENCH_FLEET_HEARTBEAT:-10s}"
+    --fleet-cluster "${BENCH_FLEET_CLUSTER:-0}"
 )
+case ${BENCH_ONLY:-} in
+    '') ;;
+    fleet) args+=(--only fleet) ;;
+    *) echo "bench: BENCH_ONLY may be fleet, not '$BENCH_ONLY'" >&2; exit 2 ;;
+esac
 
 profile=${BENCH_PROFILE:-release}
 case $profile in
@@ -43,6 +59,19 @@ for b in osapi-api osapi-worker osapi osapi-bench; do
 done
 out=${BENCH_OUT:-bench/results.json}
 nats_server=${OSAPI_NATS_SERVER:-$(scripts/ensure-deps.sh)}
+fleet_nats=${BENCH_FLEET_NATS:-}
+if [[ -z $fleet_nats ]]; then
+    fleet_nats=$nats_server
+    # The smoke run stays on one server; a real run measures the current release too when it can be had.
+    if [[ ${BENCH_SMOKE:-0} != 1 ]]; then
+        if current=$(scripts/ensure-nats-current.sh); then
+            [[ $current -ef $nats_server ]] || fleet_nats+=",$current"
+        else
+            echo "bench: no nats-server 2.15.1; the fleet phase runs on $nats_server alone" >&2
+        fi
+    fi
+fi
+args+=(--fleet-nats "$fleet_nats")
 
 dir=$(mktemp -d)
 pids=()

@@ -123,6 +123,7 @@ impl Audit {
                 storage: "file".into(),
                 replicas: cfg.nats.stream.replicas,
                 discard: "old".into(),
+                max_consumers: -1,
             },
         )
     }

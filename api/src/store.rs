@@ -127,7 +127,7 @@ impl Store {
             self.index
                 .live_workers(now)
                 .into_iter()
-                .filter(|w| sub.target.matches(&w.hostname, &w.labels))
+                .filter(|w| w.subscribed && sub.target.matches(&w.hostname, &w.labels))
                 .map(|w| w.hostname)
                 .collect()
         } else {

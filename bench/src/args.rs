@@ -28,7 +28,15 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --broadcast-runs N         `_all` jobs timed (5)
   --scaling N,N              bucket sizes for the scaling phase (10000,50000)
   --scaling-samples N        requests per endpoint and size (30)
-  --ready-runs N             fresh API starts timed (3)";
+  --ready-runs N             fresh API starts timed (3)
+  --fleet N                  workers of the fleet phase, each its own process (1000; 0 skips it)
+  --fleet-nats PATH[,PATH]   nats-server binaries: the fleet runs on a fresh server of each in turn
+  --fleet-idle D             how long the joined fleet sits idle while CPU is measured (60s)
+  --fleet-runs N             `_all` jobs timed with the fleet (5)
+  --fleet-any D              `_any` throughput run with the fleet (10s)
+  --fleet-heartbeat D        the fleet workers' job.worker.heartbeat (10s, the default)
+  --fleet-cluster N          then N workers on a 3-node cluster (replicas 3) of the last --fleet-nats (0)
+  --only fleet               run the fleet phase alone; its figures replace `fleet` in --out";
 
 /// Everything the phases need to know.
 #[derive(Debug, Clone)]
@@ -51,12 +59,28 @@ pub struct Args {
     pub scaling: Vec<usize>,
     pub scaling_samples: usize,
     pub ready_runs: usize,
+    pub fleet: usize,
+    pub fleet_nats: Vec<PathBuf>,
+    pub fleet_idle: Duration,
+    pub fleet_runs: usize,
+    pub fleet_any: Duration,
+    pub fleet_heartbeat: String,
+    pub fleet_cluster: usize,
+    pub only_fleet: bool,
 }
 
 fn count(flag: &str, v: &str, min: usize) -> Result<usize, String> {
     match v.parse::<usize>() {
         Ok(n) if n >= min => Ok(n),
         _ => Err(format!("{flag}: expected an integer >= {min}, got '{v}'")),
+    }
+}
+
+fn duration(flag: &str, v: &str) -> Result<Duration, String> {
+    match parse_duration(v) {
+        Ok(d) if !d.is_zero() => Ok(d),
+        Ok(_) => Err(format!("{flag}: must be more than 0")),
+        Err(e) => Err(format!("{flag}: {e}")),
     }
 }
 
@@ -86,6 +110,14 @@ impl Args {
             scaling: vec![10_000, 50_000],
             scaling_samples: 30,
             ready_runs: 3,
+            fleet: 1000,
+            fleet_nats: Vec::new(),
+            fleet_idle: Duration::from_secs(60),
+            fleet_runs: 5,
+            fleet_any: Duration::from_secs(10),
+            fleet_heartbeat: "10s".into(),
+            fleet_cluster: 0,
+            only_fleet: false,
         };
         let mut it = argv.iter().skip(1);
         while let Some(flag) = it.next() {
@@ -123,6 +155,28 @@ impl Args {
                 }
                 "--scaling-samples" => a.scaling_samples = count(flag, v, 1)?,
                 "--ready-runs" => a.ready_runs = count(flag, v, 1)?,
+                "--fleet" => a.fleet = count(flag, v, 0)?,
+                "--fleet-nats" => {
+                    a.fleet_nats = v
+                        .split(',')
+                        .filter(|p| !p.trim().is_empty())
+                        .map(|p| PathBuf::from(p.trim()))
+                        .collect()
+                }
+                "--fleet-idle" => a.fleet_idle = duration(flag, v)?,
+                "--fleet-runs" => a.fleet_runs = count(flag, v, 1)?,
+                "--fleet-cluster" => a.fleet_cluster = count(flag, v, 0)?,
+                "--fleet-any" => a.fleet_any = duration(flag, v)?,
+                "--fleet-heartbeat" => {
+                    duration(flag, v)?;
+                    a.fleet_heartbeat = v.to_string();
+                }
+                "--only" if v == "fleet" => a.only_fleet = true,
+                "--only" => {
+                    return Err(format!(
+                        "--only: the one phase that runs alone is fleet, not '{v}'"
+                    ))
+                }
                 other => return Err(format!("unknown option {other}")),
             }
         }
@@ -131,6 +185,9 @@ impl Args {
         }
         if a.duration.is_zero() {
             return Err("--duration must be more than 0".into());
+        }
+        if a.fleet > 0 && a.fleet_nats.is_empty() {
+            return Err("--fleet needs --fleet-nats (or --fleet 0)".into());
         }
         // The broadcast fleet includes the throughput workers.
         a.broadcast_workers = a.broadcast_workers.max(a.workers);

@@ -38,6 +38,11 @@ impl Api {
         }
     }
 
+    /// The API's base URL.
+    pub fn base(&self) -> &str {
+        &self.base
+    }
+
     /// GET `path`; any status comes back with its JSON body (Null when there is none).
     pub fn get(&self, path: &str) -> Result<(u16, Value), String> {
         let req = self
@@ -89,7 +94,7 @@ impl Api {
         }
     }
 
-    /// Waits until `GET /job/workers` lists every host of `hosts`.
+    /// Waits until `GET /job/workers` lists every host of `hosts` as subscribed (routable).
     pub fn wait_workers(&self, hosts: &BTreeSet<String>, within: Duration) -> Result<(), String> {
         let deadline = Instant::now() + within;
         loop {
@@ -98,6 +103,7 @@ impl Api {
                 .as_array()
                 .map(|ws| {
                     ws.iter()
+                        .filter(|w| w["subscribed"] != false)
                         .filter_map(|w| w["hostname"].as_str().map(String::from))
                         .collect()
                 })

@@ -61,6 +61,7 @@ impl Floor {
             storage: "file".into(),
             replicas: 1,
             discard: "old".into(),
+            max_consumers: 10_000,
         };
         client
             .stream_ensure(&names.stream, &[names.stream_subjects()], &cfg)
@@ -85,11 +86,12 @@ impl Floor {
                 &self.names.stream,
                 &ConsumerConfig {
                     durable: spec.durable.clone(),
-                    filter: spec.filter.clone(),
+                    filters: spec.filters.clone(),
                     ack_wait: Duration::from_secs(30),
                     max_deliver: 5,
                     back_off: vec![],
                     max_ack_pending: 1000,
+                    max_waiting: 512,
                 },
             )
             .map_err(err)?;

@@ -126,7 +126,13 @@ pub fn throughput(
 /// `_all` to the `hosts` live workers, `runs` times: time from POST until the job is terminal with
 /// every host's result in.
 pub fn broadcast(api: &Api, hosts: usize, runs: usize) -> Result<Vec<f64>, String> {
+    broadcast_ids(api, hosts, runs).map(|(times, _)| times)
+}
+
+/// [`broadcast`], and the id of the last job (for reading a broadcast job's detail).
+pub fn broadcast_ids(api: &Api, hosts: usize, runs: usize) -> Result<(Vec<f64>, String), String> {
     let mut out = Vec::with_capacity(runs);
+    let mut last = String::new();
     for _ in 0..runs {
         let t = Instant::now();
         let id = api.create("system.hostname.get", "_all")?;
@@ -142,6 +148,7 @@ pub fn broadcast(api: &Api, hosts: usize, runs: usize) -> Result<Vec<f64>, Strin
             ));
         }
         out.push(took);
+        last = id;
     }
-    Ok(out)
+    Ok((out, last))
 }

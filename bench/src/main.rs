@@ -6,12 +6,15 @@
 //! 3. throughput: concurrent clients against `--workers` workers, RSS sampled under load (`jobs.rs`);
 //! 4. broadcast: `_all` to `--broadcast-workers` workers (`jobs.rs`);
 //! 5. scaling: the read endpoints with 10k and 50k jobs in a bucket of their own (`scaling.rs`);
-//! 6. footprint: RSS (phases 2-3), binary sizes, start-up to ready (`procs.rs`).
+//! 6. footprint: RSS (phases 2-3), binary sizes, start-up to ready (`procs.rs`);
+//! 7. fleet: `--fleet` worker processes on a fresh nats-server and API of each `--fleet-nats` binary
+//!    (`fleet.rs`); `--only fleet` runs this phase alone.
 //!
 //! Timings on a shared machine are noisy: compare ratios within one run. See docs/benchmarks.md.
 
 mod args;
 mod client;
+mod fleet;
 mod floor;
 mod jobs;
 mod procs;
@@ -48,7 +51,10 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let results = match run(&args) {
+    if args.only_fleet {
+        return only_fleet(&args);
+    }
+    let (results, fleet) = match run(&args) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("osapi-bench: {e}");
@@ -56,7 +62,46 @@ fn main() {
         }
     };
     print!("{}", report::table(&results, &args));
-    let json = report::json(&results, &args);
+    let mut json = report::json(&results, &args);
+    if !fleet.is_empty() {
+        print!("\n{}", report::fleet_table(&fleet));
+        let fleet_json = report::fleet_json(&fleet, &args);
+        if let (Some(all), Some(more)) = (
+            json["targets"].as_array_mut(),
+            fleet_json["targets"].as_array(),
+        ) {
+            all.extend(more.iter().cloned());
+        }
+        json["fleet"] = fleet_json;
+    }
+    write_json(&args, &json);
+}
+
+/// `--only fleet`: the fleet phase alone; its figures replace `fleet` in the results file, whose other
+/// sections (an earlier full run's) stay as they were.
+fn only_fleet(args: &Args) {
+    let mut procs = Procs::new(args);
+    let fleet = match fleet::run_all(args, &mut procs) {
+        Ok(f) => f,
+        Err(e) => {
+            eprintln!("osapi-bench: fleet: {e}");
+            std::process::exit(1);
+        }
+    };
+    drop(procs);
+    print!("{}", report::fleet_table(&fleet));
+    let mut json = args
+        .out
+        .as_ref()
+        .and_then(|p| std::fs::read_to_string(p).ok())
+        .and_then(|t| serde_json::from_str::<serde_json::Value>(&t).ok())
+        .filter(serde_json::Value::is_object)
+        .unwrap_or_else(|| serde_json::json!({}));
+    json["fleet"] = report::fleet_json(&fleet, args);
+    write_json(args, &json);
+}
+
+fn write_json(args: &Args, json: &serde_json::Value) {
     if let Some(out) = &args.out {
         let text = format!("{json:#}\n");
         if let Err(e) = std::fs::write(out, text) {
@@ -67,10 +112,10 @@ fn main() {
 }
 
 fn phase(n: usize, what: &str) {
-    eprintln!("osapi-bench [{n}/6] {what}");
+    eprintln!("osapi-bench [{n}/7] {what}");
 }
 
-fn run(a: &Args) -> Result<Results, String> {
+fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let config_yaml = std::fs::read_to_string(&a.config)
         .map_err(|e| format!("cannot read {}: {e}", a.config.display()))?;
     let mut procs = Procs::new(a);
@@ -157,7 +202,13 @@ fn run(a: &Args) -> Result<Results, String> {
                 .map_err(|e| format!("{b}: {e}"))
         })
         .collect::<Result<Vec<_>, String>>()?;
-    Ok(Results {
+    let fleet = if a.fleet > 0 {
+        phase(7, &format!("fleet of {} workers", a.fleet));
+        fleet::run_all(a, &mut procs)?
+    } else {
+        Vec::new()
+    };
+    let results = Results {
         floor,
         round_trip,
         throughput,
@@ -177,7 +228,8 @@ fn run(a: &Args) -> Result<Results, String> {
             ready,
             ready_full,
         },
-    })
+    };
+    Ok((results, fleet))
 }
 
 /// CPU time so far of each named group of processes, and of this process (the HTTP clients) last.

@@ -8,7 +8,7 @@ use crate::args::Args;
 use std::collections::BTreeMap;
 use std::fs::{File, OpenOptions};
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -44,10 +44,11 @@ impl Procs {
         file.map(Stdio::from).unwrap_or_else(Stdio::null)
     }
 
-    fn spawn(&mut self, name: &str, bin: &str, env: &[(&str, String)]) -> Result<u32, String> {
+    /// One of our binaries with the run's config and `env` on top (only ours: the caller's `OSAPI_*`
+    /// would override the config file).
+    pub fn spawn(&mut self, name: &str, bin: &str, env: &[(&str, String)]) -> Result<u32, String> {
         let mut cmd = Command::new(self.binary(bin));
         cmd.arg("-c").arg(&self.config);
-        // The caller's OSAPI_* would override the config file; children see only ours.
         for (k, _) in std::env::vars() {
             if k.starts_with("OSAPI_") {
                 cmd.env_remove(k);
@@ -57,12 +58,23 @@ impl Procs {
         for (k, v) in env {
             cmd.env(k, v);
         }
+        self.launch(name, cmd)
+    }
+
+    /// Any other program (a nats-server) with `args`.
+    pub fn program(&mut self, name: &str, path: &Path, args: &[String]) -> Result<u32, String> {
+        let mut cmd = Command::new(path);
+        cmd.args(args);
+        self.launch(name, cmd)
+    }
+
+    fn launch(&mut self, name: &str, mut cmd: Command) -> Result<u32, String> {
         let child = cmd
             .stdin(Stdio::null())
             .stdout(self.log_to(name))
             .stderr(self.log_to(name))
             .spawn()
-            .map_err(|e| format!("start {bin} ({name}): {e}"))?;
+            .map_err(|e| format!("start {name}: {e}"))?;
         let pid = child.id();
         if let Some(dir) = &self.run_dir {
             let pids = OpenOptions::new()
@@ -75,6 +87,11 @@ impl Procs {
         }
         self.children.insert(pid, (name.to_string(), child));
         Ok(pid)
+    }
+
+    /// Where child logs go (the run dir), if anywhere.
+    pub fn run_dir(&self) -> Option<&Path> {
+        self.run_dir.as_deref()
     }
 
     /// A worker named `host` with `max_jobs` threads.
@@ -123,6 +140,35 @@ impl Procs {
                     return;
                 }
                 Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+    }
+
+    /// SIGTERM to all of `pids` at once, then waits for each (SIGKILL after [`STOP_WITHIN`]): a fleet
+    /// stops in about the time one worker takes.
+    pub fn stop_all(&mut self, pids: &[u32]) {
+        for chunk in pids.chunks(500) {
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .args(chunk.iter().map(u32::to_string))
+                .stderr(Stdio::null())
+                .status();
+        }
+        let deadline = Instant::now() + STOP_WITHIN;
+        for pid in pids {
+            let Some((_, mut child)) = self.children.remove(pid) else {
+                continue;
+            };
+            loop {
+                match child.try_wait() {
+                    Ok(Some(_)) | Err(_) => break,
+                    Ok(None) if Instant::now() > deadline => {
+                        let _ = child.kill();
+                        let _ = child.wait();
+                        break;
+                    }
+                    Ok(None) => std::thread::sleep(Duration::from_millis(20)),
+                }
             }
         }
     }

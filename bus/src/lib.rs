@@ -15,6 +15,7 @@
 
 mod error;
 mod identity;
+mod info;
 mod kv;
 mod seqlog;
 pub mod setup;
@@ -24,7 +25,7 @@ pub use error::BusError;
 pub use identity::Identity;
 pub use kv::{KvEntry, KvOp, KvWatch};
 pub use seqlog::StreamBounds;
-pub use stream::{ConsumerConfig, JsMessage, Puller, StreamConfig};
+pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 
 use crossbeam_channel::{bounded, Receiver, Sender};
 use nats::header::HeaderMap;
@@ -64,6 +65,8 @@ struct Inner {
     waiting: Mutex<HashMap<u64, Sender<Message>>>,
     flush_kick: Sender<()>,
     request_timeout: Duration,
+    /// `nats.url`, for [`Bus::server_version`].
+    url: String,
 }
 
 /// A cheap-to-clone handle on one NATS connection.
@@ -118,6 +121,7 @@ impl Bus {
             waiting: Mutex::new(HashMap::new()),
             flush_kick,
             request_timeout: opts.request_timeout,
+            url: opts.url.clone(),
         });
         spawn_named("nats-replies", {
             let inner = Arc::downgrade(&inner);
@@ -145,6 +149,11 @@ impl Bus {
     /// The configured bound on one request.
     pub fn request_timeout(&self) -> Duration {
         self.inner.request_timeout
+    }
+
+    /// The version a server of `nats.url` announces in its INFO line (`2.9.10`).
+    pub fn server_version(&self) -> Result<String, BusError> {
+        info::server_version(&self.inner.url, self.inner.request_timeout)
     }
 
     /// The underlying connection, for subscriptions this crate's modules own.
@@ -343,6 +352,20 @@ fn connect_delay(attempts: usize) -> Duration {
     base + Duration::from_millis(u64::from(nanos) % 1000)
 }
 
+/// Whether a server version string (`2.10.3`, `v2.11.0-beta.1`) is at least `major.minor`; an
+/// unreadable one is not (the oldest behaviour is the safe guess). Several filters per consumer need
+/// `(2, 10)`.
+pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
+    let mut parts = version
+        .trim_start_matches('v')
+        .split(['.', '-'])
+        .map(|p| p.parse::<u64>().ok());
+    match (parts.next().flatten(), parts.next().flatten()) {
+        (Some(ma), Some(mi)) => (ma, mi) >= (major, minor),
+        _ => false,
+    }
+}
+
 /// Builds a header map from pairs.
 pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     let mut h = HeaderMap::new();
@@ -350,4 +373,25 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
         h.insert(*k, v.to_string());
     }
     h
+}
+
+#[cfg(test)]
+mod tests {
+    use super::version_at_least;
+
+    #[test]
+    fn server_versions() {
+        for (v, want) in [
+            ("2.9.10", false),
+            ("2.10.0", true),
+            ("2.15.1", true),
+            ("v2.11.0-beta.1", true),
+            ("3.0.0", true),
+            ("1.99.0", false),
+            ("", false),
+            ("two.ten", false),
+        ] {
+            assert_eq!(version_at_least(v, (2, 10)), want, "{v}");
+        }
+    }
 }

@@ -121,6 +121,7 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
             storage: s.storage.as_str().into(),
             replicas: s.replicas,
             discard: "new".into(),
+            max_consumers: i64::try_from(s.max_consumers).unwrap_or(i64::MAX),
         },
     )?;
     let d = &cfg.nats.dlq;
@@ -134,6 +135,7 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
             storage: d.storage.as_str().into(),
             replicas: d.replicas,
             discard: "old".into(),
+            max_consumers: -1,
         },
     )?;
     let kv = &cfg.nats.kv;
@@ -144,6 +146,7 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         storage: kv.storage.as_str().into(),
         replicas: kv.replicas,
         discard: "new".into(),
+        max_consumers: -1,
     };
     bus.kv_ensure(&names.bucket, &bucket_cfg)?;
     bus.kv_ensure(&names.response_bucket, &bucket_cfg)?;

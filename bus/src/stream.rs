@@ -17,17 +17,29 @@ pub struct StreamConfig {
     pub replicas: usize,
     /// `old` or `new`.
     pub discard: String,
+    /// Most consumers; -1 leaves it to the server (since nats-server 2.15 that is 1,000, not unlimited).
+    pub max_consumers: i64,
 }
 
 /// A durable pull consumer.
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub durable: String,
-    pub filter: String,
+    /// One subject, or several on nats-server 2.10+ (see [`Bus::multi_filter`]).
+    pub filters: Vec<String>,
     pub ack_wait: Duration,
     pub max_deliver: i64,
     pub back_off: Vec<Duration>,
     pub max_ack_pending: i64,
+    /// Most pull requests waiting at once: one per worker that pulls from this consumer.
+    pub max_waiting: i64,
+}
+
+/// A stream's consumer limit (as the server reports it: -1 or 0 mean the server's default) and use.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ConsumerRoom {
+    pub limit: i64,
+    pub used: u64,
 }
 
 /// Delivery facts carried in a JetStream message's reply subject.
@@ -67,6 +79,32 @@ impl Bus {
             }) => match self.js_api(&format!("STREAM.UPDATE.{name}"), body) {
                 Ok(_) => Ok(()),
                 Err(e @ BusError::Unavailable(_)) => Err(e),
+                // nats-server 2.9 never changes a stream's consumer limit: apply the rest, keep that.
+                Err(e) if e.to_string().contains("MaxConsumers") => {
+                    let now = self.stream_consumers(name)?;
+                    if now.limit <= 0 {
+                        // No limit: on the servers that refuse the change (before 2.15), unlimited.
+                        log::info!("stream {name} keeps no consumer limit ({e})");
+                    } else {
+                        log::warn!(
+                            "stream {name} keeps its consumer limit of {} ({e}); to change it, \
+                             re-create the stream",
+                            now.limit
+                        );
+                    }
+                    let mut body = body.clone();
+                    body["max_consumers"] = json!(now.limit);
+                    match self.js_api(&format!("STREAM.UPDATE.{name}"), &body) {
+                        Ok(_) => Ok(()),
+                        Err(e @ BusError::Unavailable(_)) => Err(e),
+                        Err(e) => {
+                            log::warn!(
+                                "stream {name} exists with other settings that cannot change: {e}"
+                            );
+                            Ok(())
+                        }
+                    }
+                }
                 Err(e) => {
                     log::warn!("stream {name} exists with other settings that cannot change: {e}");
                     Ok(())
@@ -94,8 +132,19 @@ impl Bus {
             "num_replicas": cfg.replicas,
             "discard": cfg.discard,
             "duplicate_window": 120_000_000_000_u64,
+            "max_consumers": cfg.max_consumers,
         });
         self.stream_ensure_raw(name, &body)
+    }
+
+    /// A stream's consumer limit as the server applies it and how many consumers it holds now.
+    pub fn stream_consumers(&self, name: &str) -> Result<ConsumerRoom, BusError> {
+        let info = self.js_api(&format!("STREAM.INFO.{name}"), &json!({}))?;
+        let num = |p: &str| info.pointer(p).and_then(Value::as_i64).unwrap_or(0);
+        Ok(ConsumerRoom {
+            limit: num("/config/max_consumers"),
+            used: u64::try_from(num("/state/consumer_count")).unwrap_or(0),
+        })
     }
 
     /// How many messages a stream holds now.
@@ -126,11 +175,14 @@ impl Bus {
             "ack_policy": "explicit",
             "ack_wait": cfg.ack_wait.as_nanos() as u64,
             "max_deliver": cfg.max_deliver,
-            "filter_subject": cfg.filter,
             "replay_policy": "instant",
             "max_ack_pending": cfg.max_ack_pending,
-            "max_waiting": 512,
+            "max_waiting": cfg.max_waiting,
         });
+        match cfg.filters.as_slice() {
+            [one] => config["filter_subject"] = json!(one),
+            several => config["filter_subjects"] = json!(several),
+        }
         if !cfg.back_off.is_empty() {
             let steps: Vec<u64> = cfg.back_off.iter().map(|d| d.as_nanos() as u64).collect();
             config["backoff"] = json!(steps);
@@ -140,6 +192,24 @@ impl Bus {
             &json!({ "stream_name": stream, "config": config }),
         )
         .map(|_| ())
+    }
+
+    /// Whether a durable consumer exists (`Ok(false)` when the server says it does not).
+    pub fn consumer_exists(&self, stream: &str, durable: &str) -> Result<bool, BusError> {
+        match self.js_api(&format!("CONSUMER.INFO.{stream}.{durable}"), &json!({})) {
+            Ok(_) => Ok(true),
+            Err(e) if e.is_not_found() => Ok(false),
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Deletes a durable consumer; one that does not exist counts as deleted.
+    pub fn consumer_delete(&self, stream: &str, durable: &str) -> Result<(), BusError> {
+        match self.js_api(&format!("CONSUMER.DELETE.{stream}.{durable}"), &json!({})) {
+            Ok(_) => Ok(()),
+            Err(e) if e.is_not_found() => Ok(()),
+            Err(e) => Err(e),
+        }
     }
 
     /// A puller for one durable pull consumer.

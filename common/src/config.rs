@@ -135,6 +135,9 @@ pub struct StreamConfig {
     pub storage: Storage,
     pub replicas: usize,
     pub discard: Discard,
+    /// Most consumers the stream may hold, set explicitly: since nats-server 2.15 a stream without a
+    /// limit (-1 or 0) gets the server's default of 1,000, about 330 hosts with one consumer per subject.
+    pub max_consumers: usize,
 }
 
 /// `nats.kv`: the buckets holding jobs and their responses.
@@ -284,6 +287,7 @@ impl Config {
                     storage: Storage::File,
                     replicas: 1,
                     discard: Discard::New,
+                    max_consumers: 10_000,
                 },
                 kv: KvConfig {
                     bucket: "job-queue".into(),

@@ -426,7 +426,13 @@ impl Decoder {
             &s,
             "stream",
             &[
-                "name", "max_age", "max_msgs", "storage", "replicas", "discard",
+                "name",
+                "max_age",
+                "max_msgs",
+                "storage",
+                "replicas",
+                "discard",
+                "max_consumers",
             ],
         )?;
         self.string(&st, "name", &mut n.stream.name)?;
@@ -435,6 +441,7 @@ impl Decoder {
         self.storage(&st, "storage", &mut n.stream.storage)?;
         self.count(&st, "replicas", &mut n.stream.replicas)?;
         self.discard(&st, "discard", &mut n.stream.discard)?;
+        self.count(&st, "max_consumers", &mut n.stream.max_consumers)?;
 
         let kv_keys = [
             "bucket",

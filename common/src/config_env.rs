@@ -26,6 +26,7 @@ const LEAVES: &[(&str, bool)] = &[
     ("nats.stream.storage", true),
     ("nats.stream.replicas", false),
     ("nats.stream.discard", true),
+    ("nats.stream.max_consumers", false),
     ("nats.kv.bucket", true),
     ("nats.kv.response_bucket", true),
     ("nats.kv.workers_bucket", true),

@@ -161,6 +161,8 @@ fn impossible_values_name_the_key() {
         ("job: {worker: {max_jobs: 0}}", "job.worker.max_jobs: must be between 1 and 1024, got 0"),
         ("job: {worker: {max_jobs: 1025}}", "job.worker.max_jobs: must be between 1 and 1024"),
         ("nats: {stream: {replicas: 0}}", "nats.stream.replicas: must be between 1 and 5"),
+        ("nats: {stream: {max_consumers: 0}}", "nats.stream.max_consumers: must be between 1 and 1000000, got 0"),
+        ("nats: {stream: {max_consumers: -1}}", "nats.stream.max_consumers: expected a positive integer, got -1"),
         ("nats: {kv: {replicas: 6}}", "nats.kv.replicas: must be between 1 and 5"),
         ("nats: {dlq: {replicas: 9}}", "nats.dlq.replicas: must be between 1 and 5"),
         ("nats: {kv: {storage: disk}}", "nats.kv.storage: expected file or memory, got 'disk'"),

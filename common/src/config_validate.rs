@@ -11,6 +11,8 @@ type Result<T> = std::result::Result<T, ConfigError>;
 /// Upper and lower bounds of the contract, with their units.
 const MAX_JOBS_MAX: usize = 1024;
 const REPLICAS_MAX: usize = 5;
+/// A stream's consumer limit: every host needs one or more, so a million is far beyond any fleet.
+const MAX_CONSUMERS_MAX: usize = 1_000_000;
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Each connection holds a thread and three descriptors; more belongs behind a proxy.
 const CONNECTIONS_MAX: usize = 65_536;
@@ -101,6 +103,8 @@ impl Decoder {
     fn stream(&self, path: &str, s: &StreamConfig) -> Result<()> {
         self.name(&format!("{path}.name"), &s.name)?;
         self.limit(&format!("{path}.max_msgs"), s.max_msgs)?;
+        let consumers = format!("{path}.max_consumers");
+        self.range(&consumers, s.max_consumers, 1, MAX_CONSUMERS_MAX)?;
         self.range(&format!("{path}.replicas"), s.replicas, 1, REPLICAS_MAX)
     }
 

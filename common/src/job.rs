@@ -150,9 +150,26 @@ pub struct WorkerInfo {
     pub running: usize,
     #[serde(default)]
     pub operations: Vec<String>,
+    /// False while a consumer the worker needs does not exist: some jobs for it could not reach it, so
+    /// routing leaves it out. Heartbeats of workers older than this field count as subscribed.
+    #[serde(default = "subscribed_by_default")]
+    pub subscribed: bool,
+    /// Why the worker is not subscribed (the consumer and NATS's answer), for `/job/workers`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub problem: Option<String>,
+}
+
+fn subscribed_by_default() -> bool {
+    true
 }
 
 impl WorkerInfo {
+    /// Live and subscribed to every subject it serves: the API may count on it for `_all`, labels and
+    /// `expected_hosts`.
+    pub fn is_routable(&self, now_us: i64) -> bool {
+        self.subscribed && self.is_live(now_us)
+    }
+
     /// Missing three heartbeats in a row means the worker is gone.
     pub fn is_live(&self, now_us: i64) -> bool {
         let grace_us = i64::try_from(self.heartbeat_ms.saturating_mul(3000)).unwrap_or(i64::MAX);
@@ -190,8 +207,29 @@ mod tests {
             max_jobs: 1,
             running: 0,
             operations: vec![],
+            subscribed: true,
+            problem: None,
         };
         assert!(w.is_live(2_500_000));
         assert!(!w.is_live(2_500_001));
+        assert!(w.is_routable(2_500_000));
+        let unsubscribed = WorkerInfo {
+            subscribed: false,
+            problem: Some("consumer x: limit".into()),
+            ..w.clone()
+        };
+        assert!(unsubscribed.is_live(2_500_000));
+        assert!(!unsubscribed.is_routable(2_500_000));
+    }
+
+    #[test]
+    fn heartbeat_without_subscription_fields_counts_as_subscribed() {
+        let old = r#"{"hostname":"h","started_at":"","last_seen":"","last_seen_us":1,"heartbeat_ms":500,
+            "max_jobs":1,"running":0}"#;
+        let w: WorkerInfo = serde_json::from_str(old).unwrap_or_else(|e| panic!("{e}"));
+        assert!(w.subscribed);
+        assert_eq!(w.problem, None);
+        let text = serde_json::to_string(&w).unwrap_or_default();
+        assert!(!text.contains("problem"), "{text}");
     }
 }

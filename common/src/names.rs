@@ -25,11 +25,12 @@ pub struct Names {
     consumer_base: String,
 }
 
-/// What a worker consumer listens to: its durable name and the one subject filter it has.
+/// What a worker consumer listens to: its durable name and its subject filters (one on nats-server 2.9;
+/// 2.10 and later allow several).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConsumerSpec {
     pub durable: String,
-    pub filter: String,
+    pub filters: Vec<String>,
     /// True for the one consumer every worker shares (`_any`).
     pub shared: bool,
 }
@@ -90,30 +91,25 @@ impl Names {
         )
     }
 
-    /// The consumers one worker needs: the shared `_any` one, its own `_all` and host ones, and one per
-    /// label prefix (nats-server 2.9 allows one filter subject per consumer).
+    /// The consumers one worker needs with one filter each (nats-server 2.9): the shared `_any` one, its
+    /// own `_all` and host ones, and one per label prefix.
     pub fn worker_consumers(
         &self,
         hostname: &str,
         labels: &std::collections::BTreeMap<String, String>,
     ) -> Vec<ConsumerSpec> {
-        let p = &self.subject_prefix;
         let base = &self.consumer_base;
         let host = durable_token(hostname);
         let mut out = vec![
-            ConsumerSpec {
-                durable: format!("{base}-any"),
-                filter: format!("{p}jobs.*._any"),
-                shared: true,
-            },
+            self.any_consumer(),
             ConsumerSpec {
                 durable: format!("{base}-all-{host}"),
-                filter: format!("{p}jobs.*._all"),
+                filters: vec![format!("{}jobs.*._all", self.subject_prefix)],
                 shared: false,
             },
             ConsumerSpec {
                 durable: format!("{base}-host-{host}"),
-                filter: format!("{p}jobs.*.host.{hostname}"),
+                filters: vec![format!("{}jobs.*.host.{hostname}", self.subject_prefix)],
                 shared: false,
             },
         ];
@@ -124,9 +120,57 @@ impl Names {
                         "{base}-label-{host}-{}",
                         durable_token(&format!("{key}:{prefix}"))
                     ),
-                    filter: format!("{p}jobs.*.label.{key}.{prefix}"),
+                    filters: vec![format!(
+                        "{}jobs.*.label.{key}.{prefix}",
+                        self.subject_prefix
+                    )],
                     shared: false,
                 });
+            }
+        }
+        out
+    }
+
+    /// The consumers one worker needs where a consumer may filter several subjects (nats-server 2.10+):
+    /// the shared `_any` one and one of its own over `_all`, its hostname and every label prefix.
+    pub fn worker_consumers_merged(
+        &self,
+        hostname: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<ConsumerSpec> {
+        vec![
+            self.any_consumer(),
+            ConsumerSpec {
+                durable: format!("{}-own-{}", self.consumer_base, durable_token(hostname)),
+                filters: self.own_filters(hostname, labels),
+                shared: false,
+            },
+        ]
+    }
+
+    fn any_consumer(&self) -> ConsumerSpec {
+        ConsumerSpec {
+            durable: format!("{}-any", self.consumer_base),
+            filters: vec![format!("{}jobs.*._any", self.subject_prefix)],
+            shared: true,
+        }
+    }
+
+    /// Every subject only this host (or its broadcast group) receives: `_all` first, then the hostname,
+    /// then each label prefix.
+    fn own_filters(
+        &self,
+        hostname: &str,
+        labels: &std::collections::BTreeMap<String, String>,
+    ) -> Vec<String> {
+        let p = &self.subject_prefix;
+        let mut out = vec![
+            format!("{p}jobs.*._all"),
+            format!("{p}jobs.*.host.{hostname}"),
+        ];
+        for (key, value) in labels {
+            for prefix in label_prefixes(value) {
+                out.push(format!("{p}jobs.*.label.{key}.{prefix}"));
             }
         }
         out
@@ -248,7 +292,7 @@ mod tests {
         let n = Names::new("", "JOBS", "b", "r", "w");
         let labels: BTreeMap<String, String> = [("group".into(), "web.dev.us-east".into())].into();
         let specs = n.worker_consumers("web1.example", &labels);
-        let filters: Vec<&str> = specs.iter().map(|s| s.filter.as_str()).collect();
+        let filters: Vec<&str> = specs.iter().map(|s| s.filters[0].as_str()).collect();
         assert_eq!(
             filters,
             [
@@ -265,6 +309,22 @@ mod tests {
         let a = n.worker_consumers("a.b", &BTreeMap::new());
         let b = n.worker_consumers("a_b", &BTreeMap::new());
         assert_ne!(a[1].durable, b[1].durable);
+        assert!(specs.iter().all(|s| s.filters.len() == 1));
+    }
+
+    #[test]
+    fn merged_consumers_cover_the_same_subjects_with_two() {
+        let n = Names::new("ns", "JOBS", "b", "r", "w");
+        let labels: BTreeMap<String, String> = [("group".into(), "web.dev".into())].into();
+        let single = n.worker_consumers("web1", &labels);
+        let merged = n.worker_consumers_merged("web1", &labels);
+        assert_eq!(merged.len(), 2);
+        assert_eq!(merged[0], single[0], "the shared _any consumer is the same");
+        let all_single: Vec<String> = single[1..].iter().flat_map(|s| s.filters.clone()).collect();
+        assert_eq!(merged[1].filters, all_single);
+        assert_eq!(merged[1].filters[0], "ns.jobs.*._all");
+        assert!(!merged[1].shared);
+        assert!(single.iter().all(|s| s.durable != merged[1].durable));
     }
 
     #[test]

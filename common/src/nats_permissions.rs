@@ -43,12 +43,22 @@ pub fn worker(
         format!("$JS.API.STREAM.MSG.GET.KV_{}", names.bucket),
         "$JS.API.STREAM.INFO.*".to_string(),
     ];
+    // Both plans: one-filter consumers (nats-server 2.9) and merged ones (2.10+); a worker uses one and
+    // removes its own of the other after an upgrade. The shared `_any` one is in both, listed once.
+    let mut specs = names.worker_consumers_merged(hostname, labels);
     for spec in names.worker_consumers(hostname, labels) {
+        if !specs.iter().any(|s| s.durable == spec.durable) {
+            specs.push(spec);
+        }
+    }
+    for spec in specs {
         let durable = &spec.durable;
-        publish.push(format!(
-            "$JS.API.CONSUMER.DURABLE.CREATE.{stream}.{durable}"
-        ));
-        publish.push(format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"));
+        for api in ["DURABLE.CREATE", "INFO", "MSG.NEXT"] {
+            publish.push(format!("$JS.API.CONSUMER.{api}.{stream}.{durable}"));
+        }
+        if !spec.shared {
+            publish.push(format!("$JS.API.CONSUMER.DELETE.{stream}.{durable}"));
+        }
         // Ack, nak, in-progress and term go to the delivery's reply subject.
         publish.push(format!("$JS.ACK.{stream}.{durable}.>"));
     }
@@ -124,19 +134,32 @@ mod tests {
         assert!(has("$KV.job-workers.workers.web1"));
         assert!(has("$JS.API.STREAM.MSG.GET.KV_job-queue"));
         assert!(has("$JS.API.CONSUMER.MSG.NEXT.JOBS.jobs-worker-any"));
-        // One create, pull and ack subject per consumer it needs, no more.
-        let consumers = names().worker_consumers("web1", &labels);
-        let own = &consumers[2].durable;
-        assert!(own.starts_with("jobs-worker-host-web1"), "{own}");
-        assert!(has(&format!("$JS.ACK.JOBS.{own}.>")));
-        assert_eq!(consumers.len(), 5, "{consumers:?}");
-        assert_eq!(p.publish_allow.len(), 5 + 3 * consumers.len());
-        for spec in &consumers {
-            assert!(has(&format!(
-                "$JS.API.CONSUMER.DURABLE.CREATE.JOBS.{}",
-                spec.durable
-            )));
+        // Per consumer of either plan: create, info, pull, ack; delete only its own, never the shared one.
+        let single = names().worker_consumers("web1", &labels);
+        let merged = names().worker_consumers_merged("web1", &labels);
+        assert_eq!(
+            (single.len(), merged.len()),
+            (5, 2),
+            "{single:?} {merged:?}"
+        );
+        for spec in single.iter().chain(&merged).filter(|c| !c.shared) {
+            let d = &spec.durable;
+            for api in ["DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE"] {
+                assert!(
+                    has(&format!("$JS.API.CONSUMER.{api}.JOBS.{d}")),
+                    "{api} {d}"
+                );
+            }
+            assert!(has(&format!("$JS.ACK.JOBS.{d}.>")), "{d}");
         }
+        assert!(!has("$JS.API.CONSUMER.DELETE.JOBS.jobs-worker-any"));
+        // 5 record/read subjects, 4 for the shared consumer, 5 for each of its 4 + 1 own consumers.
+        assert_eq!(
+            p.publish_allow.len(),
+            5 + 4 + 5 * 5,
+            "{:#?}",
+            p.publish_allow
+        );
         // Nothing with a wildcard over other hosts, no job definitions, no stream admin.
         for s in &p.publish_allow {
             assert!(!s.contains(">") || s.starts_with("$JS.ACK."), "{s}");

@@ -180,7 +180,7 @@ impl Cluster {
         self.wait_job(&id, Duration::from_secs(30))
     }
 
-    /// The hostnames GET /job/workers lists now.
+    /// The hostnames GET /job/workers lists now as subscribed (routable: every consumer exists).
     pub fn listed_workers(&self) -> Vec<String> {
         listed_workers(&self.api.base_url())
     }
@@ -223,6 +223,7 @@ fn listed_workers(base_url: &str) -> Vec<String> {
         .map(|workers| {
             workers
                 .iter()
+                .filter(|w| w["subscribed"] != false)
                 .filter_map(|w| w["hostname"].as_str().map(String::from))
                 .collect()
         })

@@ -85,6 +85,11 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "6 osapi-worker size",
         "6 start to /health/ready",
         "targets",
+        "7 3 workers on nats-server",
+        "joined / consumers",
+        "broadcast _all (2 runs)",
+        "GET /job/workers",
+        "fleet targets",
     ] {
         assert!(stdout.contains(row), "table lacks '{row}':\n{stdout}");
     }
@@ -104,6 +109,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "scaling",
         "footprint",
         "targets",
+        "fleet",
     ] {
         assert!(v.get(section).is_some(), "no '{section}' in {v:#}");
     }
@@ -144,8 +150,26 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         );
     }
     assert!(f["ready"]["n"].as_u64() > Some(0), "{f:#}");
+    let fleet = &v["fleet"];
+    assert_eq!(fleet["workers"], 3, "{fleet:#}");
+    assert_eq!(
+        fleet["servers"].as_array().map(Vec::len),
+        Some(1),
+        "{fleet:#}"
+    );
+    // The shared `_any` consumer and one (2.10+) or three (2.9) of each worker's own.
+    let consumers = fleet["consumers"].as_u64().unwrap_or(0);
+    assert!(consumers == 4 || consumers == 10, "{fleet:#}");
+    assert_eq!(fleet["broadcast"]["n"], 2, "{fleet:#}");
+    for key in ["broadcast_p50_ms", "idle_nats_cpu_percent", "join_s"] {
+        assert!(
+            fleet[key].as_f64().is_some_and(|x| x >= 0.0),
+            "fleet.{key}: {fleet:#}"
+        );
+    }
+    assert!(fleet["workers_bytes"].as_u64() > Some(0), "{fleet:#}");
     let targets = v["targets"].as_array().cloned().unwrap_or_default();
-    assert!(targets.len() >= 11, "every target checked: {targets:#?}");
+    assert!(targets.len() >= 14, "every target checked: {targets:#?}");
     assert!(
         targets.iter().all(|t| t["pass"].is_boolean()),
         "{targets:#?}"

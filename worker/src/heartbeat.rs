@@ -24,11 +24,14 @@ pub struct Heartbeat {
     pub every: Duration,
     pub max_jobs: usize,
     pub operations: Vec<String>,
+    /// Whether every consumer exists, and if not, why (`subscribed`, `problem`).
+    pub subscription: Arc<crate::consumers::Subscription>,
 }
 
 impl Heartbeat {
     fn info(&self, running: usize) -> WorkerInfo {
         let now = now_us();
+        let (subscribed, problem) = self.subscription.state();
         WorkerInfo {
             hostname: self.hostname.clone(),
             labels: self.labels.clone(),
@@ -39,6 +42,8 @@ impl Heartbeat {
             max_jobs: self.max_jobs,
             running,
             operations: self.operations.clone(),
+            subscribed,
+            problem,
         }
     }
 

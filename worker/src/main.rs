@@ -1,9 +1,11 @@
 //! `osapi-worker`: runs on each managed host. Start-up (config, logging, hostname, connect, NATS layout,
-//! consumers), the threads that do the work (fetchers -> pool -> run -> ops, heartbeat, progress), and a
+//! heartbeat, consumers: the worker is listed from its first heartbeat but routed to only once every
+//! consumer exists), the threads that do the work (fetchers -> pool -> run -> ops, heartbeat, progress), and a
 //! graceful stop on SIGTERM/SIGINT: take no new jobs, let running ones finish within `shutdown_grace`,
 //! remove the heartbeat, exit 0.
 
 mod clock;
+mod consumers;
 mod gate;
 mod heartbeat;
 mod keys;
@@ -170,19 +172,28 @@ fn run(cfg: Config) -> Result<(), String> {
     let layout = with_retry("creating the JetStream layout", &shutdown, || {
         osapi_bus::setup::find_or_create_layout(&bus, &cfg, &names)
     })?;
-    let specs = names.worker_consumers(&hostname, &w.labels);
-    let mut consumers = Vec::with_capacity(specs.len());
-    for spec in specs {
-        let consumer = subscriptions::consumer_config(&spec, &cfg);
-        let what = format!("creating consumer {}", consumer.durable);
-        let made = with_retry(&what, &shutdown, || {
-            subscriptions::ensure_consumer(&bus, &cfg, &names, &consumer)
-        })?;
-        if layout.is_none() || made.is_none() {
-            return Ok(());
-        }
-        consumers.push((spec, consumer));
+    if layout.is_none() {
+        return Ok(());
     }
+    let version = with_retry("reading the server's version", &shutdown, || {
+        bus.server_version()
+    })?;
+    let Some(version) = version else {
+        return Ok(());
+    };
+    let multi_filter = osapi_bus::version_at_least(&version, (2, 10));
+    let (specs, stale) = consumers::plan(&names, &hostname, &w.labels, multi_filter);
+    log::info!(
+        "nats-server {version}: {} consumers for this worker{}",
+        specs.len(),
+        if multi_filter {
+            " (several filters each)"
+        } else {
+            ", one filter each"
+        }
+    );
+    consumers::check_room(&bus, &cfg, &names, &specs, &version);
+    let subscription = consumers::Subscription::new(&specs);
 
     let operations: Vec<String> = ops::supported()
         .iter()
@@ -225,6 +236,7 @@ fn run(cfg: Config) -> Result<(), String> {
         every: w.heartbeat,
         max_jobs: w.max_jobs,
         operations,
+        subscription: subscription.clone(),
     });
     if let Err(e) = heartbeat.beat(0) {
         log::warn!("first heartbeat of {hostname} not written: {e}");
@@ -234,31 +246,47 @@ fn run(cfg: Config) -> Result<(), String> {
         .start(pool.clone(), shutdown.clone())
         .map_err(spawn_err)?;
 
-    let cfg = Arc::new(cfg.clone());
-    let filters: Vec<String> = consumers
+    let consumer_configs: Vec<_> = specs
         .iter()
-        .map(|(spec, _)| spec.filter.clone())
+        .map(|spec| consumers::consumer_config(spec, &cfg))
         .collect();
-    for (spec, consumer) in consumers {
-        let fetcher = Fetcher {
-            bus: bus.clone(),
-            cfg: cfg.clone(),
-            names: names.clone(),
-            spec,
-            consumer,
-            jobs: jobs_tx.clone(),
-            pool: pool.clone(),
-            shutdown: shutdown.clone(),
-            progress_every,
-        };
-        fetcher.start().map_err(spawn_err)?;
+    if consumers::subscribe_all(
+        &bus,
+        &cfg,
+        &names,
+        &consumer_configs,
+        &subscription,
+        &shutdown,
+    ) {
+        consumers::remove_stale(&bus, &names, &stale);
+        // Tell the API at once rather than at the next beat: routing waits for this.
+        if let Err(e) = heartbeat.beat(pool.running()) {
+            log::warn!("heartbeat of {hostname} not written: {e}");
+        }
+        let cfg = Arc::new(cfg.clone());
+        for (spec, consumer) in specs.iter().cloned().zip(consumer_configs) {
+            let fetcher = Fetcher {
+                bus: bus.clone(),
+                cfg: cfg.clone(),
+                names: names.clone(),
+                spec,
+                consumer,
+                jobs: jobs_tx.clone(),
+                subscription: subscription.clone(),
+                pool: pool.clone(),
+                shutdown: shutdown.clone(),
+                progress_every,
+            };
+            fetcher.start().map_err(spawn_err)?;
+        }
+        let filters: Vec<String> = specs.iter().flat_map(|s| s.filters.clone()).collect();
+        log::info!(
+            "osapi-worker {hostname}: ready, {} threads, listening on {}",
+            w.max_jobs,
+            filters.join(", ")
+        );
     }
     drop(jobs_tx);
-    log::info!(
-        "osapi-worker {hostname}: ready, {} threads, listening on {}",
-        cfg.job.worker.max_jobs,
-        filters.join(", ")
-    );
 
     while !shutdown.sleep(Duration::from_secs(3600)) {}
     stop(&cfg, &pool, &done_rx, &heartbeat, beating);

@@ -1,16 +1,16 @@
-//! Where jobs come from: one durable pull consumer per subscribed subject (the shared `_any` one, this
-//! host's `_all` and hostname ones, one per label prefix) and one fetcher thread per consumer that long-polls
-//! it and hands each message to the pool over the rendezvous channel.
+//! Where jobs come from: one fetcher thread per durable pull consumer of this worker (`consumers.rs` says
+//! which and creates them) that long-polls it and hands each message to the pool over the rendezvous
+//! channel.
 //!
 //! The shared `_any` fetcher pulls only while a pool thread is free, so a busy worker leaves `_any` jobs to
 //! idle ones; the others pull freely (those jobs are this host's alone). While a message waits for a free
 //! thread, its fetcher keeps its ack deadline alive with `+WPI`.
 
+use crate::consumers::{ensure_consumer, explain, Subscription};
 use crate::pool::PoolState;
 use crate::shutdown::Shutdown;
 use crossbeam_channel::{SendTimeoutError, Sender};
-use osapi_bus::setup;
-use osapi_bus::{Bus, BusError, ConsumerConfig, JsMessage, Puller};
+use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
 use std::sync::Arc;
@@ -28,45 +28,6 @@ const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 /// Longest time a fetcher may keep running after shutdown is triggered (a pull in flight, then a return).
 pub const STOP_WITHIN: Duration = Duration::from_secs(7);
 
-/// The consumer settings of `spec` from `job.worker.consumer`.
-pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
-    let c = &cfg.job.worker.consumer;
-    ConsumerConfig {
-        durable: spec.durable.clone(),
-        filter: spec.filter.clone(),
-        ack_wait: c.ack_wait,
-        max_deliver: c.max_deliver,
-        back_off: c.back_off.clone(),
-        max_ack_pending: c.max_ack_pending,
-    }
-}
-
-/// Creates the consumer, or accepts an existing one. One that exists with other settings (another worker
-/// version, an edited config) is used as it is, with a warning: refusing to start would stop the fleet.
-pub fn ensure_consumer(
-    bus: &Bus,
-    cfg: &Config,
-    names: &Names,
-    consumer: &ConsumerConfig,
-) -> Result<(), BusError> {
-    match bus.consumer_ensure(&names.stream, consumer) {
-        Ok(()) => Ok(()),
-        Err(e @ BusError::Unavailable(_)) => Err(e),
-        Err(e) if e.is_not_found() => {
-            // The stream itself is gone (a wiped server): lay everything out again.
-            setup::ensure_layout(bus, cfg, names)?;
-            bus.consumer_ensure(&names.stream, consumer)
-        }
-        Err(e) => {
-            log::warn!(
-                "consumer {} kept with its existing settings: {e}",
-                consumer.durable
-            );
-            Ok(())
-        }
-    }
-}
-
 /// What one fetcher thread owns.
 pub struct Fetcher {
     pub bus: Bus,
@@ -75,6 +36,8 @@ pub struct Fetcher {
     pub spec: ConsumerSpec,
     pub consumer: ConsumerConfig,
     pub jobs: Sender<JsMessage>,
+    /// Told when the consumer turns out to be gone and cannot be made again, and when it answers again.
+    pub subscription: Arc<Subscription>,
     pub pool: Arc<PoolState>,
     pub shutdown: Arc<Shutdown>,
     /// How often a message waiting for a pool thread says `+WPI`.
@@ -84,7 +47,7 @@ pub struct Fetcher {
 impl Fetcher {
     /// Runs the fetch loop on its own thread until shutdown.
     pub fn start(self) -> std::io::Result<()> {
-        let name = format!("fetch-{}", self.spec.filter);
+        let name = format!("fetch-{}", self.spec.durable);
         std::thread::Builder::new()
             .name(name)
             .spawn(move || self.run())
@@ -95,14 +58,29 @@ impl Fetcher {
         let mut puller: Option<Puller> = None;
         let mut failing = false;
         let mut ensure_again = false;
+        // The last reason the consumer could not be made again: logged once, not every second.
+        let mut gone_why = String::new();
         while !self.shutdown.is_triggered() {
             if self.spec.shared && !self.pool.wait_idle(IDLE_WAIT) {
                 continue;
             }
             if ensure_again && self.bus.is_connected() {
                 // After an outage the consumer may be gone (server store wiped); this is a no-op otherwise.
-                ensure_again =
-                    ensure_consumer(&self.bus, &self.cfg, &self.names, &self.consumer).is_err();
+                match ensure_consumer(&self.bus, &self.cfg, &self.names, &self.consumer) {
+                    Ok(()) => ensure_again = false,
+                    Err(e) => {
+                        let why = explain(&self.bus, &self.names, &e);
+                        if why != gone_why {
+                            log::error!(
+                                "consumer {} is gone and not created again: {why}",
+                                self.spec.durable
+                            );
+                            self.subscription
+                                .set_missing(&self.spec.durable, why.clone());
+                            gone_why = why;
+                        }
+                    }
+                }
             }
             let pulled = match &puller {
                 Some(p) => p.next(PULL_WAIT),
@@ -118,7 +96,9 @@ impl Fetcher {
             match pulled {
                 Ok(got) => {
                     if failing {
-                        log::info!("pulling jobs from {} again", self.spec.filter);
+                        log::info!("pulling jobs from {} again", self.spec.durable);
+                        self.subscription.set_present(&self.spec.durable);
+                        gone_why.clear();
                         failing = false;
                     }
                     if let Some(msg) = got {
@@ -129,7 +109,7 @@ impl Fetcher {
                     if !failing {
                         log::warn!(
                             "pulling jobs from {}: {e}; retrying every second",
-                            self.spec.filter
+                            self.spec.durable
                         );
                         failing = true;
                     }

@@ -213,7 +213,7 @@ pub fn workers(ctx: &Ctx) -> Result<Reply, ApiError> {
             json!({
                 "hostname": w.hostname, "labels": w.labels, "started_at": w.started_at,
                 "last_seen": w.last_seen, "max_jobs": w.max_jobs, "running": w.running,
-                "operations": w.operations,
+                "operations": w.operations, "subscribed": w.subscribed, "problem": w.problem,
             })
         })
         .collect();
