@@ -194,8 +194,10 @@ fn each_identity_holds_only_its_own_keys() {
     let get = |path: &str| {
         osapi_tests::request_as(Some(&admin), &api, "GET", path, None).expect("API answers")
     };
-    wait_until("web1 and web2 listed", DEADLINE, || {
-        get("/job/workers").body["total"] == 2
+    wait_until("web1 and web2 listed and subscribed", DEADLINE, || {
+        let workers = get("/job/workers").body;
+        let ready = workers["workers"].as_array().into_iter().flatten();
+        workers["total"] == 2 && ready.filter(|w| w["subscribed"] == true).count() == 2
     });
 
     // The whole pipeline works: broadcast, label, host, delete.
