@@ -110,15 +110,12 @@ impl Bus {
         self.kv_publish(bucket, key, Some(&h), &[])
     }
 
-    /// Removes every key of `bucket` matching `key_filter` (wildcards allowed: `state.ID.>`) with one
-    /// JetStream API call, without publishing to the keys' subjects: an identity may clear keys it is not
-    /// allowed to write (the API, deleting a job's states; docs/security.md). Watchers see no marker.
-    pub fn kv_purge_matching(&self, bucket: &str, key_filter: &str) -> Result<(), BusError> {
-        self.js_api(
-            &format!("STREAM.PURGE.{}", stream_name(bucket)),
-            &json!({ "filter": subject(bucket, key_filter) }),
-        )
-        .map(|_| ())
+    /// Marks `key` deleted (`KV-Operation: DEL`), without a rollup: the bucket keeps one record per key,
+    /// so the marker replaces the value by the stream's limits, and no consumer's position moves (a purge
+    /// or rollup on nats-server before 2.9.12 advanced every consumer past records it had not delivered).
+    pub fn kv_delete(&self, bucket: &str, key: &str) -> Result<u64, BusError> {
+        let h = headers(&[("KV-Operation", "DEL")]);
+        self.kv_publish(bucket, key, Some(&h), &[])
     }
 
     /// The current value of `key`, or `None` when it was never written or was deleted.
