@@ -1,4 +1,4 @@
-//! HTTP serving on tiny_http, with the limits tiny_http lacks (STYLE.md): a fixed set of handler threads,
+//! HTTP serving on tiny_http, with the limits tiny_http lacks: a fixed set of handler threads,
 //! a bounded queue (503 when full), the token checked from the head before any body is read (401/403
 //! never read it), a body cap checked before reading (413), bodies tiny_http has not buffered read by
 //! separate threads within a deadline (a slow upload never holds a handler), and exactly one place that
