@@ -96,6 +96,7 @@ api_port=$(free_port)
 "$nats_server" -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
 nats_pid=$!
 pids+=("$nats_pid")
+env "${clean_env[@]}" "$bin/osapi" keys generate --out "$dir/job.key" >/dev/null
 cat >"$dir/osapi.yaml" <<YAML
 nats:
   url: 'nats://127.0.0.1:$nats_port'
@@ -104,10 +105,12 @@ api:
     listen: '127.0.0.1:$api_port'
     security:
       signing_key: 'bench-signing-key-of-32-bytes-or-more'
+      job_signing_key_file: '$dir/job.key'
   metrics: { listen: '' }
 job:
   worker:
     heartbeat: '1s'
+    trusted_job_keys: ['$dir/job.key.pub']
     metrics: { listen: '' }
 YAML
 deadline=$((SECONDS + 15))

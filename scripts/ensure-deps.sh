@@ -4,6 +4,7 @@
 #   nats-server    the only state (JetStream); Debian puts it in /usr/sbin, not on every PATH
 #   ping           network.ping.do runs the system ping (iputils-ping gives it cap_net_raw)
 #   curl, jq       scripts/ and their tests, and the try-it line `make run` prints
+#   openssl        the keys, CA and certificates the trust tests make, as an operator would
 # Messages go to stderr, so `NATS=$(scripts/ensure-deps.sh)` captures only the path.
 set -euo pipefail
 
@@ -22,6 +23,7 @@ missing=()
 command -v ping >/dev/null 2>&1 || missing+=(iputils-ping)
 command -v curl >/dev/null 2>&1 || missing+=(curl)
 command -v jq >/dev/null 2>&1 || missing+=(jq)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 
 if ((${#missing[@]})); then
     if ! command -v apt-get >/dev/null 2>&1; then

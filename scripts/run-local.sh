@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
 # `make run`: a local nats-server (JetStream, store under .data/nats), the API and one worker, all with
-# config/dev.yaml. Prints a curl line to try; Ctrl-C stops all three.
+# config/dev.yaml (the worker: config/dev-worker.yaml). Prints a curl line to try; Ctrl-C stops all three.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 config=config/dev.yaml
+worker_config=config/dev-worker.yaml
 api_url=http://127.0.0.1:8080
 nats_port=4222
 ready_deadline_s=15
@@ -16,6 +17,10 @@ fi
 nats_server=$(scripts/ensure-deps.sh)
 cargo build --workspace --bins
 mkdir -p .data/nats
+# Development signs jobs too: one key pair, made once, kept under .data/ (config/dev.yaml names it).
+if [[ ! -f .data/job.key ]]; then
+    target/debug/osapi keys generate --out .data/job.key
+fi
 
 pids=()
 stop_all() {
@@ -62,7 +67,7 @@ wait_for "nats-server on port $nats_port" nats_accepts
 export RUST_LOG=${RUST_LOG:-info}
 target/debug/osapi-api --config "$config" >.data/api.log 2>&1 &
 pids+=($!)
-target/debug/osapi-worker --config "$config" >.data/worker.log 2>&1 &
+target/debug/osapi-worker --config "$worker_config" >.data/worker.log 2>&1 &
 pids+=($!)
 wait_for "the API at $api_url" curl -fsS "$api_url/health/ready"
 

@@ -19,9 +19,18 @@ const ISSUER: &str = "osapi";
 #[derive(Deserialize)]
 struct Claims {
     #[serde(default)]
+    sub: String,
+    #[serde(default)]
     roles: Vec<String>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+}
+
+/// Who made a request: the token's `sub` and `roles` (empty without authentication).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Caller {
+    pub sub: String,
+    pub roles: Vec<String>,
 }
 
 /// The signing key and custom roles, or nothing when the API runs unauthenticated (`--no-auth`).
@@ -54,10 +63,10 @@ impl Auth {
         }
     }
 
-    /// Checks the `Authorization` header against the permission a route needs.
-    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<(), ApiError> {
+    /// Checks the `Authorization` header against the permission a route needs; on success, who it is.
+    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<Caller, ApiError> {
         let Some(key) = &self.key else {
-            return Ok(());
+            return Ok(Caller::default());
         };
         let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let token = header
@@ -72,7 +81,10 @@ impl Auth {
         let granted =
             permission::granted(&claims.roles, claims.permissions.as_deref(), &self.roles);
         if permission::allows(&granted, needed) {
-            Ok(())
+            Ok(Caller {
+                sub: claims.sub,
+                roles: claims.roles,
+            })
         } else {
             Err(ApiError::forbidden(format!(
                 "token lacks permission {needed}"
@@ -82,24 +94,20 @@ impl Auth {
 }
 
 impl Auth {
-    /// Who sent the request: the token's `sub`, for what is kept per user (idempotency keys). Call it
-    /// after [`Auth::check`] passed; `""` when the API runs without authentication.
-    pub fn subject(&self, authorization: Option<&str>) -> String {
-        let (Some(key), Some(header)) = (&self.key, authorization) else {
-            return String::new();
-        };
-        let token = header
+    /// The caller of a validly signed token, whatever it may do (for the audit trail); `None` otherwise.
+    pub fn identify(&self, authorization: Option<&str>) -> Option<Caller> {
+        let key = self.key.as_ref()?;
+        let token = authorization?
             .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .unwrap_or(header)
+            .or_else(|| authorization?.strip_prefix("bearer "))?
             .trim();
-        #[derive(serde::Deserialize)]
-        struct Subject {
-            sub: String,
-        }
-        jsonwebtoken::decode::<Subject>(token, key, &self.validation)
-            .map(|t| t.claims.sub)
-            .unwrap_or_default()
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .ok()?
+            .claims;
+        Some(Caller {
+            sub: claims.sub,
+            roles: claims.roles,
+        })
     }
 }
 

@@ -19,6 +19,8 @@ pub fn now_us() -> i64 {
 pub struct Ctx {
     pub store: Store,
     pub auth: Auth,
+    /// The audit trail (stream `AUDIT`).
+    pub audit: crate::audit::Audit,
     /// Requests currently held by `?wait=`, and how many may be.
     pub waiters: AtomicUsize,
     pub waiters_max: usize,

@@ -25,6 +25,8 @@ fn def(n: u128, target: &str, created_us: i64, expected: &[&str]) -> JobDef {
         created_us,
         timeout_ms: 1000,
         retry_of: None,
+        submitted_by: String::new(),
+        signature: None,
     }
 }
 

@@ -1,6 +1,7 @@
 //! `osapi-api`: reads the config, connects to NATS, makes sure the JetStream layout exists, starts the
 //! index watch and serves HTTP until SIGTERM/SIGINT.
 
+mod audit;
 mod auth;
 mod ctx;
 mod error;
@@ -15,6 +16,7 @@ mod watch;
 
 use osapi_bus::setup;
 use osapi_common::config::{parse_cli_args, CliArgs, Config};
+use osapi_common::trust::{self, JobSigningKey};
 use std::sync::atomic::{AtomicBool, AtomicUsize};
 use std::sync::Arc;
 use std::time::Duration;
@@ -62,6 +64,25 @@ fn check_auth_mode(cfg: &Config, no_auth: bool) -> Result<(), String> {
     Ok(())
 }
 
+/// The Ed25519 key every job is signed with; the API does not start without one.
+fn load_job_key(path: &str) -> Result<JobSigningKey, String> {
+    let setting = "api.server.security.job_signing_key_file";
+    if path.is_empty() {
+        return Err(format!(
+            "{setting} is empty: workers run only signed jobs. Make a key pair with \
+             `osapi keys generate --out /etc/osapi/job.key` (or `openssl genpkey -algorithm ed25519`), \
+             set {setting} to it and list the .pub file in the workers' job.worker.trusted_job_keys"
+        ));
+    }
+    let pem = std::fs::read_to_string(path).map_err(|e| format!("{setting} {path}: {e}"))?;
+    let key = trust::signing_key_from_pem(&pem).map_err(|e| format!("{setting} {path}: {e}"))?;
+    log::info!(
+        "signing jobs with key {}",
+        trust::key_id(&key.verifying_key())
+    );
+    Ok(key)
+}
+
 /// How long a host may stay `running`/`retryable` with no new record past the job's deadline before it
 /// counts as `failed: worker lost` (`common::status::Grace`), from the workers' consumer settings in the
 /// shared config: a live worker's delivery outlives `ack_wait` only by in-progress acks, and a retry
@@ -97,6 +118,7 @@ fn run() -> Result<(), String> {
     };
     let cfg = Config::load(config_path.as_deref()).map_err(|e| e.to_string())?;
     check_auth_mode(&cfg, no_auth)?;
+    let job_key = Arc::new(load_job_key(&cfg.api.server.security.job_signing_key_file)?);
     let names = Arc::new(setup::names(&cfg));
 
     let bus =
@@ -104,6 +126,12 @@ fn run() -> Result<(), String> {
             .map_err(|e| e.to_string())?;
     while let Err(e) = setup::ensure_layout(&bus, &cfg, &names) {
         log::warn!("cannot set up JetStream streams and buckets: {e}; retrying");
+        std::thread::sleep(Duration::from_secs(1));
+    }
+
+    let audit = audit::Audit::new(bus.clone(), &names);
+    while let Err(e) = audit.ensure(&cfg) {
+        log::warn!("cannot set up the audit stream: {e}; retrying");
         std::thread::sleep(Duration::from_secs(1));
     }
 
@@ -134,12 +162,13 @@ fn run() -> Result<(), String> {
             .map_err(|e| format!("cannot handle signal {signal}: {e}"))?;
     }
     let ctx = Arc::new(ctx::Ctx {
-        store: store::Store::new(bus, names, index, grace),
+        store: store::Store::new(bus, names, index, grace, job_key),
         auth: auth::Auth::new(
             &cfg.api.server.security.signing_key,
             &cfg.api.server.security.audience,
             cfg.api.server.security.roles.clone(),
         ),
+        audit,
         waiters: AtomicUsize::new(0),
         waiters_max: WAITERS_MAX,
         max_job_data_bytes: cfg.api.server.max_job_data_bytes,

@@ -33,6 +33,7 @@ pub const ROUTES: &[(&str, &str)] = &[
     ("POST", "/job/{id}/cancel"),
     ("POST", "/job/workers/{hostname}/drain"),
     ("POST", "/job/workers/{hostname}/undrain"),
+    ("GET", "/audit"),
 ];
 
 /// What a request asks for, decided from method and path alone.
@@ -51,6 +52,7 @@ enum Route<'a> {
     Cancel(&'a str),
     /// `drain` true: drain; false: undrain.
     Drain(&'a str, bool),
+    Audit,
     /// A known path with another method; the value lists the allowed ones.
     NotAllowed(&'static str),
     NotFound,
@@ -68,12 +70,14 @@ fn classify<'a>(method: &str, segments: &[&'a str]) -> Route<'a> {
         ("POST", ["job", "workers", host, "drain"]) => Route::Drain(host, true),
         ("POST", ["job", "workers", host, "undrain"]) => Route::Drain(host, false),
         (_, ["job", "workers", _, "drain" | "undrain"]) => Route::NotAllowed("POST"),
+        ("GET", ["audit"]) => Route::Audit,
         // Fixed names before `{id}`, so `DELETE /job/status` is a 405, not a bad id.
         (_, ["health"])
         | (_, ["health", "ready"])
         | (_, ["openapi.yaml"])
         | (_, ["job", "status"])
-        | (_, ["job", "workers"]) => Route::NotAllowed("GET"),
+        | (_, ["job", "workers"])
+        | (_, ["audit"]) => Route::NotAllowed("GET"),
         ("GET", ["job", id]) => Route::Get(id),
         ("DELETE", ["job", id]) => Route::Delete(id),
         ("POST", ["job", id, "retry"]) => Route::Retry(id),
@@ -96,6 +100,7 @@ impl Route<'_> {
                 Some(permission::JOB_WRITE)
             }
             Route::Drain(..) => Some(permission::JOB_ADMIN),
+            Route::Audit => Some(permission::AUDIT_READ),
             _ => None,
         }
     }
@@ -128,13 +133,10 @@ pub fn template(method: &str, path: &str) -> &'static str {
 fn keyed(
     ctx: &Ctx,
     req: &Incoming<'_>,
+    user: &str,
     handler: impl FnOnce() -> Result<Reply, ApiError>,
 ) -> Result<Reply, ApiError> {
-    let user = match req.idempotency_key {
-        Some(_) => ctx.auth.subject(req.authorization),
-        None => String::new(),
-    };
-    crate::idempotency::guard(ctx, req.idempotency_key, &user, req.path, req.body, handler)
+    crate::idempotency::guard(ctx, req.idempotency_key, user, req.path, req.body, handler)
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -150,7 +152,7 @@ pub fn authorize(
     authorization: Option<&str>,
 ) -> Result<(), ApiError> {
     match classify(method, &segments(path)).permission() {
-        Some(needed) => ctx.auth.check(authorization, needed),
+        Some(needed) => ctx.auth.check(authorization, needed).map(|_| ()),
         None => Ok(()),
     }
 }
@@ -159,28 +161,28 @@ pub fn authorize(
 pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
     let segments = segments(req.path);
     let route = classify(req.method, &segments);
-    if let Some(needed) = route.permission() {
-        ctx.auth.check(req.authorization, needed)?;
-    }
+    let caller = match route.permission() {
+        Some(needed) => ctx.auth.check(req.authorization, needed)?,
+        None => crate::auth::Caller::default(),
+    };
     match route {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => keyed(ctx, req, || job::create(ctx, req.body)),
+        Route::Create => keyed(ctx, req, &caller.sub, || {
+            job::create(ctx, req.body, &caller.sub)
+        }),
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => keyed(ctx, req, || job::retry(ctx, id, req.body)),
-        Route::Cancel(id) => {
-            let user = ctx.auth.subject(req.authorization);
-            cancel::cancel(ctx, id, req.body, &user)
-        }
-        Route::Drain(host, on) => {
-            let user = ctx.auth.subject(req.authorization);
-            drain::set(ctx, host, on, req.body, &user)
-        }
+        Route::Retry(id) => keyed(ctx, req, &caller.sub, || {
+            job::retry(ctx, id, req.body, &caller.sub)
+        }),
+        Route::Cancel(id) => cancel::cancel(ctx, id, req.body, &caller.sub),
+        Route::Drain(host, on) => drain::set(ctx, host, on, req.body, &caller.sub),
+        Route::Audit => crate::audit::list(ctx, req.query),
         Route::NotAllowed(allow) => Err(ApiError::method_not_allowed(req.method, req.path, allow)),
         Route::NotFound => {
             let known: Vec<String> = ROUTES.iter().map(|(m, p)| format!("{m} {p}")).collect();

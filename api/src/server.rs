@@ -1,17 +1,18 @@
-//! HTTP serving on tiny_http, with the limits tiny_http lacks (STYLE.md): a fixed set of handler threads,
+//! HTTP serving on tiny_http, with the limits tiny_http lacks: a fixed set of handler threads,
 //! a bounded queue (503 when full), the token checked from the head before any body is read (401/403
 //! never read it), a body cap checked before reading (413), bodies tiny_http has not buffered read by
 //! separate threads within a deadline (a slow upload never holds a handler), and exactly one place that
 //! responds to every request, so no request is ever dropped unanswered. The bounds on heads, connections
 //! and connection threads live in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`).
 
+use crate::audit;
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
 use crate::routes::{self, Ctx, Query};
 use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, Server};
 
 /// Threads answering requests; also bounds the requests in progress.
@@ -194,11 +195,12 @@ fn handle(
     body: Option<Vec<u8>>,
     max_body_bytes: usize,
 ) {
+    let started = Instant::now();
     let body = match body {
         Some(body) => body,
         None => match admit(ctx, &mut req, max_body_bytes) {
             Admission::Ready(body) => body,
-            Admission::Refused(e) => return respond(req, Err(e)),
+            Admission::Refused(e) => return respond_on_record(ctx, req, Err(e), started),
             Admission::Streamed => {
                 if let Err(TrySendError::Full(req) | TrySendError::Disconnected(req)) =
                     body_tx.try_send(req)
@@ -254,7 +256,32 @@ fn handle(
             log::warn!("{method} {path}: {} ({})", e.error, e.details);
         }
     }
+    respond_on_record(ctx, req, outcome, started);
+}
+
+/// Answers, then puts the request on the audit trail when it is one the trail keeps (`audit.rs`): after
+/// the answer, so the trail never slows a client down.
+fn respond_on_record(ctx: &Ctx, req: Request, outcome: Result<Reply, ApiError>, started: Instant) {
+    let method = req.method().as_str().to_string();
+    let url = req.url().to_string();
+    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
+    let authorization = req
+        .headers()
+        .iter()
+        .find(|h| h.field.equiv("Authorization"))
+        .map(|h| h.value.as_str().to_string());
+    let seen = audit::Seen {
+        method: &method,
+        path,
+        authorization: authorization.as_deref(),
+        source: req.remote_addr().copied(),
+        started,
+    };
+    let entry = audit::entry(ctx, &seen, &outcome);
     respond(req, outcome);
+    if let Some(entry) = entry {
+        ctx.audit.append(&entry);
+    }
 }
 
 /// Reads the body, refusing one over the cap before reading it when Content-Length says so, and one

@@ -129,6 +129,7 @@ fn run(
             url: nats_url.clone(),
             user_pass: None,
             token: None,
+            identity: Default::default(),
             request_timeout: Duration::from_secs(5),
             name: "osapi-bench fleet".into(),
         };

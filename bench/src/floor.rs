@@ -44,6 +44,7 @@ impl Floor {
             url: url.to_string(),
             user_pass: None,
             token: None,
+            identity: Default::default(),
             request_timeout: Duration::from_secs(2),
             name: name.into(),
         };

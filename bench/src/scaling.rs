@@ -76,6 +76,8 @@ fn records(i: usize, id: &str, created_us: i64) -> (JobDef, Option<(HostState, R
         created_us,
         timeout_ms: 60_000,
         retry_of: None,
+        submitted_by: String::new(),
+        signature: None,
     };
     let Some(status) = fate(i) else {
         return (def, None);
@@ -165,6 +167,7 @@ pub fn fill(
                         url: nats_url.to_string(),
                         user_pass: None,
                         token: None,
+                        identity: Default::default(),
                         request_timeout: Duration::from_secs(10),
                         name: "osapi-bench fill".into(),
                     })

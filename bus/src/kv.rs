@@ -123,6 +123,14 @@ impl Bus {
         self.kv_publish(bucket, key, Some(&h), &[])
     }
 
+    /// Marks `key` deleted (`KV-Operation: DEL`), without a rollup: the bucket keeps one record per key,
+    /// so the marker replaces the value by the stream's limits, and no consumer's position moves (a purge
+    /// or rollup on nats-server before 2.9.12 advanced every consumer past records it had not delivered).
+    pub fn kv_delete(&self, bucket: &str, key: &str) -> Result<u64, BusError> {
+        let h = headers(&[("KV-Operation", "DEL")]);
+        self.kv_publish(bucket, key, Some(&h), &[])
+    }
+
     /// The current value of `key`, or `None` when it was never written or was deleted.
     pub fn kv_get(&self, bucket: &str, key: &str) -> Result<Option<KvEntry>, BusError> {
         self.kv_get_many(&[(bucket, key)]).pop().unwrap_or(Ok(None))

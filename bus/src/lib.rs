@@ -14,14 +14,18 @@
 #![allow(deprecated)]
 
 mod error;
+mod identity;
 mod info;
 mod kv;
+mod seqlog;
 pub mod setup;
 mod stream;
 mod subscribe;
 
 pub use error::BusError;
+pub use identity::Identity;
 pub use kv::{KvEntry, KvOp, KvWatch};
+pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 pub use subscribe::Subscription;
 
@@ -45,6 +49,8 @@ pub struct ConnectOptions {
     pub url: String,
     pub user_pass: Option<(String, String)>,
     pub token: Option<String>,
+    /// NKey or creds file, and TLS files (`nats.auth`, `nats.tls`).
+    pub identity: Identity,
     /// Bound on every request.
     pub request_timeout: Duration,
     /// Shown in the server's connection list.
@@ -81,6 +87,7 @@ impl Bus {
             (None, Some(t)) => nats::Options::with_token(t),
             (None, None) => nats::Options::new(),
         };
+        let base = opts.identity.options(base)?;
         let (on_down, on_up) = (connected.clone(), connected.clone());
         let reconnects = Arc::new(AtomicU64::new(0));
         let counted = reconnects.clone();

@@ -1,7 +1,7 @@
 //! From the osapi config to NATS: connection options, and the JetStream layout (job stream, dead-letter
 //! stream, both KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
 
-use crate::{Bus, BusError, ConnectOptions, StreamConfig};
+use crate::{Bus, BusError, ConnectOptions, Identity, StreamConfig};
 use osapi_common::config::{Config, NatsAuth};
 use osapi_common::names::Names;
 use std::time::{Duration, Instant};
@@ -14,11 +14,27 @@ pub fn connect_options(cfg: &Config, name: &str) -> ConnectOptions {
             (Some((username.clone(), password.clone())), None)
         }
         NatsAuth::Token { token } => (None, Some(token.clone())),
+        NatsAuth::Nkey { .. } | NatsAuth::Creds { .. } => (None, None),
+    };
+    let file = |path: &str| (!path.is_empty()).then(|| path.into());
+    let tls = &cfg.nats.tls;
+    let identity = Identity {
+        nkey_seed_file: match &cfg.nats.auth {
+            NatsAuth::Nkey { nkey_seed_file } => Some(nkey_seed_file.clone()),
+            _ => None,
+        },
+        creds_file: match &cfg.nats.auth {
+            NatsAuth::Creds { creds_file } => Some(creds_file.clone()),
+            _ => None,
+        },
+        ca_file: file(&tls.ca_file),
+        client_cert: file(&tls.cert_file).zip(file(&tls.key_file)),
     };
     ConnectOptions {
         url: cfg.nats.url.clone(),
         user_pass,
         token,
+        identity,
         request_timeout: cfg.nats.request_timeout,
         name: name.to_string(),
     }
@@ -44,7 +60,8 @@ pub fn connect_with_retry(opts: &ConnectOptions, give_up_after: Duration) -> Res
     loop {
         match Bus::connect(opts) {
             Ok(bus) => return Ok(bus),
-            Err(e) if Instant::now() < deadline => {
+            // A mistake in the config (a bad seed file) stays one: only what may pass is retried.
+            Err(e) if e.is_transient() && Instant::now() < deadline => {
                 if !logged {
                     log::warn!("{e}; retrying every second");
                     logged = true;
@@ -54,6 +71,27 @@ pub fn connect_with_retry(opts: &ConnectOptions, give_up_after: Duration) -> Res
             Err(e) => return Err(e),
         }
     }
+}
+
+/// For a worker: waits for nothing, but creates the layout only when part of it is missing. A worker
+/// with a least-privilege NATS identity may read stream info but not create streams (packaging/nats/):
+/// when the API has laid everything out, this succeeds with reads alone; until then the create is refused
+/// (no answer: `Unavailable`) and the caller retries.
+pub fn find_or_create_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
+    let streams = [
+        names.stream.clone(),
+        format!("KV_{}", names.bucket),
+        format!("KV_{}", names.response_bucket),
+        format!("KV_{}", names.workers_bucket),
+    ];
+    for stream in &streams {
+        match bus.stream_messages(stream) {
+            Ok(_) => {}
+            Err(e) if e.is_not_found() => return ensure_layout(bus, cfg, names),
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
 }
 
 /// How long a notification is worth keeping: `nats.stream.max_age`, but never past the bucket's TTL,

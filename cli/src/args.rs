@@ -3,7 +3,8 @@
 //! [`UsageError`] naming the offending argument.
 
 use crate::command::{
-    Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, Submit, TokenCommand,
+    AuditCommand, Command, DataSource, Globals, HelpTopic, Invocation, JobCommand, KeysCommand,
+    NatsPermissions, Submit, TokenCommand,
 };
 use osapi_common::duration::parse_duration;
 use osapi_common::status::JobStatus;
@@ -61,6 +62,11 @@ const OPTIONS: &[OptSpec] = &[
     opt("permission", Some('p'), true),
     opt("ttl", None, true),
     opt("idempotency-key", None, true),
+    opt("out", Some('o'), true),
+    opt("hostname", None, true),
+    opt("label", None, true),
+    opt("nkey", None, true),
+    opt("api", None, false),
 ];
 
 /// The command-specific options a command accepts (globals are always accepted); `None`: no such command.
@@ -71,6 +77,9 @@ fn allowed_options(command: &str) -> Option<&'static [&'static str]> {
         "job list" => &["status", "limit", "offset"],
         "job retry" => &["target", "idempotency-key"],
         "token generate" => &["role", "user", "permission", "ttl"],
+        "keys generate" | "audit export" => &["out"],
+        "audit list" => &["limit", "offset"],
+        "nats-permissions" => &["hostname", "label", "nkey", "api"],
         "job delete" | "job cancel" | "job status" | "job workers" | "token validate" => &[],
         "worker drain" | "worker undrain" => &[],
         _ => return None,
@@ -158,6 +167,9 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
         None | Some("help") => HelpTopic::Top,
         Some("job") | Some("worker") => HelpTopic::Job,
         Some("token") => HelpTopic::Token,
+        Some("keys") => HelpTopic::Keys,
+        Some("audit") => HelpTopic::Audit,
+        Some("nats-permissions") => HelpTopic::NatsPermissions,
         Some(other) => {
             return Err(UsageError(format!(
                 "unknown command '{other}' (try --help)"
@@ -167,6 +179,14 @@ pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let sub = words.get(1).map(String::as_str);
     if help || group == Some("help") || sub == Some("help") {
         let command = Command::Help(topic);
+        return Ok(Invocation { globals, command });
+    }
+    if group == Some("nats-permissions") {
+        let opts = Options {
+            name: "nats-permissions",
+            values: local,
+        };
+        let command = nats_permissions(&opts, &words[1..])?;
         return Ok(Invocation { globals, command });
     }
     let (Some(group), Some(sub)) = (group, sub) else {
@@ -245,6 +265,30 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
                 subject: required("user", "-u SUBJECT")?,
                 permissions: opts.all("permission"),
                 ttl: opts.duration("ttl")?.unwrap_or(DEFAULT_TOKEN_TTL),
+            }));
+        }
+        "keys generate" => {
+            none(name, positional)?;
+            let out = opts
+                .single("out")?
+                .ok_or_else(|| UsageError(format!("'{name}' needs --out PATH")))?;
+            return Ok(Command::Keys(KeysCommand::Generate {
+                out: PathBuf::from(out),
+            }));
+        }
+        "audit list" => {
+            none(name, positional)?;
+            let limit = opts.count("limit")?.map(|n| n as u64);
+            let offset = opts.count("offset")?.map(|n| n as u64);
+            return Ok(Command::Audit(AuditCommand::List { limit, offset }));
+        }
+        "audit export" => {
+            none(name, positional)?;
+            let out = opts
+                .single("out")?
+                .ok_or_else(|| UsageError(format!("'{name}' needs --out FILE")))?;
+            return Ok(Command::Audit(AuditCommand::Export {
+                out: PathBuf::from(out),
             }));
         }
         "token validate" => {
@@ -331,6 +375,42 @@ fn submit(opts: &Options<'_>, positional: &[String]) -> Result<Submit, UsageErro
         timeout,
         idempotency_key: opts.single("idempotency-key")?,
     })
+}
+
+/// `nats-permissions (--hostname H [--label K=V]... | --api) [--nkey U...]`.
+fn nats_permissions(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageError> {
+    let name = opts.name;
+    none(name, positional)?;
+    let allowed = allowed_options(name).unwrap_or(&[]);
+    if let Some((bad, _)) = opts.values.iter().find(|(n, _)| !allowed.contains(n)) {
+        return Err(UsageError(format!(
+            "option --{bad} is not accepted by '{name}'"
+        )));
+    }
+    let api = opts.values.iter().any(|(n, _)| *n == "api");
+    let hostname = opts.single("hostname")?;
+    let labels = opts
+        .all("label")
+        .iter()
+        .map(|l| match l.split_once('=') {
+            Some((k, v)) if !k.is_empty() && !v.is_empty() => Ok((k.to_string(), v.to_string())),
+            _ => Err(UsageError(format!("--label '{l}': expected KEY=VALUE"))),
+        })
+        .collect::<Result<Vec<_>, _>>()?;
+    let hostname = match (api, hostname) {
+        (true, None) if labels.is_empty() => None,
+        (false, Some(h)) => Some(h),
+        _ => {
+            return Err(UsageError(format!(
+                "'{name}' needs --hostname H [--label K=V]... for a worker, or --api"
+            )))
+        }
+    };
+    Ok(Command::NatsPermissions(NatsPermissions {
+        hostname,
+        labels,
+        nkey: opts.single("nkey")?,
+    }))
 }
 
 /// Exactly one positional argument, named `what` in messages.

@@ -239,3 +239,81 @@ fn mistakes_are_usage_errors_naming_the_argument() {
         }
     }
 }
+
+#[test]
+fn trust_commands_parse() {
+    let cases: Vec<(&str, Command)> = vec![
+        (
+            "keys generate --out /etc/osapi/job.key",
+            Command::Keys(KeysCommand::Generate {
+                out: "/etc/osapi/job.key".into(),
+            }),
+        ),
+        ("keys --help", Command::Help(HelpTopic::Keys)),
+        (
+            "audit list --limit 5",
+            Command::Audit(AuditCommand::List {
+                limit: Some(5),
+                offset: None,
+            }),
+        ),
+        (
+            "audit export -o a.jsonl",
+            Command::Audit(AuditCommand::Export {
+                out: "a.jsonl".into(),
+            }),
+        ),
+        ("audit help", Command::Help(HelpTopic::Audit)),
+        (
+            "nats-permissions --hostname web1 --label group=web.dev --label rack=r1",
+            Command::NatsPermissions(NatsPermissions {
+                hostname: Some("web1".into()),
+                labels: vec![
+                    ("group".into(), "web.dev".into()),
+                    ("rack".into(), "r1".into()),
+                ],
+                nkey: None,
+            }),
+        ),
+        (
+            "nats-permissions --api --nkey UABC",
+            Command::NatsPermissions(NatsPermissions {
+                hostname: None,
+                labels: vec![],
+                nkey: Some("UABC".into()),
+            }),
+        ),
+        (
+            "nats-permissions --help",
+            Command::Help(HelpTopic::NatsPermissions),
+        ),
+    ];
+    for (line, want) in cases {
+        let got = parse(&argv(line)).map(|i| i.command);
+        assert_eq!(got, Ok(want), "{line}");
+    }
+    let mistakes: &[(&str, &str)] = &[
+        ("keys generate", "needs --out PATH"),
+        ("keys generate --out k extra", "unexpected argument 'extra'"),
+        ("audit export", "needs --out FILE"),
+        (
+            "audit list --out x",
+            "option --out is not accepted by 'audit list'",
+        ),
+        ("nats-permissions", "needs --hostname H"),
+        ("nats-permissions --api --hostname web1", "or --api"),
+        (
+            "nats-permissions --hostname web1 --label web",
+            "expected KEY=VALUE",
+        ),
+        (
+            "nats-permissions --hostname web1 --limit 3",
+            "--limit is not accepted",
+        ),
+        ("nats-permissions web1", "unexpected argument 'web1'"),
+    ];
+    for (line, want) in mistakes {
+        let got = parse(&argv(line)).err().map(|e| e.0).unwrap_or_default();
+        assert!(got.contains(want), "{line}: {got}");
+    }
+}

@@ -19,6 +19,9 @@ pub enum HelpTopic {
     Top,
     Job,
     Token,
+    Keys,
+    Audit,
+    NatsPermissions,
 }
 
 /// Where the operation's `data` comes from.
@@ -91,11 +94,43 @@ pub enum TokenCommand {
     },
 }
 
+/// `osapi keys ...`: the job-signing key pair.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum KeysCommand {
+    /// Writes `out` (private, 0600) and `out.pub`.
+    Generate { out: PathBuf },
+}
+
+/// `osapi audit ...`: the API's audit trail.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum AuditCommand {
+    List {
+        limit: Option<u64>,
+        offset: Option<u64>,
+    },
+    /// Every entry to a new JSON Lines file, oldest first.
+    Export { out: PathBuf },
+}
+
+/// `osapi nats-permissions`: one identity's block for nats-server's config.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct NatsPermissions {
+    /// `None`: the API's block (`--api`); else this worker host's.
+    pub hostname: Option<String>,
+    /// `--label KEY=VALUE`: the host's labels (its label consumers depend on them).
+    pub labels: Vec<(String, String)>,
+    /// `--nkey U...`: the identity's public NKey; without it, a placeholder to replace.
+    pub nkey: Option<String>,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Command {
     Help(HelpTopic),
     Job(JobCommand),
     Token(TokenCommand),
+    Keys(KeysCommand),
+    Audit(AuditCommand),
+    NatsPermissions(NatsPermissions),
 }
 
 /// A parsed command line.

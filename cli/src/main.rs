@@ -1,14 +1,17 @@
 //! `osapi`: the command line client of the osapi job API, and the tool that makes its JWTs.
 //!
 //! `main` parses the command line (`args.rs`), loads the config when a command needs it, runs the
-//! command (`job.rs` over `client.rs`, or `token.rs`) and turns the outcome into an exit code:
+//! command (`job.rs` over `client.rs`, `token.rs`, or `keys.rs`) and turns the outcome into an exit code:
 //! 0 ok, 1 failed, 2 usage or config error, 3 server unreachable/unavailable or wait timed out.
 
 mod args;
+mod audit;
 mod client;
 mod command;
 mod error;
 mod job;
+mod keys;
+mod nats_permissions;
 mod output;
 mod table;
 mod token;
@@ -66,6 +69,16 @@ fn run(args: &[String]) -> Result<Output, CliError> {
             let client = client_for(&globals, &config);
             job::execute(&client, &job, globals.json)
         }
+        Command::Keys(cmd) => keys::execute(&cmd),
+        Command::NatsPermissions(cmd) => {
+            let config = load_config(&globals)?;
+            nats_permissions::execute(&cmd, &config)
+        }
+        Command::Audit(cmd) => {
+            let config = load_config(&globals)?;
+            let client = client_for(&globals, &config);
+            audit::execute(&client, &cmd, globals.json)
+        }
         Command::Token(cmd) => {
             let config = load_config(&globals)?;
             run_token(&cmd, &config)
@@ -78,6 +91,9 @@ fn usage(topic: HelpTopic) -> &'static str {
         HelpTopic::Top => usage::TOP,
         HelpTopic::Job => usage::JOB,
         HelpTopic::Token => usage::TOKEN,
+        HelpTopic::Keys => usage::KEYS,
+        HelpTopic::Audit => usage::AUDIT,
+        HelpTopic::NatsPermissions => usage::NATS_PERMISSIONS,
     }
 }
 

@@ -7,6 +7,9 @@ Usage:
   osapi job COMMAND [OPTIONS]      submit, wait for and inspect jobs (osapi job --help)
   osapi worker drain|undrain HOST  stop and resume a worker taking jobs (osapi job --help)
   osapi token COMMAND [OPTIONS]    generate and check JWTs (osapi token --help)
+  osapi keys generate --out PATH   make the Ed25519 key pair jobs are signed with (osapi keys --help)
+  osapi audit list|export          the API's audit trail, admin only (osapi audit --help)
+  osapi nats-permissions --hostname H   one host's NATS user for nats-server's config
 
 Options for every command:
   --url URL          API address (else $OSAPI_URL, else config api.client.url)
@@ -52,4 +55,39 @@ Usage:
         check a token's signature, issuer and expiry and print its claims
 
 Options: -c/--config PATH (see osapi --help).
+";
+
+pub const KEYS: &str = "\
+Usage:
+  osapi keys generate --out PATH
+        write a new Ed25519 job-signing key pair: PATH (private, PEM PKCS#8, mode 0600) and
+        PATH.pub (public, PEM), the same formats as `openssl genpkey -algorithm ed25519` and
+        `openssl pkey -pubout`. Existing files are never overwritten.
+        The API signs with PATH (api.server.security.job_signing_key_file); workers trust
+        PATH.pub (job.worker.trusted_job_keys).
+";
+
+pub const AUDIT: &str = "\
+Usage:
+  osapi audit list [--limit 20] [--offset N]
+        the newest entries of the audit trail: every request that changed something, and every
+        401 and 403 (who, what, answer, from where, which job). Needs a token with audit:read (admin).
+  osapi audit export --out FILE
+        every entry kept (audit.max_age), oldest first, as JSON Lines into a new FILE
+
+Options for every command: --url URL, --token TOKEN, -c/--config PATH, --json (see osapi --help).
+";
+
+pub const NATS_PERMISSIONS: &str = "\
+Usage:
+  osapi nats-permissions --hostname H [--label KEY=VALUE]... [--nkey U...]
+        print worker host H's entry for nats-server's `authorization { users = [...] }`: it may
+        read job definitions, create and pull only its own consumers, and write only its own
+        state, response and heartbeat keys. Give the host's labels: each label has its consumers.
+  osapi nats-permissions --api [--nkey U...]
+        print the API's entry: everything but writing a host's records or settling its jobs
+
+The names (namespace, stream, buckets) come from the config (-c/--config). --nkey is the
+identity's public NKey (`nk -gen user -pubout`); without it the block holds a placeholder.
+See packaging/nats/ and docs/security.md.
 ";

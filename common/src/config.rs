@@ -33,6 +33,14 @@ pub struct Config {
     pub nats: NatsConfig,
     pub api: ApiConfig,
     pub job: JobConfig,
+    pub audit: AuditConfig,
+}
+
+/// `audit.*`: the audit stream (`AUDIT`) of requests that change something, and of 401s and 403s.
+#[derive(Debug, Clone, PartialEq)]
+pub struct AuditConfig {
+    /// How long entries are kept.
+    pub max_age: Duration,
 }
 
 /// `nats.*`: connection, auth and the JetStream resources.
@@ -43,6 +51,7 @@ pub struct NatsConfig {
     /// Prefix for subjects, stream and bucket names; empty means none.
     pub namespace: String,
     pub auth: NatsAuth,
+    pub tls: TlsConfig,
     pub connect_timeout: Duration,
     /// Bound on every NATS call.
     pub request_timeout: Duration,
@@ -51,12 +60,35 @@ pub struct NatsConfig {
     pub dlq: DlqConfig,
 }
 
-/// `nats.auth`: how to authenticate to NATS (`type: none | user_pass | token`).
+/// `nats.auth`: how to authenticate to NATS (`type: none | user_pass | token | nkey | creds`).
 #[derive(Debug, Clone, PartialEq)]
 pub enum NatsAuth {
     None,
-    UserPass { username: String, password: String },
-    Token { token: String },
+    UserPass {
+        username: String,
+        password: String,
+    },
+    Token {
+        token: String,
+    },
+    /// An NKey user: the file holds the seed (`SU...`), which never leaves the host.
+    Nkey {
+        nkey_seed_file: PathBuf,
+    },
+    /// NATS decentralized auth: a `.creds` file (user JWT and seed).
+    Creds {
+        creds_file: PathBuf,
+    },
+}
+
+/// `nats.tls`: all empty = no client TLS settings (a `tls://` URL still uses the system roots).
+#[derive(Debug, Clone, PartialEq, Default)]
+pub struct TlsConfig {
+    /// PEM CA certificate(s) the server's certificate must chain to.
+    pub ca_file: String,
+    /// PEM client certificate and its key, for servers that verify clients.
+    pub cert_file: String,
+    pub key_file: String,
 }
 
 /// JetStream storage backend.
@@ -169,6 +201,8 @@ pub struct ServerConfig {
 pub struct SecurityConfig {
     /// HS256 key; empty here, but required by osapi-api and `osapi token`.
     pub signing_key: String,
+    /// Ed25519 private key (PEM PKCS#8) the API signs every job with; required by osapi-api.
+    pub job_signing_key_file: String,
     /// Custom roles beside read/write/admin.
     pub roles: BTreeMap<String, RoleConfig>,
     /// When set, tokens must carry this `aud`; '' = `aud` accepted but not checked.
@@ -213,6 +247,10 @@ pub struct WorkerConfig {
     pub metrics: MetricsConfig,
     /// `job.worker.conditions`: thresholds of the node conditions in the heartbeat.
     pub conditions: crate::conditions::Thresholds,
+    /// PEM public keys whose job signatures this worker accepts (two = rotation without downtime).
+    pub trusted_job_keys: Vec<String>,
+    /// Run unsigned jobs (development only; warned at start and on every job).
+    pub allow_unsigned_jobs: bool,
 }
 
 /// `job.worker.consumer`: the JetStream consumer settings (redelivery and back-off).
@@ -252,6 +290,7 @@ impl Config {
                 url: "nats://127.0.0.1:4222".into(),
                 namespace: String::new(),
                 auth: NatsAuth::None,
+                tls: TlsConfig::default(),
                 connect_timeout: secs(2),
                 request_timeout: secs(2),
                 stream: StreamConfig {
@@ -287,6 +326,7 @@ impl Config {
                     max_job_data_bytes: 65_536,
                     security: SecurityConfig {
                         signing_key: String::new(),
+                        job_signing_key_file: String::new(),
                         roles: BTreeMap::new(),
                         audience: String::new(),
                     },
@@ -319,7 +359,12 @@ impl Config {
                         listen: "127.0.0.1:9091".into(),
                     },
                     conditions: crate::conditions::Thresholds::default(),
+                    trusted_job_keys: Vec::new(),
+                    allow_unsigned_jobs: false,
                 },
+            },
+            audit: AuditConfig {
+                max_age: secs(30 * 86_400),
             },
         }
     }

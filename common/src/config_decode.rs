@@ -270,9 +270,29 @@ impl Decoder {
         Ok(Some(out))
     }
 
+    fn flag(&self, s: &Section, key: &str, out: &mut bool) -> Result<()> {
+        if let Some(v) = s.get(key) {
+            *out = v.as_bool().ok_or_else(|| {
+                self.err(
+                    &s.key(key),
+                    format!("expected true or false, got {}", describe(v)),
+                )
+            })?;
+        }
+        Ok(())
+    }
+
     fn auth(&self, s: &Section, out: &mut NatsAuth) -> Result<()> {
-        let fields = ["username", "password", "token"];
-        let a = self.child(s, "auth", &["type", "username", "password", "token"])?;
+        let fields = [
+            "username",
+            "password",
+            "token",
+            "nkey_seed_file",
+            "creds_file",
+        ];
+        let mut keys = vec!["type"];
+        keys.extend(fields);
+        let a = self.child(s, "auth", &keys)?;
         if a.map.is_none() {
             return Ok(());
         }
@@ -282,10 +302,12 @@ impl Decoder {
             "none" => &[],
             "user_pass" => &["username", "password"],
             "token" => &["token"],
+            "nkey" => &["nkey_seed_file"],
+            "creds" => &["creds_file"],
             other => {
                 return Err(self.err(
                     &a.key("type"),
-                    format!("expected none, user_pass or token, got '{other}'"),
+                    format!("expected none, user_pass, token, nkey or creds, got '{other}'"),
                 ))
             }
         };
@@ -311,6 +333,12 @@ impl Decoder {
             "token" => NatsAuth::Token {
                 token: take("token"),
             },
+            "nkey" => NatsAuth::Nkey {
+                nkey_seed_file: take("nkey_seed_file").into(),
+            },
+            "creds" => NatsAuth::Creds {
+                creds_file: take("creds_file").into(),
+            },
             _ => NatsAuth::None,
         };
         Ok(())
@@ -319,7 +347,9 @@ impl Decoder {
     /// Decodes the tree over the defaults: what the tree does not set keeps its default.
     pub(super) fn config(&self, root: &Value) -> Result<Config> {
         let mut c = Config::default_config();
-        let top = self.section(Some(root), String::new(), &["nats", "api", "job"])?;
+        let top = self.section(Some(root), String::new(), &["nats", "api", "job", "audit"])?;
+        let audit = self.child(&top, "audit", &["max_age"])?;
+        self.duration(&audit, "max_age", &mut c.audit.max_age)?;
         self.nats(&top, &mut c.nats)?;
 
         let api = self.child(&top, "api", &["server", "client", "metrics"])?;
@@ -341,9 +371,18 @@ impl Decoder {
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
         self.count(&server, "max_connections", &mut out.max_connections)?;
         self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
-        let security = self.child(&server, "security", &["signing_key", "roles", "audience"])?;
+        let security = self.child(
+            &server,
+            "security",
+            &["signing_key", "job_signing_key_file", "roles", "audience"],
+        )?;
         self.string(&security, "signing_key", &mut out.security.signing_key)?;
         self.string(&security, "audience", &mut out.security.audience)?;
+        self.string(
+            &security,
+            "job_signing_key_file",
+            &mut out.security.job_signing_key_file,
+        )?;
         if let Some(entries) = self.entries(&security, "roles")? {
             out.security.roles.clear();
             for (name, path, value) in entries {
@@ -367,6 +406,7 @@ impl Decoder {
             "url",
             "namespace",
             "auth",
+            "tls",
             "connect_timeout",
             "request_timeout",
             "stream",
@@ -377,6 +417,10 @@ impl Decoder {
         self.string(&s, "url", &mut n.url)?;
         self.string(&s, "namespace", &mut n.namespace)?;
         self.auth(&s, &mut n.auth)?;
+        let tls = self.child(&s, "tls", &["ca_file", "cert_file", "key_file"])?;
+        self.string(&tls, "ca_file", &mut n.tls.ca_file)?;
+        self.string(&tls, "cert_file", &mut n.tls.cert_file)?;
+        self.string(&tls, "key_file", &mut n.tls.key_file)?;
         self.duration(&s, "connect_timeout", &mut n.connect_timeout)?;
         self.duration(&s, "request_timeout", &mut n.request_timeout)?;
 
@@ -438,6 +482,8 @@ impl Decoder {
             "consumer",
             "metrics",
             "conditions",
+            "trusted_job_keys",
+            "allow_unsigned_jobs",
         ];
         let s = self.child(job, "worker", &keys)?;
         let c_keys = [
@@ -472,6 +518,8 @@ impl Decoder {
         let mut host_root = w.host_root.to_string_lossy().into_owned();
         self.string(&s, "host_root", &mut host_root)?;
         w.host_root = host_root.into();
+        self.string_list(&s, "trusted_job_keys", &mut w.trusted_job_keys)?;
+        self.flag(&s, "allow_unsigned_jobs", &mut w.allow_unsigned_jobs)?;
 
         let c_keys = [
             "name",

@@ -205,7 +205,16 @@ fn impossible_values_name_the_key() {
         ("job: {worker: {consumer: {ack_wait: 0s}}}", "job.worker.consumer.ack_wait: must be more than 0s"),
         ("job: {worker: {consumer: {back_off: [0s]}}}", "job.worker.consumer.back_off[0]: must be more than 0s"),
         ("job: {worker: {consumer: {max_ack_pending: 0}}}", "job.worker.consumer.max_ack_pending: must be at least 1"),
-        ("nats: {auth: {type: kerberos}}", "nats.auth.type: expected none, user_pass or token, got 'kerberos'"),
+        ("nats: {auth: {type: kerberos}}", "nats.auth.type: expected none, user_pass, token, nkey or creds, got 'kerberos'"),
+        ("nats: {auth: {type: nkey}}", "nats.auth.nkey_seed_file: required with auth type nkey"),
+        ("nats: {auth: {type: creds, nkey_seed_file: f}}", "nats.auth.nkey_seed_file: not used with auth type creds"),
+        ("nats: {tls: {cert_file: c}}", "nats.tls: cert_file and key_file go together"),
+        ("nats: {tls: {verify: true}}", "unknown config key 'nats.tls.verify'"),
+        ("job: {worker: {allow_unsigned_jobs: 'yes'}}", "job.worker.allow_unsigned_jobs: expected true or false, got \"yes\""),
+        ("job: {worker: {trusted_job_keys: ['']}}", "job.worker.trusted_job_keys[0]: must not be empty"),
+        ("job: {worker: {trusted_job_keys: '/k.pub'}}", "job.worker.trusted_job_keys: expected a list"),
+        ("audit: {max_age: 0s}", "audit.max_age: must be more than 0s"),
+        ("audit: {stream: AUDIT}", "unknown config key 'audit.stream'"),
         ("nats: {auth: {type: user_pass, username: u}}", "nats.auth.password: required with auth type user_pass"),
         ("nats: {auth: {type: token}}", "nats.auth.token: required with auth type token"),
         ("nats: {auth: {type: token, token: t, username: u}}", "nats.auth.username: not used with auth type token"),
@@ -214,6 +223,43 @@ fn impossible_values_name_the_key() {
         let err = load(yaml).expect_err(yaml).to_string();
         assert!(err.contains(want), "{yaml}\n  got:  {err}\n  want: {want}");
     }
+}
+
+#[test]
+fn trust_keys_decode() {
+    let c = load(
+        "nats: {auth: {type: nkey, nkey_seed_file: /etc/osapi/web1.nk}, tls: {ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem}}
+api: {server: {security: {job_signing_key_file: /etc/osapi/job.key}}}
+job: {worker: {trusted_job_keys: [/a.pub, /b.pub], allow_unsigned_jobs: true}}
+audit: {max_age: 7d}",
+    )
+    .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        c.nats.auth,
+        NatsAuth::Nkey {
+            nkey_seed_file: "/etc/osapi/web1.nk".into()
+        }
+    );
+    assert_eq!(c.nats.tls.ca_file, "/ca.pem");
+    assert_eq!(c.nats.tls.key_file, "/k.pem");
+    assert_eq!(
+        c.api.server.security.job_signing_key_file,
+        "/etc/osapi/job.key"
+    );
+    assert_eq!(c.job.worker.trusted_job_keys, ["/a.pub", "/b.pub"]);
+    assert!(c.job.worker.allow_unsigned_jobs);
+    assert_eq!(c.audit.max_age, Duration::from_secs(7 * 86_400));
+    let creds =
+        load("nats: {auth: {type: creds, creds_file: /x.creds}}").unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        creds.nats.auth,
+        NatsAuth::Creds {
+            creds_file: "/x.creds".into()
+        }
+    );
+    let defaults = load("").unwrap_or_else(|e| panic!("{e}"));
+    assert!(!defaults.job.worker.allow_unsigned_jobs);
+    assert_eq!(defaults.audit.max_age, Duration::from_secs(30 * 86_400));
 }
 
 #[test]

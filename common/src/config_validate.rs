@@ -213,6 +213,17 @@ impl Decoder {
             }
         }
         self.not_empty("job.worker.host_root", &w.host_root.to_string_lossy())?;
+        for (i, key) in w.trusted_job_keys.iter().enumerate() {
+            self.not_empty(&format!("job.worker.trusted_job_keys[{i}]"), key)?;
+        }
+        let tls = &n.tls;
+        if tls.cert_file.is_empty() != tls.key_file.is_empty() {
+            return Err(self.err(
+                "nats.tls",
+                "cert_file and key_file go together: set both or neither",
+            ));
+        }
+        self.positive("audit.max_age", c.audit.max_age)?;
 
         let consumer = &w.consumer;
         self.name("job.worker.consumer.name", &consumer.name)?;

@@ -37,6 +37,19 @@ pub struct JobDef {
     pub timeout_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub retry_of: Option<String>,
+    /// Who submitted it: the `sub` of the API token ("" for jobs from before this field, or `--no-auth`).
+    #[serde(default)]
+    pub submitted_by: String,
+    /// The API's Ed25519 signature over every field above (`trust::canonical_bytes`); workers verify it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub signature: Option<JobSignature>,
+}
+
+/// A job's signature: which key made it (its public key in base64) and the 64 signature bytes in base64.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct JobSignature {
+    pub key_id: String,
+    pub sig: String,
 }
 
 impl JobDef {

@@ -179,6 +179,16 @@ impl Names {
         out
     }
 
+    /// The audit stream (`[prefix-]AUDIT`).
+    pub fn audit_stream(&self) -> String {
+        format!("{}AUDIT", self.name_prefix)
+    }
+
+    /// The one subject the audit stream stores: `[prefix.]audit.entries`.
+    pub fn audit_subject(&self) -> String {
+        format!("{}audit.entries", self.subject_prefix)
+    }
+
     /// The namespace prefix for names (`""` or `"{ns}-"`).
     pub fn name_prefix(&self) -> &str {
         &self.name_prefix

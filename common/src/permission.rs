@@ -11,6 +11,8 @@ pub const JOB_WRITE: &str = "job:write";
 pub const HEALTH_READ: &str = "health:read";
 /// Fleet administration (drain, undrain): only `admin` (`*`) holds it among the built-in roles.
 pub const JOB_ADMIN: &str = "job:admin";
+/// Reading the audit trail (`GET /audit`): only `admin` holds it among the built-in roles.
+pub const AUDIT_READ: &str = "audit:read";
 /// Grants every permission.
 pub const ALL: &str = "*";
 /// The roles every token may name; a custom role of the same name would be silently shadowed.
@@ -156,6 +158,9 @@ mod tests {
             (&["read"], None, JOB_WRITE, false),
             (&["write"], None, JOB_WRITE, true),
             (&["admin"], None, "anything:else", true),
+            (&["admin"], None, AUDIT_READ, true),
+            (&["write"], None, AUDIT_READ, false),
+            (&["read"], None, AUDIT_READ, false),
             (&["ops"], None, JOB_READ, true),
             (&["ops"], None, JOB_WRITE, false),
             (&["nobody"], None, JOB_READ, false),

@@ -32,7 +32,8 @@ pub struct ResponseView {
     pub hostname: String,
 }
 
-/// `GET /job/{id}`: OSAPI's JobDetailResponse plus `target_hostname`, `expected_hosts`, `retry_of`.
+/// `GET /job/{id}`: OSAPI's JobDetailResponse plus `target_hostname`, `expected_hosts`, `retry_of`,
+/// `submitted_by`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct JobDetail {
     pub id: String,
@@ -46,9 +47,19 @@ pub struct JobDetail {
     pub result: Option<Value>,
     pub error: Option<String>,
     pub retry_of: Option<String>,
+    /// The `sub` of the token that submitted the job.
+    pub submitted_by: String,
     pub responses: BTreeMap<String, ResponseView>,
     pub worker_states: BTreeMap<String, WorkerStateView>,
     pub timeline: Vec<Event>,
+}
+
+/// The `submitted` event's message, naming the user when there is one.
+fn submitted_message(def: &JobDef) -> String {
+    match def.submitted_by.as_str() {
+        "" => format!("job submitted for target {}", def.target_hostname),
+        user => format!("job submitted by {user} for target {}", def.target_hostname),
+    }
 }
 
 /// Builds the detail. `states` and `responses` are keyed by hostname; `grace` is the hosts' grace
@@ -127,6 +138,7 @@ pub fn detail_with_cancel(
         result,
         error,
         retry_of: def.retry_of.clone(),
+        submitted_by: def.submitted_by.clone(),
         responses,
         worker_states,
         timeline,
@@ -176,7 +188,7 @@ fn timeline(
         timestamp: def.created.clone(),
         event: event::SUBMITTED.into(),
         hostname: API_SOURCE.into(),
-        message: format!("job submitted for target {}", def.target_hostname),
+        message: submitted_message(def),
         error: None,
     }];
     for (host, record) in shown {

@@ -21,6 +21,8 @@ fn def(target: &str, expected: &[&str]) -> JobDef {
         created_us: CREATED_US,
         timeout_ms: 1000,
         retry_of: None,
+        submitted_by: String::new(),
+        signature: None,
     }
 }
 
@@ -217,4 +219,24 @@ fn a_cancelled_job_shows_who_cancelled_and_keeps_finished_results() {
     // Without the cancel record, c would still be pending.
     let plain = detail(&def, &states, &BTreeMap::new(), GRACE, 1_600_000);
     assert_eq!(plain.status, JobStatus::Running, "{plain:?}");
+}
+
+#[test]
+fn the_submitter_is_named_in_the_detail_and_the_timeline() {
+    let mut d = def("web1", &[]);
+    let none = BTreeMap::new();
+    let anonymous = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
+    assert_eq!(anonymous.submitted_by, "");
+    assert_eq!(
+        anonymous.timeline[0].message,
+        "job submitted for target web1"
+    );
+    d.submitted_by = "alice".into();
+    let named = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
+    assert_eq!(named.submitted_by, "alice");
+    assert_eq!(named.timeline[0].event, "submitted");
+    assert_eq!(
+        named.timeline[0].message,
+        "job submitted by alice for target web1"
+    );
 }

@@ -1,11 +1,21 @@
 //! Tokens for the tests: every test cluster's API is configured with [`SIGNING_KEY`] and the custom role
-//! [`CUSTOM_ROLE`]; [`token`] signs any claims with it (or another key, to test rejection).
+//! [`CUSTOM_ROLE`], and signs jobs with [`JOB_KEY`], which the test workers trust; [`token`] signs any claims with it (or another key, to test rejection).
 
 use jsonwebtoken::{Algorithm, EncodingKey, Header};
 use serde_json::{json, Value};
 
 /// `api.server.security.signing_key` of every test API.
 pub const SIGNING_KEY: &str = "osapi-test-signing-key-not-for-production";
+/// The job-signing key of every test API (made by `openssl genpkey -algorithm ed25519`; a test key only).
+pub const JOB_KEY: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIPmlcIZsmttb9MJ4iNk1Ra3uKeRvsatJX6UgZCSFwdtV
+-----END PRIVATE KEY-----
+";
+/// Its public half (`openssl pkey -pubout`), which every test worker trusts.
+pub const JOB_KEY_PUB: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAR5K8lOkHsxesVQ6qrMPVcPCDpD0cJ7Z9QV9XL8XQIOc=
+-----END PUBLIC KEY-----
+";
 /// A custom role the test APIs define: `ops` with `job:read` only.
 pub const CUSTOM_ROLE: &str = "ops";
 

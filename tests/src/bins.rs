@@ -31,3 +31,15 @@ fn profile_dir() -> PathBuf {
     }
     dir
 }
+
+/// A [`Command`](std::process::Command) for workspace binary `name` that does not see the caller's
+/// `OSAPI_*` variables (they would override its config: `OSAPI_NATS_SERVER` is `nats.server` to it).
+pub fn command(name: &str) -> std::process::Command {
+    let mut command = std::process::Command::new(binary(name));
+    for (key, _) in std::env::vars_os() {
+        if key.to_string_lossy().starts_with("OSAPI_") {
+            command.env_remove(key);
+        }
+    }
+    command
+}

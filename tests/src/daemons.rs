@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::Duration;
 
-use crate::auth::{CUSTOM_ROLE, SIGNING_KEY};
+use crate::auth::{CUSTOM_ROLE, JOB_KEY, JOB_KEY_PUB, SIGNING_KEY};
 use crate::bins::binary;
 use crate::http::request;
 use crate::wait::{free_port, keep_failed_dirs, log_tail, temp_dir, wait_until};
@@ -27,6 +27,10 @@ pub struct Options {
     pub heartbeat: String,
     /// More `job.worker` keys for the workers, as (key, YAML value), e.g. `("host_root", "'/tmp/x'")`.
     pub worker_yaml: Vec<(String, String)>,
+    /// The API's job-signing key (PEM); empty = the API gets no `job_signing_key_file`.
+    pub job_key: String,
+    /// The public keys (PEM) the workers trust; written to files for `job.worker.trusted_job_keys`.
+    pub trusted_job_keys: Vec<String>,
 }
 
 impl Default for Options {
@@ -35,6 +39,8 @@ impl Default for Options {
             namespace: String::from("t1"),
             heartbeat: String::from("500ms"),
             worker_yaml: Vec::new(),
+            job_key: JOB_KEY.to_string(),
+            trusted_job_keys: vec![JOB_KEY_PUB.to_string()],
         }
     }
 }
@@ -137,12 +143,14 @@ struct WorkerIdentity<'a> {
     max_jobs: usize,
 }
 
-/// The YAML config for one daemon; `api_port` only for the API, `worker` only for a worker.
+/// The YAML config for one daemon; `api_port` only for the API, `worker` only for a worker. Key files
+/// go into `dir`, the daemon's own directory.
 fn config_yaml(
     nats_url: &str,
     options: &Options,
     api_port: Option<u16>,
     worker: Option<&WorkerIdentity<'_>>,
+    dir: &Path,
 ) -> String {
     let mut yaml = String::new();
     let _ = writeln!(yaml, "nats:");
@@ -154,6 +162,10 @@ fn config_yaml(
         let _ = writeln!(yaml, "    listen: {}", quote(&format!("127.0.0.1:{port}")));
         let _ = writeln!(yaml, "    security:");
         let _ = writeln!(yaml, "      signing_key: {}", quote(SIGNING_KEY));
+        if !options.job_key.is_empty() {
+            let path = write_key(dir, "job.key", &options.job_key);
+            let _ = writeln!(yaml, "      job_signing_key_file: {}", quote(&path));
+        }
         let _ = writeln!(
             yaml,
             "      roles: {{ {CUSTOM_ROLE}: {{ permissions: [job:read] }} }}"
@@ -168,6 +180,13 @@ fn config_yaml(
         let _ = writeln!(yaml, "    hostname: {}", quote(worker.hostname));
         let _ = writeln!(yaml, "    max_jobs: {}", worker.max_jobs);
         let _ = writeln!(yaml, "{WORKER_METRICS_OFF}");
+        let trusted: Vec<String> = options
+            .trusted_job_keys
+            .iter()
+            .enumerate()
+            .map(|(i, pem)| quote(&write_key(dir, &format!("trusted-{i}.pub"), pem)))
+            .collect();
+        let _ = writeln!(yaml, "    trusted_job_keys: [{}]", trusted.join(", "));
         for (key, value) in &options.worker_yaml {
             let _ = writeln!(yaml, "    {key}: {value}");
         }
@@ -183,6 +202,13 @@ fn config_yaml(
     yaml
 }
 
+/// Writes a key file into `dir` and returns its path.
+fn write_key(dir: &Path, name: &str, pem: &str) -> String {
+    let path = dir.join(name);
+    std::fs::write(&path, pem).expect("write key file");
+    path.display().to_string()
+}
+
 /// A single-quoted YAML scalar.
 fn quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', "''"))
@@ -196,10 +222,9 @@ struct Daemon {
 }
 
 impl Daemon {
-    fn spawn(name: &str, yaml: &str) -> Daemon {
+    fn spawn(name: &str, yaml: &str, dir: PathBuf) -> Daemon {
         let program = name.split(' ').next().expect("a daemon name");
         let binary = binary(program);
-        let dir = temp_dir();
         let config = dir.join("config.yaml");
         std::fs::write(&config, yaml).expect("write config file");
         let log = File::create(dir.join("daemon.log")).expect("create log file");
@@ -345,8 +370,9 @@ impl Api {
     pub fn start_extra(nats_url: &str, options: &Options, extra: &ExtraConfig) -> Api {
         for attempt in 1..=START_ATTEMPTS_MAX {
             let port = free_port();
-            let yaml = extra.apply(&config_yaml(nats_url, options, Some(port), None));
-            let mut daemon = Daemon::spawn("osapi-api", &yaml);
+            let dir = temp_dir();
+            let yaml = extra.apply(&config_yaml(nats_url, options, Some(port), None, &dir));
+            let mut daemon = Daemon::spawn("osapi-api", &yaml, dir);
             let base_url = format!("http://127.0.0.1:{port}");
             let mut exited = None;
             wait_until(
@@ -415,9 +441,10 @@ impl Worker {
             labels: &labels,
             max_jobs,
         };
-        let yaml = extra.apply(&config_yaml(nats_url, options, None, Some(&identity)));
+        let dir = temp_dir();
+        let yaml = extra.apply(&config_yaml(nats_url, options, None, Some(&identity), &dir));
         Worker {
-            daemon: Daemon::spawn(&format!("osapi-worker {hostname}"), &yaml),
+            daemon: Daemon::spawn(&format!("osapi-worker {hostname}"), &yaml, dir),
             hostname: hostname.to_string(),
             labels,
             max_jobs,

@@ -11,6 +11,7 @@
 //! `OSAPI_TEST_KEEP` (keep the temp dirs of a failed test: configs, full logs, NATS store).
 //! The daemons never see the caller's `OSAPI_*` variables, which would override their config files.
 
+mod attacker;
 mod auth;
 mod bins;
 mod cluster;
@@ -20,8 +21,9 @@ mod nats;
 mod timestamp;
 mod wait;
 
-pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, SIGNING_KEY};
-pub use bins::binary;
+pub use attacker::Attacker;
+pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, JOB_KEY, JOB_KEY_PUB, SIGNING_KEY};
+pub use bins::{binary, command};
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, ExtraConfig, Options, Worker};
 pub use http::{request, request_as, request_with, Response};

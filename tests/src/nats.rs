@@ -24,16 +24,30 @@ pub struct NatsServer {
     port: u16,
     dir: PathBuf,
     child: Option<Child>,
+    /// `-c FILE`: a config file (authorization, TLS) under the command-line flags.
+    config: Option<PathBuf>,
 }
 
 impl NatsServer {
     /// Starts a server and waits until its port accepts TCP.
     pub fn start() -> NatsServer {
+        NatsServer::start_with(None, temp_dir())
+    }
+
+    /// [`NatsServer::start`] with `-c config` (its own dir `dir`, where the config may live too). The
+    /// flags (`-a 127.0.0.1 -p PORT -js -sd DIR`) win over the file.
+    pub fn start_with_config(config: &Path, dir: PathBuf) -> NatsServer {
+        NatsServer::start_with(Some(config.to_path_buf()), dir)
+    }
+
+    fn start_with(config: Option<PathBuf>, dir: PathBuf) -> NatsServer {
+        std::fs::create_dir_all(&dir).expect("create the server's dir");
         let mut server = NatsServer {
             binary: nats_server_binary(),
             port: 0,
-            dir: temp_dir(),
+            dir,
             child: None,
+            config,
         };
         for attempt in 1..=START_ATTEMPTS_MAX {
             server.port = free_port();
@@ -99,7 +113,11 @@ impl NatsServer {
     fn spawn(&mut self) {
         assert!(self.child.is_none(), "nats-server is already running");
         let log = open_log(&self.log_path());
-        let child = Command::new(&self.binary)
+        let mut command = Command::new(&self.binary);
+        if let Some(config) = &self.config {
+            command.arg("-c").arg(config);
+        }
+        let child = command
             .args([
                 "-a",
                 "127.0.0.1",

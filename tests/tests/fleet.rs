@@ -20,6 +20,7 @@ fn bus(nats: &NatsServer) -> Bus {
         url: nats.url(),
         user_pass: None,
         token: None,
+        identity: Default::default(),
         request_timeout: Duration::from_secs(5),
         name: "fleet test".into(),
     })

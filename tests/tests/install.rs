@@ -195,7 +195,12 @@ fn install_then_uninstall_into_a_destdir() {
     );
     assert_eq!(
         api_settings["LoadCredential"],
-        "osapi.yaml:/etc/osapi/osapi.yaml"
+        "osapi.yaml:/etc/osapi/osapi.yaml job.key:/etc/osapi/job.key"
+    );
+    assert!(
+        api_settings["Environment"]
+            .contains("OSAPI_API_SERVER_SECURITY_JOB_SIGNING_KEY_FILE=%d/job.key"),
+        "{api_settings:?}"
     );
     assert_eq!(
         worker_settings["ExecStart"],

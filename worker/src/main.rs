@@ -9,7 +9,9 @@ mod clock;
 mod conditions;
 mod consumers;
 mod drain;
+mod gate;
 mod heartbeat;
+mod keys;
 mod metrics;
 mod ops;
 mod pool;
@@ -160,6 +162,8 @@ fn run(cfg: Config) -> Result<(), String> {
     let started_us = clock::now_us();
     let w = &cfg.job.worker;
     let hostname = resolve_hostname(&w.hostname)?;
+    let trust = keys::load_trust(w)?;
+    keys::warn_about_secrets(&cfg);
     let shutdown = Shutdown::new();
     install_signals(&shutdown)?;
     let names = osapi_bus::setup::names(&cfg);
@@ -170,7 +174,7 @@ fn run(cfg: Config) -> Result<(), String> {
         return Ok(());
     };
     let layout = with_retry("creating the JetStream layout", &shutdown, || {
-        osapi_bus::setup::ensure_layout(&bus, &cfg, &names)
+        osapi_bus::setup::find_or_create_layout(&bus, &cfg, &names)
     })?;
     if layout.is_none() {
         return Ok(());
@@ -227,6 +231,11 @@ fn run(cfg: Config) -> Result<(), String> {
         started_us,
         cancels: cancels.clone(),
         refresh_every: run::refresh_interval(w.consumer.ack_wait),
+        gate: gate::Gate {
+            trust,
+            hostname: hostname.clone(),
+            labels: w.labels.clone(),
+        },
     });
     cancel::start_listener(bus.clone(), &names, cancels)
         .map_err(|e| format!("starting threads: {e}"))?;

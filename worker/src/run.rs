@@ -2,6 +2,10 @@
 //! `acknowledged` + `started` in one write, run the operation, write the response and the final state,
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
+//! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
+//! addressed to this host (else skipped), and reaching this host before its deadline (else `failed`,
+//! `expired: ...`).
+//!
 //! Order matters: the response is written before the terminal state, so a reader that sees `completed`
 //! always finds the result. A read or write that fails for a while (NATS unavailable, a store full)
 //! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
@@ -9,6 +13,7 @@
 
 use crate::cancel;
 use crate::clock::now_us;
+use crate::gate::{self, Decision, Gate};
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
@@ -38,6 +43,8 @@ pub struct Runner {
     pub started_us: i64,
     /// The jobs running here, for `POST /job/{id}/cancel` (`cancel.rs`).
     pub cancels: std::sync::Arc<cancel::Registry>,
+    /// What a job must pass before it runs here: trusted signature, this host's address, its deadline.
+    pub gate: Gate,
     /// How often a long-running job's `running` record is rewritten (see [`refresh_interval`]).
     pub refresh_every: Duration,
 }
@@ -215,11 +222,30 @@ impl Runner {
             Ok(d) => d,
             Err(e) => {
                 let state = previous.unwrap_or_else(|| self.new_state());
-                let error = format!("cannot read the job definition: {e}");
+                // Nothing unreadable can be verified: refused like any other job that fails the gate.
+                let error = format!("rejected: cannot read the job definition: {e}");
                 return self.fail(&job, msg, state, error, None, Finish::Ack);
             }
         };
         job.target = def.target_hostname.clone();
+        // Before anything else: the job's signature, its address, its deadline (gate.rs).
+        let first_here = previous.is_none();
+        match gate::decide(&self.gate, &def, first_here, now_us()) {
+            Decision::Run => {}
+            Decision::Skip(why) => {
+                log::warn!("job {id} target {} {why}: skipped", job.target);
+                return settle(&job, "ack", msg.ack());
+            }
+            Decision::Refuse(error) => {
+                log::warn!(
+                    "job {id} target {} on {}: {error}",
+                    job.target,
+                    self.hostname
+                );
+                let state = previous.unwrap_or_else(|| self.new_state());
+                return self.fail(&job, msg, state, error, None, Finish::Ack);
+            }
+        }
         if self.not_ours(&def) {
             log::info!(
                 "job {id} target {} on {}: submitted before this worker started and not expecting it; skipped",

@@ -122,7 +122,7 @@ fn created_reply(c: crate::store::Created) -> Reply {
 }
 
 /// `POST /job`.
-pub fn create(ctx: &Ctx, body: &[u8]) -> Result<Reply, ApiError> {
+pub fn create(ctx: &Ctx, body: &[u8], submitted_by: &str) -> Result<Reply, ApiError> {
     let map = parse_object(body)?;
     reject_unknown(&map, &["operation", "target_hostname", "timeout"], "job")?;
     let operation = parse_operation(map.get("operation"))?;
@@ -132,6 +132,7 @@ pub fn create(ctx: &Ctx, body: &[u8]) -> Result<Reply, ApiError> {
         target: parse_target(map.get("target_hostname"))?,
         timeout_ms: parse_timeout(map.get("timeout"))?.as_millis() as u64,
         retry_of: None,
+        submitted_by: submitted_by.to_string(),
     };
     Ok(created_reply(ctx.store.submit(submission)?))
 }
@@ -265,7 +266,7 @@ pub fn delete(ctx: &Ctx, raw_id: &str) -> Result<Reply, ApiError> {
 
 /// `POST /job/{id}/retry`: a new job with the same operation; the original stays. The target is the
 /// body's `target_hostname`, else the original job's target.
-pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8]) -> Result<Reply, ApiError> {
+pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8], submitted_by: &str) -> Result<Reply, ApiError> {
     let id = parse_id(raw_id)?;
     let override_target = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -291,6 +292,7 @@ pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8]) -> Result<Reply, ApiError> {
         target,
         timeout_ms: original.timeout_ms,
         retry_of: Some(original.id),
+        submitted_by: submitted_by.to_string(),
     })?;
     Ok(created_reply(created))
 }

@@ -1,6 +1,7 @@
 //! `system.reboot.execute` and `system.shutdown.execute`: refused unless the worker's config lists them in
 //! `job.worker.allow_operations`; then scheduled with `shutdown -r|-h +MINUTES [MESSAGE]` (a program with
-//! arguments, never a shell). The delay is at least one minute, so the job's result is recorded (and the users
+//! arguments, never a shell; `--` before the message, so a message like `-P` is a message, not an option
+//! turning a reboot into a power-off). The delay is at least one minute, so the job's result is recorded (and the users
 //! logged in are warned) before the host goes down.
 
 use super::command;
@@ -79,8 +80,19 @@ fn power(action: Action, data: &Value, ctx: &OpContext) -> Result<Value, OpError
     let minutes = delay_minutes(delay_seconds);
     let program = command::find_program("shutdown", SHUTDOWN_FALLBACKS)
         .ok_or_else(|| OpError::permanent(format!("{op}: no `shutdown` program on this host")))?;
-    let args = shutdown_args(action, minutes, &message);
-    let out = command::run(&program, &args, SHUTDOWN_DEADLINE)
+    schedule(&program, action, minutes, &message)
+}
+
+/// Runs `program` (shutdown(8)) to schedule `action` in `minutes`, with the wall `message`.
+fn schedule(
+    program: &std::path::Path,
+    action: Action,
+    minutes: u64,
+    message: &str,
+) -> Result<Value, OpError> {
+    let op = action.op();
+    let args = shutdown_args(action, minutes, message);
+    let out = command::run(program, &args, SHUTDOWN_DEADLINE)
         .map_err(|e| host::io_error(&format!("{op}: running {}", program.display()), &e))?;
     if out.timed_out {
         return Err(OpError::transient(format!(
@@ -116,6 +128,8 @@ fn shutdown_args(action: Action, minutes: u64, message: &str) -> Vec<String> {
     };
     let mut args = vec![flag.to_string(), format!("+{minutes}")];
     if !message.is_empty() {
+        // Everything after `--` is an operand: "-P" stays the wall message, never the power-off flag.
+        args.push("--".to_string());
         args.push(message.to_string());
     }
     args
@@ -124,7 +138,7 @@ fn shutdown_args(action: Action, minutes: u64, message: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::ops::tests_support::ctx_at;
+    use crate::ops::tests_support::{ctx_at, TempRoot};
     use crate::ops::ErrorKind;
     use std::path::Path;
 
@@ -183,8 +197,42 @@ mod tests {
         assert_eq!(delay_minutes(61), 2);
         assert_eq!(
             shutdown_args(Action::Reboot, 2, "kernel update"),
-            ["-r", "+2", "kernel update"]
+            ["-r", "+2", "--", "kernel update"]
         );
         assert_eq!(shutdown_args(Action::PowerOff, 1, ""), ["-h", "+1"]);
+    }
+
+    /// A fake `shutdown` that records the arguments it got, one per line, and exits `code`.
+    fn fake_shutdown(root: &TempRoot, code: i32) -> std::path::PathBuf {
+        let log = root.path.join("argv");
+        let script = format!(
+            "#!/bin/sh\nfor a in \"$@\"; do printf '%s\\n' \"$a\" >> '{}'; done\necho 'fake refusal' >&2\nexit {code}\n",
+            log.display()
+        );
+        root.write("shutdown", &script);
+        let program = root.path.join("shutdown");
+        let mut perms = std::fs::metadata(&program).expect("fake").permissions();
+        std::os::unix::fs::PermissionsExt::set_mode(&mut perms, 0o755);
+        std::fs::set_permissions(&program, perms).expect("chmod fake shutdown");
+        program
+    }
+
+    #[test]
+    fn a_message_like_an_option_reaches_shutdown_as_the_message() {
+        let root = TempRoot::new("fake-shutdown");
+        let program = fake_shutdown(&root, 0);
+        let got = schedule(&program, Action::Reboot, 1, "-P");
+        assert_eq!(
+            got.ok(),
+            Some(json!({"action": "reboot", "delay_seconds": 60}))
+        );
+        assert_eq!(root.read("argv"), "-r\n+1\n--\n-P\n");
+
+        let root = TempRoot::new("fake-shutdown-fails");
+        let program = fake_shutdown(&root, 1);
+        let err = schedule(&program, Action::PowerOff, 2, "").err();
+        assert!(err.is_some_and(|e| e.kind == ErrorKind::Permanent
+            && e.message.contains("shutdown failed: fake refusal")),);
+        assert_eq!(root.read("argv"), "-h\n+2\n");
     }
 }

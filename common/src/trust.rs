@@ -1,0 +1,197 @@
+//! Whether a worker may run a job: the Ed25519 signature over every field a worker acts on (the API
+//! signs, each worker verifies against the keys it trusts), and the job's time and place (addressed to
+//! this host, not past its deadline). Pure: keys arrive as PEM text, the clock as `now_us`; reading key
+//! files is the daemons' business. Signature checks are ed25519-dalek's (`verify_strict`), nothing here
+//! is hand-rolled crypto.
+
+use crate::job::{JobDef, JobSignature};
+use crate::target::Target;
+use base64::engine::general_purpose::STANDARD as B64;
+use base64::Engine as _;
+use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, KeypairBytes};
+use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
+use serde_json::Value;
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+
+pub use ed25519_dalek::{SigningKey as JobSigningKey, VerifyingKey as JobVerifyingKey};
+
+/// Domain separation: these bytes are a job of this format, never anything else signed by the same key.
+const CANONICAL_TAG: &str = "osapi-job-v1";
+
+/// The bytes a job's signature covers: every field a worker acts on, in a fixed order, as a JSON array
+/// whose objects have their keys sorted (so the bytes do not depend on how a map was ordered).
+/// `expected_hosts` keeps its order (the API writes it once; reordering it is a change).
+pub fn canonical_bytes(def: &JobDef) -> Vec<u8> {
+    let fields = Value::Array(vec![
+        Value::from(CANONICAL_TAG),
+        Value::from(def.id.as_str()),
+        Value::from(def.operation.op_type.as_str()),
+        def.operation.data.clone(),
+        Value::from(def.target_hostname.as_str()),
+        Value::from(def.expected_hosts.clone()),
+        Value::from(def.created.as_str()),
+        Value::from(def.created_us),
+        Value::from(def.timeout_ms),
+        def.retry_of.as_deref().map_or(Value::Null, Value::from),
+        Value::from(def.submitted_by.as_str()),
+    ]);
+    let mut out = String::new();
+    write_canonical(&fields, &mut out);
+    out.into_bytes()
+}
+
+fn write_canonical(v: &Value, out: &mut String) {
+    match v {
+        Value::Array(items) => {
+            out.push('[');
+            for (i, item) in items.iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                write_canonical(item, out);
+            }
+            out.push(']');
+        }
+        Value::Object(map) => {
+            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
+            out.push('{');
+            for (i, (k, item)) in sorted.into_iter().enumerate() {
+                if i > 0 {
+                    out.push(',');
+                }
+                let _ = write!(out, "{}:", Value::from(k.as_str()));
+                write_canonical(item, out);
+            }
+            out.push('}');
+        }
+        scalar => {
+            let _ = write!(out, "{scalar}");
+        }
+    }
+}
+
+/// The name a key goes by in a signature and in log lines: its 32 public bytes in base64.
+pub fn key_id(key: &VerifyingKey) -> String {
+    B64.encode(key.as_bytes())
+}
+
+/// A job signing key (`api.server.security.job_signing_key_file`): PEM PKCS#8, as
+/// `openssl genpkey -algorithm ed25519` writes it.
+pub fn signing_key_from_pem(pem: &str) -> Result<SigningKey, String> {
+    SigningKey::from_pkcs8_pem(pem)
+        .map_err(|e| format!("not an Ed25519 private key in PEM PKCS#8 (BEGIN PRIVATE KEY): {e}"))
+}
+
+/// A trusted key (`job.worker.trusted_job_keys`): PEM SubjectPublicKeyInfo, as `openssl pkey -pubout` writes it.
+pub fn verifying_key_from_pem(pem: &str) -> Result<VerifyingKey, String> {
+    VerifyingKey::from_public_key_pem(pem)
+        .map_err(|e| format!("not an Ed25519 public key in PEM (BEGIN PUBLIC KEY): {e}"))
+}
+
+/// A new key pair's PEM texts (private PKCS#8 v1, exactly openssl's layout; public SPKI) from 32 random bytes.
+pub fn key_pair_pem(seed: [u8; 32]) -> Result<(String, String), String> {
+    use ed25519_dalek::pkcs8::EncodePrivateKey as _;
+    let key = SigningKey::from_bytes(&seed);
+    let private = KeypairBytes {
+        secret_key: seed,
+        public_key: None,
+    }
+    .to_pkcs8_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+    .map_err(|e| format!("encoding the private key: {e}"))?;
+    let public = key
+        .verifying_key()
+        .to_public_key_pem(ed25519_dalek::pkcs8::spki::der::pem::LineEnding::LF)
+        .map_err(|e| format!("encoding the public key: {e}"))?;
+    Ok((private.to_string(), public))
+}
+
+/// The signature the API stores with a job (`signature` in `jobs.{id}`).
+pub fn sign(def: &JobDef, key: &SigningKey) -> JobSignature {
+    let sig = key.sign(&canonical_bytes(def));
+    JobSignature {
+        key_id: key_id(&key.verifying_key()),
+        sig: B64.encode(sig.to_bytes()),
+    }
+}
+
+/// How a job passed the signature check.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Accepted {
+    /// Signed by this trusted key.
+    Verified { key_id: String },
+    /// Let through unverified because `allow_unsigned_jobs` is on (development only).
+    Unverified,
+}
+
+/// What a worker trusts: the keys of `job.worker.trusted_job_keys`, and `allow_unsigned_jobs`.
+#[derive(Debug, Clone)]
+pub struct Trust {
+    keys: Vec<VerifyingKey>,
+    allow_unsigned: bool,
+}
+
+impl Trust {
+    /// A worker with no key and no `allow_unsigned` would reject every job: the daemon refuses to start
+    /// instead (see [`Trust::can_run_anything`]).
+    pub fn new(keys: Vec<VerifyingKey>, allow_unsigned: bool) -> Trust {
+        Trust {
+            keys,
+            allow_unsigned,
+        }
+    }
+
+    pub fn can_run_anything(&self) -> bool {
+        !self.keys.is_empty() || self.allow_unsigned
+    }
+
+    /// Checks `def.signature` against the trusted keys. The error is the reason, for `rejected: REASON`.
+    /// With `allow_unsigned`, an unsigned job (or any job when no key is trusted) passes unverified; a
+    /// signed job is still verified whenever there are keys to verify it with.
+    pub fn check(&self, def: &JobDef) -> Result<Accepted, String> {
+        let Some(signature) = &def.signature else {
+            return if self.allow_unsigned {
+                Ok(Accepted::Unverified)
+            } else {
+                Err("the job is not signed".into())
+            };
+        };
+        if self.keys.is_empty() && self.allow_unsigned {
+            return Ok(Accepted::Unverified);
+        }
+        let Some(key) = self.keys.iter().find(|k| key_id(k) == signature.key_id) else {
+            return Err(format!(
+                "signed by key {}, which this worker does not trust",
+                signature.key_id
+            ));
+        };
+        let bytes = B64
+            .decode(signature.sig.as_bytes())
+            .map_err(|_| "malformed signature (not base64)".to_string())?;
+        let sig = Signature::from_slice(&bytes)
+            .map_err(|_| "malformed signature (not 64 bytes)".to_string())?;
+        key.verify_strict(&canonical_bytes(def), &sig)
+            .map_err(|_| "bad signature: the job was changed after it was signed".to_string())?;
+        Ok(Accepted::Verified {
+            key_id: signature.key_id.clone(),
+        })
+    }
+}
+
+/// Whether the job is this host's to run: its target names this hostname, a label prefix it has,
+/// `_all` or `_any`. A notification that reached a host its job does not address (a signed job's id
+/// published on another host's subject) is not run there.
+pub fn addressed_to(def: &JobDef, hostname: &str, labels: &BTreeMap<String, String>) -> bool {
+    def.target_hostname
+        .parse::<Target>()
+        .is_ok_and(|t| t.matches(hostname, labels))
+}
+
+/// The error recorded for a job that reached `hostname` after its deadline (`created + timeout`).
+pub fn expired(def: &JobDef, hostname: &str, now_us: i64) -> Option<String> {
+    (now_us > def.deadline_us()).then(|| format!("expired: reached {hostname} after its deadline"))
+}
+
+#[cfg(test)]
+#[path = "trust_tests.rs"]
+mod tests;

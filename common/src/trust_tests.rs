@@ -1,0 +1,223 @@
+//! Unit tests of `trust.rs`: keys as openssl writes them, signatures that hold, and a tampered field of each
+//! kind that breaks them; addressing and the deadline.
+
+use super::*;
+use crate::job::Operation;
+use crate::operation::OperationType;
+use serde_json::json;
+
+/// Made by `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` (a test key, nothing else).
+const OPENSSL_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
+MC4CAQAwBQYDK2VwBCIEIDshccTHng9U2Jf65LN56YVzwJGCvayGkeYw2PEpOloC
+-----END PRIVATE KEY-----
+";
+const OPENSSL_PUBLIC: &str = "-----BEGIN PUBLIC KEY-----
+MCowBQYDK2VwAyEAyKzgct1lpJ4QSr4/LOQIsCt+Pq7YXc8UQ21X9zXf03k=
+-----END PUBLIC KEY-----
+";
+
+fn def() -> JobDef {
+    JobDef {
+        id: "550e8400-e29b-41d4-a716-446655440000".into(),
+        operation: Operation {
+            op_type: OperationType::TestEchoDo,
+            data: json!({"b": [1, {"y": 2, "x": 1}], "a": "é\"\n"}),
+        },
+        target_hostname: "group:web".into(),
+        expected_hosts: vec!["web1".into(), "web2".into()],
+        created: "2026-12-01T00:00:00.000000Z".into(),
+        created_us: 1_000_000,
+        timeout_ms: 60_000,
+        retry_of: Some("650e8400-e29b-41d4-a716-446655440000".into()),
+        submitted_by: "alice".into(),
+        signature: None,
+    }
+}
+
+fn key(seed: u8) -> SigningKey {
+    SigningKey::from_bytes(&[seed; 32])
+}
+
+fn signed(def: JobDef, key: &SigningKey) -> JobDef {
+    let signature = sign(&def, key);
+    JobDef {
+        signature: Some(signature),
+        ..def
+    }
+}
+
+fn trusting(keys: &[&SigningKey]) -> Trust {
+    Trust::new(keys.iter().map(|k| k.verifying_key()).collect(), false)
+}
+
+#[test]
+fn openssl_keys_load_and_sign() {
+    let private = signing_key_from_pem(OPENSSL_PRIVATE).unwrap_or_else(|e| panic!("{e}"));
+    let public = verifying_key_from_pem(OPENSSL_PUBLIC).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(private.verifying_key(), public);
+    let job = signed(def(), &private);
+    assert_eq!(
+        Trust::new(vec![public], false).check(&job),
+        Ok(Accepted::Verified {
+            key_id: key_id(&public)
+        })
+    );
+    // Each PEM where the other kind belongs is refused with a message naming the expected format.
+    assert!(signing_key_from_pem(OPENSSL_PUBLIC).is_err_and(|e| e.contains("PRIVATE KEY")));
+    assert!(verifying_key_from_pem(OPENSSL_PRIVATE).is_err_and(|e| e.contains("PUBLIC KEY")));
+    assert!(verifying_key_from_pem("garbage").is_err());
+}
+
+#[test]
+fn generated_pairs_have_openssls_layout_and_match() {
+    let seed = [7_u8; 32];
+    let (private, public) = key_pair_pem(seed).unwrap_or_else(|e| panic!("{e}"));
+    // PKCS#8 v1 of 48 bytes, exactly what openssl writes: one base64 line of 64 characters.
+    let lines: Vec<&str> = private.lines().collect();
+    assert_eq!(lines.len(), 3, "{private}");
+    assert_eq!(lines[0], "-----BEGIN PRIVATE KEY-----");
+    assert!(lines[1].starts_with("MC4CAQAwBQYDK2VwBCIEI"), "{private}");
+    assert_eq!(lines[2], "-----END PRIVATE KEY-----");
+    assert!(public.starts_with("-----BEGIN PUBLIC KEY-----\nMCowBQYDK2VwAyEA"));
+    let a = signing_key_from_pem(&private).unwrap_or_else(|e| panic!("{e}"));
+    let b = verifying_key_from_pem(&public).unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(a.verifying_key(), b);
+    assert_eq!(a.to_bytes(), seed);
+}
+
+#[test]
+fn canonical_bytes_ignore_map_order_and_the_signature() {
+    let a = def();
+    let mut b = def();
+    b.operation.data = json!({"a": "é\"\n", "b": [1, {"x": 1, "y": 2}]});
+    assert_eq!(canonical_bytes(&a), canonical_bytes(&b));
+    b.signature = Some(sign(&a, &key(1)));
+    assert_eq!(canonical_bytes(&a), canonical_bytes(&b));
+    let text = String::from_utf8(canonical_bytes(&a)).unwrap_or_default();
+    assert!(text.starts_with(r#"["osapi-job-v1","550e8400"#), "{text}");
+}
+
+#[test]
+fn every_field_a_worker_acts_on_is_covered() {
+    let k = key(1);
+    let trust = trusting(&[&k]);
+    let good = signed(def(), &k);
+    assert!(trust.check(&good).is_ok());
+    // (what changed, the change): each must break the signature.
+    type Tamper = (&'static str, fn(&mut JobDef));
+    let tampers: &[Tamper] = &[
+        ("id", |d| {
+            d.id = "750e8400-e29b-41d4-a716-446655440000".into()
+        }),
+        ("operation type", |d| {
+            d.operation.op_type = OperationType::SystemRebootExecute
+        }),
+        ("operation data", |d| d.operation.data["a"] = json!("-P")),
+        ("nested data", |d| d.operation.data["b"][1]["x"] = json!(2)),
+        ("target", |d| d.target_hostname = "_all".into()),
+        ("expected host added", |d| {
+            d.expected_hosts.push("db1".into())
+        }),
+        ("expected hosts reordered", |d| d.expected_hosts.reverse()),
+        ("created", |d| {
+            d.created = "2027-01-01T00:00:00.000000Z".into()
+        }),
+        ("created_us", |d| d.created_us += 3_600_000_000),
+        ("timeout", |d| d.timeout_ms = 86_400_000),
+        ("retry_of", |d| d.retry_of = None),
+        ("submitted_by", |d| d.submitted_by = "mallory".into()),
+    ];
+    for (what, tamper) in tampers {
+        let mut job = good.clone();
+        tamper(&mut job);
+        let got = trust.check(&job);
+        assert!(
+            got.as_ref().is_err_and(|e| e.starts_with("bad signature")),
+            "{what}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn untrusted_unsigned_and_malformed_are_rejected() {
+    let (trusted, other) = (key(1), key(2));
+    let trust = trusting(&[&trusted]);
+    let by_other = signed(def(), &other);
+    let e = trust.check(&by_other).err().unwrap_or_default();
+    assert!(e.contains("does not trust"), "{e}");
+    assert!(e.contains(&key_id(&other.verifying_key())), "{e}");
+    // Another key's signature under the trusted key's name: still refused.
+    let mut forged = by_other.clone();
+    if let Some(s) = forged.signature.as_mut() {
+        s.key_id = key_id(&trusted.verifying_key());
+    }
+    assert!(trust
+        .check(&forged)
+        .is_err_and(|e| e.starts_with("bad signature")));
+    assert_eq!(trust.check(&def()), Err("the job is not signed".into()));
+    for sig in ["%%%", "AAAA"] {
+        let mut bad = signed(def(), &trusted);
+        if let Some(s) = bad.signature.as_mut() {
+            s.sig = sig.into();
+        }
+        assert!(
+            trust.check(&bad).is_err_and(|e| e.starts_with("malformed")),
+            "{sig}"
+        );
+    }
+}
+
+#[test]
+fn two_trusted_keys_let_either_sign() {
+    let (old, new) = (key(1), key(2));
+    let trust = trusting(&[&old, &new]);
+    assert!(trust.check(&signed(def(), &old)).is_ok());
+    assert!(trust.check(&signed(def(), &new)).is_ok());
+    assert!(trust.check(&signed(def(), &key(3))).is_err());
+}
+
+#[test]
+fn allow_unsigned_is_for_development_only() {
+    assert!(!Trust::new(vec![], false).can_run_anything());
+    let open = Trust::new(vec![], true);
+    assert!(open.can_run_anything());
+    assert_eq!(open.check(&def()), Ok(Accepted::Unverified));
+    // With keys, an unsigned job passes (allowed) but a badly signed one does not.
+    let k = key(1);
+    let mixed = Trust::new(vec![k.verifying_key()], true);
+    assert_eq!(mixed.check(&def()), Ok(Accepted::Unverified));
+    let mut tampered = signed(def(), &k);
+    tampered.timeout_ms += 1;
+    assert!(mixed.check(&tampered).is_err());
+}
+
+#[test]
+fn addressing() {
+    let labels: BTreeMap<String, String> = [("group".to_string(), "web.dev".to_string())].into();
+    let cases = [
+        ("_any", true),
+        ("_all", true),
+        ("web1", true),
+        ("web2", false),
+        ("group:web", true),
+        ("group:web.dev", true),
+        ("group:web.devops", false),
+        ("group:db", false),
+        ("not a target", false),
+    ];
+    for (target, want) in cases {
+        let mut d = def();
+        d.target_hostname = target.into();
+        assert_eq!(addressed_to(&d, "web1", &labels), want, "{target}");
+    }
+}
+
+#[test]
+fn deadline() {
+    let d = def(); // created at 1 s, timeout 60 s: deadline 61 s
+    assert_eq!(expired(&d, "web1", 61_000_000), None);
+    assert_eq!(
+        expired(&d, "web1", 61_000_001),
+        Some("expired: reached web1 after its deadline".into())
+    );
+}
