@@ -70,7 +70,7 @@ impl Bus {
             "allow_rollup_hdrs": true,
             "deny_delete": true,
             "deny_purge": false,
-            "duplicate_window": 120_000_000_000_u64,
+            "duplicate_window": crate::stream::duplicate_window_ns(cfg.max_age),
         });
         self.stream_ensure_raw(&stream_name(bucket), &body)
     }

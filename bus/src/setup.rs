@@ -1,5 +1,5 @@
 //! From the osapi config to NATS: connection options, and the JetStream layout (job stream, dead-letter
-//! stream, both KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
+//! stream, the KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
 
 use crate::{Bus, BusError, ConnectOptions, Identity, StreamConfig};
 use osapi_common::config::{Config, NatsAuth};
@@ -83,6 +83,7 @@ pub fn find_or_create_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(
         format!("KV_{}", names.bucket),
         format!("KV_{}", names.response_bucket),
         format!("KV_{}", names.workers_bucket),
+        format!("KV_{}", names.drain_bucket),
     ];
     for stream in &streams {
         match bus.stream_messages(stream) {
@@ -103,7 +104,7 @@ fn notification_max_age(cfg: &Config) -> Duration {
     }
 }
 
-/// Creates (or updates) the job stream, the dead-letter stream and the four buckets.
+/// Creates (or updates) the job stream, the dead-letter stream and the five buckets.
 ///
 /// The job stream discards *new* messages when full: a publish to a full stream fails, the API answers
 /// 503 and removes the job again, so a 201 always means the notification is stored (docs/nats.md).
@@ -156,6 +157,14 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         ..bucket_cfg.clone()
     };
     bus.kv_ensure(&names.workers_bucket, &workers_cfg)?;
+    // Drain records: no TTL, so a drain lasts until undrain however long the host is down (a record in
+    // the heartbeat bucket would expire after `nats.kv.ttl` and the host would take jobs again). One
+    // small record per host, written by an admin or by the worker once per drain: no byte limit.
+    let drain_cfg = StreamConfig {
+        max_age: Duration::ZERO,
+        ..workers_cfg
+    };
+    bus.kv_ensure(&names.drain_bucket, &drain_cfg)?;
     // Idempotency-Key records: a day, whatever the job TTL, so a client's retry within 24 h is a replay.
     let idempotency_cfg = StreamConfig {
         max_age: osapi_common::idempotency::KEY_TTL,

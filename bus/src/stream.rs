@@ -6,6 +6,19 @@ use crate::{headers, parse_api_answer, Bus, BusError};
 use serde_json::{json, Value};
 use std::time::{Duration, Instant};
 
+/// The window in which a publish with a seen `Nats-Msg-Id` is dropped as a retry: 2 minutes, but never
+/// longer than what the stream keeps (the server refuses a window over `max_age`, so a short
+/// `nats.kv.ttl` or `nats.stream.max_age` would stop the layout being created); 0 = kept for ever.
+pub(crate) fn duplicate_window_ns(max_age: Duration) -> u64 {
+    const WINDOW: Duration = Duration::from_secs(120);
+    let window = if max_age.is_zero() {
+        WINDOW
+    } else {
+        WINDOW.min(max_age)
+    };
+    u64::try_from(window.as_nanos()).unwrap_or(u64::MAX)
+}
+
 /// The settings osapi uses for a stream (KV buckets included).
 #[derive(Debug, Clone)]
 pub struct StreamConfig {
@@ -131,7 +144,7 @@ impl Bus {
             "storage": cfg.storage,
             "num_replicas": cfg.replicas,
             "discard": cfg.discard,
-            "duplicate_window": 120_000_000_000_u64,
+            "duplicate_window": duplicate_window_ns(cfg.max_age),
             "max_consumers": cfg.max_consumers,
         });
         self.stream_ensure_raw(name, &body)
@@ -343,6 +356,14 @@ impl JsMessage {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_duplicate_window_never_outlasts_the_stream() {
+        let secs = |s| Duration::from_secs(s);
+        assert_eq!(duplicate_window_ns(Duration::ZERO), 120_000_000_000);
+        assert_eq!(duplicate_window_ns(secs(3600)), 120_000_000_000);
+        assert_eq!(duplicate_window_ns(secs(4)), 4_000_000_000);
+    }
 
     #[test]
     fn ack_meta_both_forms() {

@@ -1,5 +1,6 @@
 //! Drain and undrain of a worker (`POST /job/workers/{hostname}/drain|undrain`): the record kept per
-//! host (`drain.{host}` in the heartbeat bucket, so it survives a worker restart), its bounded event
+//! host (`drain.{host}` in the drain bucket, which has no TTL, so it lasts until undrain across any
+//! downtime or restart of the worker), its bounded event
 //! list, and the one rule for the state a worker shows. Pure.
 
 use serde::{Deserialize, Serialize};

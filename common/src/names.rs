@@ -24,6 +24,10 @@ pub struct Names {
     pub workers_bucket: String,
     /// KV bucket of `Idempotency-Key` records (`idem.{hash}`), 24 h TTL: `{prefix}job-idempotency`.
     pub idempotency_bucket: String,
+    /// KV bucket of drain records (`drain.{host}`): `{prefix}job-drain`, with no TTL, so a drain lasts
+    /// until undrain however long its host is down (the heartbeat bucket expires records after
+    /// `nats.kv.ttl`).
+    pub drain_bucket: String,
     consumer_base: String,
 }
 
@@ -59,6 +63,7 @@ impl Names {
             response_bucket: format!("{name_prefix}{response_bucket}"),
             workers_bucket: format!("{name_prefix}job-workers"),
             idempotency_bucket: format!("{name_prefix}job-idempotency"),
+            drain_bucket: format!("{name_prefix}job-drain"),
             consumer_base: format!("{name_prefix}{consumer}"),
             subject_prefix,
             name_prefix,
@@ -231,7 +236,7 @@ pub mod keys {
     pub fn worker(host: &str) -> String {
         format!("workers.{host}")
     }
-    /// A worker's drain record, in the heartbeat bucket (`common::drain`).
+    /// A worker's drain record, in the drain bucket (`common::drain`).
     pub fn drain(host: &str) -> String {
         format!("drain.{host}")
     }

@@ -3,8 +3,8 @@
 //!
 //! A worker may read job definitions (and other KV records: reads are not the threat), create and pull
 //! only its own consumers (and the shared `_any` one), ack only what they deliver, and write only its own
-//! `state.*.HOST`, `workers.HOST` and `*.HOST` response keys. The API may do everything else but write a
-//! host's state, response or heartbeat, or settle a worker's messages. Why each subject is there:
+//! `state.*.HOST`, `workers.HOST`, `drain.HOST` and `*.HOST` response keys. The API may do everything
+//! else but write a host's state, response or heartbeat, or settle a worker's messages. Why each subject is there:
 //! docs/security.md. Pure: names in, text out.
 
 use crate::names::{keys, Names};
@@ -39,12 +39,13 @@ pub fn worker(
         kv(&names.bucket, &keys::state("*", hostname)),
         kv(&names.response_bucket, &keys::response("*", hostname)),
         kv(workers_bucket, &keys::worker(hostname)),
-        // Its drain record: it appends `cordoned` once drained and idle (worker/src/drain.rs).
-        kv(workers_bucket, &keys::drain(hostname)),
+        // Its drain record (drain bucket, no TTL): it appends `cordoned` once drained and idle
+        // (worker/src/drain.rs).
+        kv(&names.drain_bucket, &keys::drain(hostname)),
         // Reading records (jobs.{id}, its earlier state, cancel.{id}; its drain record) and checking the
         // layout exists.
         format!("$JS.API.STREAM.MSG.GET.KV_{}", names.bucket),
-        format!("$JS.API.STREAM.MSG.GET.KV_{workers_bucket}"),
+        format!("$JS.API.STREAM.MSG.GET.KV_{}", names.drain_bucket),
         "$JS.API.STREAM.INFO.*".to_string(),
     ];
     // Both plans: one-filter consumers (nats-server 2.9) and merged ones (2.10+); a worker uses one and
@@ -73,7 +74,7 @@ pub fn worker(
             INBOX.to_string(),
             // Live notices of a cancel (any job: it may run here) and of its own drain record.
             kv(&names.bucket, &keys::cancel("*")),
-            kv(workers_bucket, &keys::drain(hostname)),
+            kv(&names.drain_bucket, &keys::drain(hostname)),
         ],
     }
 }
@@ -141,14 +142,15 @@ mod tests {
         assert!(has("$KV.job-queue.state.*.web1"));
         assert!(has("$KV.job-responses.*.web1"));
         assert!(has("$KV.job-workers.workers.web1"));
-        assert!(has("$KV.job-workers.drain.web1"));
-        assert!(!has("$KV.job-workers.drain.*"));
+        assert!(has("$KV.job-drain.drain.web1"));
+        assert!(!has("$KV.job-drain.drain.*"));
+        assert!(has("$JS.API.STREAM.MSG.GET.KV_job-drain"));
         assert!(p
             .subscribe_allow
             .contains(&"$KV.job-queue.cancel.*".to_string()));
         assert!(p
             .subscribe_allow
-            .contains(&"$KV.job-workers.drain.web1".to_string()));
+            .contains(&"$KV.job-drain.drain.web1".to_string()));
         assert!(has("$JS.API.STREAM.MSG.GET.KV_job-queue"));
         assert!(has("$JS.API.CONSUMER.MSG.NEXT.JOBS.jobs-worker-any"));
         // Per consumer of either plan: create, info, pull, ack; delete only its own, never the shared one.
@@ -188,7 +190,7 @@ mod tests {
             [
                 "_INBOX.>",
                 "$KV.job-queue.cancel.*",
-                "$KV.job-workers.drain.web1"
+                "$KV.job-drain.drain.web1"
             ]
         );
     }

@@ -239,8 +239,8 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
         .unwrap_or_default();
     assert_eq!(
         streams.len(),
-        7,
-        "JOBS, JOBS-DLQ, AUDIT and four KV buckets (jobs, responses, heartbeats, idempotency keys): {jsz:#}"
+        8,
+        "JOBS, JOBS-DLQ, AUDIT and five KV buckets (jobs, responses, heartbeats, idempotency keys, drain records): {jsz:#}"
     );
     for stream in &streams {
         assert_eq!(stream["config"]["num_replicas"], 3, "{stream:#}");

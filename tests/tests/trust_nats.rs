@@ -1,7 +1,7 @@
 //! Least-privilege NATS identities, from the attacker's side: nats-server runs packaging/nats/nats-server.conf
 //! with TLS (a CA, server and client certificates made by openssl here) and one NKey user per identity, the
 //! blocks printed by `osapi nats-permissions`. The whole pipeline works under it; web1's credentials are
-//! refused when writing web2's state, response or heartbeat, or any job definition, or pulling web2's
+//! refused when writing web2's state, response, heartbeat or drain record, or any job definition, or pulling web2's
 //! consumer, and the API's when writing a host's state.
 
 use osapi_bus::Identity;
@@ -241,6 +241,7 @@ fn each_identity_holds_only_its_own_keys() {
         (names.bucket.clone(), keys::state(&id, "web2")),
         (names.response_bucket.clone(), keys::response(&id, "web2")),
         (names.workers_bucket.clone(), keys::worker("web2")),
+        (names.drain_bucket.clone(), keys::drain("web2")),
         (names.bucket.clone(), keys::job(&id)),
     ];
     for (bucket, key) in &refused {

@@ -1,4 +1,4 @@
-//! Drain on this worker. The `drain.{host}` record in the heartbeat bucket (written by the API's
+//! Drain on this worker. The `drain.{host}` record in the drain bucket (no TTL; written by the API's
 //! `POST /job/workers/{host}/drain|undrain`) says whether to take new jobs; it is read once before
 //! the fetchers start (so a drained worker stays drained across a restart) and then on every notice
 //! of a change (a core subscription to its subject) or every heartbeat interval, whichever is first.
@@ -51,7 +51,7 @@ impl Drain {
 
     /// Reads the record now and applies it; the revision is for a compare-and-set.
     pub fn load(&self) -> Result<Option<u64>, BusError> {
-        let entry = self.bus.kv_get(&self.names.workers_bucket, &self.key())?;
+        let entry = self.bus.kv_get(&self.names.drain_bucket, &self.key())?;
         let revision = entry.as_ref().map(|e| e.revision);
         let record: Option<DrainRecord> = entry.and_then(|e| serde_json::from_slice(&e.value).ok());
         let drained = record.as_ref().is_some_and(|r| r.drain);
@@ -87,7 +87,7 @@ impl Drain {
         let value = serde_json::to_vec(&record).map_err(|e| BusError::Protocol(e.to_string()))?;
         match self
             .bus
-            .kv_update(&self.names.workers_bucket, &self.key(), &value, rev)
+            .kv_update(&self.names.drain_bucket, &self.key(), &value, rev)
         {
             Ok(_) => {
                 log::info!("{}: cordoned (drained, nothing running)", self.hostname);
@@ -107,7 +107,7 @@ impl Drain {
         heartbeat: Arc<Heartbeat>,
         every: Duration,
     ) -> std::io::Result<()> {
-        let subject = format!("$KV.{}.{}", self.names.workers_bucket, self.key());
+        let subject = format!("$KV.{}.{}", self.names.drain_bucket, self.key());
         std::thread::Builder::new()
             .name("drain".into())
             .spawn(move || {

@@ -1,4 +1,4 @@
-//! The store's part of drain and undrain: the `drain.{host}` record in the heartbeat bucket, changed
+//! The store's part of drain and undrain: the `drain.{host}` record in the drain bucket (no TTL), changed
 //! by compare-and-set (a drain racing an undrain, or the worker recording `cordoned`, never loses an
 //! event) and read back by the worker, which stops pulling while it is drained.
 
@@ -24,7 +24,7 @@ impl Store {
         if !self.live_workers().iter().any(|w| w.hostname == host) {
             return Ok(None);
         }
-        let bucket = &self.names.workers_bucket;
+        let bucket = &self.names.drain_bucket;
         let key = keys::drain(host);
         for _ in 0..CAS_TRIES {
             let entry = self.bus.kv_get(bucket, &key)?;
