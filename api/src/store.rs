@@ -254,7 +254,9 @@ impl Store {
         Ok(out)
     }
 
-    /// Removes the job, its states and responses. `false` when there was no such job.
+    /// Deletes the job by writing a delete marker on `jobs.{id}` (nothing else): the job is then gone
+    /// for clients, while its hosts' states and responses stay in KV, unreachable, until the bucket's
+    /// TTL removes them (never with `nats.kv.ttl: 0s`). `false` when there was no such job.
     pub fn delete(&self, id: &Uuid) -> Result<bool, BusError> {
         let sid = id.to_string();
         if self.definition(id)?.is_none() {

@@ -16,6 +16,8 @@ use std::time::Duration;
 pub const DEFAULT_JOB_TIMEOUT: Duration = Duration::from_secs(60);
 /// Default `--ttl` of `token generate`.
 pub const DEFAULT_TOKEN_TTL: Duration = Duration::from_secs(90 * 86_400);
+/// The page sizes `GET /job` takes (the API answers 400 outside them): refused here first, clearly.
+pub const JOB_LIST_LIMITS: std::ops::RangeInclusive<usize> = 1..=1000;
 
 /// A command line that cannot be run; exit code 2.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -231,9 +233,17 @@ fn build(opts: &Options<'_>, positional: &[String]) -> Result<Command, UsageErro
                 s.parse::<JobStatus>()
                     .map_err(|e| UsageError(format!("--status: {e}")))?;
             }
+            let limit = opts.count("limit")?;
+            if let Some(n) = limit.filter(|n| !JOB_LIST_LIMITS.contains(n)) {
+                return Err(UsageError(format!(
+                    "--limit must be between {} and {}, got {n}",
+                    JOB_LIST_LIMITS.start(),
+                    JOB_LIST_LIMITS.end()
+                )));
+            }
             JobCommand::List {
                 status,
-                limit: opts.count("limit")?,
+                limit,
                 offset: opts.count("offset")?,
             }
         }

@@ -74,10 +74,10 @@ fn commands_parse() {
             }),
         ),
         (
-            "job list --status processing --limit 0 --offset=20",
+            "job list --status processing --limit 1000 --offset=20",
             job(JobCommand::List {
                 status: Some("processing".into()),
-                limit: Some(0),
+                limit: Some(1000),
                 offset: Some(20),
             }),
         ),
@@ -223,6 +223,14 @@ fn mistakes_are_usage_errors_naming_the_argument() {
         ("job add x --data {} --json-file f", "not both"),
         ("job add x -t a -t b", "--target given more than once"),
         ("job list --limit -1", "'-1'"),
+        (
+            "job list --limit 0",
+            "--limit must be between 1 and 1000, got 0",
+        ),
+        (
+            "job list --limit 1001",
+            "--limit must be between 1 and 1000, got 1001",
+        ),
         ("job list --limit ten", "--limit: 'ten'"),
         ("job list --status done", "--status: unknown status 'done'"),
         ("job status --json=yes", "--json takes no value"),

@@ -29,9 +29,9 @@ Usage:
   osapi job run TYPE [--target T] [--data JSON | --json-file F] [--timeout 60s]
         submit a job, wait for it (up to --timeout) and print each host's result
   osapi job get ID [--wait 30s]      show a job (waiting up to --wait for it to finish)
-  osapi job list [--status S] [--limit N] [--offset N]
+  osapi job list [--status S] [--limit N] [--offset M]
         list jobs, newest first (S: pending, running, completed, failed, partial_failure, cancelled;
-        N: 1 to 1000, default 10)
+        N: 1 to 1000, default 10; M: 0 or more, default 0)
   osapi job delete ID                delete a job
   osapi job cancel ID                cancel a pending or running job (hosts running it stop it)
   osapi job retry ID [--target T]    submit a new job like ID (default: the same target)

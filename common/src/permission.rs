@@ -18,7 +18,7 @@ pub const ALL: &str = "*";
 /// The roles every token may name; a custom role of the same name would be silently shadowed.
 pub const BUILT_IN_ROLES: &[&str] = &["read", "write", "admin"];
 /// Every permission a role may grant (`job:admin` and `audit:read` guard the drain and audit routes).
-pub const KNOWN: &[&str] = &[JOB_READ, JOB_WRITE, HEALTH_READ, "job:admin", "audit:read"];
+pub const KNOWN: &[&str] = &[JOB_READ, JOB_WRITE, HEALTH_READ, JOB_ADMIN, AUDIT_READ];
 /// HS256 keys shorter than this are refused: RFC 7518 §3.2 asks for a key at least as long as the
 /// hash (256 bits), and a short key can be guessed offline from any token.
 pub const SIGNING_KEY_BYTES_MIN: usize = 32;
