@@ -36,32 +36,11 @@ fn fingerprint(path: &str, body: &[u8]) -> String {
         Vec::new()
     } else {
         match serde_json::from_slice::<serde_json::Value>(body) {
-            Ok(v) => canonical_json(&v).into_bytes(),
+            Ok(v) => osapi_common::canonical::to_string(&v).into_bytes(),
             Err(_) => body.to_vec(),
         }
     };
     sha256_hex(&[path.as_bytes(), &canonical])
-}
-
-/// JSON with object keys sorted at every level.
-fn canonical_json(v: &serde_json::Value) -> String {
-    use serde_json::Value;
-    match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort();
-            let fields: Vec<String> = keys
-                .into_iter()
-                .map(|k| format!("{}:{}", Value::from(k.as_str()), canonical_json(&map[k])))
-                .collect();
-            format!("{{{}}}", fields.join(","))
-        }
-        Value::Array(items) => {
-            let items: Vec<String> = items.iter().map(canonical_json).collect();
-            format!("[{}]", items.join(","))
-        }
-        other => other.to_string(),
-    }
 }
 
 fn error(status: u16, what: impl Into<String>, details: &str) -> ApiError {

@@ -3,6 +3,7 @@
 //! Invariant: this crate does no IO (no NATS, no HTTP, no threads, no clock reads except
 //! through the `now` arguments callers pass in), so everything here is unit-tested with plain values.
 
+pub mod canonical;
 pub mod conditions;
 pub mod config;
 pub mod drain;

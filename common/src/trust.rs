@@ -12,7 +12,6 @@ use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, K
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
 use serde_json::Value;
 use std::collections::BTreeMap;
-use std::fmt::Write as _;
 
 pub use ed25519_dalek::{SigningKey as JobSigningKey, VerifyingKey as JobVerifyingKey};
 
@@ -36,39 +35,7 @@ pub fn canonical_bytes(def: &JobDef) -> Vec<u8> {
         def.retry_of.as_deref().map_or(Value::Null, Value::from),
         Value::from(def.submitted_by.as_str()),
     ]);
-    let mut out = String::new();
-    write_canonical(&fields, &mut out);
-    out.into_bytes()
-}
-
-fn write_canonical(v: &Value, out: &mut String) {
-    match v {
-        Value::Array(items) => {
-            out.push('[');
-            for (i, item) in items.iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                write_canonical(item, out);
-            }
-            out.push(']');
-        }
-        Value::Object(map) => {
-            let sorted: BTreeMap<&String, &Value> = map.iter().collect();
-            out.push('{');
-            for (i, (k, item)) in sorted.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(',');
-                }
-                let _ = write!(out, "{}:", Value::from(k.as_str()));
-                write_canonical(item, out);
-            }
-            out.push('}');
-        }
-        scalar => {
-            let _ = write!(out, "{scalar}");
-        }
-    }
+    crate::canonical::to_string(&fields).into_bytes()
 }
 
 /// The name a key goes by in a signature and in log lines: its 32 public bytes in base64.
