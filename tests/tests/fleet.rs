@@ -23,6 +23,7 @@ fn bus(nats: &NatsServer) -> Bus {
         identity: Default::default(),
         request_timeout: Duration::from_secs(5),
         name: "fleet test".into(),
+        inbox_prefix: "_INBOX".into(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
