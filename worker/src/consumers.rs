@@ -96,6 +96,16 @@ pub fn ensure_consumer(
     consumer: &ConsumerConfig,
 ) -> Result<(), BusError> {
     if consumer.durable == names.any_consumer().durable {
+        if bus.consumer_exists(&names.stream, &consumer.durable)? {
+            return Ok(());
+        }
+        // The stream itself gone (a wiped server): lay everything out again, as for its own consumers;
+        // the layout includes the shared one (a least-privilege worker is refused and waits instead).
+        if let Err(e) = bus.stream_messages(&names.stream) {
+            if e.is_not_found() {
+                setup::ensure_layout(bus, cfg, names)?;
+            }
+        }
         return match bus.consumer_exists(&names.stream, &consumer.durable)? {
             true => Ok(()),
             false => Err(BusError::Api {
