@@ -121,9 +121,12 @@ fn run() -> Result<(), String> {
     let job_key = Arc::new(load_job_key(&cfg.api.server.security.job_signing_key_file)?);
     let names = Arc::new(setup::names(&cfg));
 
-    let bus =
-        setup::connect_with_retry(&setup::connect_options(&cfg, "osapi-api"), CONNECT_PATIENCE)
-            .map_err(|e| e.to_string())?;
+    let inbox = osapi_common::nats_permissions::api_inbox_prefix(&names);
+    let bus = setup::connect_with_retry(
+        &setup::connect_options(&cfg, "osapi-api", &inbox),
+        CONNECT_PATIENCE,
+    )
+    .map_err(|e| e.to_string())?;
     while let Err(e) = setup::ensure_layout(&bus, &cfg, &names) {
         log::warn!("cannot set up JetStream streams and buckets: {e}; retrying");
         std::thread::sleep(Duration::from_secs(1));

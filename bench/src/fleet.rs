@@ -132,6 +132,7 @@ fn run(
             identity: Default::default(),
             request_timeout: Duration::from_secs(5),
             name: "osapi-bench fleet".into(),
+            inbox_prefix: "_INBOX".into(),
         };
         // JetStream answers once a cluster has elected its meta leader.
         match Bus::connect(&opts).and_then(|b| b.js_api("INFO", &serde_json::json!({})).map(|_| b))

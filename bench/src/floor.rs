@@ -47,6 +47,7 @@ impl Floor {
             identity: Default::default(),
             request_timeout: Duration::from_secs(2),
             name: name.into(),
+            inbox_prefix: "_INBOX".into(),
         };
         let client = Bus::connect(&opts("bench-client")).map_err(err)?;
         let workers = (0..worker_connections.max(1))

@@ -170,6 +170,7 @@ pub fn fill(
                         identity: Default::default(),
                         request_timeout: Duration::from_secs(10),
                         name: "osapi-bench fill".into(),
+                        inbox_prefix: "_INBOX".into(),
                     })
                     .map_err(|e| e.to_string())?;
                     for batch in part.chunks(BATCH_MAX) {

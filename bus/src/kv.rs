@@ -165,7 +165,7 @@ impl Bus {
     /// Starts watching every key of `bucket`: the last record of each key first (from `after_seq + 1` when
     /// resuming), then every change.
     pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
-        let inbox = self.nc().new_inbox();
+        let inbox = self.new_inbox();
         let sub = self
             .nc()
             .subscribe(&inbox)

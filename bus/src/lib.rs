@@ -55,6 +55,10 @@ pub struct ConnectOptions {
     pub request_timeout: Duration,
     /// Shown in the server's connection list.
     pub name: String,
+    /// First token of every reply and delivery subject this connection makes (`{prefix}.{random}...`):
+    /// `_INBOX` as the crate does, or one per identity so each may subscribe to its own replies only
+    /// (`osapi_common::nats_permissions::inbox_prefix`, docs/security.md).
+    pub inbox_prefix: String,
 }
 
 struct Inner {
@@ -63,12 +67,34 @@ struct Inner {
     /// Reconnections so far: a watch made before the last one must be checked (its consumer may be gone).
     reconnects: Arc<AtomicU64>,
     reply_prefix: String,
+    /// `ConnectOptions::inbox_prefix`, for [`Bus::new_inbox`].
+    inbox_prefix: String,
     next_token: AtomicU64,
     waiting: Mutex<HashMap<u64, Sender<Message>>>,
     flush_kick: Sender<()>,
     request_timeout: Duration,
     /// `nats.url`, for [`Bus::server_version`].
     url: String,
+}
+
+/// `{prefix}.{unique}`: the crate's unique token under our prefix.
+fn inbox_in(prefix: &str, nc: &nats::Connection) -> String {
+    let crate_inbox = nc.new_inbox();
+    let unique = crate_inbox
+        .strip_prefix("_INBOX.")
+        .unwrap_or(crate_inbox.as_str());
+    format!("{prefix}.{unique}")
+}
+
+/// An inbox prefix is one plain subject token: a permission `{prefix}.>` must cover every inbox.
+fn check_inbox_prefix(prefix: &str) -> Result<(), BusError> {
+    let plain = |c: char| c.is_ascii_alphanumeric() || c == '_' || c == '-';
+    if prefix.is_empty() || !prefix.chars().all(plain) {
+        return Err(BusError::Protocol(format!(
+            "inbox prefix {prefix:?} must be one subject token of letters, digits, '_' and '-'"
+        )));
+    }
+    Ok(())
 }
 
 /// A cheap-to-clone handle on one NATS connection.
@@ -81,6 +107,7 @@ impl Bus {
     /// Connects once (failing after the crate's own connect attempt, ~1 s on a closed port) and sets up
     /// unlimited reconnects, the reply table and the flusher.
     pub fn connect(opts: &ConnectOptions) -> Result<Bus, BusError> {
+        check_inbox_prefix(&opts.inbox_prefix)?;
         let connected = Arc::new(AtomicBool::new(false));
         let base = match (&opts.user_pass, &opts.token) {
             (Some((u, p)), _) => nats::Options::with_user_pass(u, p),
@@ -109,7 +136,7 @@ impl Bus {
             .map_err(|e| BusError::Unavailable(format!("connect to {}: {e}", opts.url)))?;
         connected.store(true, Ordering::SeqCst);
 
-        let reply_prefix = nc.new_inbox();
+        let reply_prefix = inbox_in(&opts.inbox_prefix, &nc);
         let replies = nc
             .subscribe(&format!("{reply_prefix}.*"))
             .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
@@ -119,6 +146,7 @@ impl Bus {
             connected,
             reconnects,
             reply_prefix,
+            inbox_prefix: opts.inbox_prefix.clone(),
             next_token: AtomicU64::new(1),
             waiting: Mutex::new(HashMap::new()),
             flush_kick,
@@ -156,6 +184,12 @@ impl Bus {
     /// The version a server of `nats.url` announces in its INFO line (`2.9.10`).
     pub fn server_version(&self) -> Result<String, BusError> {
         info::server_version(&self.inner.url, self.inner.request_timeout)
+    }
+
+    /// A fresh unique subject under this connection's inbox prefix, for a delivery subscription (a
+    /// watch, a puller). Never the crate's own `new_inbox`, which is always `_INBOX.`.
+    pub(crate) fn new_inbox(&self) -> String {
+        inbox_in(&self.inner.inbox_prefix, &self.inner.nc)
     }
 
     /// The underlying connection, for subscriptions this crate's modules own.

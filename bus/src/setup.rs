@@ -1,13 +1,17 @@
 //! From the osapi config to NATS: connection options, and the JetStream layout (job stream, dead-letter
 //! stream, the KV buckets) that whichever daemon starts first creates and the other finds. Idempotent.
 
-use crate::{Bus, BusError, ConnectOptions, Identity, StreamConfig};
+use crate::{Bus, BusError, ConnectOptions, ConsumerConfig, Identity, StreamConfig};
 use osapi_common::config::{Config, NatsAuth};
-use osapi_common::names::Names;
+use osapi_common::names::{ConsumerSpec, Names};
 use std::time::{Duration, Instant};
 
-/// Connection options for `cfg.nats`, naming the client `name` on the server.
-pub fn connect_options(cfg: &Config, name: &str) -> ConnectOptions {
+/// Pull requests a consumer of one host holds at once (one fetcher; the rest is slack).
+const OWN_MAX_WAITING: i64 = 512;
+
+/// Connection options for `cfg.nats`, naming the client `name` on the server; its replies and deliveries
+/// come on `inbox_prefix` (`osapi_common::nats_permissions`: one per identity).
+pub fn connect_options(cfg: &Config, name: &str, inbox_prefix: &str) -> ConnectOptions {
     let (user_pass, token) = match &cfg.nats.auth {
         NatsAuth::None => (None, None),
         NatsAuth::UserPass { username, password } => {
@@ -37,6 +41,28 @@ pub fn connect_options(cfg: &Config, name: &str) -> ConnectOptions {
         identity,
         request_timeout: cfg.nats.request_timeout,
         name: name.to_string(),
+        inbox_prefix: inbox_prefix.to_string(),
+    }
+}
+
+/// The consumer settings of `spec` from `job.worker.consumer`. Every worker keeps a pull waiting on the
+/// shared `_any` consumer, so its `max_waiting` is sized like the fleet (`nats.stream.max_consumers`,
+/// at least one consumer a host): with the old 512, pulls of a larger fleet were refused (409).
+pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
+    let c = &cfg.job.worker.consumer;
+    let fleet = i64::try_from(cfg.nats.stream.max_consumers).unwrap_or(i64::MAX);
+    ConsumerConfig {
+        durable: spec.durable.clone(),
+        filters: spec.filters.clone(),
+        ack_wait: c.ack_wait,
+        max_deliver: c.max_deliver,
+        back_off: c.back_off.clone(),
+        max_ack_pending: c.max_ack_pending,
+        max_waiting: if spec.shared {
+            fleet.max(OWN_MAX_WAITING)
+        } else {
+            OWN_MAX_WAITING
+        },
     }
 }
 
@@ -104,7 +130,8 @@ fn notification_max_age(cfg: &Config) -> Duration {
     }
 }
 
-/// Creates (or updates) the job stream, the dead-letter stream and the five buckets.
+/// Creates (or updates) the job stream, the dead-letter stream, the five buckets and the shared `_any`
+/// consumer (a worker may only read and pull that one: docs/security.md).
 ///
 /// The job stream discards *new* messages when full: a publish to a full stream fails, the API answers
 /// 503 and removes the job again, so a 201 always means the notification is stored (docs/nats.md).
@@ -170,5 +197,24 @@ pub fn ensure_layout(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusEr
         max_age: osapi_common::idempotency::KEY_TTL,
         ..bucket_cfg
     };
-    bus.kv_ensure(&names.idempotency_bucket, &idempotency_cfg)
+    bus.kv_ensure(&names.idempotency_bucket, &idempotency_cfg)?;
+    ensure_shared_consumer(bus, cfg, names)
+}
+
+/// Creates or updates the shared `_any` consumer. One the server will not change (2.9 refuses most
+/// updates) is kept as it is, with a warning, as a worker does with its own.
+fn ensure_shared_consumer(bus: &Bus, cfg: &Config, names: &Names) -> Result<(), BusError> {
+    let consumer = consumer_config(&names.any_consumer(), cfg);
+    match bus.consumer_ensure(&names.stream, &consumer) {
+        Ok(()) => Ok(()),
+        Err(e @ BusError::Unavailable(_)) => Err(e),
+        Err(refused) if bus.consumer_exists(&names.stream, &consumer.durable)? => {
+            log::warn!(
+                "consumer {} kept with its existing settings: {refused}",
+                consumer.durable
+            );
+            Ok(())
+        }
+        Err(refused) => Err(refused),
+    }
 }

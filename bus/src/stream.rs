@@ -227,7 +227,7 @@ impl Bus {
 
     /// A puller for one durable pull consumer.
     pub fn puller(&self, stream: &str, durable: &str) -> Result<Puller, BusError> {
-        let inbox = self.nc().new_inbox();
+        let inbox = self.new_inbox();
         let sub = self
             .nc()
             .subscribe(&inbox)

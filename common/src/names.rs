@@ -156,7 +156,8 @@ impl Names {
         ]
     }
 
-    fn any_consumer(&self) -> ConsumerSpec {
+    /// The consumer every worker shares (`_any`); the API creates it with the layout.
+    pub fn any_consumer(&self) -> ConsumerSpec {
         ConsumerSpec {
             durable: format!("{}-any", self.consumer_base),
             filters: vec![format!("{}jobs.*._any", self.subject_prefix)],
@@ -202,7 +203,7 @@ impl Names {
 
 /// A durable-name-safe token for an arbitrary hostname or label: readable characters kept, anything else
 /// replaced by `_`, plus a short hash of the original so `a.b` and `a_b` never share a durable.
-fn durable_token(s: &str) -> String {
+pub(crate) fn durable_token(s: &str) -> String {
     let clean: String = s
         .chars()
         .map(|c| {

@@ -2,12 +2,13 @@
 //! host, and their blocks in nats-server's config syntax (`osapi nats-permissions`, packaging/nats/).
 //!
 //! A worker may read job definitions (and other KV records: reads are not the threat), create and pull
-//! only its own consumers (and the shared `_any` one), ack only what they deliver, and write only its own
-//! `state.*.HOST`, `workers.HOST`, `drain.HOST` and `*.HOST` response keys. The API may do everything
-//! else but write a host's state, response or heartbeat, or settle a worker's messages. Why each subject is there:
-//! docs/security.md. Pure: names in, text out.
+//! only its own consumers (and pull the shared `_any` one, which only the API creates), ack only what
+//! they deliver, write only its own `state.*.HOST`, `workers.HOST`, `drain.HOST` and `*.HOST` response
+//! keys, and receive only on its own inbox prefix. The API may do everything else but write a host's
+//! state, response or heartbeat, or settle a worker's messages, and receives only on its own prefix. Why
+//! each subject is there: docs/security.md. Pure: names in, text out.
 
-use crate::names::{keys, Names};
+use crate::names::{durable_token, keys, Names};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
@@ -19,8 +20,20 @@ pub struct Permissions {
     pub subscribe_allow: Vec<String>,
 }
 
-/// Replies to every request come back on the client's inbox (`_INBOX.<random>.*`).
-const INBOX: &str = "_INBOX.>";
+/// The first token of every reply and delivery subject of the worker on `hostname`: its own, so no other
+/// identity may subscribe to what JetStream sends it (its pulled jobs carry their ack subjects).
+pub fn worker_inbox_prefix(names: &Names, hostname: &str) -> String {
+    format!("_INBOX_{}{}", names.name_prefix(), durable_token(hostname))
+}
+
+/// The API's inbox prefix (a worker's always ends in `-` and a hash, so never equals it).
+pub fn api_inbox_prefix(names: &Names) -> String {
+    format!("_INBOX_{}API", names.name_prefix())
+}
+
+fn inbox(prefix: &str) -> String {
+    format!("{prefix}.>")
+}
 
 fn kv(bucket: &str, key: &str) -> String {
     format!("$KV.{bucket}.{key}")
@@ -58,11 +71,15 @@ pub fn worker(
     }
     for spec in specs {
         let durable = &spec.durable;
-        for api in ["DURABLE.CREATE", "INFO", "MSG.NEXT"] {
+        // The shared one is the API's (layout): a worker that could create it could also update it
+        // (2.10+: the same request) and stall `_any` for the fleet. It reads its info and pulls.
+        let apis: &[&str] = if spec.shared {
+            &["INFO", "MSG.NEXT"]
+        } else {
+            &["DURABLE.CREATE", "INFO", "MSG.NEXT", "DELETE"]
+        };
+        for api in apis {
             publish.push(format!("$JS.API.CONSUMER.{api}.{stream}.{durable}"));
-        }
-        if !spec.shared {
-            publish.push(format!("$JS.API.CONSUMER.DELETE.{stream}.{durable}"));
         }
         // Ack, nak, in-progress and term go to the delivery's reply subject.
         publish.push(format!("$JS.ACK.{stream}.{durable}.>"));
@@ -71,7 +88,7 @@ pub fn worker(
         publish_allow: publish,
         publish_deny: Vec::new(),
         subscribe_allow: vec![
-            INBOX.to_string(),
+            inbox(&worker_inbox_prefix(names, hostname)),
             // Live notices of a cancel (any job: it may run here) and of its own drain record.
             kv(&names.bucket, &keys::cancel("*")),
             kv(&names.drain_bucket, &keys::drain(hostname)),
@@ -91,7 +108,9 @@ pub fn api(names: &Names, workers_bucket: &str) -> Permissions {
             "$JS.ACK.>".to_string(),
             format!("$JS.API.CONSUMER.MSG.NEXT.{}.>", names.stream),
         ],
-        subscribe_allow: vec![">".to_string()],
+        // Its replies and watches come to its own prefix; reading workers' would show it nothing it may
+        // use, but there is no reason to allow it.
+        subscribe_allow: vec![inbox(&api_inbox_prefix(names))],
     }
 }
 
@@ -171,11 +190,19 @@ mod tests {
             }
             assert!(has(&format!("$JS.ACK.JOBS.{d}.>")), "{d}");
         }
+        // The shared one: info, pull and ack only; the API creates (and may update) it.
         assert!(!has("$JS.API.CONSUMER.DELETE.JOBS.jobs-worker-any"));
-        // 7 record/read subjects, 4 for the shared consumer, 5 for each of its 4 + 1 own consumers.
+        assert!(!has("$JS.API.CONSUMER.DURABLE.CREATE.JOBS.jobs-worker-any"));
+        assert!(!p
+            .publish_allow
+            .iter()
+            .any(|s| s.contains("CONSUMER.CREATE")));
+        assert!(has("$JS.API.CONSUMER.INFO.JOBS.jobs-worker-any"));
+        assert!(has("$JS.ACK.JOBS.jobs-worker-any.>"));
+        // 7 record/read subjects, 3 for the shared consumer, 5 for each of its 4 + 1 own consumers.
         assert_eq!(
             p.publish_allow.len(),
-            7 + 4 + 5 * 5,
+            7 + 3 + 5 * 5,
             "{:#?}",
             p.publish_allow
         );
@@ -188,11 +215,35 @@ mod tests {
         assert_eq!(
             p.subscribe_allow,
             [
-                "_INBOX.>",
+                "_INBOX_web1-19ea4040.>",
                 "$KV.job-queue.cancel.*",
                 "$KV.job-drain.drain.web1"
             ]
         );
+    }
+
+    #[test]
+    fn each_identity_receives_on_its_own_inbox_prefix_only() {
+        let n = names();
+        let (web1, web2) = (
+            worker_inbox_prefix(&n, "web1"),
+            worker_inbox_prefix(&n, "web2"),
+        );
+        let api_prefix = api_inbox_prefix(&n);
+        assert_eq!(api_prefix, "_INBOX_API");
+        assert!(web1.starts_with("_INBOX_web1-") && web1 != web2);
+        // Hostnames that clean up alike still differ; dots never split the token.
+        let (dotted, underscored) = (
+            worker_inbox_prefix(&n, "a.b"),
+            worker_inbox_prefix(&n, "a_b"),
+        );
+        assert!(dotted != underscored && !dotted.contains('.'), "{dotted}");
+        let prod = Names::new("prod", "JOBS", "job-queue", "job-responses", "jobs-worker");
+        assert_eq!(api_inbox_prefix(&prod), "_INBOX_prod-API");
+        let p = worker(&n, "job-workers", "web1", &BTreeMap::new());
+        assert_eq!(p.subscribe_allow[0], format!("{web1}.>"));
+        assert!(!p.subscribe_allow.iter().any(|s| s.starts_with("_INBOX.")));
+        assert_eq!(api(&n, "job-workers").subscribe_allow, ["_INBOX_API.>"]);
     }
 
     #[test]

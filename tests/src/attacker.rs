@@ -21,6 +21,17 @@ impl Attacker {
         namespace: &str,
         identity: Identity,
     ) -> Result<Attacker, String> {
+        Attacker::connect_with_inbox(nats_url, namespace, identity, "_INBOX")
+    }
+
+    /// As [`Attacker::connect`], receiving on `inbox_prefix` (a restricted identity may subscribe to its
+    /// own prefix only).
+    pub fn connect_with_inbox(
+        nats_url: &str,
+        namespace: &str,
+        identity: Identity,
+        inbox_prefix: &str,
+    ) -> Result<Attacker, String> {
         let bus = Bus::connect(&ConnectOptions {
             url: nats_url.to_string(),
             user_pass: None,
@@ -28,6 +39,7 @@ impl Attacker {
             identity,
             request_timeout: Duration::from_secs(2),
             name: "attacker".into(),
+            inbox_prefix: inbox_prefix.into(),
         })
         .map_err(|e| e.to_string())?;
         let names = Names::new(

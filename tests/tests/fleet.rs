@@ -2,7 +2,8 @@
 //! whose consumers the stream's `max_consumers` does not allow is listed but not routed to, says why, and
 //! joins once the limit is raised; on nats-server 2.10+ each worker holds one consumer of its own (several
 //! filters) beside the shared `_any` one, on 2.9 one per subject, label broadcasts reach the right
-//! workers either way, and a worker removes the consumers of the other plan (after a server upgrade).
+//! workers either way, a worker removes the consumers of the other plan (after a server upgrade), and a
+//! worker waits for the shared `_any` consumer, which only the API makes.
 
 use std::time::Duration;
 
@@ -23,6 +24,7 @@ fn bus(nats: &NatsServer) -> Bus {
         identity: Default::default(),
         request_timeout: Duration::from_secs(5),
         name: "fleet test".into(),
+        inbox_prefix: "_INBOX".into(),
     })
     .unwrap_or_else(|e| panic!("{e}"))
 }
@@ -211,9 +213,13 @@ fn a_worker_removes_its_consumers_of_the_other_plan_after_a_server_upgrade() {
     let options = Options::default();
     let names = names();
     let labels = [("group".to_string(), "web.dev".to_string())].into();
-    // What the worker left behind on 2.9: one consumer per subject.
+    // What the worker left behind on 2.9: one consumer per subject (the shared one is the API's).
     let api = Api::start(&nats.url(), &options);
-    for spec in names.worker_consumers("web1", &labels) {
+    for spec in names
+        .worker_consumers("web1", &labels)
+        .into_iter()
+        .filter(|s| !s.shared)
+    {
         let consumer = osapi_bus::ConsumerConfig {
             durable: spec.durable.clone(),
             filters: spec.filters.clone(),
@@ -257,4 +263,55 @@ fn a_worker_removes_its_consumers_of_the_other_plan_after_a_server_upgrade() {
     assert_eq!(room.used, 2, "{room:?}");
     let job = cluster.run_job("test.ping.do", json!({}), "group:web");
     assert_eq!(job["responses"]["web1"]["status"], "completed", "{job:#}");
+}
+
+#[test]
+fn a_worker_waits_for_the_shared_consumer_the_api_makes() {
+    let options = Options::default();
+    let nats = NatsServer::start();
+    let api = Api::start(&nats.url(), &options);
+    // The API laid out NATS, the shared consumer with it; gone, a worker may not make it (a
+    // least-privilege worker may only pull from it: docs/security.md), so it waits and says why.
+    let bus = bus(&nats);
+    let any = names().any_consumer().durable;
+    assert_eq!(bus.consumer_exists(&names().stream, &any), Ok(true));
+    bus.consumer_delete(&names().stream, &any)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let worker = Worker::start(&nats.url(), "w1", &[], 2, &options);
+    let cluster = Cluster {
+        workers: vec![worker],
+        api,
+        nats,
+    };
+    let mut entry = Value::Null;
+    wait_until(
+        "w1 listed as not subscribed, naming the shared consumer",
+        SUBSCRIBED_WITHIN,
+        || {
+            entry = listed(&cluster, "w1").unwrap_or(Value::Null);
+            entry["subscribed"] == false
+                && entry["problem"]
+                    .as_str()
+                    .is_some_and(|p| p.contains(&any) && p.contains("the API creates"))
+        },
+    );
+    assert_eq!(
+        bus.consumer_exists(&names().stream, &any),
+        Ok(false),
+        "the worker did not make it"
+    );
+    // An API start lays out NATS again; the worker's retries then find the consumer and it takes jobs.
+    let again = Api::start(&cluster.nats.url(), &options);
+    wait_until(
+        "w1 subscribed once the API made _any",
+        SUBSCRIBED_WITHIN,
+        || {
+            listed(&cluster, "w1")
+                .is_some_and(|w| w["subscribed"] == true && w["problem"].is_null())
+        },
+    );
+    drop(again);
+    let job = cluster.run_job("test.ping.do", json!({}), "_any");
+    assert_eq!(job["status"], "completed", "{job:#}");
+    assert_eq!(job["responses"]["w1"]["status"], "completed", "{job:#}");
 }

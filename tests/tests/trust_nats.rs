@@ -2,10 +2,12 @@
 //! with TLS (a CA, server and client certificates made by openssl here) and one NKey user per identity, the
 //! blocks printed by `osapi nats-permissions`. The whole pipeline works under it; web1's credentials are
 //! refused when writing web2's state, response, heartbeat or drain record, or any job definition, or pulling web2's
+//! consumer, subscribing to web2's or the API's inbox, or creating or updating the shared `_any`
 //! consumer, and the API's when writing a host's state.
 
 use osapi_bus::Identity;
-use osapi_common::names::keys;
+use osapi_common::names::{keys, Names};
+use osapi_common::nats_permissions::{api_inbox_prefix, worker_inbox_prefix};
 use osapi_tests::{command, wait_until, Api, Attacker, ExtraConfig, NatsServer, Options, Worker};
 use serde_json::json;
 use std::path::{Path, PathBuf};
@@ -200,8 +202,8 @@ fn each_identity_holds_only_its_own_keys() {
         workers["total"] == 2 && ready.filter(|w| w["subscribed"] == true).count() == 2
     });
 
-    // The whole pipeline works: broadcast, label, host, delete.
-    for (target, hosts) in [("_all", 2), ("group:web", 1), ("web1", 1)] {
+    // The whole pipeline works: broadcast, any one host (the shared consumer the API made), label, host.
+    for (target, hosts) in [("_all", 2), ("_any", 1), ("group:web", 1), ("web1", 1)] {
         let body = json!({"operation": {"type": "test.echo.do", "data": {"t": target}}, "target_hostname": target});
         let created =
             osapi_tests::request_as(Some(&admin), &api, "POST", "/job", Some(&body.to_string()))
@@ -225,8 +227,21 @@ fn each_identity_holds_only_its_own_keys() {
     let id = uuid::Uuid::new_v4().to_string();
 
     // web1's own credentials: its own state is writable (the identity works)...
-    let web1 = Attacker::connect(&url, "t1", who(&web1_seed).identity()).expect("web1 connects");
-    let names = web1.names.clone();
+    let names = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
+    let web1 = Attacker::connect_with_inbox(
+        &url,
+        "t1",
+        who(&web1_seed).identity(),
+        &worker_inbox_prefix(&names, "web1"),
+    )
+    .expect("web1 connects");
+    let api_bus = Attacker::connect_with_inbox(
+        &url,
+        "t1",
+        who(&api_seed).identity(),
+        &api_inbox_prefix(&names),
+    )
+    .expect("api connects");
     let put =
         |a: &Attacker, bucket: &str, key: &str| a.bus.kv_put(bucket, key, b"{\"forged\":true}");
     // Its own writes are retried within a deadline: on a loaded machine one may outlast the 2 s timeout.
@@ -261,10 +276,62 @@ fn each_identity_holds_only_its_own_keys() {
         .bus
         .js_api(&pull, &json!({"batch": 1, "expires": 500_000_000}));
     assert!(got.is_err(), "web1 pulled from {web2_durable}: {got:?}");
+    // Nor may it create or update the shared `_any` consumer (the API's): not by its subject, nor by its
+    // own consumer's subject naming `_any` in the body (the server holds the two equal), nor by 2.10's
+    // CONSUMER.CREATE.
+    let any = names.any_consumer().durable;
+    let own_durable = names
+        .worker_consumers("web1", &Default::default())
+        .into_iter()
+        .find(|c| !c.shared)
+        .map(|c| c.durable)
+        .expect("web1's own consumer");
+    let stalled = json!({"stream_name": names.stream, "config": {
+        "durable_name": any, "filter_subject": "t1.jobs.*._any", "ack_policy": "explicit",
+        "deliver_policy": "all", "max_ack_pending": 1, "max_waiting": 1}});
+    let creates = [
+        format!("CONSUMER.DURABLE.CREATE.{}.{any}", names.stream),
+        format!("CONSUMER.CREATE.{}.{any}", names.stream),
+        format!("CONSUMER.DURABLE.CREATE.{}.{own_durable}", names.stream),
+    ];
+    for create in &creates {
+        let got = web1.bus.js_api(create, &stalled);
+        assert!(got.is_err(), "web1 sent {create} for {any}: {got:?}");
+    }
+    let info = api_bus
+        .bus
+        .js_api(&format!("CONSUMER.INFO.{}.{any}", names.stream), &json!({}))
+        .expect("the API reads the shared consumer");
+    assert!(
+        info["config"]["max_ack_pending"] != 1 && info["config"]["max_waiting"] != 1,
+        "web1 changed {any}: {info:#}"
+    );
+    // Nor may it listen on web2's inbox (where web2's pulled jobs and their ack subjects arrive) or the
+    // API's (its replies: audit pages, idempotency records): subscribed, nothing arrives.
+    for prefix in [
+        worker_inbox_prefix(&names, "web2"),
+        api_inbox_prefix(&names),
+    ] {
+        let sub = web1
+            .bus
+            .subscribe(&format!("{prefix}.>"))
+            .expect("subscribe is sent");
+        // The server answers the refusal asynchronously; a PING round trip (a request) passes it.
+        own(keys::state(&id, "web1"), &names.bucket);
+        let probe = format!("{prefix}.probe");
+        api_bus
+            .bus
+            .publish(&probe, b"x")
+            .expect("the API publishes");
+        assert_eq!(
+            sub.next_subject(Duration::from_secs(1)),
+            None,
+            "web1 received on {prefix}"
+        );
+    }
     // Refused for what they are, not for a broken connection: web1 still writes its own.
     own(keys::response(&id, "web1"), &names.response_bucket);
     // The API's identity may not write a host's state either.
-    let api_bus = Attacker::connect(&url, "t1", who(&api_seed).identity()).expect("api connects");
     let got = put(&api_bus, &names.bucket, &keys::state(&id, "web2"));
     assert!(got.is_err(), "the API wrote a host's state: {got:?}");
     // Nothing of it landed (read with the API's identity, which may read everything).
@@ -287,6 +354,27 @@ fn each_identity_holds_only_its_own_keys() {
             violations.join("\n")
         );
     }
+    for prefix in [
+        worker_inbox_prefix(&names, "web2"),
+        api_inbox_prefix(&names),
+    ] {
+        let subject = format!("Subject \"{prefix}.>\"");
+        assert!(
+            violations
+                .iter()
+                .any(|l| l.contains("Subscription Violation")
+                    && l.contains(&web1_pub)
+                    && l.contains(&subject)),
+            "no violation logged for subscribing to {subject}"
+        );
+    }
+    let created = format!("Subject \"$JS.API.{}\"", creates[0]);
+    assert!(
+        violations
+            .iter()
+            .any(|l| l.contains(&web1_pub) && l.contains(&created)),
+        "no violation logged for {created}"
+    );
     let pulled = format!("Subject \"$JS.API.{pull}\"");
     assert!(
         violations

@@ -8,6 +8,7 @@
 
 use crate::shutdown::Shutdown;
 use osapi_bus::setup;
+pub use osapi_bus::setup::consumer_config;
 use osapi_bus::{Bus, BusError, ConsumerConfig};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
@@ -18,10 +19,10 @@ use std::time::Duration;
 /// Start-up's retries of missing consumers: the first pause, doubled after each round up to the last.
 const BACKOFF_FIRST: Duration = Duration::from_secs(1);
 const BACKOFF_MAX: Duration = Duration::from_secs(30);
-/// Pull requests a consumer of one host holds at once (one fetcher; the rest is slack).
-const OWN_MAX_WAITING: i64 = 512;
 /// JetStream's error code for "maximum consumers limit reached".
 const ERR_MAX_CONSUMERS: u32 = 10026;
+/// JetStream's error code for "consumer not found".
+const ERR_CONSUMER_NOT_FOUND: u32 = 10014;
 
 /// The consumers this worker needs on a server that does (or does not) allow several filters per
 /// consumer, and those of the other plan, which a worker moved between server versions leaves behind.
@@ -37,27 +38,6 @@ pub fn plan(
         (merged, single)
     } else {
         (single, merged)
-    }
-}
-
-/// The consumer settings of `spec` from `job.worker.consumer`. Every worker keeps a pull waiting on the
-/// shared `_any` consumer, so its `max_waiting` is sized like the fleet (`nats.stream.max_consumers`,
-/// at least one consumer a host): with the old 512, pulls of a larger fleet were refused (409).
-pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
-    let c = &cfg.job.worker.consumer;
-    let fleet = i64::try_from(cfg.nats.stream.max_consumers).unwrap_or(i64::MAX);
-    ConsumerConfig {
-        durable: spec.durable.clone(),
-        filters: spec.filters.clone(),
-        ack_wait: c.ack_wait,
-        max_deliver: c.max_deliver,
-        back_off: c.back_off.clone(),
-        max_ack_pending: c.max_ack_pending,
-        max_waiting: if spec.shared {
-            fleet.max(OWN_MAX_WAITING)
-        } else {
-            OWN_MAX_WAITING
-        },
     }
 }
 
@@ -115,6 +95,28 @@ pub fn ensure_consumer(
     names: &Names,
     consumer: &ConsumerConfig,
 ) -> Result<(), BusError> {
+    if consumer.durable == names.any_consumer().durable {
+        if bus.consumer_exists(&names.stream, &consumer.durable)? {
+            return Ok(());
+        }
+        // The stream itself gone (a wiped server): lay everything out again, as for its own consumers;
+        // the layout includes the shared one (a least-privilege worker is refused and waits instead).
+        if let Err(e) = bus.stream_messages(&names.stream) {
+            if e.is_not_found() {
+                setup::ensure_layout(bus, cfg, names)?;
+            }
+        }
+        return match bus.consumer_exists(&names.stream, &consumer.durable)? {
+            true => Ok(()),
+            false => Err(BusError::Api {
+                code: 404,
+                err_code: ERR_CONSUMER_NOT_FOUND,
+                description: "not there yet: the API creates the shared consumer when it lays out \
+                              NATS (start the API)"
+                    .into(),
+            }),
+        };
+    }
     let refused = match bus.consumer_ensure(&names.stream, consumer) {
         Ok(()) => return Ok(()),
         Err(e @ BusError::Unavailable(_)) => return Err(e),

@@ -167,7 +167,11 @@ fn run(cfg: Config) -> Result<(), String> {
     let shutdown = Shutdown::new();
     install_signals(&shutdown)?;
     let names = osapi_bus::setup::names(&cfg);
-    let opts = osapi_bus::setup::connect_options(&cfg, &format!("osapi-worker {hostname}"));
+    let opts = osapi_bus::setup::connect_options(
+        &cfg,
+        &format!("osapi-worker {hostname}"),
+        &osapi_common::nats_permissions::worker_inbox_prefix(&names, &hostname),
+    );
     log::info!("osapi-worker {hostname}: connecting to {}", opts.url);
 
     let Some(bus) = with_retry("connecting to NATS", &shutdown, || Bus::connect(&opts))? else {
