@@ -10,6 +10,7 @@ use osapi_tests::{
     Options, FLEET,
 };
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -185,7 +186,9 @@ fn the_cli_lists_and_exports_the_trail() {
 /// `audit.max_bytes` of the flood test: small, so the flood overruns it many times.
 const AUDIT_MAX_BYTES: u64 = 65_536;
 const FLOOD: usize = 2_000;
-const FLOOD_THREADS: usize = 8;
+/// Clients of the flood, each sending its share one request after another: fewer than the API's 32
+/// handlers plus its queue of 256, so no flood request is ever turned away with a 503.
+const FLOOD_CONNECTIONS: usize = 250;
 
 /// Resumes a paused nats-server when dropped, so a failing assertion never leaves it frozen.
 struct Paused<'a>(&'a NatsServer);
@@ -251,29 +254,43 @@ fn paths(cluster: &Cluster) -> Vec<String> {
 fn a_flood_of_refused_requests_while_nats_is_frozen_neither_holds_the_api_nor_grows_the_trail() {
     let extra = ExtraConfig {
         audit_yaml: vec![("max_bytes".into(), AUDIT_MAX_BYTES.to_string())],
+        nats_yaml: vec![("request_timeout".into(), "'5s'".into())],
         ..ExtraConfig::default()
     };
     let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
     let base = cluster.api.base_url();
 
-    // NATS answers nothing: every audit write would wait nats.request_timeout (2 s). Written on the
-    // handler threads, 2,000 of them would hold all 32 handlers for two minutes.
-    let paused = Paused(&cluster.nats);
-    cluster.nats.pause();
+    // NATS answers nothing: every audit write waits nats.request_timeout (5 s). Were they written on
+    // the handler threads, the 32 handlers would answer some 6 requests a second, and the API's queue
+    // would hold the flood's 250 connections for half a minute ahead of anyone else.
+    let answered = AtomicUsize::new(0);
     let codes: Vec<u16> = std::thread::scope(|s| {
-        let workers: Vec<_> = (0..FLOOD_THREADS)
+        // Inside the scope: a failed assertion resumes NATS before the scope waits for the flood.
+        let _paused = Paused(&cluster.nats);
+        cluster.nats.pause();
+        let workers: Vec<_> = (0..FLOOD_CONNECTIONS)
             .map(|t| {
-                let base = &base;
+                let (base, answered) = (&base, &answered);
                 s.spawn(move || {
                     (t..FLOOD)
-                        .step_by(FLOOD_THREADS)
+                        .step_by(FLOOD_CONNECTIONS)
                         .map(|n| {
-                            request(base, "POST", &retry_path(n), None).map_or(0, |r| r.status)
+                            let code =
+                                request(base, "POST", &retry_path(n), None).map_or(0, |r| r.status);
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            code
                         })
                         .collect::<Vec<u16>>()
                 })
             })
             .collect();
+        // In the middle of the flood, NATS still frozen: /health is answered within the client's
+        // timeout (10 s), from a free handler.
+        wait_until("half the flood answered", DEADLINE, || {
+            answered.load(Ordering::SeqCst) >= FLOOD / 2
+        });
+        let health = request(&base, "GET", "/health", None).expect("an answer to /health");
+        assert_eq!(health.status, 200, "{}", health.text);
         workers
             .into_iter()
             .flat_map(|w| w.join().expect("flood thread"))
@@ -285,15 +302,11 @@ fn a_flood_of_refused_requests_while_nats_is_frozen_neither_holds_the_api_nor_gr
         not_401.is_empty(),
         "every no-token POST is a 401: {not_401:?}"
     );
-    // Still frozen: the API answers at once (within the client's timeout), from a free handler.
-    let health = request(&base, "GET", "/health", None).expect("an answer to /health");
-    assert_eq!(health.status, 200, "{}", health.text);
     assert!(
         cluster.api.log_tail().contains("audit entries dropped"),
         "the drops are logged:\n{}",
         cluster.api.log_tail()
     );
-    drop(paused);
 
     // Once the queue has room again, a request is on record: one sentinel per look until one shows.
     let mut sent = 0;
