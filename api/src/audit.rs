@@ -1,23 +1,46 @@
 //! The audit trail: one entry in the JetStream stream `AUDIT` for every request that changes something
 //! (any method but GET and HEAD) and for every 401 and 403, whoever sent it; `GET /audit` pages through it
-//! newest first (`audit:read`, which only `admin` holds). Entries are written after the answer went out,
-//! so the trail never slows a client down; a failed write is logged, never turned into an error for a
-//! request that already succeeded. Entries expire after `audit.max_age`.
+//! newest first (`audit:read`, which only `admin` holds). Anyone can make entries (a request without a
+//! token is a 401 on record), so everything about them is bounded: a handler hands its entry to one
+//! publisher thread through a queue of [`QUEUE_DEPTH`] and never waits (a full queue drops the entry,
+//! counted and logged), a stored path is cut at [`PATH_MAX`] bytes, and the stream keeps at most
+//! `audit.max_bytes` (the oldest entries go first) and nothing older than `audit.max_age`. A failed write
+//! is logged with the entry, never turned into an error for a request that was already answered.
 
 use crate::ctx::{now_us, Ctx, Query};
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
+use crossbeam_channel::{bounded, Receiver, RecvTimeoutError};
 use osapi_bus::{Bus, BusError, StreamConfig};
 use osapi_common::config::Config;
 use osapi_common::names::Names;
 use osapi_common::timefmt::format_micros;
+use queue::{Publisher, Queue};
 use serde::{Deserialize, Serialize};
 use serde_json::{json, Value};
-use std::time::Instant;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+mod queue;
 
 /// Entries a page holds unless `limit` says otherwise, and at most.
 const LIMIT_DEFAULT: u64 = 100;
 const LIMIT_MAX: u64 = 1000;
+/// Entries waiting for the publisher thread; when it is full (NATS slow or down under a flood), new
+/// entries are dropped and counted rather than waited for, so no handler thread is ever held.
+pub const QUEUE_DEPTH: usize = 1024;
+/// A longer path is stored cut to this many bytes and marked, so an entry stays under about 1 KiB
+/// (a request line may carry 8 KiB).
+pub const PATH_MAX: usize = 512;
+/// The same for the method, which tiny_http takes as any token of the request line.
+const METHOD_MAX: usize = 32;
+/// At most one log line about dropped entries per this interval.
+const DROP_LOG_EVERY: Duration = Duration::from_secs(10);
+/// How often the idle publisher looks whether the API is shutting down.
+const POLL: Duration = Duration::from_millis(200);
+/// How long [`Audit::close`] lets the publisher write what it still holds (plus one NATS timeout).
+const DRAIN_WITHIN: Duration = Duration::from_secs(5);
 
 /// One audited request.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -62,6 +85,18 @@ fn job_id_of(path: &str, reply: Option<&Reply>) -> Option<String> {
     }
 }
 
+/// `text` cut to at most `max` bytes (on a character boundary) and marked with its full length.
+fn clip(text: &str, max: usize) -> String {
+    if text.len() <= max {
+        return text.to_string();
+    }
+    let mut end = max;
+    while !text.is_char_boundary(end) {
+        end -= 1;
+    }
+    format!("{}...[truncated, {} bytes]", &text[..end], text.len())
+}
+
 /// What the server knew of a request once it was answered.
 pub struct Seen<'a> {
     pub method: &'a str,
@@ -86,8 +121,8 @@ pub fn entry(ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> O
         timestamp: format_micros(now_us()),
         user: caller.sub,
         roles: caller.roles,
-        method: seen.method.to_string(),
-        path: seen.path.to_string(),
+        method: clip(seen.method, METHOD_MAX),
+        path: clip(seen.path, PATH_MAX),
         code,
         duration_ms: u64::try_from(seen.started.elapsed().as_millis()).unwrap_or(u64::MAX),
         source: seen.source.map(|a| a.to_string()).unwrap_or_default(),
@@ -95,23 +130,54 @@ pub fn entry(ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> O
     })
 }
 
-/// The `AUDIT` stream of one deployment.
+/// The `AUDIT` stream of one deployment, and the thread that writes to it.
 pub struct Audit {
     bus: Bus,
     stream: String,
     subject: String,
+    queue: Queue,
+    closing: Arc<AtomicBool>,
+    /// Closed by the publisher thread when it has finished.
+    finished: Receiver<()>,
 }
 
 impl Audit {
+    /// Starts the publisher thread, which writes queued entries one by one (each bounded by
+    /// `nats.request_timeout`) until [`Audit::close`].
     pub fn new(bus: Bus, names: &Names) -> Audit {
+        let (queue, rx) = Queue::new(QUEUE_DEPTH);
+        let closing = Arc::new(AtomicBool::new(false));
+        let (done, finished) = bounded::<()>(1);
+        let publisher = Publisher {
+            bus: bus.clone(),
+            subject: names.audit_subject(),
+            rx,
+            closing: closing.clone(),
+        };
+        let spawned = std::thread::Builder::new()
+            .name("audit".into())
+            .spawn(move || {
+                publisher.run();
+                drop(done);
+            });
+        if let Err(e) = spawned {
+            // The queue's receiver is gone with the closure: every entry is then dropped and counted.
+            log::error!(
+                "cannot start the audit publisher thread: {e}; audit entries will be dropped"
+            );
+        }
         Audit {
             bus,
             stream: names.audit_stream(),
             subject: names.audit_subject(),
+            queue,
+            closing,
+            finished,
         }
     }
 
-    /// Creates (or updates) the stream: one subject, entries kept `audit.max_age`.
+    /// Creates (or updates) the stream: one subject, entries kept `audit.max_age` and at most
+    /// `audit.max_bytes`, the oldest going first.
     pub fn ensure(&self, cfg: &Config) -> Result<(), BusError> {
         self.bus.stream_ensure(
             &self.stream,
@@ -119,7 +185,7 @@ impl Audit {
             &StreamConfig {
                 max_age: cfg.audit.max_age,
                 max_msgs: -1,
-                max_bytes: -1,
+                max_bytes: cfg.audit.max_bytes,
                 storage: "file".into(),
                 replicas: cfg.nats.stream.replicas,
                 discard: "old".into(),
@@ -128,18 +194,20 @@ impl Audit {
         )
     }
 
-    /// Writes one entry (bounded by the request timeout); a failure is logged with the entry itself, so
-    /// the record survives in the API's log when NATS did not take it.
+    /// Queues one entry for the publisher thread and returns at once; when the queue is full the entry
+    /// is dropped, counted (`osapi_audit_dropped_total`) and logged at most every [`DROP_LOG_EVERY`].
     pub fn append(&self, entry: &Entry) {
-        let bytes = match serde_json::to_vec(entry) {
-            Ok(b) => b,
-            Err(e) => return log::warn!("audit entry not encoded: {e}"),
-        };
-        if let Err(e) = self.bus.js_publish(&self.subject, &entry.id, &bytes) {
-            log::warn!(
-                "audit entry not written ({e}): {}",
-                String::from_utf8_lossy(&bytes)
-            );
+        self.queue.offer(entry.clone());
+    }
+
+    /// Stops the publisher once it has written what it holds, waiting at most [`DRAIN_WITHIN`] plus one
+    /// NATS timeout; entries still queued then are logged, not lost silently. Call after the handlers
+    /// have stopped. Idempotent.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        let within = DRAIN_WITHIN + self.bus.request_timeout();
+        if let Err(RecvTimeoutError::Timeout) = self.finished.recv_timeout(within) {
+            log::warn!("the audit publisher did not finish within {within:?}");
         }
     }
 
@@ -208,6 +276,21 @@ mod tests {
         for (method, code, want) in cases {
             assert_eq!(is_audited(method, code), want, "{method} {code}");
         }
+    }
+
+    #[test]
+    fn long_paths_are_cut_and_marked() {
+        assert_eq!(clip("/job", PATH_MAX), "/job");
+        let exact = "a".repeat(PATH_MAX);
+        assert_eq!(clip(&exact, PATH_MAX), exact);
+        let long = format!("/{}", "x".repeat(8 * 1024));
+        let cut = clip(&long, PATH_MAX);
+        assert_eq!(
+            cut,
+            format!("{}...[truncated, 8193 bytes]", &long[..PATH_MAX])
+        );
+        // Never inside a character: 'é' is two bytes, so 3 bytes hold one of them.
+        assert_eq!(clip("éé", 3), "é...[truncated, 4 bytes]");
     }
 
     #[test]

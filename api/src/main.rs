@@ -177,7 +177,9 @@ fn run() -> Result<(), String> {
         max_job_data_bytes: cfg.api.server.max_job_data_bytes,
     });
     metrics::start(&cfg.api.metrics.listen, ctx.clone(), shutdown.clone())?;
-    server::serve(http, ctx, cfg.api.server.max_body_bytes, shutdown)?;
+    server::serve(http, ctx.clone(), cfg.api.server.max_body_bytes, shutdown)?;
+    // The handlers have stopped: write the audit entries still queued, within a bound.
+    ctx.audit.close();
     log::info!("stopped");
     Ok(())
 }

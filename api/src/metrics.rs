@@ -44,6 +44,7 @@ struct HostLabels {
 pub struct Metrics {
     registry: Registry,
     jobs_created: Counter,
+    audit_dropped: Counter,
     http: Family<HttpLabels, Histogram>,
     nats: Histogram,
     jobs: Family<StatusLabels, Gauge>,
@@ -73,6 +74,12 @@ impl Metrics {
             "osapi_jobs_created",
             "Jobs accepted (201) by this API",
             jobs_created.clone(),
+        );
+        let audit_dropped = Counter::default();
+        r.register(
+            "osapi_audit_dropped",
+            "Audit entries dropped because the queue to NATS was full",
+            audit_dropped.clone(),
         );
         let http = Family::<HttpLabels, Histogram>::new_with_constructor(
             (|| Histogram::new(seconds_buckets())) as fn() -> Histogram,
@@ -123,6 +130,7 @@ impl Metrics {
         Metrics {
             registry: r,
             jobs_created,
+            audit_dropped,
             http,
             nats,
             jobs,
@@ -144,6 +152,11 @@ fn get() -> &'static Metrics {
 /// A job was accepted.
 pub fn job_created() {
     get().jobs_created.inc();
+}
+
+/// An audit entry was dropped (`audit.rs`: its queue was full).
+pub fn audit_dropped() {
+    get().audit_dropped.inc();
 }
 
 /// One HTTP request of `route` (a template from the router, never a raw path) answered `code`.

@@ -36,11 +36,19 @@ pub struct Config {
     pub audit: AuditConfig,
 }
 
+/// `audit.max_bytes` unless the config says otherwise: 256 MiB, some 300,000 entries.
+pub const AUDIT_MAX_BYTES_DEFAULT: i64 = 256 * 1024 * 1024;
+/// The smallest `audit.max_bytes` accepted: room for a few entries of the largest size.
+pub const AUDIT_MAX_BYTES_MIN: i64 = 16 * 1024;
+
 /// `audit.*`: the audit stream (`AUDIT`) of requests that change something, and of 401s and 403s.
 #[derive(Debug, Clone, PartialEq)]
 pub struct AuditConfig {
     /// How long entries are kept.
     pub max_age: Duration,
+    /// Most bytes the stream holds; past it the oldest entries go (discard old), so a flood of
+    /// audited requests cannot fill the disk: the trail keeps the newest.
+    pub max_bytes: i64,
 }
 
 /// `nats.*`: connection, auth and the JetStream resources.
@@ -365,6 +373,7 @@ impl Config {
             },
             audit: AuditConfig {
                 max_age: secs(30 * 86_400),
+                max_bytes: AUDIT_MAX_BYTES_DEFAULT,
             },
         }
     }

@@ -348,8 +348,9 @@ impl Decoder {
     pub(super) fn config(&self, root: &Value) -> Result<Config> {
         let mut c = Config::default_config();
         let top = self.section(Some(root), String::new(), &["nats", "api", "job", "audit"])?;
-        let audit = self.child(&top, "audit", &["max_age"])?;
+        let audit = self.child(&top, "audit", &["max_age", "max_bytes"])?;
         self.duration(&audit, "max_age", &mut c.audit.max_age)?;
+        self.int(&audit, "max_bytes", &mut c.audit.max_bytes)?;
         self.nats(&top, &mut c.nats)?;
 
         let api = self.child(&top, "api", &["server", "client", "metrics"])?;

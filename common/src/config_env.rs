@@ -64,6 +64,8 @@ const LEAVES: &[(&str, bool)] = &[
     ("job.worker.conditions.memory_pressure_percent", false),
     ("job.worker.conditions.high_load_per_cpu", false),
     ("job.worker.conditions.disk_pressure_percent", false),
+    ("audit.max_age", true),
+    ("audit.max_bytes", false),
 ];
 
 /// The env variable overriding a dotted key: `job.worker.max_jobs` -> `OSAPI_JOB_WORKER_MAX_JOBS`.

@@ -214,6 +214,8 @@ fn impossible_values_name_the_key() {
         ("job: {worker: {trusted_job_keys: ['']}}", "job.worker.trusted_job_keys[0]: must not be empty"),
         ("job: {worker: {trusted_job_keys: '/k.pub'}}", "job.worker.trusted_job_keys: expected a list"),
         ("audit: {max_age: 0s}", "audit.max_age: must be more than 0s"),
+        ("audit: {max_bytes: -1}", "audit.max_bytes: must be at least 16384, got -1"),
+        ("audit: {max_bytes: 1k}", "audit.max_bytes: expected an integer"),
         ("audit: {stream: AUDIT}", "unknown config key 'audit.stream'"),
         ("nats: {auth: {type: user_pass, username: u}}", "nats.auth.password: required with auth type user_pass"),
         ("nats: {auth: {type: token}}", "nats.auth.token: required with auth type token"),
@@ -231,7 +233,7 @@ fn trust_keys_decode() {
         "nats: {auth: {type: nkey, nkey_seed_file: /etc/osapi/web1.nk}, tls: {ca_file: /ca.pem, cert_file: /c.pem, key_file: /k.pem}}
 api: {server: {security: {job_signing_key_file: /etc/osapi/job.key}}}
 job: {worker: {trusted_job_keys: [/a.pub, /b.pub], allow_unsigned_jobs: true}}
-audit: {max_age: 7d}",
+audit: {max_age: 7d, max_bytes: 1048576}",
     )
     .unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -249,6 +251,7 @@ audit: {max_age: 7d}",
     assert_eq!(c.job.worker.trusted_job_keys, ["/a.pub", "/b.pub"]);
     assert!(c.job.worker.allow_unsigned_jobs);
     assert_eq!(c.audit.max_age, Duration::from_secs(7 * 86_400));
+    assert_eq!(c.audit.max_bytes, 1_048_576);
     let creds =
         load("nats: {auth: {type: creds, creds_file: /x.creds}}").unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(
@@ -260,6 +263,7 @@ audit: {max_age: 7d}",
     let defaults = load("").unwrap_or_else(|e| panic!("{e}"));
     assert!(!defaults.job.worker.allow_unsigned_jobs);
     assert_eq!(defaults.audit.max_age, Duration::from_secs(30 * 86_400));
+    assert_eq!(defaults.audit.max_bytes, 256 * 1024 * 1024);
 }
 
 #[test]
@@ -304,6 +308,8 @@ fn env_overrides_each_kind_of_key() {
         ("OSAPI_NATS_AUTH", "{type: user_pass, username: u}"),
         ("OSAPI_NATS_AUTH_PASSWORD", "s3cret: with colon"),
         ("OSAPI_NATS_KV_STORAGE", "memory"),
+        ("OSAPI_AUDIT_MAX_BYTES", "65536"),
+        ("OSAPI_AUDIT_MAX_AGE", "2d"),
         ("OSAPI_CONFIG", "/ignored.yaml"),
         ("OSAPI_NO_SUCH_KEY", "ignored"),
         ("PATH", "/bin"),
@@ -334,6 +340,8 @@ fn env_overrides_each_kind_of_key() {
         }
     );
     assert_eq!(c.nats.kv.storage, Storage::Memory);
+    assert_eq!(c.audit.max_bytes, 65_536);
+    assert_eq!(c.audit.max_age, Duration::from_secs(2 * 86_400));
 }
 
 #[test]

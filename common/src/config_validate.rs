@@ -2,7 +2,7 @@
 //! itself would refuse later (e.g. `max_deliver` vs `back_off`). Each error names the key.
 
 use super::decode::Decoder;
-use super::{Config, ConfigError, StreamConfig};
+use super::{Config, ConfigError, StreamConfig, AUDIT_MAX_BYTES_MIN};
 use crate::duration::format_duration;
 use std::time::Duration;
 
@@ -224,6 +224,7 @@ impl Decoder {
             ));
         }
         self.positive("audit.max_age", c.audit.max_age)?;
+        self.at_least("audit.max_bytes", c.audit.max_bytes, AUDIT_MAX_BYTES_MIN)?;
 
         let consumer = &w.consumer;
         self.name("job.worker.consumer.name", &consumer.name)?;

@@ -305,6 +305,8 @@ pub struct ExtraConfig {
     pub api_server_yaml: Vec<(String, String)>,
     pub api_security_yaml: Vec<(String, String)>,
     pub job_worker_yaml: Vec<(String, String)>,
+    /// Keys under `audit:` (e.g. `("max_bytes", "65536")`).
+    pub audit_yaml: Vec<(String, String)>,
     /// `api.metrics.listen` (off when empty).
     pub api_metrics_listen: String,
     /// `job.worker.metrics.listen` of every worker started with it (off when empty).
@@ -356,6 +358,12 @@ impl ExtraConfig {
                 for (key, value) in &self.job_worker_yaml {
                     let _ = writeln!(out, "    {key}: {value}");
                 }
+            }
+        }
+        if !self.audit_yaml.is_empty() {
+            out.push_str("audit:\n");
+            for (key, value) in &self.audit_yaml {
+                let _ = writeln!(out, "  {key}: {value}");
             }
         }
         out

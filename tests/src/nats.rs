@@ -85,6 +85,26 @@ impl NatsServer {
         }
     }
 
+    /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, like an overloaded
+    /// server; every client call then runs into its timeout. [`resume`](Self::resume) undoes it.
+    pub fn pause(&self) {
+        self.signal(libc::SIGSTOP);
+    }
+
+    /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
+    pub fn resume(&self) {
+        self.signal(libc::SIGCONT);
+    }
+
+    fn signal(&self, signal: libc::c_int) {
+        if let Some(child) = &self.child {
+            // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
+            unsafe {
+                libc::kill(child.id() as libc::pid_t, signal);
+            }
+        }
+    }
+
     /// Stops the server (SIGTERM, then SIGKILL after a deadline) and waits until it has exited.
     pub fn stop(&mut self) {
         let Some(child) = self.child.take() else {

@@ -1,9 +1,16 @@
 //! On record: every job names who submitted it, and the audit stream holds an entry for each request that
 //! changed something (create, retry, delete) and for each 401 and 403; `GET /audit` is for `admin` only;
-//! `osapi audit list|export` read it.
+//! `osapi audit list|export` read it. Anyone can make entries, so a flood of them while NATS is frozen
+//! neither holds the API nor grows the stream past `audit.max_bytes`.
 
-use osapi_tests::{admin_token, command, request_as, token, wait_until, Cluster, FLEET};
+use osapi_bus::{Bus, ConnectOptions};
+use osapi_common::names::Names;
+use osapi_tests::{
+    admin_token, command, request, request_as, token, wait_until, Cluster, ExtraConfig, NatsServer,
+    Options, FLEET,
+};
 use serde_json::{json, Value};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
 const DEADLINE: Duration = Duration::from_secs(20);
@@ -93,6 +100,11 @@ fn changes_and_refusals_are_on_record_with_who_and_which_job() {
     let writer = token(&["write"], None);
     let also = request_as(Some(&writer), &base, "GET", "/audit", None).expect("answer");
     assert_eq!(also.status, 403, "{}", also.text);
+    // Entries are written after the answer, by another thread: wait for this one too before counting.
+    wait_entry(
+        &cluster,
+        &json!({"method": "GET", "path": "/audit", "code": 403, "roles": ["write"]}),
+    );
 
     // Reading is not on record; newest first; paging.
     let body = audit(&cluster);
@@ -169,4 +181,170 @@ fn the_cli_lists_and_exports_the_trail() {
     let refused = osapi(&["audit", "list"], &reader);
     assert_eq!(refused.status.code(), Some(1), "{refused:?}");
     let _ = std::fs::remove_dir_all(&dir);
+}
+
+/// `audit.max_bytes` of the flood test: small, so the flood overruns it many times.
+const AUDIT_MAX_BYTES: u64 = 65_536;
+const FLOOD: usize = 2_000;
+/// Clients of the flood, each sending its share one request after another: fewer than the API's 32
+/// handlers plus its queue of 256, so no flood request is ever turned away with a 503.
+const FLOOD_CONNECTIONS: usize = 250;
+
+/// Resumes a paused nats-server when dropped, so a failing assertion never leaves it frozen.
+struct Paused<'a>(&'a NatsServer);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+/// What the AUDIT stream of the test's namespace holds: `(bytes, first_seq)`, read as an operator would.
+fn audit_stream_state(nats: &NatsServer) -> (u64, u64) {
+    let bus = Bus::connect(&ConnectOptions {
+        url: nats.url(),
+        user_pass: None,
+        token: None,
+        identity: Default::default(),
+        request_timeout: Duration::from_secs(5),
+        name: "audit test".into(),
+    })
+    .unwrap_or_else(|e| panic!("{e}"));
+    let names = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
+    let info = bus
+        .js_api(&format!("STREAM.INFO.{}", names.audit_stream()), &json!({}))
+        .unwrap_or_else(|e| panic!("{e}"));
+    assert_eq!(
+        info["config"]["max_bytes"],
+        json!(AUDIT_MAX_BYTES),
+        "{info}"
+    );
+    assert_eq!(info["config"]["discard"], "old", "{info}");
+    let num = |field: &str| info["state"][field].as_u64().unwrap_or(0);
+    (num("bytes"), num("first_seq"))
+}
+
+/// Polls `condition` until it holds or `deadline` passes; whether it held.
+fn wait_for(deadline: Duration, mut condition: impl FnMut() -> bool) -> bool {
+    let start = std::time::Instant::now();
+    while start.elapsed() < deadline {
+        if condition() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    condition()
+}
+
+/// A route that needs a token, a different path each time: `/job/{uuid}/retry` (`n` picks the uuid).
+fn retry_path(n: usize) -> String {
+    format!("/job/00000000-0000-4000-8000-{n:012}/retry")
+}
+
+fn paths(cluster: &Cluster) -> Vec<String> {
+    audit(cluster)["items"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|e| e["path"].as_str().map(String::from))
+        .collect()
+}
+
+#[test]
+fn a_flood_of_refused_requests_while_nats_is_frozen_neither_holds_the_api_nor_grows_the_trail() {
+    let extra = ExtraConfig {
+        audit_yaml: vec![("max_bytes".into(), AUDIT_MAX_BYTES.to_string())],
+        nats_yaml: vec![("request_timeout".into(), "'5s'".into())],
+        ..ExtraConfig::default()
+    };
+    let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
+    let base = cluster.api.base_url();
+
+    // NATS answers nothing: every audit write waits nats.request_timeout (5 s). Were they written on
+    // the handler threads, the 32 handlers would answer some 6 requests a second, and the API's queue
+    // would hold the flood's 250 connections for half a minute ahead of anyone else.
+    let answered = AtomicUsize::new(0);
+    let codes: Vec<u16> = std::thread::scope(|s| {
+        // Inside the scope: a failed assertion resumes NATS before the scope waits for the flood.
+        let _paused = Paused(&cluster.nats);
+        cluster.nats.pause();
+        let workers: Vec<_> = (0..FLOOD_CONNECTIONS)
+            .map(|t| {
+                let (base, answered) = (&base, &answered);
+                s.spawn(move || {
+                    (t..FLOOD)
+                        .step_by(FLOOD_CONNECTIONS)
+                        .map(|n| {
+                            let code =
+                                request(base, "POST", &retry_path(n), None).map_or(0, |r| r.status);
+                            answered.fetch_add(1, Ordering::SeqCst);
+                            code
+                        })
+                        .collect::<Vec<u16>>()
+                })
+            })
+            .collect();
+        // In the middle of the flood, NATS still frozen: /health is answered within the client's
+        // timeout (10 s), from a free handler.
+        wait_until("half the flood answered", DEADLINE, || {
+            answered.load(Ordering::SeqCst) >= FLOOD / 2
+        });
+        let health = request(&base, "GET", "/health", None).expect("an answer to /health");
+        assert_eq!(health.status, 200, "{}", health.text);
+        workers
+            .into_iter()
+            .flat_map(|w| w.join().expect("flood thread"))
+            .collect()
+    });
+    assert_eq!(codes.len(), FLOOD);
+    let not_401: Vec<&u16> = codes.iter().filter(|c| **c != 401).collect();
+    assert!(
+        not_401.is_empty(),
+        "every no-token POST is a 401: {not_401:?}"
+    );
+    assert!(
+        cluster.api.log_tail().contains("audit entries dropped"),
+        "the drops are logged:\n{}",
+        cluster.api.log_tail()
+    );
+
+    // Once the queue has room again, a request is on record: one sentinel per look until one shows.
+    let mut sent = 0;
+    wait_until("a request after the flood on record", DEADLINE, || {
+        request(&base, "POST", &retry_path(FLOOD + sent), None).expect("answer");
+        sent += 1;
+        let after: Vec<String> = (FLOOD..FLOOD + sent).map(retry_path).collect();
+        paths(&cluster).iter().any(|p| after.contains(p))
+    });
+    // A path of 4,000 bytes is stored cut and marked.
+    let long = format!("/job/{}", "x".repeat(3_995));
+    request(&base, "POST", &long, None).expect("answer");
+    let last: Vec<String> = (0..10).map(|k| retry_path(2 * FLOOD + k)).collect();
+    for path in &last {
+        let refused = request(&base, "POST", path, None).expect("answer");
+        assert_eq!(refused.status, 401, "{}", refused.text);
+    }
+    // The newest entries are there. (As a set: each entry is queued after its answer went out, so two
+    // requests in a row may go on record in either order.)
+    let mut want: Vec<String> = last.clone();
+    want.push(format!("{}...[truncated, 4000 bytes]", &long[..512]));
+    want.sort();
+    let mut seen = Vec::new();
+    let found = wait_for(DEADLINE, || {
+        seen = paths(&cluster);
+        let mut newest: Vec<String> = seen.iter().take(want.len()).cloned().collect();
+        newest.sort();
+        newest == want
+    });
+    assert!(
+        found,
+        "want the newest entries {want:?}\ngot {:?}",
+        &seen[..seen.len().min(12)]
+    );
+    let (bytes, first_seq) = audit_stream_state(&cluster.nats);
+    assert!(
+        bytes <= AUDIT_MAX_BYTES,
+        "the stream holds {bytes} bytes, over audit.max_bytes"
+    );
+    assert!(first_seq > 1, "the oldest entries were discarded");
 }
