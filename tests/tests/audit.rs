@@ -208,6 +208,7 @@ fn audit_stream_state(nats: &NatsServer) -> (u64, u64) {
         identity: Default::default(),
         request_timeout: Duration::from_secs(5),
         name: "audit test".into(),
+        inbox_prefix: "_INBOX".into(),
     })
     .unwrap_or_else(|e| panic!("{e}"));
     let names = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
