@@ -26,9 +26,14 @@ pub const QUEUE_DEPTH: usize = 256;
 /// Threads reading request bodies (every body: the vendored tiny_http reads none itself), so a slow
 /// upload holds one of these, never a handler thread.
 pub const BODY_READERS: usize = 32;
-/// Longest time a whole body may take to arrive once a body reader starts on it; past it the answer is
-/// 408. Every socket read of the body is bounded by the time left, so this is the real bound.
+/// Longest time a whole body may take to arrive, counted from when its token passed (time in the body
+/// readers' queue included); past it the answer is 408. Every socket read of the body is bounded by the
+/// time left, so this is the real bound.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
+/// Bodies up to this size (by `Content-Length`) are first read by the handler itself...
+const HANDLER_BODY_MAX: usize = 16 * 1024;
+/// ...waiting at most this long for what has not arrived with the head; the rest is the body readers'.
+const HANDLER_BODY_WAIT: Duration = Duration::from_millis(1);
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
@@ -68,9 +73,10 @@ fn warn_if_too_few_fds(max_connections: usize) {
 
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
 ///
-/// A handler first checks the head (token, then declared size); a request with no body is routed at
-/// once, the others pass through [`BODY_READERS`] threads that read the body within [`BODY_DEADLINE`]
-/// and come back to a handler, so slow uploads never occupy the handler threads. Either queue full: 503
+/// A handler first checks the head (token, then declared size); a request with no body, or a small body
+/// that arrived with its head, is routed at once; the others pass through [`BODY_READERS`] threads that
+/// read the body within [`BODY_DEADLINE`] and come back to a handler, so slow uploads never occupy the
+/// handler threads (a handler waits at most [`HANDLER_BODY_WAIT`] for a body). Either queue full: 503
 /// at once. Every answer, refusals included, goes through [`record`].
 pub fn serve(
     server: Server,
@@ -117,12 +123,14 @@ pub fn serve(
                         );
                         continue;
                     };
-                    match read_body(&mut pending.req, max_body_bytes) {
-                        Ok(body) => {
+                    let until = pending.body_deadline;
+                    match read_body(&mut pending.req, &mut pending.body, max_body_bytes, until) {
+                        Ok(()) => {
+                            let body = std::mem::take(&mut pending.body);
                             pending.stage = Stage::Ready(access, body);
                             dispatch(&ctx, &tx, pending);
                         }
-                        Err(e) => record(&ctx, pending, Err(e)),
+                        Err(e) => record(&ctx, pending, Err(e.into_error())),
                     }
                 }
             });
@@ -160,6 +168,9 @@ struct Pending {
     /// The one verification of its token (`None` until a handler has checked the head).
     verdict: Option<Verdict>,
     stage: Stage,
+    /// The body read so far, and when all of it must have arrived.
+    body: Vec<u8>,
+    body_deadline: Instant,
 }
 
 /// How far a request has come.
@@ -179,6 +190,8 @@ impl Pending {
             started: Instant::now(),
             verdict: None,
             stage: Stage::Head,
+            body: Vec::new(),
+            body_deadline: Instant::now() + BODY_DEADLINE,
         }
     }
 }
@@ -244,11 +257,23 @@ fn admit(ctx: &Ctx, pending: &mut Pending, max_body_bytes: usize) -> Result<Stag
         Some(n) => n > 0,
         None => header_value(req, "Transfer-Encoding").is_some(),
     };
-    Ok(if has_body {
-        Stage::Body(access)
-    } else {
-        Stage::Ready(access, Vec::new())
-    })
+    if !has_body {
+        return Ok(Stage::Ready(access, Vec::new()));
+    }
+    // A small body usually came with its head and is already buffered: read it here, waiting at most
+    // `HANDLER_BODY_WAIT`, rather than pay two thread hops. What has not arrived by then is left, with
+    // what has, to the body readers. Chunked bodies always go to them (a chunk decoder interrupted by a
+    // timeout cannot resume).
+    pending.body_deadline = Instant::now() + BODY_DEADLINE;
+    if req.body_length().is_none_or(|n| n > HANDLER_BODY_MAX) {
+        return Ok(Stage::Body(access));
+    }
+    let until = (Instant::now() + HANDLER_BODY_WAIT).min(pending.body_deadline);
+    match read_body(req, &mut pending.body, max_body_bytes, until) {
+        Ok(()) => Ok(Stage::Ready(access, std::mem::take(&mut pending.body))),
+        Err(BodyError::Late) => Ok(Stage::Body(access)),
+        Err(BodyError::Refused(e)) => Err(e),
+    }
 }
 
 /// Calls the router with an authorized request and its body.
@@ -306,43 +331,65 @@ fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiError>) {
     }
 }
 
-/// Reads the body: refused past the cap, and past [`BODY_DEADLINE`] (408): the deadline bounds every
-/// socket read (the vendored tiny_http shortens the read timeout to the time left), so the whole body
-/// arrives within it or is refused when it passes.
-fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    if req.body_length().is_some_and(|n| n > max) {
-        return Err(ApiError::too_large(max));
+/// Why a body was not read whole.
+enum BodyError {
+    /// `until` passed first.
+    Late,
+    /// Over the cap, or the connection failed.
+    Refused(ApiError),
+}
+
+impl BodyError {
+    /// The answer, once the body's whole deadline ([`BODY_DEADLINE`]) has passed.
+    fn into_error(self) -> ApiError {
+        match self {
+            BodyError::Late => ApiError {
+                status: 408,
+                error: format!(
+                    "request body did not arrive within {} s",
+                    BODY_DEADLINE.as_secs()
+                ),
+                details: "send the whole body at once, after the head".to_string(),
+                header: None,
+            },
+            BodyError::Refused(e) => e,
+        }
     }
-    req.set_body_deadline(Instant::now() + BODY_DEADLINE);
-    let mut body = Vec::new();
+}
+
+/// Reads the rest of the body into `body`, refused past the cap, and late past `until`: every socket
+/// read of the body waits at most until then (the vendored tiny_http shortens the read timeout to the
+/// time left), so `until` is a real bound. A late read consumes nothing, so reading can go on later.
+fn read_body(
+    req: &mut Request,
+    body: &mut Vec<u8>,
+    max: usize,
+    until: Instant,
+) -> Result<(), BodyError> {
+    if req.body_length().is_some_and(|n| n > max) {
+        return Err(BodyError::Refused(ApiError::too_large(max)));
+    }
+    req.set_body_deadline(until);
     let mut chunk = [0_u8; 16 * 1024];
     let reader = req.as_reader();
     loop {
         let n = match reader.read(&mut chunk) {
             Ok(n) => n,
             Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                return Err(ApiError {
-                    status: 408,
-                    error: format!(
-                        "request body did not arrive within {} s",
-                        BODY_DEADLINE.as_secs()
-                    ),
-                    details: "send the whole body at once, after the head".to_string(),
-                    header: None,
-                })
+                return Err(BodyError::Late)
             }
             Err(e) => {
-                return Err(ApiError::bad_request(format!(
+                return Err(BodyError::Refused(ApiError::bad_request(format!(
                     "cannot read request body: {e}"
-                )))
+                ))))
             }
         };
         if n == 0 {
-            return Ok(body);
+            return Ok(());
         }
         body.extend_from_slice(&chunk[..n]);
         if body.len() > max {
-            return Err(ApiError::too_large(max));
+            return Err(BodyError::Refused(ApiError::too_large(max)));
         }
     }
 }
