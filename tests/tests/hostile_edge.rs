@@ -492,6 +492,39 @@ fn tokenless_posts_trickling_small_bodies_do_not_lock_out_a_new_client() {
 }
 
 #[test]
+fn an_authorized_body_trickled_a_byte_every_4_s_gets_408_at_its_10_s_deadline() {
+    let cluster = Cluster::start(&[]);
+    let mut stream = connect(&cluster);
+    let mut writer = stream.try_clone().expect("clone the socket");
+    let head = format!(
+        "POST /job HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        admin_token()
+    );
+    let asked = Instant::now();
+    writer.write_all(head.as_bytes()).expect("send the head");
+    // A byte every 4 s: each read returns before the 10 s socket timeout, so only a deadline on the
+    // whole body stops it (checked only after each read, it answered at the read after 12 s).
+    std::thread::spawn(move || {
+        for _ in 0..5 {
+            if writer.write_all(b" ").is_err() {
+                break;
+            }
+            // The pace of the trickle itself, not a wait for a condition.
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    });
+    let answer = read_all(&mut stream);
+    let took = asked.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("did not arrive within 10 s"), "{answer:?}");
+    assert!(
+        took < Duration::from_millis(11_500),
+        "answered only after {took:?}"
+    );
+}
+
+#[test]
 fn limits_on_what_one_user_can_make_the_api_hold() {
     let cluster = Cluster::start(&[]);
     let resp = cluster.http("GET", "/job?limit=100000", None);
