@@ -101,13 +101,14 @@ fn clip(text: &str, max: usize) -> String {
 pub struct Seen<'a> {
     pub method: &'a str,
     pub path: &'a str,
-    pub authorization: Option<&'a str>,
+    /// Who the request's token named, when it was validly signed (verified once, by the server).
+    pub caller: Option<&'a crate::auth::Caller>,
     pub source: Option<std::net::SocketAddr>,
     pub started: Instant,
 }
 
 /// The entry for a request, or `None` when it is not one the trail records.
-pub fn entry(ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> Option<Entry> {
+pub fn entry(_ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> Option<Entry> {
     let code = match outcome {
         Ok(reply) => reply.status,
         Err(e) => e.status,
@@ -115,7 +116,7 @@ pub fn entry(ctx: &Ctx, seen: &Seen<'_>, outcome: &Result<Reply, ApiError>) -> O
     if !is_audited(seen.method, code) {
         return None;
     }
-    let caller = ctx.auth.identify(seen.authorization).unwrap_or_default();
+    let caller = seen.caller.cloned().unwrap_or_default();
     Some(Entry {
         id: uuid::Uuid::new_v4().to_string(),
         timestamp: format_micros(now_us()),

@@ -1,5 +1,6 @@
 //! Who may do what: `Authorization: Bearer JWT` (HS256 with `api.server.security.signing_key`), checked
-//! once per request by the router. Missing, malformed, expired or wrongly signed tokens, `alg: none` and
+//! once per request, from the head, by the server (`verify`), whose verdict the router and the audit
+//! trail then use. Missing, malformed, expired or wrongly signed tokens, `alg: none` and
 //! every other algorithm are 401; a valid token without the permission is 403. `nbf` is honoured; `aud`
 //! (OSAPI's tokens carry one) is accepted, and must name `api.server.security.audience` when that is
 //! set. The check needs only the request head: the server calls it before reading any body. The
@@ -11,7 +12,7 @@ use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use osapi_common::config::RoleConfig;
 use osapi_common::permission;
 use serde::Deserialize;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 /// The `iss` every osapi token carries.
 const ISSUER: &str = "osapi";
@@ -63,11 +64,30 @@ impl Auth {
         }
     }
 
-    /// Checks the `Authorization` header against the permission a route needs; on success, who it is.
-    pub fn check(&self, authorization: Option<&str>, needed: &str) -> Result<Caller, ApiError> {
+    /// Verifies the `Authorization` header: the one token check a request gets (the server calls it
+    /// from the head, before any body is read); what it found then answers both "may it?" (`allow`)
+    /// and "who was it?" (the audit trail).
+    pub fn verify(&self, authorization: Option<&str>) -> Verdict {
         let Some(key) = &self.key else {
-            return Ok(Caller::default());
+            return Verdict::Open;
         };
+        match self.decode(key, authorization) {
+            Ok(claims) => Verdict::Valid {
+                granted: permission::granted(
+                    &claims.roles,
+                    claims.permissions.as_deref(),
+                    &self.roles,
+                ),
+                caller: Caller {
+                    sub: claims.sub,
+                    roles: claims.roles,
+                },
+            },
+            Err(e) => Verdict::Invalid(e),
+        }
+    }
+
+    fn decode(&self, key: &DecodingKey, authorization: Option<&str>) -> Result<Claims, ApiError> {
         let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
         let token = header
             .strip_prefix("Bearer ")
@@ -75,39 +95,47 @@ impl Auth {
             .map(str::trim)
             .filter(|t| !t.is_empty())
             .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer TOKEN'"))?;
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {}", reason(e.kind()))))?
-            .claims;
-        let granted =
-            permission::granted(&claims.roles, claims.permissions.as_deref(), &self.roles);
-        if permission::allows(&granted, needed) {
-            Ok(Caller {
-                sub: claims.sub,
-                roles: claims.roles,
-            })
-        } else {
-            Err(ApiError::forbidden(format!(
-                "token lacks permission {needed}"
-            )))
-        }
+        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
+            .map(|data| data.claims)
+            .map_err(|e| ApiError::unauthorized(format!("invalid token: {}", reason(e.kind()))))
     }
 }
 
-impl Auth {
-    /// The caller of a validly signed token, whatever it may do (for the audit trail); `None` otherwise.
-    pub fn identify(&self, authorization: Option<&str>) -> Option<Caller> {
-        let key = self.key.as_ref()?;
-        let token = authorization?
-            .strip_prefix("Bearer ")
-            .or_else(|| authorization?.strip_prefix("bearer "))?
-            .trim();
-        let claims = jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .ok()?
-            .claims;
-        Some(Caller {
-            sub: claims.sub,
-            roles: claims.roles,
-        })
+/// What one request's token turned out to be.
+pub enum Verdict {
+    /// The API runs without authentication (`--no-auth`): everything is allowed, to nobody in particular.
+    Open,
+    /// A validly signed, current token: who it is and every permission its roles grant.
+    Valid {
+        caller: Caller,
+        granted: BTreeSet<String>,
+    },
+    /// No token, or one that is not valid: the 401 to answer when a route needs a permission.
+    Invalid(ApiError),
+}
+
+impl Verdict {
+    /// Whether the request may do what needs `needed`: who it is, or 401 (no valid token) or 403
+    /// (a valid token without that permission).
+    pub fn allow(&self, needed: &str) -> Result<Caller, ApiError> {
+        match self {
+            Verdict::Open => Ok(Caller::default()),
+            Verdict::Valid { caller, granted } if permission::allows(granted, needed) => {
+                Ok(caller.clone())
+            }
+            Verdict::Valid { .. } => Err(ApiError::forbidden(format!(
+                "token lacks permission {needed}"
+            ))),
+            Verdict::Invalid(e) => Err(e.clone()),
+        }
+    }
+
+    /// The caller of a validly signed token, whatever it may do (for the audit trail).
+    pub fn caller(&self) -> Option<&Caller> {
+        match self {
+            Verdict::Valid { caller, .. } => Some(caller),
+            _ => None,
+        }
     }
 }
 

@@ -1,6 +1,7 @@
 //! The routing table: one `match` from (method, path segments) to a handler. The context and query string
 //! the handlers share live in `ctx.rs`, so handlers never import the router that imports them.
 
+use crate::auth::{Caller, Verdict};
 pub use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
 use crate::handlers::{cancel, drain, health, job, Reply};
@@ -13,7 +14,8 @@ pub struct Incoming<'a> {
     pub path: &'a str,
     pub query: &'a Query,
     pub body: &'a [u8],
-    pub authorization: Option<&'a str>,
+    /// What `authorize` allowed, from the head.
+    pub access: &'a Authorized,
     /// The `Idempotency-Key` header (`idempotency.rs`).
     pub idempotency_key: Option<&'a str>,
 }
@@ -143,28 +145,27 @@ fn segments(path: &str) -> Vec<&str> {
     path.trim_end_matches('/').split('/').skip(1).collect()
 }
 
-/// The token check from the request head alone, so the server can refuse (401/403) before it reads
-/// any body; `route` checks again (a few microseconds) so no handler runs unauthorized.
-pub fn authorize(
-    ctx: &Ctx,
-    method: &str,
-    path: &str,
-    authorization: Option<&str>,
-) -> Result<(), ApiError> {
-    match classify(method, &segments(path)).permission() {
-        Some(needed) => ctx.auth.check(authorization, needed).map(|_| ()),
-        None => Ok(()),
-    }
+/// A request whose token allows its route. Only `authorize` makes one, and `route` takes nothing else,
+/// so no handler runs unauthorized.
+pub struct Authorized {
+    caller: Caller,
 }
 
-/// Dispatches one request: classify, check the token, call the handler.
+/// The token check, from the request head alone (the token was verified once, into `verdict`), so the
+/// server refuses (401/403) before it reads any body.
+pub fn authorize(method: &str, path: &str, verdict: &Verdict) -> Result<Authorized, ApiError> {
+    let caller = match classify(method, &segments(path)).permission() {
+        Some(needed) => verdict.allow(needed)?,
+        None => Caller::default(),
+    };
+    Ok(Authorized { caller })
+}
+
+/// Dispatches one authorized request: classify, call the handler.
 pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
     let segments = segments(req.path);
     let route = classify(req.method, &segments);
-    let caller = match route.permission() {
-        Some(needed) => ctx.auth.check(req.authorization, needed)?,
-        None => crate::auth::Caller::default(),
-    };
+    let caller = &req.access.caller;
     match route {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),

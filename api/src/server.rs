@@ -1,15 +1,19 @@
 //! HTTP serving on tiny_http, with the limits tiny_http lacks: a fixed set of handler threads,
-//! a bounded queue (503 when full), the token checked from the head before any body is read (401/403
-//! never read it), a body cap checked before reading (413), bodies tiny_http has not buffered read by
-//! separate threads within a deadline (a slow upload never holds a handler), and exactly one place that
-//! responds to every request, so no request is ever dropped unanswered. The bounds on heads, connections
-//! and connection threads live in the vendored tiny_http (`vendor/tiny_http/PATCHES.md`).
+//! a bounded queue (503 when full), the token verified once from the head before any body byte is read
+//! (401/403 never read it, and until it passes the connection stays evictable at the connection cap), a
+//! body cap checked before reading (413), bodies read by separate threads within a real deadline (408;
+//! a slow upload never holds a handler), and exactly one path, [`record`], that counts, answers and
+//! audits every request, refusals included, so no request is dropped unanswered or unrecorded. The
+//! bounds on heads, connections and connection threads live in the vendored tiny_http
+//! (`vendor/tiny_http/PATCHES.md`).
 
 use crate::audit;
+use crate::auth::Verdict;
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
-use crate::routes::{self, Ctx, Query};
+use crate::routes::{self, Authorized, Ctx, Query};
 use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
+use std::io::ErrorKind;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -19,13 +23,17 @@ use tiny_http::{Header, Request, Response, Server};
 pub const HANDLER_THREADS: usize = 32;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
-/// Threads reading request bodies that tiny_http has not buffered (over 1 KiB, or chunked), so a slow
+/// Threads reading request bodies (every body: the vendored tiny_http reads none itself), so a slow
 /// upload holds one of these, never a handler thread.
 pub const BODY_READERS: usize = 32;
-/// Longest time a whole body may take to arrive; past it the answer is 408.
+/// Longest time a whole body may take to arrive, counted from when its token passed (time in the body
+/// readers' queue included); past it the answer is 408. Every socket read of the body is bounded by the
+/// time left, so this is the real bound.
 pub const BODY_DEADLINE: Duration = Duration::from_secs(10);
-/// tiny_http reads bodies up to this size itself, before it hands the request over.
-const BUFFERED_BODY_MAX: usize = 1024;
+/// Bodies up to this size (by `Content-Length`) are first read by the handler itself...
+const HANDLER_BODY_MAX: usize = 16 * 1024;
+/// ...waiting at most this long for what has not arrived with the head; the rest is the body readers'.
+const HANDLER_BODY_WAIT: Duration = Duration::from_millis(1);
 /// How often the accept loop looks at the shutdown flag.
 const ACCEPT_POLL: Duration = Duration::from_millis(200);
 
@@ -65,17 +73,19 @@ fn warn_if_too_few_fds(max_connections: usize) {
 
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
 ///
-/// Requests whose body tiny_http has already buffered go straight to the handlers; the others first pass
-/// through [`BODY_READERS`] threads that read the body within [`BODY_DEADLINE`], so slow uploads can never
-/// occupy the handler threads. Either queue full: 503 at once.
+/// A handler first checks the head (token, then declared size); a request with no body, or a small body
+/// that arrived with its head, is routed at once; the others pass through [`BODY_READERS`] threads that
+/// read the body within [`BODY_DEADLINE`] and come back to a handler, so slow uploads never occupy the
+/// handler threads (a handler waits at most [`HANDLER_BODY_WAIT`] for a body). Either queue full: 503
+/// at once. Every answer, refusals included, goes through [`record`].
 pub fn serve(
     server: Server,
     ctx: Arc<Ctx>,
     max_body_bytes: usize,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let (tx, rx) = bounded::<(Request, Option<Vec<u8>>)>(QUEUE_DEPTH);
-    let (body_tx, body_rx) = bounded::<Request>(QUEUE_DEPTH);
+    let (tx, rx) = bounded::<Pending>(QUEUE_DEPTH);
+    let (body_tx, body_rx) = bounded::<Pending>(QUEUE_DEPTH);
     let mut handlers = Vec::with_capacity(HANDLER_THREADS + BODY_READERS);
     for n in 0..HANDLER_THREADS {
         let (rx, ctx, body_tx) = (rx.clone(), ctx.clone(), body_tx.clone());
@@ -86,7 +96,7 @@ pub fn serve(
                 // Handlers and body readers send to each other, so neither queue closes by itself:
                 // handlers stop on the flag once their queue is empty, which then ends the readers.
                 match rx.recv_timeout(ACCEPT_POLL) {
-                    Ok((req, body)) => handle(&ctx, &body_tx, req, body, max_body_bytes),
+                    Ok(pending) => handle(&ctx, &body_tx, pending, max_body_bytes),
                     Err(RecvTimeoutError::Timeout) if !shutdown.load(Ordering::SeqCst) => {}
                     Err(_) => break,
                 }
@@ -98,14 +108,29 @@ pub fn serve(
     }
     drop(body_tx);
     for n in 0..BODY_READERS {
-        let (body_rx, tx) = (body_rx.clone(), tx.clone());
+        let (body_rx, tx, ctx) = (body_rx.clone(), tx.clone(), ctx.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("body-{n}"))
             .spawn(move || {
-                for mut req in body_rx.iter() {
-                    match read_body(&mut req, max_body_bytes) {
-                        Ok(body) => dispatch(&tx, req, Some(body)),
-                        Err(e) => respond(req, Err(e)),
+                for mut pending in body_rx.iter() {
+                    let Stage::Body(access) = std::mem::replace(&mut pending.stage, Stage::Head)
+                    else {
+                        // Only a handler that admitted a request sends it here.
+                        record(
+                            &ctx,
+                            pending,
+                            Err(ApiError::bad_request("request not admitted")),
+                        );
+                        continue;
+                    };
+                    let until = pending.body_deadline;
+                    match read_body(&mut pending.req, &mut pending.body, max_body_bytes, until) {
+                        Ok(()) => {
+                            let body = std::mem::take(&mut pending.body);
+                            pending.stage = Stage::Ready(access, body);
+                            dispatch(&ctx, &tx, pending);
+                        }
+                        Err(e) => record(&ctx, pending, Err(e.into_error())),
                     }
                 }
             });
@@ -117,7 +142,7 @@ pub fn serve(
     let mut outcome = Ok(());
     while !shutdown.load(Ordering::SeqCst) {
         match server.recv_timeout(ACCEPT_POLL) {
-            Ok(Some(req)) => dispatch(&tx, req, None),
+            Ok(Some(req)) => dispatch(&ctx, &tx, Pending::new(req)),
             Ok(None) => continue,
             Err(e) => {
                 // The (patched) accept thread never gives up; an error here means the server is gone.
@@ -134,113 +159,154 @@ pub fn serve(
     outcome
 }
 
-fn dispatch(
-    tx: &crossbeam_channel::Sender<(Request, Option<Vec<u8>>)>,
+/// A request on its way through the server, with what is known of it so far.
+struct Pending {
     req: Request,
-    body: Option<Vec<u8>>,
-) {
-    if let Err(TrySendError::Full((req, _)) | TrySendError::Disconnected((req, _))) =
-        tx.try_send((req, body))
-    {
-        respond(
+    /// When its head arrived: the duration the audit trail and the metrics give covers the queues and
+    /// the body too.
+    started: Instant,
+    /// The one verification of its token (`None` until a handler has checked the head).
+    verdict: Option<Verdict>,
+    stage: Stage,
+    /// The body read so far, and when all of it must have arrived.
+    body: Vec<u8>,
+    body_deadline: Instant,
+}
+
+/// How far a request has come.
+enum Stage {
+    /// Only the head has been read.
+    Head,
+    /// Authorized, its body still on the wire: for the body readers.
+    Body(Authorized),
+    /// Authorized, with its whole body: for the router.
+    Ready(Authorized, Vec<u8>),
+}
+
+impl Pending {
+    fn new(req: Request) -> Pending {
+        Pending {
             req,
-            Err(ApiError::unavailable(
-                "too many requests in progress; try again",
-            )),
-        );
+            started: Instant::now(),
+            verdict: None,
+            stage: Stage::Head,
+            body: Vec::new(),
+            body_deadline: Instant::now() + BODY_DEADLINE,
+        }
     }
 }
 
-/// What the head alone decides about a request that has just arrived.
-enum Admission {
-    /// Answer now, without reading the body (a refused body is never read: the connection closes).
-    Refused(ApiError),
-    /// The body, already in memory (tiny_http buffers small ones).
-    Ready(Vec<u8>),
-    /// The body is still on the wire: for the body readers.
-    Streamed,
-}
-
-fn admit(ctx: &Ctx, req: &mut Request, max_body_bytes: usize) -> Admission {
-    let url = req.url().to_string();
-    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
-    let authorization = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
-    if let Err(e) = routes::authorize(ctx, req.method().as_str(), path, authorization.as_deref()) {
-        return Admission::Refused(e);
-    }
-    if req.body_length().is_some_and(|n| n > max_body_bytes) {
-        return Admission::Refused(ApiError::too_large(max_body_bytes));
-    }
-    let buffered = req.body_length().is_some_and(|n| n <= BUFFERED_BODY_MAX)
-        && !req.headers().iter().any(|h| h.field.equiv("Expect"));
-    if !buffered {
-        return Admission::Streamed;
-    }
-    match read_body(req, max_body_bytes) {
-        Ok(body) => Admission::Ready(body),
-        Err(e) => Admission::Refused(e),
+/// Queues a request for the handlers; full: 503 at once.
+fn dispatch(ctx: &Ctx, tx: &crossbeam_channel::Sender<Pending>, pending: Pending) {
+    if let Err(TrySendError::Full(pending) | TrySendError::Disconnected(pending)) =
+        tx.try_send(pending)
+    {
+        let busy = ApiError::unavailable("too many requests in progress; try again");
+        record(ctx, pending, Err(busy));
     }
 }
 
-/// Handles one request. On its first visit (`body` None) the head decides: refused at once, or the
-/// body is in memory, or the request goes to the body readers and comes back with its body.
+/// Handles one request: on its first visit the head decides (refused, routed at once, or sent to the
+/// body readers); back from them with its body, it is routed.
 fn handle(
     ctx: &Ctx,
-    body_tx: &crossbeam_channel::Sender<Request>,
-    mut req: Request,
-    body: Option<Vec<u8>>,
+    body_tx: &crossbeam_channel::Sender<Pending>,
+    mut pending: Pending,
     max_body_bytes: usize,
 ) {
-    let started = Instant::now();
-    let body = match body {
-        Some(body) => body,
-        None => match admit(ctx, &mut req, max_body_bytes) {
-            Admission::Ready(body) => body,
-            Admission::Refused(e) => return respond_on_record(ctx, req, Err(e), started),
-            Admission::Streamed => {
-                if let Err(TrySendError::Full(req) | TrySendError::Disconnected(req)) =
-                    body_tx.try_send(req)
+    loop {
+        match std::mem::replace(&mut pending.stage, Stage::Head) {
+            Stage::Head => match admit(ctx, &mut pending, max_body_bytes) {
+                Ok(next) => pending.stage = next,
+                Err(e) => return record(ctx, pending, Err(e)),
+            },
+            Stage::Body(access) => {
+                pending.stage = Stage::Body(access);
+                if let Err(TrySendError::Full(pending) | TrySendError::Disconnected(pending)) =
+                    body_tx.try_send(pending)
                 {
-                    respond(
-                        req,
-                        Err(ApiError::unavailable(
-                            "too many uploads in progress; try again",
-                        )),
-                    );
+                    let busy = ApiError::unavailable("too many uploads in progress; try again");
+                    record(ctx, pending, Err(busy));
                 }
                 return;
             }
-        },
+            Stage::Ready(access, body) => {
+                let outcome = route(ctx, &pending.req, &access, &body);
+                return record(ctx, pending, outcome);
+            }
+        }
+    }
+}
+
+/// What the head alone decides, before any body byte is read: the token (verified here, once), then
+/// the declared size. A refused request's body is never read (the connection closes after the answer).
+/// Until the token passes, the request leaves its connection evictable at the connection cap.
+fn admit(ctx: &Ctx, pending: &mut Pending, max_body_bytes: usize) -> Result<Stage, ApiError> {
+    let req = &mut pending.req;
+    let verdict = ctx.auth.verify(header_value(req, "Authorization"));
+    let url = req.url();
+    let path = url.split_once('?').map_or(url, |(p, _)| p);
+    let access = routes::authorize(req.method().as_str(), path, &verdict);
+    pending.verdict = Some(verdict);
+    let access = access?;
+    req.hold_connection();
+    if req.body_length().is_some_and(|n| n > max_body_bytes) {
+        return Err(ApiError::too_large(max_body_bytes));
+    }
+    let has_body = match req.body_length() {
+        Some(n) => n > 0,
+        None => header_value(req, "Transfer-Encoding").is_some(),
     };
-    let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
-    let (path, raw_query) = url.split_once('?').unwrap_or((url.as_str(), ""));
-    let authorization = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
-    let idempotency_key = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Idempotency-Key"))
-        .map(|h| h.value.as_str().to_string());
-    let started = std::time::Instant::now();
+    if !has_body {
+        return Ok(Stage::Ready(access, Vec::new()));
+    }
+    // A small body usually came with its head and is already buffered: read it here, waiting at most
+    // `HANDLER_BODY_WAIT`, rather than pay two thread hops. What has not arrived by then is left, with
+    // what has, to the body readers. Chunked bodies always go to them (a chunk decoder interrupted by a
+    // timeout cannot resume).
+    pending.body_deadline = Instant::now() + BODY_DEADLINE;
+    if req.body_length().is_none_or(|n| n > HANDLER_BODY_MAX) {
+        return Ok(Stage::Body(access));
+    }
+    let until = (Instant::now() + HANDLER_BODY_WAIT).min(pending.body_deadline);
+    match read_body(req, &mut pending.body, max_body_bytes, until) {
+        Ok(()) => Ok(Stage::Ready(access, std::mem::take(&mut pending.body))),
+        Err(BodyError::Late) => Ok(Stage::Body(access)),
+        Err(BodyError::Refused(e)) => Err(e),
+    }
+}
+
+/// Calls the router with an authorized request and its body.
+fn route(ctx: &Ctx, req: &Request, access: &Authorized, body: &[u8]) -> Result<Reply, ApiError> {
+    let method = req.method().as_str();
+    let url = req.url();
+    let (path, raw_query) = url.split_once('?').unwrap_or((url, ""));
     let outcome = routes::route(
         ctx,
         &routes::Incoming {
-            method: &method,
+            method,
             path,
             query: &Query::parse(raw_query),
-            body: &body,
-            authorization: authorization.as_deref(),
-            idempotency_key: idempotency_key.as_deref(),
+            body,
+            access,
+            idempotency_key: header_value(req, "Idempotency-Key"),
         },
     );
+    if let Err(e) = &outcome {
+        if e.status >= 500 {
+            log::warn!("{method} {path}: {} ({})", e.error, e.details);
+        }
+    }
+    outcome
+}
+
+/// The one way every request is answered: counted in the metrics, answered, then put on the audit
+/// trail when it is one the trail keeps (`audit.rs`): after the answer, so the trail never slows a
+/// client down.
+fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiError>) {
+    let method = pending.req.method().as_str().to_string();
+    let url = pending.req.url().to_string();
+    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
     let code = match &outcome {
         Ok(reply) => reply.status,
         Err(e) => e.status,
@@ -249,69 +315,91 @@ fn handle(
         &method,
         routes::template(&method, path),
         code,
-        started.elapsed(),
+        pending.started.elapsed(),
     );
-    if let Err(e) = &outcome {
-        if e.status >= 500 {
-            log::warn!("{method} {path}: {} ({})", e.error, e.details);
-        }
-    }
-    respond_on_record(ctx, req, outcome, started);
-}
-
-/// Answers, then puts the request on the audit trail when it is one the trail keeps (`audit.rs`): after
-/// the answer, so the trail never slows a client down.
-fn respond_on_record(ctx: &Ctx, req: Request, outcome: Result<Reply, ApiError>, started: Instant) {
-    let method = req.method().as_str().to_string();
-    let url = req.url().to_string();
-    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
-    let authorization = req
-        .headers()
-        .iter()
-        .find(|h| h.field.equiv("Authorization"))
-        .map(|h| h.value.as_str().to_string());
     let seen = audit::Seen {
         method: &method,
         path,
-        authorization: authorization.as_deref(),
-        source: req.remote_addr().copied(),
-        started,
+        caller: pending.verdict.as_ref().and_then(Verdict::caller),
+        source: pending.req.remote_addr().copied(),
+        started: pending.started,
     };
     let entry = audit::entry(ctx, &seen, &outcome);
-    respond(req, outcome);
+    respond(pending.req, outcome);
     if let Some(entry) = entry {
         ctx.audit.append(&entry);
     }
 }
 
-/// Reads the body, refusing one over the cap before reading it when Content-Length says so, and one
-/// that takes longer than [`BODY_DEADLINE`] to arrive.
-fn read_body(req: &mut Request, max: usize) -> Result<Vec<u8>, ApiError> {
-    if req.body_length().is_some_and(|n| n > max) {
-        return Err(ApiError::too_large(max));
+/// Why a body was not read whole.
+enum BodyError {
+    /// `until` passed first.
+    Late,
+    /// Over the cap, or the connection failed.
+    Refused(ApiError),
+}
+
+impl BodyError {
+    /// The answer, once the body's whole deadline ([`BODY_DEADLINE`]) has passed.
+    fn into_error(self) -> ApiError {
+        match self {
+            BodyError::Late => ApiError {
+                status: 408,
+                error: format!(
+                    "request body did not arrive within {} s",
+                    BODY_DEADLINE.as_secs()
+                ),
+                details: "send the whole body at once, after the head".to_string(),
+                header: None,
+            },
+            BodyError::Refused(e) => e,
+        }
     }
-    let started = std::time::Instant::now();
-    let mut body = Vec::new();
+}
+
+/// Reads the rest of the body into `body`, refused past the cap, and late past `until`: every socket
+/// read of the body waits at most until then (the vendored tiny_http shortens the read timeout to the
+/// time left), so `until` is a real bound. A late read consumes nothing, so reading can go on later.
+fn read_body(
+    req: &mut Request,
+    body: &mut Vec<u8>,
+    max: usize,
+    until: Instant,
+) -> Result<(), BodyError> {
+    if req.body_length().is_some_and(|n| n > max) {
+        return Err(BodyError::Refused(ApiError::too_large(max)));
+    }
+    req.set_body_deadline(until);
     let mut chunk = [0_u8; 16 * 1024];
     let reader = req.as_reader();
     loop {
-        let n = reader
-            .read(&mut chunk)
-            .map_err(|e| ApiError::bad_request(format!("cannot read request body: {e}")))?;
+        let n = match reader.read(&mut chunk) {
+            Ok(n) => n,
+            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
+                return Err(BodyError::Late)
+            }
+            Err(e) => {
+                return Err(BodyError::Refused(ApiError::bad_request(format!(
+                    "cannot read request body: {e}"
+                ))))
+            }
+        };
         if n == 0 {
-            return Ok(body);
+            return Ok(());
         }
         body.extend_from_slice(&chunk[..n]);
         if body.len() > max {
-            return Err(ApiError::too_large(max));
-        }
-        if started.elapsed() > BODY_DEADLINE {
-            return Err(ApiError::bad_request(format!(
-                "request body took longer than {}s to arrive",
-                BODY_DEADLINE.as_secs()
-            )));
+            return Err(BodyError::Refused(ApiError::too_large(max)));
         }
     }
+}
+
+/// A request header's value.
+fn header_value<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
+    req.headers()
+        .iter()
+        .find(|h| h.field.equiv(name))
+        .map(|h| h.value.as_str())
 }
 
 fn header(name: &str, value: &str) -> Option<Header> {

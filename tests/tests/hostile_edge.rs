@@ -1,5 +1,5 @@
 //! The HTTP edge from an attacker's side, without a token: an endless header line, too many or too large
-//! headers, thousands of idle connections, a big body announced without a token; and, with a token, asking
+//! headers, thousands of idle connections, a body announced without a token (big, or small and trickled); and, with a token, asking
 //! the API to hold more than it should (`limit`, `operation.data`). Each test talks raw TCP or HTTP to the
 //! real `osapi-api` and reads its threads and memory from `/proc/PID/status`.
 
@@ -389,7 +389,7 @@ fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
 }
 
 #[test]
-fn a_post_without_a_token_declaring_900_kb_gets_401_at_once_and_its_body_is_never_read() {
+fn a_post_without_a_token_declaring_a_body_gets_401_at_once_and_its_body_is_never_read() {
     let cluster = Cluster::start(&[]);
     let reader = token(&["read"], None);
     let cases = [
@@ -411,26 +411,117 @@ fn a_post_without_a_token_declaring_900_kb_gets_401_at_once_and_its_body_is_neve
             "403",
         ),
     ];
-    for (what, authorization, want) in cases {
-        let mut stream = connect(&cluster);
-        let head = format!(
-            "POST /job HTTP/1.1\r\nHost: osapi\r\n{authorization}Content-Type: application/json\r\n\
-             Content-Length: 900000\r\n\r\n"
-        );
-        let asked = Instant::now();
-        stream.write_all(head.as_bytes()).expect("send the head");
-        let answer = read_all(&mut stream);
-        let took = asked.elapsed();
+    // 1024 bytes: tiny_http used to read a body that small itself, before the API saw the token.
+    for length in [1024, 900_000] {
+        for (what, authorization, want) in &cases {
+            let mut stream = connect(&cluster);
+            let head = format!(
+                "POST /job HTTP/1.1\r\nHost: osapi\r\n{authorization}Content-Type: application/json\r\n\
+                 Content-Length: {length}\r\n\r\n"
+            );
+            let asked = Instant::now();
+            stream.write_all(head.as_bytes()).expect("send the head");
+            let answer = read_all(&mut stream);
+            let took = asked.elapsed();
+            assert!(
+                answer.starts_with(&format!("HTTP/1.1 {want}")),
+                "{what}, {length} bytes announced, none sent: {answer:?}"
+            );
+            // `read_all` returned: the server closed the connection rather than wait for the body.
+            assert!(
+                took < Duration::from_secs(2),
+                "{what}, {length} bytes: answered and closed only after {took:?}"
+            );
+        }
+    }
+}
+
+#[test]
+fn tokenless_posts_trickling_small_bodies_do_not_lock_out_a_new_client() {
+    const CAP: usize = 4;
+    let nats = NatsServer::start();
+    let extra = ExtraConfig {
+        api_server_yaml: vec![("max_connections".into(), CAP.to_string())],
+        ..ExtraConfig::default()
+    };
+    let api = Api::start_extra(&nats.url(), &Options::default(), &extra);
+    // CAP connections, each announcing a 1 KiB body without a token and sending it a byte at a time.
+    let (sent, two_bytes_out) = mpsc::channel();
+    let tricklers: Vec<_> = (0..CAP)
+        .map(|_| {
+            let s = TcpStream::connect(("127.0.0.1", api.port())).expect("connect");
+            s.set_read_timeout(Some(Duration::from_secs(5)))
+                .expect("timeout");
+            let mut writer = s.try_clone().expect("clone the socket");
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let head =
+                    "POST /job HTTP/1.1\r\nHost: osapi\r\nContent-Type: application/json\r\n\
+                            Content-Length: 1024\r\n\r\n";
+                let mut ok = writer.write_all(head.as_bytes()).is_ok();
+                for n in 0..6 {
+                    ok = ok && writer.write_all(b"{").is_ok();
+                    if n == 1 {
+                        let _ = sent.send(());
+                    }
+                    // The pace of the trickle itself, not a wait for a condition.
+                    std::thread::sleep(Duration::from_millis(300));
+                }
+                ok
+            });
+            s
+        })
+        .collect();
+    drop(sent);
+    for _ in 0..CAP {
+        two_bytes_out
+            .recv_timeout(Duration::from_secs(10))
+            .expect("a trickler wrote its head and two body bytes");
+    }
+    // A newcomer is served: the tricklers were refused (or are evictable), never holding a place.
+    let served = request_as(None, &api.base_url(), "GET", "/health", None).expect("an answer");
+    assert_eq!(served.status, 200, "{}", served.text);
+    for (n, mut s) in tricklers.into_iter().enumerate() {
+        let answer = read_all(&mut s);
+        // 401 at once, or closed to make room for the newcomer before its head was authorized.
         assert!(
-            answer.starts_with(&format!("HTTP/1.1 {want}")),
-            "{what}: {answer:?}"
-        );
-        // `read_all` returned: the server closed the connection rather than wait for 900 KB.
-        assert!(
-            took < Duration::from_secs(2),
-            "{what}: answered and closed only after {took:?}"
+            answer.is_empty() || answer.starts_with("HTTP/1.1 401"),
+            "trickler {n}: {answer:?}"
         );
     }
+}
+
+#[test]
+fn an_authorized_body_trickled_a_byte_every_4_s_gets_408_at_its_10_s_deadline() {
+    let cluster = Cluster::start(&[]);
+    let mut stream = connect(&cluster);
+    let mut writer = stream.try_clone().expect("clone the socket");
+    let head = format!(
+        "POST /job HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {}\r\n\
+         Content-Type: application/json\r\nContent-Length: 100\r\n\r\n",
+        admin_token()
+    );
+    let asked = Instant::now();
+    writer.write_all(head.as_bytes()).expect("send the head");
+    // A byte every 4 s: each read returns before the 10 s socket timeout, so only a deadline on the
+    // whole body stops it (checked only after each read, it answered at the read after 12 s).
+    std::thread::spawn(move || {
+        for _ in 0..5 {
+            if writer.write_all(b" ").is_err() {
+                break;
+            }
+            // The pace of the trickle itself, not a wait for a condition.
+            std::thread::sleep(Duration::from_secs(4));
+        }
+    });
+    let answer = read_all(&mut stream);
+    let took = asked.elapsed();
+    assert!(answer.starts_with("HTTP/1.1 408"), "{answer:?}");
+    assert!(answer.contains("did not arrive within 10 s"), "{answer:?}");
+    assert!(
+        took < Duration::from_millis(11_500),
+        "answered only after {took:?}"
+    );
 }
 
 #[test]

@@ -145,8 +145,8 @@ fn stalled_connections_neither_block_others_nor_live_forever() {
                 // Half a request head.
                 "GET /job/status HTTP/1.1\r\nHost: osapi\r\nAuth".to_string()
             } else {
-                // A whole head, then a little of the body it announces: over 1 KiB, so tiny_http
-                // leaves the body to the handler thread that reads it.
+                // A whole head, then a little of the body it announces: a body reader waits for the
+                // rest, within the body deadline.
                 format!(
                     "POST /job HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {token}\r\n\
                      Content-Type: application/json\r\nContent-Length: 100000\r\n\r\n{{\"operation\":"
@@ -167,7 +167,7 @@ fn stalled_connections_neither_block_others_nor_live_forever() {
     }
 
     // The server gives up on each stalled connection by itself: it closes it (EOF or reset), or answers
-    // it with an error (a body that never came is a 400; tiny_http closes the socket later).
+    // it with an error (a body that never came is a 408; tiny_http closes the socket after it).
     let (done_tx, done_rx) = mpsc::channel();
     for (n, mut stream) in stalled.drain(..).enumerate() {
         let done_tx = done_tx.clone();

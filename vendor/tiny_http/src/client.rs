@@ -9,7 +9,7 @@ use std::str::FromStr;
 
 use crate::common::{HTTPVersion, Method};
 use crate::util::limits::{
-    HeadMark, InFlight, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
+    HeadMark, InFlight, ReadDeadline, HEADER_LINES_MAX, HEAD_BYTES_MAX, HEAD_DEADLINE, LINE_BYTES_MAX,
 };
 use crate::util::RefinedTcpStream;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -46,6 +46,9 @@ pub struct ClientConnection {
 
     // osapi patch: set when the previous request's streamed body was dropped unread
     body_abandoned: Arc<AtomicBool>,
+
+    // osapi patch: the deadline of the body being read (set by the API, cleared before the next head)
+    deadline: ReadDeadline,
 }
 
 /// osapi patch: what one request head has used so far of its limits.
@@ -79,6 +82,7 @@ impl ClientConnection {
     ) -> ClientConnection {
         let remote_addr = read_socket.peer_addr();
         let secure = read_socket.secure();
+        let deadline = read_socket.deadline();
 
         let mut source = SequentialReaderBuilder::new(BufReader::with_capacity(1024, read_socket));
         let first_header = source.next().unwrap();
@@ -92,6 +96,7 @@ impl ClientConnection {
             secure,
             mark,
             body_abandoned: Arc::default(),
+            deadline,
         }
     }
 
@@ -172,6 +177,7 @@ impl ClientConnection {
         if self.body_abandoned.load(Ordering::SeqCst) {
             return Err(ReadError::BodyAbandoned);
         }
+        self.deadline.set(None);
         if let Some(mark) = &self.mark {
             mark.waiting();
         }
@@ -213,13 +219,10 @@ impl ClientConnection {
 
             (method, path, version, headers)
         };
-        if let Some(mark) = &self.mark {
-            mark.busy();
-        }
-
-        // building the writer for the request
-        // osapi patch: counted as in progress (not evictable) until the answer is written
-        let writer = InFlight::new(self.sink.next().unwrap(), self.mark.clone());
+        // osapi patch: the connection stays evictable (as waiting for a head) until the API has
+        // authorized the request (`Request::hold_connection`): a head without a valid token cannot
+        // hold a place at the connection cap.
+        let writer = self.sink.next().unwrap();
 
         // follow-up for next potential request
         let mut data_source = self.source.next().unwrap();
@@ -238,6 +241,7 @@ impl ClientConnection {
             writer,
             self.body_abandoned.clone(),
         )
+        .map(|rq| rq.with_edge(InFlight::new(self.mark.clone()), self.deadline.clone()))
         .map_err(|e| {
             use crate::request;
             match e {

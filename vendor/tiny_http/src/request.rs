@@ -1,5 +1,5 @@
 use std::io::Error as IoError;
-use std::io::{self, Cursor, ErrorKind, Read, Write};
+use std::io::{self, ErrorKind, Read, Write};
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -9,7 +9,9 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::Sender;
 use std::sync::Arc;
 
+use crate::util::limits::{InFlight, ReadDeadline};
 use crate::util::{EqualReader, FusedReader};
+use std::time::Instant;
 use crate::{HTTPVersion, Header, Method, Response, StatusCode};
 use chunked_transfer::Decoder;
 
@@ -76,6 +78,12 @@ pub struct Request {
 
     // If Some, a message must be sent after responding
     notify_when_responded: Option<Sender<()>>,
+
+    // osapi patch: counts the connection as in progress once the API holds it (`hold_connection`)
+    in_flight: InFlight,
+
+    // osapi patch: bounds the socket reads of the body (`set_body_deadline`)
+    deadline: Option<ReadDeadline>,
 }
 
 struct NotifyOnDrop<R> {
@@ -135,7 +143,7 @@ pub fn new_request<R, W>(
     version: HTTPVersion,
     headers: Vec<Header>,
     remote_addr: Option<SocketAddr>,
-    mut source_data: R,
+    source_data: R,
     writer: W,
     abandoned: Arc<AtomicBool>,
 ) -> Result<Request, RequestCreationError>
@@ -194,27 +202,10 @@ where
     } else if let Some(content_length) = content_length {
         if content_length == 0 {
             Box::new(io::empty()) as Box<dyn Read + Send + 'static>
-        } else if content_length <= 1024 && !expects_continue {
-            // if the content-length is small enough, we just read everything into a buffer
-
-            let mut buffer = vec![0; content_length];
-            let mut offset = 0;
-
-            while offset != content_length {
-                let read = source_data.read(&mut buffer[offset..])?;
-                if read == 0 {
-                    // the socket returned EOF, but we were before the expected content-length
-                    // aborting
-                    let info = "Connection has been closed before we received enough data";
-                    let err = IoError::new(ErrorKind::ConnectionAborted, info);
-                    return Err(RequestCreationError::CreationIoError(err));
-                }
-
-                offset += read;
-            }
-
-            Box::new(Cursor::new(buffer)) as Box<dyn Read + Send + 'static>
         } else {
+            // osapi patch: no body is read here, however small (upstream read bodies up to 1 KiB
+            // before handing the request over): the API checks the token first, so a 401 or 403
+            // never reads the body, and reads it under its own deadline.
             let (data_reader, _) = EqualReader::new(source_data, content_length); // TODO:
             Box::new(BodyGuard::new(FusedReader::new(data_reader), abandoned))
                 as Box<dyn Read + Send + 'static>
@@ -245,6 +236,8 @@ where
         body_length: content_length,
         must_send_continue: expects_continue,
         notify_when_responded: None,
+        in_flight: InFlight::new(None),
+        deadline: None,
     })
 }
 
@@ -286,6 +279,29 @@ impl<R: Read> Drop for BodyGuard<R> {
 }
 
 impl Request {
+    /// osapi patch: the connection's claim and body deadline, from the `ClientConnection`.
+    pub(crate) fn with_edge(mut self, in_flight: InFlight, deadline: ReadDeadline) -> Request {
+        self.in_flight = in_flight;
+        self.deadline = Some(deadline);
+        self
+    }
+
+    /// osapi patch: counts this request's connection as in progress, so that it is not evicted at the
+    /// connection cap, until the request is answered. Until then (a request not yet authorized) the
+    /// connection may be closed to make room for a new one.
+    pub fn hold_connection(&mut self) {
+        self.in_flight.engage();
+    }
+
+    /// osapi patch: every socket read of the body from now on waits at most until `at`, then fails with
+    /// `ErrorKind::TimedOut` (without it a read waits up to the 10 s socket timeout). Cleared before
+    /// the connection reads its next head.
+    pub fn set_body_deadline(&mut self, at: Instant) {
+        if let Some(d) = &self.deadline {
+            d.set(Some(at));
+        }
+    }
+
     /// Returns true if the request was made through HTTPS.
     #[inline]
     pub fn secure(&self) -> bool {

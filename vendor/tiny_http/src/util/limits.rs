@@ -25,9 +25,10 @@ pub const HEAD_DEADLINE: Duration = Duration::from_secs(10);
 /// Default cap on open connections.
 pub const CONNECTIONS_MAX: usize = 1024;
 
-/// Whether a connection is waiting for a request head, and since when (ms after the registry's epoch,
-/// plus one; 0 = reading one), and how many of its requests are not answered yet. Only a connection
-/// waiting for a head with no request in progress may be evicted.
+/// Since when a connection has waited for its latest request head (ms after the registry's epoch, plus
+/// one; 0 = not yet), and how many of its requests the application holds (`InFlight::engage`) and has
+/// not answered yet. Only a connection with no request held may be evicted: one that is idle, trickling
+/// a head, or whose request has not passed the application's checks (osapi: the token).
 pub struct HeadMark {
     epoch: Instant,
     waiting_since: AtomicU64,
@@ -40,10 +41,6 @@ impl HeadMark {
         self.waiting_since.store(ms + 1, Ordering::Release);
     }
 
-    pub fn busy(&self) {
-        self.waiting_since.store(0, Ordering::Release);
-    }
-
     /// Since when the connection has been idle (waiting for a head, nothing in progress), if it is.
     fn idle_since(&self) -> Option<u64> {
         let since = self.waiting_since.load(Ordering::Acquire);
@@ -51,36 +48,55 @@ impl HeadMark {
     }
 }
 
-/// A request's response writer that counts the request as in progress until it is dropped (answered).
-pub struct InFlight<W> {
-    inner: W,
+/// A request's claim on its connection: once the API has authorized the request (`engage`), the
+/// connection counts as in progress, and is not evicted, until the request is dropped (answered). Before
+/// that, a request whose head has arrived leaves its connection evictable: a client with no token cannot
+/// hold a place by announcing a body it trickles.
+pub struct InFlight {
     mark: Option<Arc<HeadMark>>,
+    counted: bool,
 }
 
-impl<W> InFlight<W> {
-    pub fn new(inner: W, mark: Option<Arc<HeadMark>>) -> InFlight<W> {
-        if let Some(m) = &mark {
-            m.in_flight.fetch_add(1, Ordering::AcqRel);
+impl InFlight {
+    pub fn new(mark: Option<Arc<HeadMark>>) -> InFlight {
+        InFlight {
+            mark,
+            counted: false,
         }
-        InFlight { inner, mark }
+    }
+
+    /// Counts the request as in progress (once).
+    pub fn engage(&mut self) {
+        if let (Some(m), false) = (&self.mark, self.counted) {
+            m.in_flight.fetch_add(1, Ordering::AcqRel);
+            self.counted = true;
+        }
     }
 }
 
-impl<W: Write> Write for InFlight<W> {
-    fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
-        self.inner.write(buf)
-    }
-
-    fn flush(&mut self) -> std::io::Result<()> {
-        self.inner.flush()
-    }
-}
-
-impl<W> Drop for InFlight<W> {
+impl Drop for InFlight {
     fn drop(&mut self) {
-        if let Some(m) = &self.mark {
+        if let (Some(m), true) = (&self.mark, self.counted) {
             m.in_flight.fetch_sub(1, Ordering::AcqRel);
         }
+    }
+}
+
+/// When the body being read from a connection must have arrived. While set, each read of the socket
+/// waits at most the time left (then fails with `TimedOut`), so a body's deadline is a real bound rather
+/// than one noticed only after a read returns. Cleared before the connection reads its next head.
+#[derive(Clone, Default)]
+pub struct ReadDeadline(Arc<Mutex<Option<Instant>>>);
+
+impl ReadDeadline {
+    pub fn set(&self, at: Option<Instant>) {
+        if let Ok(mut d) = self.0.lock() {
+            *d = at;
+        }
+    }
+
+    pub fn get(&self) -> Option<Instant> {
+        self.0.lock().map(|d| *d).unwrap_or(None)
     }
 }
 

@@ -2,7 +2,10 @@ use std::io::Result as IoResult;
 use std::io::{Read, Write};
 use std::net::{Shutdown, SocketAddr};
 
-use crate::connection::Connection;
+use crate::connection::{Connection, CONNECTION_TIMEOUT};
+use crate::util::limits::ReadDeadline;
+use std::io::{Error as IoError, ErrorKind};
+use std::time::{Duration, Instant};
 #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
 use crate::ssl::SslStream;
 
@@ -47,6 +50,15 @@ impl Stream {
         }
     }
 
+    /// osapi patch: to bound a read by a body's deadline.
+    fn set_read_timeout(&self, timeout: Duration) -> IoResult<()> {
+        match self {
+            Stream::Http(tcp_stream) => tcp_stream.set_read_timeout(timeout),
+            #[cfg(any(feature = "ssl-openssl", feature = "ssl-rustls"))]
+            Stream::Https(_) => Ok(()),
+        }
+    }
+
     fn shutdown(&mut self, how: Shutdown) -> IoResult<()> {
         match self {
             Stream::Http(tcp_stream) => tcp_stream.shutdown(how),
@@ -88,6 +100,10 @@ pub struct RefinedTcpStream {
     stream: Stream,
     close_read: bool,
     close_write: bool,
+    // osapi patch: the deadline of the body being read, and whether the socket's read timeout is
+    // shortened to it (restored to `CONNECTION_TIMEOUT` once the deadline is cleared)
+    deadline: ReadDeadline,
+    shortened: bool,
 }
 
 impl RefinedTcpStream {
@@ -103,12 +119,16 @@ impl RefinedTcpStream {
             stream: read,
             close_read: true,
             close_write: false,
+            deadline: ReadDeadline::default(),
+            shortened: false,
         };
 
         let write = RefinedTcpStream {
             stream: write,
             close_read: false,
             close_write: true,
+            deadline: ReadDeadline::default(),
+            shortened: false,
         };
 
         Ok((read, write))
@@ -122,6 +142,11 @@ impl RefinedTcpStream {
 
     pub(crate) fn peer_addr(&mut self) -> IoResult<Option<SocketAddr>> {
         self.stream.peer_addr()
+    }
+
+    /// osapi patch: the handle that bounds this (reading) half's reads by a body's deadline.
+    pub(crate) fn deadline(&self) -> ReadDeadline {
+        self.deadline.clone()
     }
 }
 
@@ -139,6 +164,25 @@ impl Drop for RefinedTcpStream {
 
 impl Read for RefinedTcpStream {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
+        // osapi patch: while a body's deadline is set, a read waits at most the time left.
+        match self.deadline.get() {
+            Some(at) => {
+                let left = at.saturating_duration_since(Instant::now());
+                if left.is_zero() {
+                    return Err(IoError::new(
+                        ErrorKind::TimedOut,
+                        "the body did not arrive within its deadline",
+                    ));
+                }
+                self.stream.set_read_timeout(left.min(CONNECTION_TIMEOUT))?;
+                self.shortened = true;
+            }
+            None if self.shortened => {
+                self.stream.set_read_timeout(CONNECTION_TIMEOUT)?;
+                self.shortened = false;
+            }
+            None => {}
+        }
         self.stream.read(buf)
     }
 }
