@@ -17,6 +17,8 @@ use std::time::Duration;
 
 /// How long the metrics thread waits for a request before looking at the shutdown flag.
 const POLL: Duration = Duration::from_millis(500);
+/// Open connections the metrics server holds at most (each one a thread of tiny_http's); a scraper needs one.
+pub const CONNECTIONS_MAX: usize = 8;
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Component {
@@ -231,8 +233,12 @@ pub fn start(
     if listen.is_empty() {
         return Ok(());
     }
-    let server = tiny_http::Server::http(listen)
+    let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on {listen} (api.metrics.listen): {e}"))?;
+    // Anyone who reaches the port may connect (no token): at the cap the connection idle longest is
+    // closed, so idle sockets cannot hold more than CONNECTIONS_MAX threads or keep a scrape out.
+    let server = tiny_http::Server::from_listener_limited(listener, None, CONNECTIONS_MAX)
+        .map_err(|e| format!("cannot serve on {listen} (api.metrics.listen): {e}"))?;
     log::info!("metrics on http://{listen}/metrics");
     std::thread::Builder::new()
         .name("metrics".into())

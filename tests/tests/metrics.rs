@@ -1,7 +1,10 @@
 //! `GET /metrics` of the API and of a worker, against a real nats-server and the real binaries, read
 //! with a real Prometheus text-format parser (`prometheus-parse`): no token needed, the names of the
-//! issue present, and the counters moving with the jobs run.
+//! issue present, and the counters moving with the jobs run; and from the attacker's side, that idle
+//! connections to the token-free port cannot pile up or keep a scrape out.
 
+use std::io::Read;
+use std::net::TcpStream;
 use std::time::Duration;
 
 use prometheus_parse::{Scrape, Value};
@@ -133,4 +136,94 @@ fn both_endpoints_parse_and_count_the_jobs_run() {
     // No token needed; nothing else is served there.
     let other = request(&api, "GET", "/job", None).unwrap_or_else(|e| panic!("{e}"));
     assert_eq!(other.status, 404, "{}", other.text);
+}
+
+/// The cap of api/src/metrics.rs and worker/src/metrics.rs (`CONNECTIONS_MAX`).
+const METRICS_CONNECTIONS_MAX: usize = 8;
+/// Idle connections the attacker opens to each metrics port: far more than the cap.
+const IDLE_CONNECTIONS: usize = 64;
+/// tiny_http closes any connection that sends no head within 10 s (408), cap or not: the bound must show
+/// well before that.
+const CAP_SHOWS_WITHIN: Duration = Duration::from_secs(5);
+
+/// Server-side TCP connections open on 127.0.0.1:`port` (`/proc/net/tcp`, local port `port`, state
+/// ESTABLISHED), accepted or still in the listen backlog: what the server holds for its clients.
+fn server_connections(port: u16) -> usize {
+    let table = std::fs::read_to_string("/proc/net/tcp").expect("read /proc/net/tcp");
+    let local = format!(":{port:04X}");
+    table
+        .lines()
+        .skip(1)
+        .filter(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() > 3 && f[1].ends_with(&local) && f[3] == "01"
+        })
+        .count()
+}
+
+/// Whether the server closed `s` (end of stream or reset) rather than holding it open.
+fn closed_by_server(s: &mut TcpStream) -> bool {
+    let _ = s.set_read_timeout(Some(Duration::from_millis(50)));
+    let mut buf = [0u8; 512];
+    loop {
+        match s.read(&mut buf) {
+            Ok(0) => return true,
+            // A 408 or 503 before the close: read on to the end.
+            Ok(_) => continue,
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    std::io::ErrorKind::WouldBlock | std::io::ErrorKind::TimedOut
+                ) =>
+            {
+                return false
+            }
+            Err(_) => return true,
+        }
+    }
+}
+
+#[test]
+fn idle_connections_cannot_pile_up_on_the_metrics_ports() {
+    let (api_port, worker_port) = (free_port(), free_port());
+    let extra = ExtraConfig {
+        api_metrics_listen: format!("127.0.0.1:{api_port}"),
+        worker_metrics_listen: format!("127.0.0.1:{worker_port}"),
+        ..ExtraConfig::default()
+    };
+    let _cluster = Cluster::start_extra(&[("web1", &[], 1)], &Options::default(), &extra);
+    for (who, port) in [("API", api_port), ("worker", worker_port)] {
+        let url = format!("http://127.0.0.1:{port}");
+        // Ready before the attack: the scrape below is not the server's first.
+        scrape(&url);
+        // No token needed to connect: open many and send nothing.
+        let mut idle: Vec<TcpStream> = (0..IDLE_CONNECTIONS)
+            .map(|n| {
+                TcpStream::connect(("127.0.0.1", port))
+                    .unwrap_or_else(|e| panic!("idle connection {n} to the {who}: {e}"))
+            })
+            .collect();
+        // Unbounded, the server would hold all 64 (each a thread); capped, it closes the oldest idle ones.
+        wait_until(
+            &format!(
+                "the {who}'s metrics server to hold at most {METRICS_CONNECTIONS_MAX} connections"
+            ),
+            CAP_SHOWS_WITHIN,
+            || server_connections(port) <= METRICS_CONNECTIONS_MAX,
+        );
+        let closed = idle.iter_mut().map(closed_by_server).filter(|c| *c).count();
+        assert!(
+            closed >= IDLE_CONNECTIONS - METRICS_CONNECTIONS_MAX,
+            "the {who} closed only {closed} of {IDLE_CONNECTIONS} idle connections"
+        );
+        // The attacker still holds its sockets; a scrape gets in all the same.
+        let s = scrape(&url);
+        assert_eq!(
+            must(&s, "osapi_component_up", &[]),
+            1.0,
+            "the {who} answers a scrape while {IDLE_CONNECTIONS} idle connections were opened"
+        );
+        assert!(server_connections(port) <= METRICS_CONNECTIONS_MAX + 1);
+        drop(idle);
+    }
 }

@@ -14,6 +14,9 @@ use prometheus_client::registry::Registry;
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+/// Open connections the metrics server holds at most (each one a thread of tiny_http's); a scraper needs one.
+pub const CONNECTIONS_MAX: usize = 8;
+
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct Component {
     component: String,
@@ -112,8 +115,12 @@ pub fn start(listen: &str, pool: Arc<PoolState>) -> Result<(), String> {
     if listen.is_empty() {
         return Ok(());
     }
-    let server = tiny_http::Server::http(listen)
+    let listener = std::net::TcpListener::bind(listen)
         .map_err(|e| format!("cannot listen on {listen} (job.worker.metrics.listen): {e}"))?;
+    // Anyone who reaches the port may connect (no token): at the cap the connection idle longest is
+    // closed, so idle sockets cannot hold more than CONNECTIONS_MAX threads or keep a scrape out.
+    let server = tiny_http::Server::from_listener_limited(listener, None, CONNECTIONS_MAX)
+        .map_err(|e| format!("cannot serve on {listen} (job.worker.metrics.listen): {e}"))?;
     log::info!("metrics on http://{listen}/metrics");
     std::thread::Builder::new()
         .name("metrics".into())
