@@ -92,8 +92,10 @@ for v in $(compgen -e); do [[ $v == OSAPI_* ]] && clean_env+=(-u "$v"); done
 
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 nats_port=$(free_port)
+monitor_port=$(free_port)
 api_port=$(free_port)
-"$nats_server" -a 127.0.0.1 -p "$nats_port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
+# -m: the monitoring port, loopback only (-a); osapi-bench reads /varz to count the messages of one job.
+"$nats_server" -a 127.0.0.1 -p "$nats_port" -m "$monitor_port" -js -sd "$dir/nats" >"$dir/nats.log" 2>&1 &
 nats_pid=$!
 pids+=("$nats_pid")
 env "${clean_env[@]}" "$bin/osapi" keys generate --out "$dir/job.key" >/dev/null
@@ -129,7 +131,8 @@ mkdir -p "$(dirname "$out")"
 OSAPI_TOKEN=$(env "${clean_env[@]}" "$bin/osapi" -c "$dir/osapi.yaml" token generate -r admin -u bench --ttl 1h)
 export OSAPI_TOKEN
 if ! "$bin/osapi-bench" --nats "nats://127.0.0.1:$nats_port" --api "http://127.0.0.1:$api_port" \
-    --api-pid "$api_pid" --nats-pid "$nats_pid" --config "$dir/osapi.yaml" --bin-dir "$bin" --run-dir "$dir" --out "$out" "${args[@]}"; then
+    --api-pid "$api_pid" --nats-pid "$nats_pid" \
+    --nats-monitor "http://127.0.0.1:$monitor_port" --config "$dir/osapi.yaml" --bin-dir "$bin" --run-dir "$dir" --out "$out" "${args[@]}"; then
     echo "bench: failed; last lines of the logs:" >&2
     tail -n 20 "$dir"/*.log >&2
     exit 1

@@ -7,6 +7,7 @@
 //! jobs/s that NATS allows on this machine.
 
 use crate::stats::ms;
+use crate::varz::{Monitor, PerJob, Window};
 use osapi_bus::{Bus, BusError, ConnectOptions, ConsumerConfig, Puller, StreamConfig};
 use osapi_common::names::Names;
 use osapi_common::operation::Kind;
@@ -152,17 +153,24 @@ impl Lane<'_> {
     }
 }
 
-/// `jobs` jobs one after the other: the latency of each, ms.
-pub fn sequential(url: &str, jobs: usize) -> Result<Vec<f64>, String> {
+/// `jobs` jobs one after the other: the latency of each, ms, and with `monitor` the server's messages
+/// per job (the set-up of streams and consumers not counted).
+pub fn sequential(
+    url: &str,
+    jobs: usize,
+    monitor: Option<&Monitor>,
+) -> Result<(Vec<f64>, Option<PerJob>), String> {
     let floor = Floor::new(url, 1)?;
     let lane = floor.lane(0)?;
+    let window = monitor.map(Window::open).transpose()?;
     let mut out = Vec::with_capacity(jobs);
     for _ in 0..jobs {
         let t = Instant::now();
         lane.job()?;
         out.push(ms(t.elapsed()));
     }
-    Ok(out)
+    let counted = window.map(|w| w.close(jobs)).transpose()?;
+    Ok((out, counted))
 }
 
 /// `lanes` loops at once for `duration` on one client and `worker_connections` worker connections:

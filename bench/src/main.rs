@@ -2,6 +2,7 @@
 //! printed as one table and written as JSON. The phases, in order:
 //! 1. raw floor: the NATS operations of one job through `osapi-bus`, no HTTP (`floor.rs`);
 //! 2. round trip: `POST /job` + `GET /job/{id}?wait=`, sequential, and its ratio to 1 (`jobs.rs`);
+//!    in both, with `--nats-monitor`, nats-server's messages per job (`varz.rs`);
 //!    then idle RSS and the time a fresh API takes to be ready;
 //! 3. throughput: concurrent clients against `--workers` workers, RSS sampled under load (`jobs.rs`);
 //! 4. broadcast: `_all` to `--broadcast-workers` workers (`jobs.rs`);
@@ -21,6 +22,7 @@ mod procs;
 mod report;
 mod scaling;
 mod stats;
+mod varz;
 
 use args::{Args, USAGE};
 use client::Api;
@@ -73,6 +75,8 @@ fn main() {
             all.extend(more.iter().cloned());
         }
         json["fleet"] = fleet_json;
+    } else {
+        println!("\nfleet targets: not measured (--fleet 0; BENCH_ONLY=fleet measures them alone)");
     }
     write_json(&args, &json);
 }
@@ -121,8 +125,10 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let mut procs = Procs::new(a);
     let api = Api::new(&a.api_url);
 
+    let monitor = a.nats_monitor.as_deref().map(varz::Monitor::new);
     phase(1, &format!("raw NATS floor, {} jobs", a.jobs));
-    let floor = Summary::of(&floor::sequential(&a.nats_url, a.jobs)?);
+    let (floor_ms, nats_floor) = floor::sequential(&a.nats_url, a.jobs, monitor.as_ref())?;
+    let floor = Summary::of(&floor_ms);
 
     let hosts: Vec<String> = (1..=a.broadcast_workers)
         .map(|n| format!("bench{n}"))
@@ -135,7 +141,9 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     api.wait_workers(&load_hosts.iter().cloned().collect(), WORKERS_WITHIN)?;
 
     phase(2, &format!("HTTP round trip, {} jobs", a.jobs));
+    let window = monitor.as_ref().map(varz::Window::open).transpose()?;
     let round_trip = Summary::of(&jobs::round_trip(&api, a.jobs)?);
+    let nats_round_trip = window.map(|w| w.close(a.jobs)).transpose()?;
     std::thread::sleep(SETTLE);
     let api_idle_kib = a.api_pid.and_then(rss_kib);
     let worker_idle_kib = worker_pids.iter().filter_map(|p| rss_kib(*p)).max();
@@ -211,6 +219,8 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let results = Results {
         floor,
         round_trip,
+        nats_floor,
+        nats_round_trip,
         throughput,
         cpu_load,
         floor_jobs_per_s,

@@ -73,6 +73,9 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
 
     for row in [
         "1 raw NATS floor, sequential",
+        "1 NATS messages per job, floor",
+        "2 NATS messages per job, HTTP",
+        "2 NATS messages HTTP / floor",
         "2 HTTP create + wait, sequential",
         "2 round trip / floor",
         "3 throughput:",
@@ -168,8 +171,54 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         );
     }
     assert!(fleet["workers_bytes"].as_u64() > Some(0), "{fleet:#}");
+    // Messages per job, from nats-server's counters: a job cannot take fewer than its KV write and
+    // its notification, whichever way it goes.
+    let per_job = &v["nats_per_job"];
+    for phase in ["floor", "round_trip"] {
+        for key in [
+            "in_msgs_per_job",
+            "out_msgs_per_job",
+            "msgs_per_job",
+            "in_bytes_per_job",
+        ] {
+            assert!(
+                per_job[phase][key].as_f64().is_some_and(|x| x >= 2.0),
+                "nats_per_job.{phase}.{key}: {per_job:#}"
+            );
+        }
+        assert!(per_job[phase]["by_side"].is_object(), "{per_job:#}");
+    }
+    for side in ["api", "workers"] {
+        assert!(
+            per_job["round_trip"]["by_side"][side]["in_msgs_per_job"].as_f64() > Some(0.0),
+            "the {side}'s messages counted: {per_job:#}"
+        );
+    }
+    assert!(per_job["ratio_msgs"].as_f64().is_some(), "{per_job:#}");
     let targets = v["targets"].as_array().cloned().unwrap_or_default();
-    assert!(targets.len() >= 14, "every target checked: {targets:#?}");
+    assert!(targets.len() >= 18, "every target checked: {targets:#?}");
+    // Issue 13's targets, each with a verdict (the fleet's three are in the same list).
+    for name in [
+        "round trip p50 / floor p50",
+        "throughput / raw floor (same lanes)",
+        "nats-server CPU per HTTP job / per raw job",
+        "API RSS under load",
+        "API RSS with 100 jobs in the bucket",
+        "broadcast p50 (nats-server",
+        "idle nats-server CPU (nats-server",
+        "GET /job/workers p50 (nats-server",
+    ] {
+        assert!(
+            targets
+                .iter()
+                .any(|t| t["target"].as_str().is_some_and(|n| n.starts_with(name))),
+            "no target '{name}': {targets:#?}"
+        );
+        assert!(
+            stdout.contains(name),
+            "table lacks target '{name}':\n{stdout}"
+        );
+    }
     assert!(
         targets.iter().all(|t| t["pass"].is_boolean()),
         "{targets:#?}"

@@ -1,0 +1,114 @@
+//! The fleet phase's rows, targets (issue 13: broadcast, idle nats-server CPU, `/job/workers`) and its
+//! `fleet` section of bench/results.json.
+
+use super::{checks_text, fmt_mib, rows_text, Check};
+use crate::args::Args;
+use crate::fleet::FleetResult;
+use crate::stats::{mib, round3, Summary};
+use serde_json::{json, Value};
+
+/// The fleet phase's targets (issue 13), per server.
+fn fleet_checks(fleet: &[FleetResult]) -> Vec<Check> {
+    let mut out = Vec::new();
+    for f in fleet {
+        let at = format!("nats-server {}, {} workers", f.server, f.workers);
+        out.push(Check {
+            name: format!("broadcast p50 ({at})"),
+            measured: f.broadcast.p50,
+            limit: 2000.0,
+            unit: "ms",
+            at_least: false,
+        });
+        out.push(Check {
+            name: format!("idle nats-server CPU ({at})"),
+            measured: f.idle_nats_cpu_percent,
+            limit: 10.0,
+            unit: "% core",
+            at_least: false,
+        });
+        out.push(Check {
+            name: format!("GET /job/workers p50 ({at})"),
+            measured: f.workers_get.p50,
+            limit: 50.0,
+            unit: "ms",
+            at_least: false,
+        });
+    }
+    out
+}
+
+/// The fleet rows and their targets, printed after the main table.
+pub fn fleet_table(fleet: &[FleetResult]) -> String {
+    let mut rows: Vec<(String, String)> = Vec::new();
+    let lat = |s: &Summary| format!("p50 {:.1} ms, p99 {:.1} ms", s.p50, s.p99);
+    for f in fleet {
+        let p = format!("7 {} workers on nats-server {}:", f.workers, f.server);
+        rows.push((
+            format!("{p} joined / consumers"),
+            format!("{:.1} s / {}", f.join_s, f.consumers),
+        ));
+        rows.push((
+            format!("{p} idle {:.0} s, CPU % of a core", f.idle_s),
+            format!(
+                "nats-server {:.1}%, API {:.1}%; nats-server RSS {}",
+                f.idle_nats_cpu_percent,
+                f.idle_api_cpu_percent,
+                fmt_mib(f.nats_rss_kib)
+            ),
+        ));
+        rows.push((
+            format!("{p} broadcast _all ({} runs)", f.broadcast.n),
+            lat(&f.broadcast),
+        ));
+        rows.push((
+            format!("{p} _any throughput"),
+            format!(
+                "{:.0} jobs/s ({} failed); API RSS {}",
+                f.any_jobs_per_s,
+                f.any_failed,
+                fmt_mib(f.api_rss_kib)
+            ),
+        ));
+        rows.push((
+            format!("{p} GET /job/workers"),
+            format!("{}, {} bytes", lat(&f.workers_get), f.workers_bytes),
+        ));
+        rows.push((
+            format!("{p} GET /job/{{id}} of a broadcast"),
+            format!("{}, {} bytes", lat(&f.detail_get), f.detail_bytes),
+        ));
+    }
+    let mut out = rows_text(&rows);
+    out.push_str("\nfleet targets\n");
+    out.push_str(&checks_text(&fleet_checks(fleet)));
+    out
+}
+
+/// `fleet` for bench/results.json: the first server's headline figures at top level (the names the
+/// contract fixes), every server's in `servers`.
+pub fn fleet_json(fleet: &[FleetResult], a: &Args) -> Value {
+    let kib = |k: Option<u64>| k.map(|k| round3(mib(k)));
+    let servers: Vec<Value> = fleet
+        .iter()
+        .map(|f| {
+            json!({
+                "server": f.server, "workers": f.workers, "join_s": round3(f.join_s), "consumers": f.consumers,
+                "idle_s": round3(f.idle_s), "idle_nats_cpu_percent": round3(f.idle_nats_cpu_percent),
+                "idle_api_cpu_percent": round3(f.idle_api_cpu_percent), "nats_rss_mib": kib(f.nats_rss_kib),
+                "broadcast": f.broadcast.json(), "broadcast_p50_ms": round3(f.broadcast.p50),
+                "any_jobs_per_s": round3(f.any_jobs_per_s), "any_failed": f.any_failed,
+                "api_rss_mib": kib(f.api_rss_kib),
+                "workers_get": f.workers_get.json(), "workers_bytes": f.workers_bytes,
+                "detail_get": f.detail_get.json(), "detail_bytes": f.detail_bytes,
+            })
+        })
+        .collect();
+    let mut out = servers.first().cloned().unwrap_or_else(|| json!({}));
+    out["servers"] = json!(servers);
+    out["heartbeat"] = json!(a.fleet_heartbeat);
+    out["targets"] = json!(fleet_checks(fleet)
+        .iter()
+        .map(Check::json)
+        .collect::<Vec<_>>());
+    out
+}
