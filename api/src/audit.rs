@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod batch;
 mod queue;
 
 /// Entries a page holds unless `limit` says otherwise, and at most.
@@ -143,7 +144,7 @@ pub struct Audit {
 }
 
 impl Audit {
-    /// Starts the publisher thread, which writes queued entries one by one (each bounded by
+    /// Starts the publisher thread, which writes queued entries, what waits as one message (each write bounded by
     /// `nats.request_timeout`) until [`Audit::close`].
     pub fn new(bus: Bus, names: &Names) -> Audit {
         let (queue, rx) = Queue::new(QUEUE_DEPTH);
@@ -151,6 +152,7 @@ impl Audit {
         let (done, finished) = bounded::<()>(1);
         let publisher = Publisher {
             bus: bus.clone(),
+            stream: names.audit_stream(),
             subject: names.audit_subject(),
             rx,
             closing: closing.clone(),
@@ -212,24 +214,21 @@ impl Audit {
         }
     }
 
-    /// `(total, entries)`: `limit` entries from the `offset`-th newest on, newest first.
+    /// `(total, entries)`: `limit` entries from the `offset`-th newest on, newest first, whether they
+    /// were written one a message or in batches (`audit/batch.rs`).
     fn page(&self, offset: u64, limit: u64) -> Result<(u64, Vec<Value>), BusError> {
         let b = self.bus.stream_bounds(&self.stream)?;
-        let newest = b.last_seq.saturating_sub(offset);
-        let seqs: Vec<u64> = (0..limit)
-            .map_while(|k| newest.checked_sub(k))
-            .filter(|seq| *seq >= b.first_seq.max(1))
-            .collect();
-        let mut items = Vec::with_capacity(seqs.len());
-        for got in self.bus.stream_get_many(&self.stream, &seqs) {
-            if let Some(bytes) = got? {
-                match serde_json::from_slice::<Value>(&bytes) {
-                    Ok(v) => items.push(v),
-                    Err(e) => log::warn!("unreadable audit entry skipped: {e}"),
-                }
-            }
+        if b.messages == 0 {
+            return Ok((0, Vec::new()));
         }
-        Ok((b.messages, items))
+        let mut fetch = |seqs: &[u64]| -> Result<Vec<Option<batch::Stored>>, BusError> {
+            let got = self.bus.stream_get_many(&self.stream, seqs);
+            seqs.iter()
+                .zip(got)
+                .map(|(seq, r)| r.map(|b| b.map(|bytes| batch::decode(*seq, &bytes))))
+                .collect()
+        };
+        batch::page(b.first_seq, b.last_seq, offset, limit, &mut fetch)
     }
 }
 

@@ -1,8 +1,9 @@
 //! Append-only streams read by sequence (the audit trail): the bounds of a stream and a batch of its
-//! messages by sequence number, so a page costs one STREAM.INFO and one batch of MSG.GETs, whatever the
-//! stream's size.
+//! messages by sequence number, so a page costs one STREAM.INFO and a few batches of MSG.GETs, whatever
+//! the stream's size; and an append that only lands after a given last message (compare-and-set on the
+//! stream's last sequence), so a writer can number what it appends without a race with another writer.
 
-use crate::{parse_api_answer, Bus, BusError};
+use crate::{headers, parse_api_answer, Bus, BusError};
 use base64::Engine as _;
 use serde_json::{json, Value};
 
@@ -27,6 +28,37 @@ impl Bus {
             last_seq: num("last_seq"),
             messages: num("messages"),
         })
+    }
+
+    /// Publishes `payload` to `subject` (stored by a stream) only if the stream's last sequence is still
+    /// `last_seq` (`Nats-Expected-Last-Sequence`), or for `last_seq` 0 only if `subject` holds no message
+    /// yet (`Nats-Expected-Last-Subject-Sequence: 0`: nats-server takes an expected last sequence of 0
+    /// as no check at all): `Conflict` when another message came first. With `Nats-Msg-Id` a message
+    /// already stored within the stream's duplicate window is not stored again (`true`: a duplicate;
+    /// nats-server 2.15 checks the sequence first, so a stale re-send there is a `Conflict`:
+    /// docs/nats.md). Returns the stored sequence and whether it was such a duplicate.
+    pub fn js_publish_after(
+        &self,
+        subject: &str,
+        msg_id: &str,
+        last_seq: u64,
+        payload: &[u8],
+    ) -> Result<(u64, bool), BusError> {
+        let last = last_seq.to_string();
+        let expect = if last_seq == 0 {
+            ("Nats-Expected-Last-Subject-Sequence", "0")
+        } else {
+            ("Nats-Expected-Last-Sequence", last.as_str())
+        };
+        let h = headers(&[("Nats-Msg-Id", msg_id), expect]);
+        let msg = self.request(subject, Some(&h), payload)?;
+        let ack = parse_api_answer(&msg.data)?;
+        let seq = ack
+            .get("seq")
+            .and_then(Value::as_u64)
+            .ok_or_else(|| BusError::Protocol("PubAck without seq".into()))?;
+        let duplicate = ack.get("duplicate").and_then(Value::as_bool) == Some(true);
+        Ok((seq, duplicate))
     }
 
     /// The payloads at `seqs` of stream `name`, in order; `None` for a sequence no longer (or not) stored.
