@@ -37,6 +37,8 @@ const WORKERS_WITHIN: Duration = Duration::from_secs(60);
 const READY_WITHIN: Duration = Duration::from_secs(300);
 /// Quiet time before idle RSS is read, so the daemons are at rest.
 const SETTLE: Duration = Duration::from_millis(500);
+/// The idle window read after the throughput phase for its background message rate.
+const LOAD_IDLE: Duration = Duration::from_secs(2);
 /// The namespace of the scaling phase's bucket and API.
 const SCALE_NAMESPACE: &str = "benchscale";
 
@@ -169,12 +171,16 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let floor_jobs_per_s = floor::concurrent(&a.nats_url, a.clients, a.workers, a.duration)?;
     let floor_nats_cpu = cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
     let cpu_before = cpu_of(&groups);
+    let window = monitor.as_ref().map(varz::Window::open).transpose()?;
     let throughput = jobs::throughput(&a.api_url, a.clients, a.duration, &watched)?;
     let cpu_load: Vec<(String, Duration)> = cpu_of(&groups)
         .into_iter()
         .zip(cpu_before)
         .map(|((name, after), (_, before))| (name, after.saturating_sub(before)))
         .collect();
+    let nats_throughput = window
+        .map(|w| w.close_within(throughput.completed, LOAD_IDLE))
+        .transpose()?;
     let api_load_kib = a
         .api_pid
         .and_then(|p| throughput.rss_max_kib.get(&p).copied());
@@ -221,6 +227,7 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         round_trip,
         nats_floor,
         nats_round_trip,
+        nats_throughput,
         throughput,
         cpu_load,
         floor_jobs_per_s,

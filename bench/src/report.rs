@@ -42,6 +42,8 @@ pub struct Results {
     /// nats-server's messages per job in phase 1 and phase 2 (with `--nats-monitor`).
     pub nats_floor: Option<PerJob>,
     pub nats_round_trip: Option<PerJob>,
+    /// The same over the HTTP throughput phase (concurrent jobs: the audit trail's batches show here).
+    pub nats_throughput: Option<PerJob>,
     pub throughput: Throughput,
     /// CPU time each side used during the throughput phase.
     pub cpu_load: Vec<(String, std::time::Duration)>,
@@ -263,6 +265,12 @@ pub fn table(r: &Results, a: &Args) -> String {
             ),
         );
     }
+    if let Some(p) = &r.nats_throughput {
+        row(
+            "3 NATS messages per job under load, HTTP".into(),
+            fmt_msgs(p),
+        );
+    }
     let t = &r.throughput;
     let tl = Summary::of(&t.latencies);
     row(
@@ -430,8 +438,9 @@ pub fn json(r: &Results, a: &Args) -> Value {
         },
         "nats_per_job": match (&r.nats_floor, &r.nats_round_trip) {
             (Some(f), Some(h)) => json!({
-                "method": "nats-server /varz in_msgs, out_msgs, in_bytes, out_bytes read before and after the sequential phase (its last job + 250 ms), minus the rate of an idle window of the same length right after it",
+                "method": "nats-server /varz in_msgs, out_msgs, in_bytes, out_bytes read before and after the sequential phase (its last job + 250 ms), minus the rate of an idle window of the same length right after it; throughput: the same around the HTTP load phase, idle window 2 s",
                 "floor": f.json(), "round_trip": h.json(),
+                "throughput": r.nats_throughput.as_ref().map(PerJob::json),
                 "ratio_msgs": round3(h.msgs() / f.msgs()),
             }),
             _ => Value::Null,

@@ -137,11 +137,17 @@ impl<'a> Window<'a> {
     /// Ends the phase of `jobs` jobs (after [`TRAIL`]), then reads an idle window as long as the phase
     /// and subtracts its rate: the messages and bytes per job.
     pub fn close(self, jobs: usize) -> Result<PerJob, String> {
+        self.close_within(jobs, IDLE_MAX)
+    }
+
+    /// [`Window::close`] with an idle window of at most `idle_max` (a long load phase: its background
+    /// rate is the same, read over less time).
+    pub fn close_within(self, jobs: usize, idle_max: Duration) -> Result<PerJob, String> {
         std::thread::sleep(TRAIL);
         let after = self.monitor.read()?;
         let phase = self.started.elapsed();
         let busy = after.since(&self.before);
-        let idle_for = phase.clamp(IDLE_MIN, IDLE_MAX);
+        let idle_for = phase.clamp(IDLE_MIN, idle_max.max(IDLE_MIN));
         let idle_start = Instant::now();
         std::thread::sleep(idle_for);
         let idle_end = self.monitor.read()?;

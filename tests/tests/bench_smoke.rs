@@ -76,6 +76,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "1 NATS messages per job, floor",
         "2 NATS messages per job, HTTP",
         "2 NATS messages HTTP / floor",
+        "3 NATS messages per job under load, HTTP",
         "2 HTTP create + wait, sequential",
         "2 round trip / floor",
         "3 throughput:",
@@ -174,7 +175,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     // Messages per job, from nats-server's counters: a job cannot take fewer than its KV write and
     // its notification, whichever way it goes.
     let per_job = &v["nats_per_job"];
-    for phase in ["floor", "round_trip"] {
+    for phase in ["floor", "round_trip", "throughput"] {
         for key in [
             "in_msgs_per_job",
             "out_msgs_per_job",
