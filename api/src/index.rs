@@ -168,8 +168,13 @@ impl Index {
                         st.remove(&id);
                         st.insert(id, JobEntry::from_def(&def, rev));
                         st.file(id, self.grace);
-                        self.detail
-                            .put_job(id, rev, &def, value.unwrap_or_default());
+                        // Not while the watch replays the bucket (at start, after a gap): a start would
+                        // copy every job through the cache only to evict it. Records of jobs it already
+                        // holds are always applied, so what it holds stays whole.
+                        if st.ready[Source::Jobs.slot()].problem.is_none() {
+                            self.detail
+                                .put_job(id, rev, &def, value.unwrap_or_default());
+                        }
                         false
                     }
                     None => {

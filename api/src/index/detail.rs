@@ -5,7 +5,8 @@
 //! Why: reading a job's detail from KV costs 2 + 2 per host `STREAM.MSG.GET`s, and the API's watches
 //! deliver every one of those records anyway (the job bucket's for the index, the response bucket's for
 //! this cache alone). Rules (ARCHITECTURE.md): only the watches feed it (through `Index::apply`, after
-//! the index accepted the record, so the index's tombstones guard it too); per key an older revision
+//! the index accepted the record, so the index's tombstones guard it too; new jobs only once the job
+//! watch is current, not during a replay of the bucket); per key an older revision
 //! never overwrites a newer one; a delete marker or an unreadable record drops the job; it holds at most
 //! `api.server.detail_cache_bytes` (0 = off) and evicts whole jobs, oldest first. It answers a job only
 //! when it can answer it completely, while both watches are current, and before the job could have

@@ -257,6 +257,24 @@ fn it_holds_its_budget_evicting_whole_jobs_oldest_first() {
 }
 
 #[test]
+fn jobs_replayed_before_the_watch_is_current_are_not_taken_in() {
+    let index = Index::with_detail_cache(GRACE, 1 << 20, Duration::from_secs(3600));
+    index.set_ready(Source::Responses, 0);
+    put_job(&index, &def(1, "_any", &[]), 1);
+    index.set_ready(Source::Jobs, 0);
+    put_job(&index, &def(2, "_any", &[]), 2);
+    assert!(is_miss(&index, 1), "replayed while loading");
+    assert!(!is_miss(&index, 2));
+    // During a re-created watch's replay a held job still takes its records, a new one is left out.
+    index.set_not_ready(Source::Jobs, "gap".into());
+    put_state(&index, 2, &state("a", HostStatus::Completed), 3);
+    put_job(&index, &def(3, "_any", &[]), 4);
+    index.set_ready(Source::Jobs, 0);
+    assert_eq!(found(&index, 2).1, vec!["a".to_string()]);
+    assert!(is_miss(&index, 3));
+}
+
+#[test]
 fn zero_bytes_turns_it_off() {
     let index = index(0);
     put_job(&index, &def(1, "_any", &[]), 1);
