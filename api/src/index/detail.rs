@@ -20,11 +20,11 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Mutex, MutexGuard};
 use uuid::Uuid;
 
-/// What the bookkeeping of one record costs beside its value (host name box, revision, vector slot,
-/// allocator overhead): an estimate, so the budget tracks what the process holds.
+/// What the bookkeeping of one record costs beside its bytes (its vector slot, the allocator's header
+/// and rounding): an estimate, so the budget tracks what the process holds.
 const RECORD_OVERHEAD: usize = 64;
-/// The same for a job (its map entry, its place in the eviction order).
-const JOB_OVERHEAD: usize = 160;
+/// The same for a job (its map slot at the map's load, its node in the eviction order, its vector).
+const JOB_OVERHEAD: usize = 256;
 /// Ids of responses that came before their job (remembered so the job is never answered without them).
 const UNPLACED_MAX: usize = 1024;
 /// The cache does not answer a job this close to its expiry by the bucket's TTL (clock skew between the
@@ -72,16 +72,43 @@ pub enum Lookup {
     },
 }
 
-/// One record of a host: its revision and raw value.
+/// One record of a host, its state or its response: the host name and the raw value in one
+/// allocation (`bytes` = host then value), so a record costs one block of the allocator.
 struct Rec {
-    host: Box<str>,
     revision: u64,
-    value: Box<[u8]>,
+    host_len: u32,
+    response: bool,
+    bytes: Box<[u8]>,
 }
 
 impl Rec {
+    fn new(response: bool, host: &str, revision: u64, value: &[u8]) -> Rec {
+        let mut bytes = Vec::with_capacity(host.len() + value.len());
+        bytes.extend_from_slice(host.as_bytes());
+        bytes.extend_from_slice(value);
+        Rec {
+            revision,
+            host_len: u32::try_from(host.len()).unwrap_or(u32::MAX),
+            response,
+            bytes: bytes.into_boxed_slice(),
+        }
+    }
+
+    fn host(&self) -> &str {
+        let host = self.bytes.get(..self.host_len as usize).unwrap_or_default();
+        std::str::from_utf8(host).unwrap_or_default()
+    }
+
+    fn value(&self) -> &[u8] {
+        self.bytes.get(self.host_len as usize..).unwrap_or_default()
+    }
+
+    fn is(&self, response: bool, host: &str) -> bool {
+        self.response == response && self.host() == host
+    }
+
     fn cost(&self) -> usize {
-        self.value.len() + self.host.len() + RECORD_OVERHEAD
+        self.bytes.len() + RECORD_OVERHEAD
     }
 }
 
@@ -92,8 +119,8 @@ struct Job {
     expected: Box<[Box<str>]>,
     def: Box<[u8]>,
     cancel: Option<Box<[u8]>>,
-    states: Vec<Rec>,
-    responses: Vec<Rec>,
+    /// Each host's latest state and response.
+    recs: Vec<Rec>,
     /// A response for it arrived before it did: the cache cannot vouch for its responses.
     incomplete: bool,
     cost: usize,
@@ -171,8 +198,7 @@ impl DetailCache {
                 .collect(),
             def: raw.into(),
             cancel: None,
-            states: Vec::new(),
-            responses: Vec::new(),
+            recs: Vec::new(),
             incomplete: c.unplaced_set.contains(&id),
             cost: JOB_OVERHEAD + raw.len(),
         };
@@ -284,13 +310,13 @@ impl DetailCache {
         parts.set_cancel(job.cancel.as_deref());
         // The hosts the KV path reads: expected ones and those that wrote a state.
         let mut hosts: BTreeSet<&str> = job.expected.iter().map(|h| &**h).collect();
-        hosts.extend(job.states.iter().map(|r| &*r.host));
+        hosts.extend(job.recs.iter().filter(|r| !r.response).map(Rec::host));
         let mut missing = Vec::new();
         for host in hosts {
-            let state = job.states.iter().find(|r| &*r.host == host);
-            parts.add_state(host, state.map(|r| &*r.value));
-            match job.responses.iter().find(|r| &*r.host == host) {
-                Some(r) => parts.add_response(host, Some(&r.value)),
+            let state = job.recs.iter().find(|r| r.is(false, host));
+            parts.add_state(host, state.map(Rec::value));
+            match job.recs.iter().find(|r| r.is(true, host)) {
+                Some(r) => parts.add_response(host, Some(r.value())),
                 // A host writes its response before its final state: a finished host's may be on the
                 // way. (A host cancelled before it started wrote none; reading tells.)
                 None if parts
@@ -337,12 +363,8 @@ impl Inner {
         let Some(job) = self.jobs.get_mut(id) else {
             return;
         };
-        let recs = if resp {
-            &mut job.responses
-        } else {
-            &mut job.states
-        };
-        let old = recs.iter().position(|r| &*r.host == host);
+        let recs = &mut job.recs;
+        let old = recs.iter().position(|r| r.is(resp, host));
         if let Some(i) = old {
             if recs[i].revision >= revision {
                 return;
@@ -352,11 +374,7 @@ impl Inner {
             self.used = self.used.saturating_sub(gone);
         }
         if let Some(value) = raw {
-            let rec = Rec {
-                host: host.into(),
-                revision,
-                value: value.into(),
-            };
+            let rec = Rec::new(resp, host, revision, value);
             job.cost += rec.cost();
             self.used += rec.cost();
             recs.push(rec);
