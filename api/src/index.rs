@@ -3,8 +3,10 @@
 //!
 //! Why: listing, filtering by status, counting and finding live workers must not read every key of the
 //! bucket per request (listing keys grows with the bucket: docs/nats.md). The index holds only what those
-//! need (creation time, operation, timing, per-host records, heartbeats); details are read from KV for
-//! the page asked for. It is a cache: JetStream stays the only state; a restarted API rebuilds it.
+//! need (creation time, operation, timing, per-host records, heartbeats); details come from its detail
+//! cache of recent jobs' records (`index/detail.rs`) or from KV for the page asked for. It is a cache:
+//! JetStream stays the only state; a restarted API rebuilds it. This API's own writes are tracked by
+//! revision (`wrote`), so readers that must see them wait for the watch (`wait_own_writes`).
 //!
 //! Invariants (ARCHITECTURE.md): only the watches write it; every entry carries the KV revision it came
 //! from and an older revision never overwrites a newer one; a deleted job leaves a tombstone (until the
@@ -18,6 +20,7 @@ use osapi_common::names::keys::{self, Parsed};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{Grace, JobStatus};
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::atomic::AtomicU64;
 use std::sync::{Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
@@ -27,13 +30,16 @@ use uuid::Uuid;
 pub enum Source {
     Jobs,
     Workers,
+    /// The response bucket: feeds only the detail cache (`index/detail.rs`), not the index.
+    Responses,
 }
 
 impl Source {
     fn slot(self) -> usize {
         match self {
             Source::Jobs => 0,
-            Source::Workers => 1,
+            // Never indexed by the index's own arrays: `Responses` is the detail cache's.
+            Source::Workers | Source::Responses => 1,
         }
     }
 
@@ -41,6 +47,7 @@ impl Source {
         match self {
             Source::Jobs => "job",
             Source::Workers => "heartbeat",
+            Source::Responses => "response",
         }
     }
 }
@@ -53,8 +60,11 @@ pub struct Record<'a> {
     pub revision: u64,
 }
 
+mod applied;
+pub mod detail;
 mod state;
-use state::{HostEntry, JobEntry, Readiness, State};
+use detail::DetailCache;
+use state::{HostEntry, JobEntry, State};
 
 /// Counts for `GET /job/status`.
 pub struct Stats {
@@ -71,16 +81,36 @@ pub struct Index {
     /// Woken at every applied record (for callers waiting on their own write).
     applied: Condvar,
     grace: Grace,
+    /// Recent jobs' raw records, fed here beside the index (`index/detail.rs`).
+    detail: DetailCache,
+    /// The highest revision this API wrote, per source (only the job bucket is written through the
+    /// index's eyes): a reader that must see its own writes waits until the watch applied it.
+    written: [AtomicU64; 2],
 }
 
 impl Index {
+    /// An index without a detail cache.
+    #[cfg(test)]
     pub fn new(grace: Grace) -> Index {
+        Index::with_detail_cache(grace, 0, Duration::ZERO)
+    }
+
+    /// An index with a detail cache of at most `detail_bytes` (0 = off) for a bucket of TTL `ttl`.
+    pub fn with_detail_cache(grace: Grace, detail_bytes: usize, ttl: Duration) -> Index {
+        let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         Index {
             state: Mutex::default(),
             finished: Condvar::new(),
             applied: Condvar::new(),
             grace,
+            detail: DetailCache::new(detail_bytes, ttl_us),
+            written: [AtomicU64::new(0), AtomicU64::new(0)],
         }
+    }
+
+    /// The detail cache (read by the store; fed here only).
+    pub fn detail(&self) -> &DetailCache {
+        &self.detail
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
@@ -89,6 +119,11 @@ impl Index {
 
     /// Applies one record of `source`'s bucket, as delivered by its watch, at `now_us`.
     pub fn apply(&self, source: Source, record: &Record<'_>, now_us: i64) {
+        if source == Source::Responses {
+            self.detail
+                .apply_response(record.key, record.revision, record.value);
+            return;
+        }
         let mut st = self.lock();
         st.now_us = st.now_us.max(now_us);
         let finished = match source {
@@ -97,6 +132,7 @@ impl Index {
                 apply_heartbeat(&mut st, record);
                 false
             }
+            Source::Responses => false,
         };
         let slot = &mut st.applied[source.slot()];
         *slot = (*slot).max(record.revision);
@@ -126,15 +162,24 @@ impl Index {
                 match def {
                     Some(Err(e)) => {
                         log::warn!("unreadable job record {} ignored: {e}", record.key);
+                        self.detail.drop_job(&id);
                         false
                     }
                     Some(Ok(def)) => {
                         st.remove(&id);
                         st.insert(id, JobEntry::from_def(&def, rev));
                         st.file(id, self.grace);
+                        // Not while the watch replays the bucket (at start, after a gap): a start would
+                        // copy every job through the cache only to evict it. Records of jobs it already
+                        // holds are always applied, so what it holds stays whole.
+                        if st.ready[Source::Jobs.slot()].problem.is_none() {
+                            self.detail
+                                .put_job(id, rev, &def, value.unwrap_or_default());
+                        }
                         false
                     }
                     None => {
+                        self.detail.drop_job(&id);
                         st.remove(&id);
                         let now_us = st.now_us;
                         st.tombstones.insert(id, (rev, now_us));
@@ -149,6 +194,7 @@ impl Index {
                 let state = match value.map(serde_json::from_slice::<HostState>) {
                     Some(Err(e)) => {
                         log::warn!("unreadable state record {} ignored: {e}", record.key);
+                        self.detail.drop_job(&id);
                         return false;
                     }
                     Some(Ok(s)) => Some(s),
@@ -165,6 +211,7 @@ impl Index {
                     return false;
                 }
                 entry.hosts.retain(|h| &*h.host != host);
+                self.detail.put_state(&id, host, rev, record.value);
                 if let Some(s) = state {
                     entry.hosts.push(HostEntry {
                         host: host.into(),
@@ -185,72 +232,16 @@ impl Index {
                 let Some(entry) = st.jobs.get_mut(&id) else {
                     return false;
                 };
-                if value.is_none() || entry.cancelled {
+                let Some(value) = value.filter(|_| !entry.cancelled) else {
                     return false;
-                }
+                };
                 entry.cancelled = true;
+                self.detail.put_cancel(&id, value);
                 st.file(id, self.grace);
                 st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal())
             }
             (Parsed::Worker(_) | Parsed::Other, _) => false,
         }
-    }
-
-    /// The highest revision applied from `source`.
-    pub fn applied(&self, source: Source) -> u64 {
-        self.lock().applied[source.slot()]
-    }
-
-    /// Blocks until `source`'s watch has applied `revision` (a caller's own write) or `deadline` passes;
-    /// true when it has.
-    pub fn wait_applied(&self, source: Source, revision: u64, deadline: Instant) -> bool {
-        let mut st = self.lock();
-        loop {
-            if st.applied[source.slot()] >= revision {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            st = self
-                .applied
-                .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
-        }
-    }
-
-    /// `source`'s watch is current as of reconnect number `reconnects`.
-    pub fn set_ready(&self, source: Source, reconnects: u64) {
-        self.lock().ready[source.slot()] = Readiness {
-            problem: None,
-            checked_at_reconnect: reconnects,
-        };
-    }
-
-    /// `source`'s part of the index may be stale, and why.
-    pub fn set_not_ready(&self, source: Source, why: String) {
-        self.lock().ready[source.slot()].problem = Some(why);
-    }
-
-    /// `Ok` when every watch is current and was checked since the connection's last reconnect
-    /// (`reconnects`); else what is stale and why.
-    pub fn readiness(&self, reconnects: u64) -> Result<(), String> {
-        let st = self.lock();
-        for source in [Source::Jobs, Source::Workers] {
-            let r = &st.ready[source.slot()];
-            if let Some(why) = &r.problem {
-                return Err(format!("{} index not current: {why}", source.name()));
-            }
-            if r.checked_at_reconnect != reconnects {
-                return Err(format!(
-                    "{} index not yet checked since NATS came back",
-                    source.name()
-                ));
-            }
-        }
-        Ok(())
     }
 
     /// The job's current status, or `None` when the index does not know it.

@@ -314,3 +314,30 @@ proptest! {
         prop_assert_eq!(filed, 1, "filed under {}", shown.status);
     }
 }
+
+#[test]
+fn a_reader_waits_for_the_writes_this_api_made_before_it() {
+    let index = std::sync::Arc::new(Index::new(GRACE));
+    let soon = || Instant::now() + Duration::from_millis(20);
+    assert!(
+        index.wait_own_writes(Source::Jobs, soon()),
+        "no write: no wait"
+    );
+    index.wrote(Source::Jobs, 7);
+    index.wrote(Source::Jobs, 5);
+    put(&index, &job_key(1), &def(1, "_any", 1, &[]), 6);
+    assert!(
+        !index.wait_own_writes(Source::Jobs, soon()),
+        "revision 7 not applied yet"
+    );
+    let writer = {
+        let index = index.clone();
+        std::thread::spawn(move || put(&index, &job_key(2), &def(2, "_any", 2, &[]), 7))
+    };
+    assert!(index.wait_own_writes(Source::Jobs, Instant::now() + Duration::from_secs(5)));
+    assert!(writer.join().is_ok());
+    assert_eq!(
+        index.status(&Uuid::from_u128(2), 3),
+        Some(JobStatus::Pending)
+    );
+}

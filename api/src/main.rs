@@ -139,17 +139,28 @@ fn run() -> Result<(), String> {
     }
 
     let grace = hosts_grace(&cfg);
-    let index = Arc::new(index::Index::new(grace));
-    for (bucket, source) in [
+    let detail_bytes = cfg.api.server.detail_cache_bytes;
+    let index = Arc::new(index::Index::with_detail_cache(
+        grace,
+        detail_bytes,
+        cfg.nats.kv.ttl,
+    ));
+    let mut watched = vec![
         (&names.bucket, index::Source::Jobs),
         (&names.workers_bucket, index::Source::Workers),
-    ] {
+    ];
+    if detail_bytes > 0 {
+        // Only the detail cache reads responses; with it off nothing watches them.
+        watched.push((&names.response_bucket, index::Source::Responses));
+    }
+    for (bucket, source) in watched {
         watch::spawn(watch::Watched {
             bus: bus.clone(),
             bucket: bucket.clone(),
             source,
             index: index.clone(),
             ttl: cfg.nats.kv.ttl,
+            from_now: source == index::Source::Responses,
         })
         .map_err(|e| format!("cannot start the {} watch: {e}", source.name()))?;
     }

@@ -38,6 +38,11 @@ struct StatusLabels {
 }
 
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct ResultLabels {
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 struct HostLabels {
     hostname: String,
 }
@@ -55,6 +60,8 @@ pub struct Metrics {
     wait_slots: Gauge,
     index_jobs: Gauge,
     heartbeat_age: Family<HostLabels, Gauge<f64, AtomicU64>>,
+    detail_lookups: Family<ResultLabels, Counter>,
+    detail_bytes: Gauge,
 }
 
 fn seconds_buckets() -> impl Iterator<Item = f64> {
@@ -129,8 +136,22 @@ impl Metrics {
             "Seconds since each live worker's last heartbeat",
             heartbeat_age.clone(),
         );
+        let detail_lookups = Family::<ResultLabels, Counter>::default();
+        r.register(
+            "osapi_detail_cache_lookups",
+            "Job details looked up in the detail cache: hit, partial (a response read from KV), miss",
+            detail_lookups.clone(),
+        );
+        let detail_bytes = Gauge::default();
+        r.register(
+            "osapi_detail_cache_bytes",
+            "Bytes of job records the detail cache holds (api.server.detail_cache_bytes at most)",
+            detail_bytes.clone(),
+        );
         Metrics {
             registry: r,
+            detail_lookups,
+            detail_bytes,
             jobs_created,
             audit_dropped,
             http,
@@ -207,6 +228,16 @@ fn render(ctx: &Ctx) -> String {
     if let Ok(n) = ctx.store.dlq_count() {
         m.dlq.set(i64::try_from(n).unwrap_or(i64::MAX));
     }
+    let cache = ctx.store.detail_cache();
+    let (hit, partial, miss) = cache.counts();
+    for (result, n) in [("hit", hit), ("partial", partial), ("miss", miss)] {
+        let c = m.detail_lookups.get_or_create(&ResultLabels {
+            result: result.into(),
+        });
+        c.inc_by(n.saturating_sub(c.get()));
+    }
+    m.detail_bytes
+        .set(i64::try_from(cache.size().1).unwrap_or(i64::MAX));
     m.heartbeat_age.clear();
     let now = now_us();
     for w in ctx.store.live_workers() {

@@ -1,19 +1,21 @@
 //! The API's view of NATS and of its index, in domain terms, and the handlers' only door to either:
-//! submit a job (KV first, then the notification), read job details (batched KV gets for the hosts the
-//! index knows), delete, list, count, live workers, `?wait=`, readiness. The store never writes the
-//! index: the watches do (`watch.rs`); a caller's own write is waited for until its watch applied it.
+//! submit a job (KV first, then the notification), read job details (from the index's detail cache,
+//! else batched KV gets for the hosts the index knows), delete, list, count, live workers, `?wait=`,
+//! readiness. The store never writes the index: the watches do (`watch.rs`). A create returns at once
+//! and records its revision; a reader that must see it waits until the watch applied it
+//! (`see_own_writes`); a delete or cancel waits for its own write before answering.
 
 use crate::ctx::now_us;
+use crate::index::detail::{Lookup, Parts};
 use crate::index::{Index, Source, Stats};
 use osapi_bus::{Bus, BusError};
-use osapi_common::job::{CancelRecord, HostState, JobDef, Operation, Response, WorkerInfo};
+use osapi_common::job::{JobDef, Operation, WorkerInfo};
 use osapi_common::names::{keys, Names};
 use osapi_common::status::{Grace, JobStatus};
 use osapi_common::target::Target;
 use osapi_common::timefmt::format_micros;
 use osapi_common::trust::{self, JobSigningKey};
 use osapi_common::view::{self, JobDetail};
-use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -104,6 +106,11 @@ impl Store {
         self.index.live_workers(now_us())
     }
 
+    /// The detail cache (for its counters).
+    pub fn detail_cache(&self) -> &crate::index::detail::DetailCache {
+        self.index.detail()
+    }
+
     /// Whether the index knows the job.
     pub fn knows(&self, id: &Uuid) -> bool {
         self.index.status(id, now_us()).is_some()
@@ -114,9 +121,20 @@ impl Store {
         self.index.wait_terminal(id, deadline, now_us);
     }
 
+    /// Read-your-writes for readers of the index: waits (within the request timeout) until the job
+    /// watch has applied every job this API had created when called. Immediate when it has (the usual
+    /// case); a reader that finds its job, or needs no index, does not call it.
+    pub fn see_own_writes(&self) {
+        let deadline = Instant::now() + self.bus.request_timeout();
+        if !self.index.wait_own_writes(Source::Jobs, deadline) {
+            log::warn!("index has not applied this API's writes within the request timeout");
+        }
+    }
+
     /// Waits (within the request timeout) until the watch has applied our own write at `revision`, so
     /// whoever wrote reads it back at once. Past that the write stands; the index follows shortly.
     fn wait_own_write(&self, revision: u64) {
+        self.index.wrote(Source::Jobs, revision);
         let deadline = Instant::now() + self.bus.request_timeout();
         if !self.index.wait_applied(Source::Jobs, revision, deadline) {
             log::warn!("index has not applied revision {revision} within the request timeout");
@@ -167,7 +185,8 @@ impl Store {
             }
             return Err(e);
         }
-        self.wait_own_write(revision);
+        // No wait for the index here: readers that need this job wait for it (`see_own_writes`).
+        self.index.wrote(Source::Jobs, revision);
         crate::metrics::job_created();
         log::info!(
             "job {id} submitted: {} -> {}",
@@ -189,69 +208,87 @@ impl Store {
         Ok(entry.and_then(|e| serde_json::from_slice(&e.value).ok()))
     }
 
-    /// Details of several jobs in one batch of KV reads; unknown ids are left out.
+    /// Details of several jobs, in order; unknown ids are left out. What the detail cache holds whole
+    /// is answered from it; the rest (whole jobs, or a finished host's response not yet delivered) is
+    /// read in one batch of KV gets, the jobs' hosts being those the index knows. Both paths parse the
+    /// records the same way (`detail::Parts`) and build the same `view::detail_with_cancel`.
     pub fn details(&self, ids: &[Uuid]) -> Result<Vec<JobDetail>, BusError> {
+        /// One job's records, and which of them the batch must still read.
         struct Plan {
             id: String,
+            parts: Parts,
+            /// Read `jobs.{id}` and `cancel.{id}` (a cache miss).
+            whole: bool,
+            /// Hosts whose state (when `whole`) and response to read.
             hosts: Vec<String>,
         }
-        let plans: Vec<Plan> = ids
+        let now = now_us();
+        let reconnects = self.bus.reconnects();
+        let cache = self.index.detail();
+        let mut plans: Vec<Plan> = ids
             .iter()
-            .map(|id| Plan {
-                id: id.to_string(),
-                hosts: self.index.hosts(id).unwrap_or_default(),
+            .map(|id| match cache.lookup(id, now, reconnects) {
+                Lookup::Found { parts, missing } => Plan {
+                    id: id.to_string(),
+                    parts: *parts,
+                    whole: false,
+                    hosts: missing,
+                },
+                Lookup::Miss => Plan {
+                    id: id.to_string(),
+                    parts: Parts::default(),
+                    whole: true,
+                    hosts: self.index.hosts(id).unwrap_or_default(),
+                },
             })
             .collect();
-        let mut wanted: Vec<(String, String)> = Vec::new();
+        let mut wanted: Vec<(&str, String)> = Vec::new();
+        let (jobs, responses) = (&self.names.bucket, &self.names.response_bucket);
         for p in &plans {
-            wanted.push((self.names.bucket.clone(), keys::job(&p.id)));
-            wanted.push((self.names.bucket.clone(), keys::cancel(&p.id)));
+            if p.whole {
+                wanted.push((jobs, keys::job(&p.id)));
+                wanted.push((jobs, keys::cancel(&p.id)));
+            }
             for h in &p.hosts {
-                wanted.push((self.names.bucket.clone(), keys::state(&p.id, h)));
-                wanted.push((self.names.response_bucket.clone(), keys::response(&p.id, h)));
+                if p.whole {
+                    wanted.push((jobs, keys::state(&p.id, h)));
+                }
+                wanted.push((responses, keys::response(&p.id, h)));
             }
         }
-        let refs: Vec<(&str, &str)> = wanted
-            .iter()
-            .map(|(b, k)| (b.as_str(), k.as_str()))
-            .collect();
-        let mut answers = self.bus.kv_get_many(&refs).into_iter();
-        let now = now_us();
-        let mut out = Vec::with_capacity(plans.len());
-        for p in &plans {
-            let def_entry = answers.next().unwrap_or(Ok(None))?;
-            let cancel: Option<CancelRecord> = answers
-                .next()
-                .unwrap_or(Ok(None))?
-                .and_then(|e| serde_json::from_slice(&e.value).ok());
-            let mut states = BTreeMap::new();
-            let mut responses = BTreeMap::new();
-            for h in &p.hosts {
-                if let Some(e) = answers.next().unwrap_or(Ok(None))? {
-                    if let Ok(s) = serde_json::from_slice::<HostState>(&e.value) {
-                        states.insert(h.clone(), s);
-                    }
-                }
-                if let Some(e) = answers.next().unwrap_or(Ok(None))? {
-                    if let Ok(r) = serde_json::from_slice::<Response>(&e.value) {
-                        responses.insert(h.clone(), r);
-                    }
-                }
-            }
-            let Some(def) = def_entry.and_then(|e| serde_json::from_slice::<JobDef>(&e.value).ok())
-            else {
-                continue;
+        if !wanted.is_empty() {
+            let refs: Vec<(&str, &str)> = wanted.iter().map(|(b, k)| (*b, k.as_str())).collect();
+            let mut answers = self.bus.kv_get_many(&refs).into_iter();
+            let mut next = || -> Result<Option<Vec<u8>>, BusError> {
+                Ok(answers.next().unwrap_or(Ok(None))?.map(|e| e.value))
             };
-            out.push(view::detail_with_cancel(
-                &def,
-                &states,
-                &responses,
-                cancel.as_ref(),
-                self.grace,
-                now,
-            ));
+            for p in &mut plans {
+                if p.whole {
+                    p.parts.set_def(next()?.as_deref());
+                    p.parts.set_cancel(next()?.as_deref());
+                }
+                for h in &p.hosts {
+                    if p.whole {
+                        p.parts.add_state(h, next()?.as_deref());
+                    }
+                    p.parts.add_response(h, next()?.as_deref());
+                }
+            }
         }
-        Ok(out)
+        Ok(plans
+            .into_iter()
+            .filter_map(|p| {
+                let def = p.parts.def?;
+                Some(view::detail_with_cancel(
+                    &def,
+                    &p.parts.states,
+                    &p.parts.responses,
+                    p.parts.cancel.as_ref(),
+                    self.grace,
+                    now,
+                ))
+            })
+            .collect())
     }
 
     /// Deletes the job by writing a delete marker on `jobs.{id}` (nothing else): the job is then gone

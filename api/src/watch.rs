@@ -1,5 +1,5 @@
 //! Keeps the [`Index`] in step with one bucket: a thread per bucket runs a KV watch and is the index's
-//! only writer for it. It marks its part ready once the history is replayed; when the watch errs (a gap
+//! only writer for it (the response bucket's feeds only the index's detail cache, from the bucket's end). It marks its part ready once the history is replayed; when the watch errs (a gap
 //! in its deliveries, silence, a consumer gone) or NATS came back and the consumer cannot be vouched for,
 //! it marks its part not ready with the reason and re-creates the watch from the last revision applied.
 //! It also prunes what the bucket's TTL has expired (JetStream leaves no marker for that).
@@ -23,6 +23,9 @@ pub struct Watched {
     pub index: Arc<Index>,
     /// The bucket's TTL (0 = records never expire).
     pub ttl: Duration,
+    /// Start at the bucket's end rather than replaying its last record per key (the response bucket:
+    /// the detail cache wants only what comes, and reads KV for what it lacks).
+    pub from_now: bool,
 }
 
 /// Starts the watch thread.
@@ -36,6 +39,16 @@ pub fn spawn(w: Watched) -> std::io::Result<()> {
 fn run(w: &Watched) {
     let mut last_prune = Instant::now();
     loop {
+        if w.from_now && w.index.applied(w.source) == 0 {
+            match w.bus.stream_bounds(&format!("KV_{}", w.bucket)) {
+                Ok(bounds) => w.index.detail().responses_start_at(bounds.last_seq),
+                Err(e) => {
+                    log::warn!("cannot read where bucket {} ends: {e}; retrying", w.bucket);
+                    std::thread::sleep(RETRY_AFTER);
+                    continue;
+                }
+            }
+        }
         let resume = match w.index.applied(w.source) {
             0 => None,
             rev => Some(rev),

@@ -201,6 +201,9 @@ pub struct ServerConfig {
     pub max_connections: usize,
     /// Larger `operation.data` (as JSON) gets 413: what one job may make the job bucket hold.
     pub max_job_data_bytes: usize,
+    /// Bytes of recent jobs' KV records the API keeps to answer `GET /job/{id}` without a KV read
+    /// (0 = off: every detail is read from KV).
+    pub detail_cache_bytes: usize,
     pub security: SecurityConfig,
 }
 
@@ -332,6 +335,7 @@ impl Config {
                     max_body_bytes: 1_048_576,
                     max_connections: 1024,
                     max_job_data_bytes: 65_536,
+                    detail_cache_bytes: 1_048_576,
                     security: SecurityConfig {
                         signing_key: String::new(),
                         job_signing_key_file: String::new(),

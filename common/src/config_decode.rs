@@ -364,6 +364,7 @@ impl Decoder {
                 "max_body_bytes",
                 "max_connections",
                 "max_job_data_bytes",
+                "detail_cache_bytes",
                 "security",
             ],
         )?;
@@ -372,6 +373,7 @@ impl Decoder {
         self.count(&server, "max_body_bytes", &mut out.max_body_bytes)?;
         self.count(&server, "max_connections", &mut out.max_connections)?;
         self.count(&server, "max_job_data_bytes", &mut out.max_job_data_bytes)?;
+        self.count(&server, "detail_cache_bytes", &mut out.detail_cache_bytes)?;
         let security = self.child(
             &server,
             "security",

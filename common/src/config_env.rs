@@ -42,6 +42,7 @@ const LEAVES: &[(&str, bool)] = &[
     ("api.server.max_body_bytes", false),
     ("api.server.max_connections", false),
     ("api.server.max_job_data_bytes", false),
+    ("api.server.detail_cache_bytes", false),
     ("api.server.security.signing_key", true),
     ("api.server.security.roles", false),
     ("api.server.security.audience", true),

@@ -16,6 +16,8 @@ const MAX_CONSUMERS_MAX: usize = 1_000_000;
 const BODY_BYTES_MAX: usize = 64 * 1024 * 1024;
 /// Each connection holds a thread and three descriptors; more belongs behind a proxy.
 const CONNECTIONS_MAX: usize = 65_536;
+/// The detail cache is a convenience beside the index; a gibibyte is far past any use of it.
+const DETAIL_CACHE_BYTES_MAX: usize = 1024 * 1024 * 1024;
 const NATS_TIMEOUT_MAX: Duration = Duration::from_secs(60);
 const HEARTBEAT_MIN: Duration = Duration::from_millis(100);
 const NAME_RULE: &str = "[A-Za-z0-9_-]+";
@@ -169,6 +171,12 @@ impl Decoder {
             server.max_job_data_bytes,
             2, // `{}`
             server.max_body_bytes,
+        )?;
+        self.range(
+            "api.server.detail_cache_bytes",
+            server.detail_cache_bytes,
+            0,
+            DETAIL_CACHE_BYTES_MAX,
         )?;
         for (role, cfg) in &server.security.roles {
             let path = format!("api.server.security.roles.{role}");

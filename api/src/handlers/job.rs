@@ -174,6 +174,7 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
     }
     let offset = parse_count(q, "offset", 0)?;
     ctx.require_nats()?;
+    ctx.store.see_own_writes();
     let (total, ids) = ctx.store.page(filter, offset, limit);
     let items = super::to_json(&ctx.store.details(&ids)?)?;
     Ok(Reply::json(
@@ -185,6 +186,7 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
 /// `GET /job/status`.
 pub fn stats(ctx: &Ctx) -> Result<Reply, ApiError> {
     let dlq = ctx.store.dlq_count()?;
+    ctx.store.see_own_writes();
     let s = ctx.store.stats();
     let by_status: Map<String, Value> = s
         .by_status
@@ -241,7 +243,13 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
             .min(WAIT_MAX),
     };
     ctx.require_nats()?;
-    if !wait.is_zero() && ctx.store.knows(&id) {
+    let mut known = ctx.store.knows(&id);
+    if !known {
+        // Perhaps created by this API a moment ago, its watch not there yet: read your own writes.
+        ctx.store.see_own_writes();
+        known = ctx.store.knows(&id);
+    }
+    if !wait.is_zero() && known {
         let slots = &ctx.waiters;
         if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
             ctx.store.wait_terminal(&id, Instant::now() + wait);
