@@ -54,7 +54,7 @@ pub struct Record<'a> {
 }
 
 mod state;
-use state::{HostEntry, JobEntry, Readiness, State};
+use state::{Readiness, State};
 
 /// Counts for `GET /job/status`.
 pub struct Stats {
@@ -130,7 +130,8 @@ impl Index {
                     }
                     Some(Ok(def)) => {
                         st.remove(&id);
-                        st.insert(id, JobEntry::from_def(&def, rev));
+                        let entry = st.entry_from_def(&def, rev);
+                        st.insert(id, entry);
                         st.file(id, self.grace);
                         false
                     }
@@ -154,7 +155,7 @@ impl Index {
                     Some(Ok(s)) => Some(s),
                     None => None,
                 };
-                let Some(entry) = st.jobs.get_mut(&id) else {
+                let Some(entry) = st.jobs.get(&id) else {
                     return false;
                 };
                 if entry
@@ -164,16 +165,7 @@ impl Index {
                 {
                     return false;
                 }
-                entry.hosts.retain(|h| &*h.host != host);
-                if let Some(s) = state {
-                    entry.hosts.push(HostEntry {
-                        host: host.into(),
-                        status: s.status,
-                        attempts: s.attempts,
-                        updated_us: s.updated_us,
-                        revision: rev,
-                    });
-                }
+                st.set_host(&id, host, state.as_ref().map(|s| (s, rev)));
                 st.file(id, self.grace);
                 st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal())
             }
@@ -351,6 +343,8 @@ impl Index {
     /// heartbeats written more than `ttl` ago. A `ttl` of zero means records never expire: nothing goes.
     pub fn prune(&self, now_us: i64, ttl: Duration) {
         if ttl.is_zero() {
+            // Deleted jobs still go: so may the host names only they held.
+            self.lock().forget_unused_names();
             return;
         }
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
@@ -367,6 +361,7 @@ impl Index {
         }
         st.tombstones.retain(|_, (_, at)| *at >= cutoff);
         st.workers.retain(|_, (_, w)| w.last_seen_us >= cutoff);
+        st.forget_unused_names();
     }
 }
 

@@ -1,34 +1,44 @@
-//! The index's data: what it keeps of each job (`JobEntry`, about 100 bytes), the sets that order and
-//! file them, and how a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
+//! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
+//! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
+//!
+//! Kept small because the index holds every job of the bucket (about 270 bytes a job with one host,
+//! measured in docs/benchmarks.md): host names are interned (`State::names`: one `Arc<str>` per host
+//! name, shared by every job that names it, not a string per job), a job's host records are an
+//! exact-size slice (a `Vec` grows to 4 places at its first push), ids are `Uuid`s (16 bytes), not
+//! strings.
 
-use osapi_common::job::{JobDef, WorkerInfo};
+use osapi_common::job::{HostState, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One host's latest state record of a job.
 #[derive(Debug, Clone)]
 pub(super) struct HostEntry {
-    pub(super) host: Box<str>,
+    /// Interned in `State::names`.
+    pub(super) host: Arc<str>,
     pub(super) status: HostStatus,
     pub(super) attempts: u32,
     pub(super) updated_us: i64,
     pub(super) revision: u64,
 }
 
-/// What the index keeps of one job: only what listing, filtering and counting need, kept small
-/// (about 100 bytes a job) because the index holds every job of the bucket.
+/// What the index keeps of one job: only what listing, filtering and counting need, kept small because
+/// the index holds every job of the bucket.
 #[derive(Debug, Clone)]
 pub(super) struct JobEntry {
     pub(super) revision: u64,
     pub(super) created_us: i64,
     pub(super) deadline_us: i64,
     pub(super) op: OperationType,
-    /// Broadcast jobs: the live workers that matched at submission.
-    pub(super) expected: Box<[Box<str>]>,
+    /// Broadcast jobs: the live workers that matched at submission (interned).
+    pub(super) expected: Box<[Arc<str>]>,
     pub(super) any: bool,
-    pub(super) hosts: Vec<HostEntry>,
+    /// One record per host, exactly as many places as hosts (replaced whole when one changes: a job's
+    /// records change a handful of times, and most jobs have one host).
+    pub(super) hosts: Box<[HostEntry]>,
     /// A `cancel.{id}` record exists.
     pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
@@ -38,25 +48,6 @@ pub(super) struct JobEntry {
 }
 
 impl JobEntry {
-    pub(super) fn from_def(def: &JobDef, revision: u64) -> JobEntry {
-        JobEntry {
-            revision,
-            created_us: def.created_us,
-            deadline_us: def.deadline_us(),
-            op: def.operation.op_type,
-            expected: def
-                .expected_hosts
-                .iter()
-                .map(|h| h.as_str().into())
-                .collect(),
-            any: def.is_any_target(),
-            hosts: Vec::new(),
-            cancelled: false,
-            filed: JobStatus::Pending,
-            timer: None,
-        }
-    }
-
     pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
         self.hosts
             .iter()
@@ -119,12 +110,67 @@ pub(super) struct State {
     /// The latest `now` a caller brought: records are filed as of it.
     pub(super) now_us: i64,
     pub(super) workers: BTreeMap<String, (u64, WorkerInfo)>,
+    /// Every host name the entries hold, once: they share these (`intern`); names no entry holds any
+    /// more go at `forget_unused_names`.
+    pub(super) names: HashSet<Arc<str>>,
     /// Highest revision applied, per source.
     pub(super) applied: [u64; 2],
     pub(super) ready: [Readiness; 2],
 }
 
 impl State {
+    /// The one shared copy of a host name.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
+    }
+
+    /// Drops the interned names no entry holds (only the set's own reference is left).
+    pub(super) fn forget_unused_names(&mut self) {
+        self.names.retain(|n| Arc::strong_count(n) > 1);
+        self.names.shrink_to_fit();
+    }
+
+    /// A new entry for a job definition, pending and without host records.
+    pub(super) fn entry_from_def(&mut self, def: &JobDef, revision: u64) -> JobEntry {
+        JobEntry {
+            revision,
+            created_us: def.created_us,
+            deadline_us: def.deadline_us(),
+            op: def.operation.op_type,
+            expected: def.expected_hosts.iter().map(|h| self.intern(h)).collect(),
+            any: def.is_any_target(),
+            hosts: Box::default(),
+            cancelled: false,
+            filed: JobStatus::Pending,
+            timer: None,
+        }
+    }
+
+    /// Replaces `host`'s record of job `id` by `state` written at `revision`, or removes it (`None`);
+    /// the caller re-files the job.
+    pub(super) fn set_host(&mut self, id: &Uuid, host: &str, state: Option<(&HostState, u64)>) {
+        let record = state.map(|(s, revision)| HostEntry {
+            host: self.intern(host),
+            status: s.status,
+            attempts: s.attempts,
+            updated_us: s.updated_us,
+            revision,
+        });
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let others = entry.hosts.iter().filter(|h| &*h.host != host);
+        let mut hosts = Vec::with_capacity(others.clone().count() + usize::from(record.is_some()));
+        hosts.extend(others.cloned());
+        hosts.extend(record);
+        entry.hosts = hosts.into_boxed_slice();
+    }
+
     pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
         self.by_created.insert((entry.created_us, id));
         *self.by_operation.entry(entry.op).or_default() += 1;
@@ -192,3 +238,7 @@ impl State {
         }
     }
 }
+
+#[cfg(test)]
+#[path = "footprint_tests.rs"]
+mod footprint_tests;
