@@ -272,19 +272,7 @@ impl Index {
     ) -> (usize, Vec<Uuid>) {
         let mut st = self.lock();
         st.catch_up(now_us, self.grace);
-        let empty = BTreeSet::new();
-        let set = match filter {
-            None => &st.by_created,
-            Some(f) => st.by_status.get(&f).unwrap_or(&empty),
-        };
-        let page = set
-            .iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|(_, id)| *id)
-            .collect();
-        (set.len(), page)
+        st.page(filter, offset, limit)
     }
 
     pub fn stats(&self, now_us: i64) -> Stats {
@@ -350,13 +338,7 @@ impl Index {
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         let cutoff = now_us.saturating_sub(ttl_us);
         let mut st = self.lock();
-        let old: Vec<(i64, Uuid)> = st
-            .by_created
-            .iter()
-            .take_while(|(created, _)| *created < cutoff)
-            .copied()
-            .collect();
-        for (_, id) in old {
+        for id in st.created_before(cutoff) {
             st.remove(&id);
         }
         st.tombstones.retain(|_, (_, at)| *at >= cutoff);

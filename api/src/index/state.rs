@@ -99,8 +99,10 @@ impl Default for Readiness {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) jobs: HashMap<Uuid, JobEntry>,
-    pub(super) by_created: BTreeSet<(i64, Uuid)>,
-    /// The same jobs by their filed status, so a filtered page and the counts never walk the bucket.
+    /// The same jobs by their filed status, each set in creation order, so a filtered page and the
+    /// counts never walk the bucket. Every job is in exactly one set, so together they are the jobs in
+    /// creation order too (`page` without a filter merges them; a set of its own would cost 50 bytes a
+    /// job).
     pub(super) by_status: BTreeMap<JobStatus, BTreeSet<(i64, Uuid)>>,
     pub(super) by_operation: BTreeMap<OperationType, usize>,
     /// Jobs whose status the clock alone may change, by when.
@@ -172,7 +174,6 @@ impl State {
     }
 
     pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
-        self.by_created.insert((entry.created_us, id));
         *self.by_operation.entry(entry.op).or_default() += 1;
         self.by_status
             .entry(entry.filed)
@@ -185,7 +186,6 @@ impl State {
         let Some(e) = self.jobs.remove(id) else {
             return;
         };
-        self.by_created.remove(&(e.created_us, *id));
         if let Some(set) = self.by_status.get_mut(&e.filed) {
             set.remove(&(e.created_us, *id));
         }
@@ -221,6 +221,42 @@ impl State {
             }
             self.by_status.entry(status).or_default().insert(key);
         }
+    }
+
+    /// One page of ids, newest first, of the jobs filed under `filter` (every job: `None`), and how
+    /// many there are: O(offset + limit) steps, each over at most one set per status.
+    pub(super) fn page(
+        &self,
+        filter: Option<JobStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<Uuid>) {
+        let sets: Vec<&BTreeSet<(i64, Uuid)>> = match filter {
+            None => self.by_status.values().collect(),
+            Some(f) => self.by_status.get(&f).into_iter().collect(),
+        };
+        let total = sets.iter().map(|s| s.len()).sum();
+        let mut heads: Vec<_> = sets.iter().map(|s| s.iter().rev().peekable()).collect();
+        // Newest first across the sets: always take the newest of their heads (keys are unique).
+        let newest = std::iter::from_fn(|| {
+            let (_, at) = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(n, set)| set.peek().map(|key| (**key, n)))
+                .max()?;
+            heads.get_mut(at)?.next()
+        });
+        let page = newest.skip(offset).take(limit).map(|(_, id)| *id).collect();
+        (total, page)
+    }
+
+    /// The jobs created before `cutoff`.
+    pub(super) fn created_before(&self, cutoff: i64) -> Vec<Uuid> {
+        self.by_status
+            .values()
+            .flat_map(|set| set.iter().take_while(|(created, _)| *created < cutoff))
+            .map(|(_, id)| *id)
+            .collect()
     }
 
     /// Re-files the jobs whose timer has passed: O(those jobs).
