@@ -69,6 +69,7 @@ fn follow(
     mut reconnects: u64,
     last_prune: &mut Instant,
 ) -> String {
+    let mut replayed = false;
     loop {
         if reconnects != w.bus.reconnects() {
             // Messages pushed while we were away are lost; the consumer may be gone too.
@@ -80,6 +81,10 @@ fn follow(
         }
         if watch.caught_up() {
             w.index.set_ready(w.source, reconnects);
+            if !std::mem::replace(&mut replayed, true) {
+                // The replay's message buffers are free now: give their pages back.
+                crate::alloc::trim();
+            }
         }
         match watch.next(POLL) {
             Ok(Some(entry)) => {
@@ -95,6 +100,7 @@ fn follow(
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             w.index.prune(now_us(), w.ttl);
+            crate::alloc::trim();
             *last_prune = Instant::now();
         }
     }
