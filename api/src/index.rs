@@ -256,7 +256,7 @@ impl Index {
     /// The hosts that may hold records for the job: expected ones and those that wrote a state.
     pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
         self.lock().jobs.get(id).map(|e| {
-            let mut hosts: BTreeSet<String> = e.expected.iter().map(|h| h.to_string()).collect();
+            let mut hosts: BTreeSet<String> = e.expected().iter().map(|h| h.to_string()).collect();
             hosts.extend(e.hosts.iter().map(|h| h.host.to_string()));
             hosts.into_iter().collect()
         })

@@ -1,11 +1,12 @@
 //! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
 //! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
 //!
-//! Kept small because the index holds every job of the bucket (about 270 bytes a job with one host,
-//! measured in docs/benchmarks.md): host names are interned (`State::names`: one `Arc<str>` per host
-//! name, shared by every job that names it, not a string per job), a job's host records are an
-//! exact-size slice (a `Vec` grows to 4 places at its first push), ids are `Uuid`s (16 bytes), not
-//! strings.
+//! Kept small because the index holds every job of the bucket (about 205 heap bytes a job with one
+//! host, held by `footprint_tests.rs`: the job map ~110, its host slice 48, its place in a status set
+//! ~50): host names are interned (`State::names`: one `Arc<str>` per host name, shared by every job that
+//! names it, not a string per job), a job's host records are an exact-size slice (a `Vec` grows to 4
+//! places at its first push), ids are `Uuid`s (16 bytes), not strings, the rarely set fields are thin
+//! (`expected`, `timer`), and no second ordered set repeats the status sets.
 
 use osapi_common::job::{HostState, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
@@ -33,8 +34,9 @@ pub(super) struct JobEntry {
     pub(super) created_us: i64,
     pub(super) deadline_us: i64,
     pub(super) op: OperationType,
-    /// Broadcast jobs: the live workers that matched at submission (interned).
-    pub(super) expected: Box<[Arc<str>]>,
+    /// Broadcast jobs: the live workers that matched at submission (interned); `None` for the others.
+    /// A thin pointer: 8 bytes in every entry rather than 16, since most jobs expect none.
+    expected: Option<Box<Box<[Arc<str>]>>>,
     pub(super) any: bool,
     /// One record per host, exactly as many places as hosts (replaced whole when one changes: a job's
     /// records change a handful of times, and most jobs have one host).
@@ -43,11 +45,31 @@ pub(super) struct JobEntry {
     pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
     pub(super) filed: JobStatus,
-    /// When the clock alone may next change its status (filed in `State::timers`).
-    pub(super) timer: Option<i64>,
+    /// When the clock alone may next change its status (filed in `State::timers`), [`NO_TIMER`] for
+    /// never (8 bytes where an `Option<i64>` takes 16).
+    timer: i64,
 }
 
+/// `JobEntry::timer` when there is none: a time the clock never brings again.
+const NO_TIMER: i64 = i64::MIN;
+
 impl JobEntry {
+    /// Broadcast jobs: the live workers that matched at submission.
+    pub(super) fn expected(&self) -> &[Arc<str>] {
+        self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
+    }
+
+    fn timer(&self) -> Option<i64> {
+        (self.timer != NO_TIMER).then_some(self.timer)
+    }
+
+    /// Sets the timer, returning the one it replaces.
+    fn replace_timer(&mut self, timer: Option<i64>) -> Option<i64> {
+        let old = self.timer();
+        self.timer = timer.unwrap_or(NO_TIMER);
+        old
+    }
+
     pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
         self.hosts
             .iter()
@@ -67,7 +89,7 @@ impl JobEntry {
             grace,
             cancelled: self.cancelled,
         };
-        let expected: Vec<&str> = self.expected.iter().map(|h| &**h).collect();
+        let expected: Vec<&str> = self.expected().iter().map(|h| &**h).collect();
         let records = self.records();
         let status = status::job_status(self.any, &expected, &records, &timing, now_us);
         // The clock only ever turns hosts failed, so a terminal job stays terminal until a new record.
@@ -144,12 +166,20 @@ impl State {
             created_us: def.created_us,
             deadline_us: def.deadline_us(),
             op: def.operation.op_type,
-            expected: def.expected_hosts.iter().map(|h| self.intern(h)).collect(),
+            expected: match def.expected_hosts.is_empty() {
+                true => None,
+                false => Some(Box::new(
+                    def.expected_hosts
+                        .iter()
+                        .map(|h| self.intern(h))
+                        .collect::<Box<[_]>>(),
+                )),
+            },
             any: def.is_any_target(),
             hosts: Box::default(),
             cancelled: false,
             filed: JobStatus::Pending,
-            timer: None,
+            timer: NO_TIMER,
         }
     }
 
@@ -192,7 +222,7 @@ impl State {
         if let Some(n) = self.by_operation.get_mut(&e.op) {
             *n = n.saturating_sub(1);
         }
-        if let Some(at) = e.timer {
+        if let Some(at) = e.timer() {
             self.timers.remove(&(at, *id));
         }
     }
@@ -205,7 +235,7 @@ impl State {
         };
         let (status, timer) = entry.status(grace, now_us);
         let was = std::mem::replace(&mut entry.filed, status);
-        let old_timer = std::mem::replace(&mut entry.timer, timer);
+        let old_timer = entry.replace_timer(timer);
         let key = (entry.created_us, id);
         if old_timer != timer {
             if let Some(at) = old_timer {
@@ -268,7 +298,7 @@ impl State {
             }
             self.timers.pop_first();
             if let Some(e) = self.jobs.get_mut(&id) {
-                e.timer = None;
+                e.replace_timer(None);
             }
             self.file(id, grace);
         }
