@@ -8,28 +8,48 @@
 //! as the start-up replay of the whole bucket, leaves freed pages mapped until something returns them.
 //! Other C libraries (musl) have neither knob: there both calls do nothing.
 
+/// How often the watch calls [`trim`].
+pub const TRIM_EVERY: std::time::Duration = std::time::Duration::from_secs(10);
+
 /// Arenas malloc may use: the main one and one more for the threads that contend with it.
 #[cfg(all(target_os = "linux", target_env = "gnu"))]
 const ARENAS: libc::c_int = 2;
 
-/// Caps malloc's arenas at [`ARENAS`]; call first thing in `main`, before any thread starts. An operator's
-/// own `MALLOC_ARENA_MAX` or `GLIBC_TUNABLES` wins.
+/// Allocations from this size on get their own mapping, given back when freed; and free memory past this
+/// much at the top of the heap is given back at once. Set explicitly, both stay put: by default glibc
+/// raises them to the size of the largest block freed so far (the index's hash table, megabytes at
+/// 50,000 jobs, is reallocated as it grows), after which it keeps that much free memory for good.
+#[cfg(all(target_os = "linux", target_env = "gnu"))]
+const THRESHOLD: libc::c_int = 128 * 1024;
+
+/// Caps malloc's arenas at [`ARENAS`] and fixes its mmap and trim thresholds at [`THRESHOLD`]; call
+/// first thing in `main`, before any thread starts. An operator's own `MALLOC_*` variables or
+/// `GLIBC_TUNABLES` win.
 pub fn tune() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]
     {
-        if std::env::var_os("MALLOC_ARENA_MAX").is_some()
-            || std::env::var_os("GLIBC_TUNABLES").is_some()
-        {
+        let own = std::env::vars_os().any(|(k, _)| {
+            k.to_str()
+                .is_some_and(|k| k.starts_with("MALLOC_") || k == "GLIBC_TUNABLES")
+        });
+        if own {
             return;
         }
-        // SAFETY: mallopt only sets a malloc parameter; no thread allocates concurrently yet.
-        if unsafe { libc::mallopt(libc::M_ARENA_MAX, ARENAS) } != 1 {
-            log::warn!("malloc did not take M_ARENA_MAX {ARENAS}");
+        for (param, value, name) in [
+            (libc::M_ARENA_MAX, ARENAS, "M_ARENA_MAX"),
+            (libc::M_MMAP_THRESHOLD, THRESHOLD, "M_MMAP_THRESHOLD"),
+            (libc::M_TRIM_THRESHOLD, THRESHOLD, "M_TRIM_THRESHOLD"),
+        ] {
+            // SAFETY: mallopt only sets a malloc parameter; no thread allocates concurrently yet.
+            if unsafe { libc::mallopt(param, value) } != 1 {
+                log::warn!("malloc did not take {name} {value}");
+            }
         }
     }
 }
 
-/// Returns the free pages of every arena to the system (after a burst: the start-up replay, a prune).
+/// Returns the free pages of every arena to the system (after a burst: the start-up replay; and every
+/// [`TRIM_EVERY`], for what a busy spell left free in the middle of the heap, which no threshold reaches).
 /// It takes each arena's lock in turn for the walk: a few milliseconds for tens of MiB.
 pub fn trim() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

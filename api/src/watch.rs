@@ -70,6 +70,7 @@ fn follow(
     last_prune: &mut Instant,
 ) -> String {
     let mut replayed = false;
+    let mut last_trim = Instant::now();
     loop {
         if reconnects != w.bus.reconnects() {
             // Messages pushed while we were away are lost; the consumer may be gone too.
@@ -98,9 +99,12 @@ fn follow(
             Ok(None) => {}
             Err(e) => return e.to_string(),
         }
+        if last_trim.elapsed() >= crate::alloc::TRIM_EVERY {
+            crate::alloc::trim();
+            last_trim = Instant::now();
+        }
         if last_prune.elapsed() >= PRUNE_EVERY {
             w.index.prune(now_us(), w.ttl);
-            crate::alloc::trim();
             *last_prune = Instant::now();
         }
     }
