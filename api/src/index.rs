@@ -64,7 +64,7 @@ mod applied;
 pub mod detail;
 mod state;
 use detail::DetailCache;
-use state::{HostEntry, JobEntry, State};
+use state::State;
 
 /// Counts for `GET /job/status`.
 pub struct Stats {
@@ -167,7 +167,8 @@ impl Index {
                     }
                     Some(Ok(def)) => {
                         st.remove(&id);
-                        st.insert(id, JobEntry::from_def(&def, rev));
+                        let entry = st.entry_from_def(&def, rev);
+                        st.insert(id, entry);
                         st.file(id, self.grace);
                         // Not while the watch replays the bucket (at start, after a gap): a start would
                         // copy every job through the cache only to evict it. Records of jobs it already
@@ -200,7 +201,7 @@ impl Index {
                     Some(Ok(s)) => Some(s),
                     None => None,
                 };
-                let Some(entry) = st.jobs.get_mut(&id) else {
+                let Some(entry) = st.jobs.get(&id) else {
                     return false;
                 };
                 if entry
@@ -210,17 +211,8 @@ impl Index {
                 {
                     return false;
                 }
-                entry.hosts.retain(|h| &*h.host != host);
                 self.detail.put_state(&id, host, rev, record.value);
-                if let Some(s) = state {
-                    entry.hosts.push(HostEntry {
-                        host: host.into(),
-                        status: s.status,
-                        attempts: s.attempts,
-                        updated_us: s.updated_us,
-                        revision: rev,
-                    });
-                }
+                st.set_host(&id, host, state.as_ref().map(|s| (s, rev)));
                 st.file(id, self.grace);
                 st.jobs.get(&id).is_some_and(|e| e.filed.is_terminal())
             }
@@ -255,7 +247,7 @@ impl Index {
     /// The hosts that may hold records for the job: expected ones and those that wrote a state.
     pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
         self.lock().jobs.get(id).map(|e| {
-            let mut hosts: BTreeSet<String> = e.expected.iter().map(|h| h.to_string()).collect();
+            let mut hosts: BTreeSet<String> = e.expected().iter().map(|h| h.to_string()).collect();
             hosts.extend(e.hosts.iter().map(|h| h.host.to_string()));
             hosts.into_iter().collect()
         })
@@ -271,19 +263,7 @@ impl Index {
     ) -> (usize, Vec<Uuid>) {
         let mut st = self.lock();
         st.catch_up(now_us, self.grace);
-        let empty = BTreeSet::new();
-        let set = match filter {
-            None => &st.by_created,
-            Some(f) => st.by_status.get(&f).unwrap_or(&empty),
-        };
-        let page = set
-            .iter()
-            .rev()
-            .skip(offset)
-            .take(limit)
-            .map(|(_, id)| *id)
-            .collect();
-        (set.len(), page)
+        st.page(filter, offset, limit)
     }
 
     pub fn stats(&self, now_us: i64) -> Stats {
@@ -342,22 +322,19 @@ impl Index {
     /// heartbeats written more than `ttl` ago. A `ttl` of zero means records never expire: nothing goes.
     pub fn prune(&self, now_us: i64, ttl: Duration) {
         if ttl.is_zero() {
+            // Deleted jobs still go: so may the host names only they held.
+            self.lock().forget_unused_names();
             return;
         }
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         let cutoff = now_us.saturating_sub(ttl_us);
         let mut st = self.lock();
-        let old: Vec<(i64, Uuid)> = st
-            .by_created
-            .iter()
-            .take_while(|(created, _)| *created < cutoff)
-            .copied()
-            .collect();
-        for (_, id) in old {
+        for id in st.created_before(cutoff) {
             st.remove(&id);
         }
         st.tombstones.retain(|_, (_, at)| *at >= cutoff);
         st.workers.retain(|_, (_, w)| w.last_seen_us >= cutoff);
+        st.forget_unused_names();
     }
 }
 

@@ -96,6 +96,12 @@ fn pages_filters_and_counts() {
         [Uuid::from_u128(3), Uuid::from_u128(2)],
         "newest first"
     );
+    let (total, page) = index.page(None, 1, 10, now);
+    assert_eq!(
+        (total, page),
+        (3, vec![Uuid::from_u128(2), Uuid::from_u128(1)]),
+        "newest first across statuses (2 pending, 1 partial failure)"
+    );
     let (total, page) = index.page(Some(JobStatus::PartialFailure), 0, 10, now);
     assert_eq!((total, page), (1, vec![Uuid::from_u128(1)]));
     assert_eq!(index.page(Some(JobStatus::Pending), 1, 10, now).0, 2);

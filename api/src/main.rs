@@ -1,6 +1,7 @@
 //! `osapi-api`: reads the config, connects to NATS, makes sure the JetStream layout exists, starts the
 //! index watch and serves HTTP until SIGTERM/SIGINT.
 
+mod alloc;
 mod audit;
 mod auth;
 mod ctx;
@@ -98,6 +99,7 @@ fn hosts_grace(cfg: &Config) -> osapi_common::status::Grace {
 }
 
 fn main() {
+    alloc::tune();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
     if let Err(e) = run() {
         eprintln!("osapi-api: {e}");

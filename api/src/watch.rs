@@ -82,6 +82,8 @@ fn follow(
     mut reconnects: u64,
     last_prune: &mut Instant,
 ) -> String {
+    let mut replayed = false;
+    let mut last_trim = Instant::now();
     loop {
         if reconnects != w.bus.reconnects() {
             // Messages pushed while we were away are lost; the consumer may be gone too.
@@ -93,6 +95,10 @@ fn follow(
         }
         if watch.caught_up() {
             w.index.set_ready(w.source, reconnects);
+            if !std::mem::replace(&mut replayed, true) {
+                // The replay's message buffers are free now: give their pages back.
+                crate::alloc::trim();
+            }
         }
         match watch.next(POLL) {
             Ok(Some(entry)) => {
@@ -105,6 +111,10 @@ fn follow(
             }
             Ok(None) => {}
             Err(e) => return e.to_string(),
+        }
+        if last_trim.elapsed() >= crate::alloc::TRIM_EVERY {
+            crate::alloc::trim();
+            last_trim = Instant::now();
         }
         if last_prune.elapsed() >= PRUNE_EVERY {
             w.index.prune(now_us(), w.ttl);

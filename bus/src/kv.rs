@@ -175,6 +175,9 @@ impl Bus {
             "ack_policy": "none",
             "filter_subject": format!("$KV.{bucket}.>"),
             "idle_heartbeat": WATCH_HEARTBEAT.as_nanos() as u64,
+            // The server pauses until the watch has read what it pushed (`next` answers), so a replay
+            // of a large bucket is not all queued in this client's unbounded channel at once.
+            "flow_control": true,
             "mem_storage": true,
             "num_replicas": 1,
             "inactive_threshold": 30_000_000_000_u64,

@@ -1,60 +1,73 @@
-//! The index's data: what it keeps of each job (`JobEntry`, about 100 bytes), the sets that order and
-//! file them, and how a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
+//! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
+//! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
+//!
+//! Kept small because the index holds every job of the bucket (about 205 heap bytes a job with one
+//! host, held by `footprint_tests.rs`: the job map ~110, its host slice 48, its place in a status set
+//! ~50): host names are interned (`State::names`: one `Arc<str>` per host name, shared by every job that
+//! names it, not a string per job), a job's host records are an exact-size slice (a `Vec` grows to 4
+//! places at its first push), ids are `Uuid`s (16 bytes), not strings, the rarely set fields are thin
+//! (`expected`, `timer`), and no second ordered set repeats the status sets.
 
-use osapi_common::job::{JobDef, WorkerInfo};
+use osapi_common::job::{HostState, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::sync::Arc;
 use uuid::Uuid;
 
 /// One host's latest state record of a job.
 #[derive(Debug, Clone)]
 pub(super) struct HostEntry {
-    pub(super) host: Box<str>,
+    /// Interned in `State::names`.
+    pub(super) host: Arc<str>,
     pub(super) status: HostStatus,
     pub(super) attempts: u32,
     pub(super) updated_us: i64,
     pub(super) revision: u64,
 }
 
-/// What the index keeps of one job: only what listing, filtering and counting need, kept small
-/// (about 100 bytes a job) because the index holds every job of the bucket.
+/// What the index keeps of one job: only what listing, filtering and counting need, kept small because
+/// the index holds every job of the bucket.
 #[derive(Debug, Clone)]
 pub(super) struct JobEntry {
     pub(super) revision: u64,
     pub(super) created_us: i64,
     pub(super) deadline_us: i64,
     pub(super) op: OperationType,
-    /// Broadcast jobs: the live workers that matched at submission.
-    pub(super) expected: Box<[Box<str>]>,
+    /// Broadcast jobs: the live workers that matched at submission (interned); `None` for the others.
+    /// A thin pointer: 8 bytes in every entry rather than 16, since most jobs expect none.
+    expected: Option<Box<Box<[Arc<str>]>>>,
     pub(super) any: bool,
-    pub(super) hosts: Vec<HostEntry>,
+    /// One record per host, exactly as many places as hosts (replaced whole when one changes: a job's
+    /// records change a handful of times, and most jobs have one host).
+    pub(super) hosts: Box<[HostEntry]>,
     /// A `cancel.{id}` record exists.
     pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
     pub(super) filed: JobStatus,
-    /// When the clock alone may next change its status (filed in `State::timers`).
-    pub(super) timer: Option<i64>,
+    /// When the clock alone may next change its status (filed in `State::timers`), [`NO_TIMER`] for
+    /// never (8 bytes where an `Option<i64>` takes 16).
+    timer: i64,
 }
 
+/// `JobEntry::timer` when there is none: a time the clock never brings again.
+const NO_TIMER: i64 = i64::MIN;
+
 impl JobEntry {
-    pub(super) fn from_def(def: &JobDef, revision: u64) -> JobEntry {
-        JobEntry {
-            revision,
-            created_us: def.created_us,
-            deadline_us: def.deadline_us(),
-            op: def.operation.op_type,
-            expected: def
-                .expected_hosts
-                .iter()
-                .map(|h| h.as_str().into())
-                .collect(),
-            any: def.is_any_target(),
-            hosts: Vec::new(),
-            cancelled: false,
-            filed: JobStatus::Pending,
-            timer: None,
-        }
+    /// Broadcast jobs: the live workers that matched at submission.
+    pub(super) fn expected(&self) -> &[Arc<str>] {
+        self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
+    }
+
+    fn timer(&self) -> Option<i64> {
+        (self.timer != NO_TIMER).then_some(self.timer)
+    }
+
+    /// Sets the timer, returning the one it replaces.
+    fn replace_timer(&mut self, timer: Option<i64>) -> Option<i64> {
+        let old = self.timer();
+        self.timer = timer.unwrap_or(NO_TIMER);
+        old
     }
 
     pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
@@ -76,7 +89,7 @@ impl JobEntry {
             grace,
             cancelled: self.cancelled,
         };
-        let expected: Vec<&str> = self.expected.iter().map(|h| &**h).collect();
+        let expected: Vec<&str> = self.expected().iter().map(|h| &**h).collect();
         let records = self.records();
         let status = status::job_status(self.any, &expected, &records, &timing, now_us);
         // The clock only ever turns hosts failed, so a terminal job stays terminal until a new record.
@@ -108,8 +121,10 @@ impl Default for Readiness {
 #[derive(Default)]
 pub(super) struct State {
     pub(super) jobs: HashMap<Uuid, JobEntry>,
-    pub(super) by_created: BTreeSet<(i64, Uuid)>,
-    /// The same jobs by their filed status, so a filtered page and the counts never walk the bucket.
+    /// The same jobs by their filed status, each set in creation order, so a filtered page and the
+    /// counts never walk the bucket. Every job is in exactly one set, so together they are the jobs in
+    /// creation order too (`page` without a filter merges them; a set of its own would cost 50 bytes a
+    /// job).
     pub(super) by_status: BTreeMap<JobStatus, BTreeSet<(i64, Uuid)>>,
     pub(super) by_operation: BTreeMap<OperationType, usize>,
     /// Jobs whose status the clock alone may change, by when.
@@ -119,14 +134,76 @@ pub(super) struct State {
     /// The latest `now` a caller brought: records are filed as of it.
     pub(super) now_us: i64,
     pub(super) workers: BTreeMap<String, (u64, WorkerInfo)>,
+    /// Every host name the entries hold, once: they share these (`intern`); names no entry holds any
+    /// more go at `forget_unused_names`.
+    pub(super) names: HashSet<Arc<str>>,
     /// Highest revision applied, per source.
     pub(super) applied: [u64; 2],
     pub(super) ready: [Readiness; 2],
 }
 
 impl State {
+    /// The one shared copy of a host name.
+    fn intern(&mut self, name: &str) -> Arc<str> {
+        if let Some(shared) = self.names.get(name) {
+            return shared.clone();
+        }
+        let shared: Arc<str> = name.into();
+        self.names.insert(shared.clone());
+        shared
+    }
+
+    /// Drops the interned names no entry holds (only the set's own reference is left).
+    pub(super) fn forget_unused_names(&mut self) {
+        self.names.retain(|n| Arc::strong_count(n) > 1);
+        self.names.shrink_to_fit();
+    }
+
+    /// A new entry for a job definition, pending and without host records.
+    pub(super) fn entry_from_def(&mut self, def: &JobDef, revision: u64) -> JobEntry {
+        JobEntry {
+            revision,
+            created_us: def.created_us,
+            deadline_us: def.deadline_us(),
+            op: def.operation.op_type,
+            expected: match def.expected_hosts.is_empty() {
+                true => None,
+                false => Some(Box::new(
+                    def.expected_hosts
+                        .iter()
+                        .map(|h| self.intern(h))
+                        .collect::<Box<[_]>>(),
+                )),
+            },
+            any: def.is_any_target(),
+            hosts: Box::default(),
+            cancelled: false,
+            filed: JobStatus::Pending,
+            timer: NO_TIMER,
+        }
+    }
+
+    /// Replaces `host`'s record of job `id` by `state` written at `revision`, or removes it (`None`);
+    /// the caller re-files the job.
+    pub(super) fn set_host(&mut self, id: &Uuid, host: &str, state: Option<(&HostState, u64)>) {
+        let record = state.map(|(s, revision)| HostEntry {
+            host: self.intern(host),
+            status: s.status,
+            attempts: s.attempts,
+            updated_us: s.updated_us,
+            revision,
+        });
+        let Some(entry) = self.jobs.get_mut(id) else {
+            return;
+        };
+        let others = entry.hosts.iter().filter(|h| &*h.host != host);
+        let mut hosts = Vec::with_capacity(others.clone().count() + usize::from(record.is_some()));
+        hosts.extend(others.cloned());
+        hosts.extend(record);
+        entry.hosts = hosts.into_boxed_slice();
+    }
+
     pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
-        self.by_created.insert((entry.created_us, id));
         *self.by_operation.entry(entry.op).or_default() += 1;
         self.by_status
             .entry(entry.filed)
@@ -139,14 +216,13 @@ impl State {
         let Some(e) = self.jobs.remove(id) else {
             return;
         };
-        self.by_created.remove(&(e.created_us, *id));
         if let Some(set) = self.by_status.get_mut(&e.filed) {
             set.remove(&(e.created_us, *id));
         }
         if let Some(n) = self.by_operation.get_mut(&e.op) {
             *n = n.saturating_sub(1);
         }
-        if let Some(at) = e.timer {
+        if let Some(at) = e.timer() {
             self.timers.remove(&(at, *id));
         }
     }
@@ -159,7 +235,7 @@ impl State {
         };
         let (status, timer) = entry.status(grace, now_us);
         let was = std::mem::replace(&mut entry.filed, status);
-        let old_timer = std::mem::replace(&mut entry.timer, timer);
+        let old_timer = entry.replace_timer(timer);
         let key = (entry.created_us, id);
         if old_timer != timer {
             if let Some(at) = old_timer {
@@ -177,6 +253,42 @@ impl State {
         }
     }
 
+    /// One page of ids, newest first, of the jobs filed under `filter` (every job: `None`), and how
+    /// many there are: O(offset + limit) steps, each over at most one set per status.
+    pub(super) fn page(
+        &self,
+        filter: Option<JobStatus>,
+        offset: usize,
+        limit: usize,
+    ) -> (usize, Vec<Uuid>) {
+        let sets: Vec<&BTreeSet<(i64, Uuid)>> = match filter {
+            None => self.by_status.values().collect(),
+            Some(f) => self.by_status.get(&f).into_iter().collect(),
+        };
+        let total = sets.iter().map(|s| s.len()).sum();
+        let mut heads: Vec<_> = sets.iter().map(|s| s.iter().rev().peekable()).collect();
+        // Newest first across the sets: always take the newest of their heads (keys are unique).
+        let newest = std::iter::from_fn(|| {
+            let (_, at) = heads
+                .iter_mut()
+                .enumerate()
+                .filter_map(|(n, set)| set.peek().map(|key| (**key, n)))
+                .max()?;
+            heads.get_mut(at)?.next()
+        });
+        let page = newest.skip(offset).take(limit).map(|(_, id)| *id).collect();
+        (total, page)
+    }
+
+    /// The jobs created before `cutoff`.
+    pub(super) fn created_before(&self, cutoff: i64) -> Vec<Uuid> {
+        self.by_status
+            .values()
+            .flat_map(|set| set.iter().take_while(|(created, _)| *created < cutoff))
+            .map(|(_, id)| *id)
+            .collect()
+    }
+
     /// Re-files the jobs whose timer has passed: O(those jobs).
     pub(super) fn catch_up(&mut self, now_us: i64, grace: Grace) {
         self.now_us = self.now_us.max(now_us);
@@ -186,9 +298,13 @@ impl State {
             }
             self.timers.pop_first();
             if let Some(e) = self.jobs.get_mut(&id) {
-                e.timer = None;
+                e.replace_timer(None);
             }
             self.file(id, grace);
         }
     }
 }
+
+#[cfg(test)]
+#[path = "footprint_tests.rs"]
+mod footprint_tests;
