@@ -183,6 +183,12 @@ fn run(cfg: Config) -> Result<(), String> {
     if layout.is_none() {
         return Ok(());
     }
+    // Job, state and cancel reads: direct gets where they are as true as STREAM.MSG.GET (bus/src/direct.rs).
+    match bus.kv_enable_direct(&names.bucket) {
+        Ok(Ok(())) => log::info!("reading {} with direct gets", names.bucket),
+        Ok(Err(why)) => log::info!("reading {} with STREAM.MSG.GET: {why}", names.bucket),
+        Err(e) => log::warn!("reading {} with STREAM.MSG.GET: {e}", names.bucket),
+    }
     let version = with_retry("reading the server's version", &shutdown, || {
         bus.server_version()
     })?;
