@@ -241,12 +241,20 @@ fn run(cfg: Config) -> Result<(), String> {
         started_us,
         cancels: cancels.clone(),
         refresh_every: run::refresh_interval(w.consumer.ack_wait),
+        fresh: run::Fresh::default(),
         gate: gate::Gate {
             trust,
             hostname: hostname.clone(),
             labels: w.labels.clone(),
         },
     });
+    std::thread::Builder::new()
+        .name("job-fresh".into())
+        .spawn({
+            let runner = runner.clone();
+            move || runner.keep_fresh()
+        })
+        .map_err(|e| format!("starting threads: {e}"))?;
     cancel::start_listener(bus.clone(), &names, cancels)
         .map_err(|e| format!("starting threads: {e}"))?;
     let (jobs_tx, jobs_rx) = bounded(0);
