@@ -1,5 +1,6 @@
-//! One job notification, start to finish: read the job (and this host's earlier state) from KV, record
-//! `acknowledged` + `started` in one write, run the operation, write the response and the final state,
+//! One job notification, start to finish: read the job (and this host's earlier state) from KV, note
+//! `acknowledged` + `started` (written as the `running` record only if the job still runs after 100 ms:
+//! run/fresh.rs), run the operation, write the response and the final state (which carries every event),
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
 //! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
@@ -312,9 +313,8 @@ impl Runner {
         state.attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
         state.error = None;
         state.duration = None;
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the running state", &e);
-        }
+        // The `running` record is written only if the job still runs after `fresh::FIRST_AFTER`
+        // (fresh.rs); the final record carries these events either way.
         // One info line per job (its end): a line at the start too cost the worker measurable CPU.
         log::debug!(
             "job {} target {} on {}: running {op} (attempt {attempt} of {})",

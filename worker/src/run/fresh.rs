@@ -1,30 +1,32 @@
-//! Keeps the `running` record of long jobs fresh: one thread for the whole pool rewrites the record of
-//! every job running longer than `refresh_every` since its last write, so the API never counts a live
-//! worker's long job as lost (`common::status::Grace`). One thread instead of one per job: most jobs end
-//! in milliseconds, and a thread started and joined per job was a measurable share of the worker's CPU.
+//! The `running` record of a job, written only when a reader can use it: when the job is still running
+//! [`FIRST_AFTER`] after it started, then again every `refresh_every`, so the API never counts a live
+//! worker's long job as lost (`common::status::Grace`). A job that ends sooner (almost all) writes only
+//! its final record, which carries the `acknowledged` and `started` events too: one KV write, one watch
+//! delivery to every API and one round trip less per job and host. One thread does this for the pool
+//! (a thread started and joined per job was a measurable share of the worker's CPU).
 //!
 //! Invariant: once a job's [`Guard`] has dropped, no `running` record of that job is written any more
-//! (the final state written after it stays the last): the drop waits for a rewrite in flight.
+//! (the final state written after it stays the last): the drop waits for a write in flight.
 
 use osapi_common::job::HostState;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Shortest pause between two looks at the running jobs.
-const TICK_MIN: Duration = Duration::from_millis(25);
+/// How long a job runs before its `running` record is written.
+pub const FIRST_AFTER: Duration = Duration::from_millis(100);
 
 struct Entry {
     id: String,
     state: HostState,
-    /// When the record was last written; `None` once the job has ended (nothing more is written).
-    written: Mutex<Option<Instant>>,
+    /// When the record is due next; `None` once the job has ended (nothing more is written).
+    due: Mutex<Option<Instant>>,
 }
 
 impl Entry {
-    fn written(&self) -> MutexGuard<'_, Option<Instant>> {
-        self.written.lock().unwrap_or_else(|p| p.into_inner())
+    fn due(&self) -> MutexGuard<'_, Option<Instant>> {
+        self.due.lock().unwrap_or_else(|p| p.into_inner())
     }
 }
 
@@ -32,6 +34,8 @@ impl Entry {
 #[derive(Default)]
 pub struct Fresh {
     entries: Mutex<HashMap<u64, Arc<Entry>>>,
+    /// Woken when a job enters (its record may be due before the thread's next look).
+    entered: Condvar,
     next: AtomicU64,
 }
 
@@ -40,15 +44,22 @@ impl Fresh {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Job `id` has just written `state` (`running`): keep it fresh until the guard drops.
+    /// Job `id` starts running with `state` (`running`): its record is written [`FIRST_AFTER`] from now
+    /// if it still runs, and kept fresh until the guard drops.
     pub fn enter(&self, id: &str, state: &HostState) -> Guard<'_> {
         let entry = Arc::new(Entry {
             id: id.to_string(),
             state: state.clone(),
-            written: Mutex::new(Some(Instant::now())),
+            due: Mutex::new(Some(Instant::now() + FIRST_AFTER)),
         });
-        let slot = self.next.fetch_add(1, Ordering::Relaxed);
-        self.entries().insert(slot, entry.clone());
+        let slot = {
+            // Counted under the lock, so `run` can tell a job entered since its last look.
+            let mut entries = self.entries();
+            let slot = self.next.fetch_add(1, Ordering::SeqCst);
+            entries.insert(slot, entry.clone());
+            slot
+        };
+        self.entered.notify_all();
         Guard {
             fresh: self,
             slot,
@@ -56,20 +67,41 @@ impl Fresh {
         }
     }
 
-    /// Runs on its own thread for the life of the process: every `every / 4` (at least [`TICK_MIN`])
-    /// rewrites, by `write`, each record last written `every` ago or more. A job is thus rewritten at
-    /// most `every * 1.25` after its last write.
+    /// Runs on its own thread for the life of the process: writes, by `write`, each record that is due,
+    /// then makes it due again `every` later; sleeps until the next is due (or a job enters).
     pub fn run(&self, every: Duration, write: impl Fn(&str, &HostState)) {
-        let tick = (every / 4).max(TICK_MIN);
         loop {
-            std::thread::sleep(tick);
-            let due: Vec<Arc<Entry>> = self.entries().values().cloned().collect();
-            for entry in due {
-                let mut written = entry.written();
-                if written.is_some_and(|at| at.elapsed() >= every) {
+            let (entries, seen): (Vec<Arc<Entry>>, u64) = {
+                let entries = self.entries();
+                let seen = self.next.load(Ordering::SeqCst);
+                (entries.values().cloned().collect(), seen)
+            };
+            let now = Instant::now();
+            let mut next: Option<Instant> = None;
+            for entry in entries {
+                let mut due = entry.due();
+                let Some(at) = *due else { continue };
+                let at = if at <= now {
                     write(&entry.id, &entry.state);
-                    *written = Some(Instant::now());
-                }
+                    let again = Instant::now() + every;
+                    *due = Some(again);
+                    again
+                } else {
+                    at
+                };
+                next = Some(next.map_or(at, |n| n.min(at)));
+            }
+            let guard = self.entries();
+            let wait = match next {
+                // A job entered since the look above: look again.
+                _ if self.next.load(Ordering::SeqCst) != seen => Duration::ZERO,
+                Some(at) => at.saturating_duration_since(Instant::now()),
+                // Nothing running: sleep until a job enters (the bound only guards against a lost wake-up).
+                None if guard.is_empty() => Duration::from_secs(3600),
+                None => Duration::ZERO,
+            };
+            if !wait.is_zero() {
+                let _ = self.entered.wait_timeout(guard, wait);
             }
         }
     }
@@ -85,7 +117,7 @@ pub struct Guard<'a> {
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
         self.fresh.entries().remove(&self.slot);
-        *self.entry.written() = None;
+        *self.entry.due() = None;
     }
 }
 
@@ -107,7 +139,7 @@ mod tests {
     }
 
     #[test]
-    fn a_long_job_is_rewritten_and_nothing_after_its_guard_drops() {
+    fn only_a_long_job_writes_running_records_and_none_after_its_guard_drops() {
         let fresh = Arc::new(Fresh::default());
         let writes = Arc::new(Mutex::new(Vec::<String>::new()));
         {
@@ -124,6 +156,12 @@ mod tests {
         let count = || writes.lock().unwrap_or_else(|p| p.into_inner()).len();
         let short = fresh.enter("short", &state());
         drop(short);
+        std::thread::sleep(FIRST_AFTER * 2);
+        assert_eq!(
+            count(),
+            0,
+            "a job that ended within FIRST_AFTER writes no running record"
+        );
         let long = fresh.enter("long", &state());
         let deadline = Instant::now() + Duration::from_secs(10);
         while count() < 2 && Instant::now() < deadline {
