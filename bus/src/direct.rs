@@ -6,7 +6,8 @@
 //! Used only where it is as true as `STREAM.MSG.GET` (docs/nats.md, "Direct gets"): a bucket whose stream
 //! allows direct gets **and has one replica**. With replicas > 1 every replica answers direct gets, a
 //! lagging follower included, so a job just written could read as missing; there `STREAM.MSG.GET` (the
-//! leader) stays. [`Bus::kv_enable_direct`] decides per bucket once, at start; nothing else changes.
+//! leader) stays. [`Bus::kv_enable_direct`] decides per bucket at start; a direct get left unanswered
+//! later (the stream lost `allow_direct`) turns them off for good ([`Bus::direct_failed`]).
 
 use crate::kv::{op_from_headers, stream_name, subject, KvEntry, KvOp};
 use crate::{Bus, BusError};
@@ -54,6 +55,18 @@ pub(crate) fn decode_direct(msg: &nats::Message, key: &str) -> Result<Option<KvE
 }
 
 impl Bus {
+    /// A direct get of `bucket` went unanswered while connected: the stream may have lost
+    /// `allow_direct` (an older API re-applied its layout), and a direct get to such a stream is never
+    /// answered. Reads of `bucket` go back to `STREAM.MSG.GET` from now on; the caller's error stands
+    /// (transient: the worker redelivers the job in 1 s).
+    pub(crate) fn direct_failed(&self, bucket: &str, e: BusError) -> BusError {
+        if matches!(e, BusError::Unavailable(_)) && self.is_connected() && self.is_direct(bucket) {
+            log::warn!("direct get of {bucket} unanswered ({e}); reading it with STREAM.MSG.GET");
+            self.set_direct(bucket, false);
+        }
+        e
+    }
+
     /// Reads `bucket` with direct gets from now on when that is as true as `STREAM.MSG.GET`: its stream
     /// allows them, has one replica, and a probe get answers (an identity not allowed to send them gets
     /// no answer: then after one `request_timeout` it stays with `STREAM.MSG.GET`). Returns whether

@@ -169,8 +169,11 @@ impl Bus {
         self.request_many(&requests)
             .into_iter()
             .zip(wanted.iter().zip(direct))
-            .map(|(answer, ((_, key), direct))| match direct {
-                true => crate::direct::decode_direct(&answer?, key),
+            .map(|(answer, ((bucket, key), direct))| match direct {
+                true => {
+                    let answer = answer.map_err(|e| self.direct_failed(bucket, e));
+                    crate::direct::decode_direct(&answer?, key)
+                }
                 false => decode_stored(&answer?.data, key),
             })
             .collect()
