@@ -242,7 +242,7 @@ impl Bus {
 }
 
 /// How often a long poll looks at its caller's stop condition and at the connection.
-pub const PULL_SLICE: Duration = Duration::from_millis(500);
+pub const PULL_SLICE: Duration = Duration::from_secs(1);
 
 /// Pulls one message at a time from a durable consumer, with a bounded long poll.
 pub struct Puller {
@@ -289,8 +289,11 @@ impl Puller {
             if left.is_zero() || stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
             }
-            let Ok(msg) = self.sub.next_timeout(left.min(PULL_SLICE)) else {
-                continue;
+            let msg = match self.sub.next_timeout(left.min(PULL_SLICE)) {
+                Ok(msg) => msg,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                // Unsubscribed (the connection closed): nothing more will come; never spin on it.
+                Err(_) => return Ok(None),
             };
             if let Some(status) = msg.headers.as_ref().and_then(|h| h.get("Status")) {
                 match status.as_str() {
