@@ -30,15 +30,15 @@ pub struct KvEntry {
     pub op: KvOp,
 }
 
-fn stream_name(bucket: &str) -> String {
+pub(crate) fn stream_name(bucket: &str) -> String {
     format!("KV_{bucket}")
 }
 
-fn subject(bucket: &str, key: &str) -> String {
+pub(crate) fn subject(bucket: &str, key: &str) -> String {
     format!("$KV.{bucket}.{key}")
 }
 
-fn op_from_headers(h: Option<&nats::header::HeaderMap>) -> KvOp {
+pub(crate) fn op_from_headers(h: Option<&nats::header::HeaderMap>) -> KvOp {
     match h.and_then(|h| h.get("KV-Operation")).map(String::as_str) {
         Some("DEL") => KvOp::Delete,
         Some("PURGE") => KvOp::Purge,
@@ -68,6 +68,8 @@ impl Bus {
             "num_replicas": cfg.replicas,
             "discard": "new",
             "allow_rollup_hdrs": true,
+            // Direct gets (direct.rs): readers use them only while the bucket has one replica.
+            "allow_direct": true,
             "deny_delete": true,
             "deny_purge": false,
             "duplicate_window": crate::stream::duplicate_window_ns(cfg.max_age),
@@ -137,17 +139,26 @@ impl Bus {
     }
 
     /// Several gets, possibly across buckets, sent at once with one flush; answers in request order.
+    /// A bucket [`Bus::kv_enable_direct`] turned on is read with direct gets (direct.rs), others with
+    /// `STREAM.MSG.GET`.
     pub fn kv_get_many(&self, wanted: &[(&str, &str)]) -> Vec<Result<Option<KvEntry>, BusError>> {
+        let direct: Vec<bool> = wanted.iter().map(|(b, _)| self.is_direct(b)).collect();
         let apis: Vec<String> = wanted
             .iter()
-            .map(|(bucket, _)| format!("$JS.API.STREAM.MSG.GET.{}", stream_name(bucket)))
+            .zip(&direct)
+            .map(|((bucket, key), direct)| match direct {
+                true => crate::direct::direct_subject(bucket, key),
+                false => format!("$JS.API.STREAM.MSG.GET.{}", stream_name(bucket)),
+            })
             .collect();
         let bodies: Vec<Vec<u8>> = wanted
             .iter()
-            .map(|(bucket, key)| {
-                json!({ "last_by_subj": subject(bucket, key) })
+            .zip(&direct)
+            .map(|((bucket, key), direct)| match direct {
+                true => Vec::new(),
+                false => json!({ "last_by_subj": subject(bucket, key) })
                     .to_string()
-                    .into_bytes()
+                    .into_bytes(),
             })
             .collect();
         let requests: Vec<(&str, Option<&nats::header::HeaderMap>, &[u8])> = apis
@@ -157,8 +168,14 @@ impl Bus {
             .collect();
         self.request_many(&requests)
             .into_iter()
-            .zip(wanted)
-            .map(|(answer, (_, key))| decode_stored(&answer?.data, key))
+            .zip(wanted.iter().zip(direct))
+            .map(|(answer, ((bucket, key), direct))| match direct {
+                true => {
+                    let answer = answer.map_err(|e| self.direct_failed(bucket, e));
+                    crate::direct::decode_direct(&answer?, key)
+                }
+                false => decode_stored(&answer?.data, key),
+            })
             .collect()
     }
 

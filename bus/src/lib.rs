@@ -13,6 +13,7 @@
 //! `#[allow(deprecated)]` lives here and nowhere else.
 #![allow(deprecated)]
 
+mod direct;
 mod error;
 mod identity;
 mod info;
@@ -75,6 +76,8 @@ struct Inner {
     request_timeout: Duration,
     /// `nats.url`, for [`Bus::server_version`].
     url: String,
+    /// Buckets read with direct gets ([`Bus::kv_enable_direct`]).
+    direct: std::sync::RwLock<std::collections::HashSet<String>>,
 }
 
 /// `{prefix}.{unique}`: the crate's unique token under our prefix.
@@ -152,6 +155,7 @@ impl Bus {
             flush_kick,
             request_timeout: opts.request_timeout,
             url: opts.url.clone(),
+            direct: Default::default(),
         });
         spawn_named("nats-replies", {
             let inner = Arc::downgrade(&inner);
@@ -169,6 +173,21 @@ impl Bus {
     /// Whether the connection is up right now.
     pub fn is_connected(&self) -> bool {
         self.inner.connected.load(Ordering::SeqCst)
+    }
+
+    /// Whether `bucket` is read with direct gets.
+    pub(crate) fn is_direct(&self, bucket: &str) -> bool {
+        let set = self.inner.direct.read().unwrap_or_else(|p| p.into_inner());
+        !set.is_empty() && set.contains(bucket)
+    }
+
+    pub(crate) fn set_direct(&self, bucket: &str, on: bool) {
+        let mut set = self.inner.direct.write().unwrap_or_else(|p| p.into_inner());
+        if on {
+            set.insert(bucket.to_string());
+        } else {
+            set.remove(bucket);
+        }
     }
 
     /// How many times the connection has come back since it was made.

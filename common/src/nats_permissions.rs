@@ -58,6 +58,8 @@ pub fn worker(
         // Reading records (jobs.{id}, its earlier state, cancel.{id}; its drain record) and checking the
         // layout exists.
         format!("$JS.API.STREAM.MSG.GET.KV_{}", names.bucket),
+        // The same reads as direct gets (one replica: docs/nats.md), the subject in the request's.
+        format!("$JS.API.DIRECT.GET.KV_{}.>", names.bucket),
         format!("$JS.API.STREAM.MSG.GET.KV_{}", names.drain_bucket),
         "$JS.API.STREAM.INFO.*".to_string(),
     ];
@@ -171,6 +173,7 @@ mod tests {
             .subscribe_allow
             .contains(&"$KV.job-drain.drain.web1".to_string()));
         assert!(has("$JS.API.STREAM.MSG.GET.KV_job-queue"));
+        assert!(has("$JS.API.DIRECT.GET.KV_job-queue.>"));
         assert!(has("$JS.API.CONSUMER.MSG.NEXT.JOBS.jobs-worker-any"));
         // Per consumer of either plan: create, info, pull, ack; delete only its own, never the shared one.
         let single = names().worker_consumers("web1", &labels);
@@ -199,16 +202,18 @@ mod tests {
             .any(|s| s.contains("CONSUMER.CREATE")));
         assert!(has("$JS.API.CONSUMER.INFO.JOBS.jobs-worker-any"));
         assert!(has("$JS.ACK.JOBS.jobs-worker-any.>"));
-        // 7 record/read subjects, 3 for the shared consumer, 5 for each of its 4 + 1 own consumers.
+        // 8 record/read subjects, 3 for the shared consumer, 5 for each of its 4 + 1 own consumers.
         assert_eq!(
             p.publish_allow.len(),
-            7 + 3 + 5 * 5,
+            8 + 3 + 5 * 5,
             "{:#?}",
             p.publish_allow
         );
         // Nothing with a wildcard over other hosts, no job definitions, no stream admin.
         for s in &p.publish_allow {
-            assert!(!s.contains(">") || s.starts_with("$JS.ACK."), "{s}");
+            // Reads of the job bucket (direct gets name the key's subject after the stream) are not writes.
+            let read = s.starts_with("$JS.API.DIRECT.GET.KV_job-queue.");
+            assert!(!s.contains(">") || s.starts_with("$JS.ACK.") || read, "{s}");
             assert!(!s.contains("jobs.*") && !s.contains("STREAM.CREATE"), "{s}");
             assert!(!s.contains("web2"), "{s}");
         }

@@ -183,6 +183,12 @@ fn run(cfg: Config) -> Result<(), String> {
     if layout.is_none() {
         return Ok(());
     }
+    // Job, state and cancel reads: direct gets where they are as true as STREAM.MSG.GET (bus/src/direct.rs).
+    match bus.kv_enable_direct(&names.bucket) {
+        Ok(Ok(())) => log::info!("reading {} with direct gets", names.bucket),
+        Ok(Err(why)) => log::info!("reading {} with STREAM.MSG.GET: {why}", names.bucket),
+        Err(e) => log::warn!("reading {} with STREAM.MSG.GET: {e}", names.bucket),
+    }
     let version = with_retry("reading the server's version", &shutdown, || {
         bus.server_version()
     })?;
@@ -235,12 +241,20 @@ fn run(cfg: Config) -> Result<(), String> {
         started_us,
         cancels: cancels.clone(),
         refresh_every: run::refresh_interval(w.consumer.ack_wait),
+        fresh: run::Fresh::default(),
         gate: gate::Gate {
             trust,
             hostname: hostname.clone(),
             labels: w.labels.clone(),
         },
     });
+    std::thread::Builder::new()
+        .name("job-fresh".into())
+        .spawn({
+            let runner = runner.clone();
+            move || runner.keep_fresh()
+        })
+        .map_err(|e| format!("starting threads: {e}"))?;
     cancel::start_listener(bus.clone(), &names, cancels)
         .map_err(|e| format!("starting threads: {e}"))?;
     let (jobs_tx, jobs_rx) = bounded(0);

@@ -1,5 +1,6 @@
-//! One job notification, start to finish: read the job (and this host's earlier state) from KV, record
-//! `acknowledged` + `started` in one write, run the operation, write the response and the final state,
+//! One job notification, start to finish: read the job (and this host's earlier state) from KV, note
+//! `acknowledged` + `started` (written as the `running` record only if the job still runs after 100 ms:
+//! run/fresh.rs), run the operation, write the response and the final state (which carries every event),
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
 //! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
@@ -24,6 +25,9 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 mod cancelled;
+mod fresh;
+
+pub use fresh::Fresh;
 
 /// Redelivery delay after a write failed (NATS hiccup).
 const RETRY_AFTER_WRITE_FAILURE: Duration = Duration::from_secs(1);
@@ -47,6 +51,8 @@ pub struct Runner {
     pub gate: Gate,
     /// How often a long-running job's `running` record is rewritten (see [`refresh_interval`]).
     pub refresh_every: Duration,
+    /// The running jobs whose record [`Runner::keep_fresh`] rewrites.
+    pub fresh: Fresh,
 }
 
 /// The API counts a host `running` with no new record for `ack_wait` past the deadline as lost
@@ -307,10 +313,10 @@ impl Runner {
         state.attempts = u32::try_from(attempt).unwrap_or(u32::MAX);
         state.error = None;
         state.duration = None;
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the running state", &e);
-        }
-        log::info!(
+        // The `running` record is written only if the job still runs after `fresh::FIRST_AFTER`
+        // (fresh.rs); the final record carries these events either way.
+        // One info line per job (its end): a line at the start too cost the worker measurable CPU.
+        log::debug!(
             "job {} target {} on {}: running {op} (attempt {attempt} of {})",
             job.id,
             job.target,
@@ -318,15 +324,10 @@ impl Runner {
             self.max_deliver
         );
         let started = Instant::now();
-        let result = std::thread::scope(|scope| {
-            let (done, finished) = crossbeam_channel::bounded::<()>(0);
-            let state = &state;
-            scope.spawn(move || self.keep_fresh(job, state, &finished));
-            let result = ops::execute(op, &def.operation.data, &self.ctx);
-            // Ends `keep_fresh` (its receive fails) before the final state is written.
-            drop(done);
-            result
-        });
+        let fresh = self.fresh.enter(job.id, &state);
+        let result = ops::execute(op, &def.operation.data, &self.ctx);
+        // No `running` rewrite after this, so the final state written below stays the last.
+        drop(fresh);
         let elapsed = started.elapsed();
         let took = format_duration(elapsed);
         let ended = match &result {
@@ -351,25 +352,17 @@ impl Runner {
         }
     }
 
-    /// Rewrites the `running` record every `refresh_every` until `finished` closes: a live worker's
-    /// long job never looks lost. A failed rewrite is only logged (the job goes on).
-    fn keep_fresh(
-        &self,
-        job: &Job<'_>,
-        state: &HostState,
-        finished: &crossbeam_channel::Receiver<()>,
-    ) {
-        while let Err(crossbeam_channel::RecvTimeoutError::Timeout) =
-            finished.recv_timeout(self.refresh_every)
-        {
-            if let Err(e) = self.put_state(job.id, state) {
+    /// Rewrites the `running` record of each job running longer than `refresh_every` (fresh.rs), on
+    /// the calling thread, for the life of the process. A failed rewrite is only logged (the job goes on).
+    pub fn keep_fresh(&self) {
+        self.fresh.run(self.refresh_every, |id, state| {
+            if let Err(e) = self.put_state(id, state) {
                 log::warn!(
-                    "job {} on {}: running record not refreshed: {e}",
-                    job.id,
+                    "job {id} on {}: running record not refreshed: {e}",
                     self.hostname
                 );
             }
-        }
+        });
     }
 
     fn complete(

@@ -16,8 +16,11 @@ use osapi_common::names::{ConsumerSpec, Names};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-/// One long poll: the pull itself is the wait, so an idle fetcher costs one request per this interval.
-const PULL_WAIT: Duration = Duration::from_secs(5);
+/// One long poll: the pull itself is the wait, so an idle fetcher costs one request per this interval
+/// (with 1,000 hosts, consumers x 1,000 / 30 s pull requests a second on nats-server). Its length costs
+/// nothing else: a stopping or drained fetcher leaves the pull within `osapi_bus::PULL_SLICE` and drops
+/// its inbox (the server then delivers nothing to it), and a reconnect starts a new pull at once.
+const PULL_WAIT: Duration = Duration::from_secs(30);
 /// Longest wait for a free pool thread before the `_any` fetcher looks at the shutdown flag again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest a fetcher waits for a pool thread before looking at the shutdown flag again.
@@ -25,8 +28,9 @@ const HAND_OFF_SLICE: Duration = Duration::from_secs(1);
 /// Pause after a NATS error before the next try.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
 
-/// Longest time a fetcher may keep running after shutdown is triggered (a pull in flight, then a return).
-pub const STOP_WITHIN: Duration = Duration::from_secs(7);
+/// Longest time a fetcher may keep running after shutdown is triggered (it leaves a pull in flight within
+/// `PULL_SLICE`, gives back what it holds, then returns).
+pub const STOP_WITHIN: Duration = Duration::from_secs(3);
 
 /// What one fetcher thread owns.
 pub struct Fetcher {
@@ -87,17 +91,24 @@ impl Fetcher {
                     }
                 }
             }
+            let stop = || self.shutdown.is_triggered() || crate::drain::paused();
             let pulled = match &puller {
-                Some(p) => p.next(PULL_WAIT),
+                Some(p) => p.next_until(PULL_WAIT, &stop),
                 None => self
                     .bus
                     .puller(&self.names.stream, &self.spec.durable)
                     .and_then(|p| {
-                        let first = p.next(PULL_WAIT);
+                        let first = p.next_until(PULL_WAIT, &stop);
                         puller = Some(p);
                         first
                     }),
             };
+            if stop() {
+                // Left mid-pull: without the inbox the server sends that pull nothing (Puller::next_until).
+                if let Some(p) = puller.take() {
+                    p.close();
+                }
+            }
             match pulled {
                 Ok(got) => {
                     if failing {
