@@ -76,8 +76,10 @@ pub struct Stats {
 /// Shared by the handler threads (readers) and the watch threads (the writers).
 pub struct Index {
     state: Mutex<State>,
-    /// Woken when a job turns terminal or goes (for `?wait=`).
-    finished: Condvar,
+    /// Woken when a job turns terminal or goes (for `?wait=`): one condvar per shard of job ids, so a
+    /// finished job wakes only the waiters of its shard, not every `?wait=` in progress (each woken
+    /// waiter takes the lock, looks and sleeps again: with 16 waiters that was most of a job's wake-ups).
+    finished: [Condvar; WAIT_SHARDS],
     /// Woken at every applied record (for callers waiting on their own write).
     applied: Condvar,
     grace: Grace,
@@ -100,7 +102,7 @@ impl Index {
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         Index {
             state: Mutex::default(),
-            finished: Condvar::new(),
+            finished: std::array::from_fn(|_| Condvar::new()),
             applied: Condvar::new(),
             grace,
             detail: DetailCache::new(detail_bytes, ttl_us),
@@ -141,7 +143,10 @@ impl Index {
         // Waiters wait for a terminal status (or the job's removal): waking them at every
         // acknowledged/started write would only make each look and sleep again.
         if finished {
-            self.finished.notify_all();
+            match job_of(record.key) {
+                Some(id) => self.finished[wait_shard(&id)].notify_all(),
+                None => self.finished.iter().for_each(Condvar::notify_all),
+            }
         }
     }
 
@@ -310,8 +315,7 @@ impl Index {
                 return;
             }
             // Wake at least every second: a silent host fails by the clock, not by a record.
-            let (guard, _) = self
-                .finished
+            let (guard, _) = self.finished[wait_shard(id)]
                 .wait_timeout(st, left.min(Duration::from_secs(1)))
                 .unwrap_or_else(|p| p.into_inner());
             st = guard;
@@ -335,6 +339,22 @@ impl Index {
         st.tombstones.retain(|_, (_, at)| *at >= cutoff);
         st.workers.retain(|_, (_, w)| w.last_seen_us >= cutoff);
         st.forget_unused_names();
+    }
+}
+
+/// Shards of `?wait=` wake-ups ([`Index::wait_terminal`]); a waiter shares its shard with another
+/// request's job rarely (16 waiters at most), and then only looks and sleeps again.
+const WAIT_SHARDS: usize = 64;
+
+fn wait_shard(id: &Uuid) -> usize {
+    (id.as_u128() % WAIT_SHARDS as u128) as usize
+}
+
+/// The job a job-bucket key belongs to (`jobs.{id}`, `state.{id}.{host}`, `cancel.{id}`).
+fn job_of(key: &str) -> Option<Uuid> {
+    match keys::parse(key) {
+        Parsed::Job(id) | Parsed::State { id, .. } | Parsed::Cancel(id) => Uuid::parse_str(id).ok(),
+        Parsed::Worker(_) | Parsed::Other => None,
     }
 }
 

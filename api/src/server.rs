@@ -12,12 +12,14 @@ use crate::auth::Verdict;
 use crate::error::ApiError;
 use crate::handlers::{Body, Reply};
 use crate::routes::{self, Authorized, Ctx, Query};
-use crossbeam_channel::{bounded, RecvTimeoutError, TrySendError};
+use handoff::Handoff;
 use std::io::ErrorKind;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tiny_http::{Header, Request, Response, Server};
+
+mod handoff;
 
 /// Threads answering requests; also bounds the requests in progress.
 pub const HANDLER_THREADS: usize = 32;
@@ -47,10 +49,19 @@ const FDS_RESERVED: u64 = 64;
 /// own thread). Each accepted connection gets `TCP_NODELAY` and 10 s read/write timeouts in the vendored
 /// tiny_http (`vendor/tiny_http/PATCHES.md`): options on the listener would be inherited, but
 /// `SO_RCVTIMEO` there also times out `accept(2)`, which ended tiny_http's accept loop.
-pub fn bind(addr: &str, max_connections: usize) -> Result<Server, String> {
+pub fn bind(addr: &str, max_connections: usize) -> Result<Bound, String> {
     warn_if_too_few_fds(max_connections);
     let listener = std::net::TcpListener::bind(addr).map_err(|e| e.to_string())?;
-    Server::from_listener_limited(listener, None, max_connections).map_err(|e| e.to_string())
+    Ok(Bound {
+        listener,
+        max_connections,
+    })
+}
+
+/// The bound socket; [`serve`] starts accepting on it.
+pub struct Bound {
+    listener: std::net::TcpListener,
+    max_connections: usize,
 }
 
 /// The cap on connections only holds if the process may open that many descriptors; otherwise
@@ -79,26 +90,40 @@ fn warn_if_too_few_fds(max_connections: usize) {
 /// handler threads (a handler waits at most [`HANDLER_BODY_WAIT`] for a body). Either queue full: 503
 /// at once. Every answer, refusals included, goes through [`record`].
 pub fn serve(
-    server: Server,
+    bound: Bound,
     ctx: Arc<Ctx>,
     max_body_bytes: usize,
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), String> {
-    let (tx, rx) = bounded::<Pending>(QUEUE_DEPTH);
-    let (body_tx, body_rx) = bounded::<Pending>(QUEUE_DEPTH);
-    let mut handlers = Vec::with_capacity(HANDLER_THREADS + BODY_READERS);
+    let tx = Arc::new(Handoff::<Pending>::new(QUEUE_DEPTH));
+    // Each connection thread queues its requests for the handlers itself (one thread hop, not two
+    // through an accept loop); full: 503 at once, from that thread.
+    let sink: tiny_http::Sink = {
+        let (ctx, tx) = (ctx.clone(), tx.clone());
+        Arc::new(move |req| dispatch(&ctx, &tx, Pending::new(req)))
+    };
+    let server =
+        Server::from_listener_with_sink(bound.listener, None, bound.max_connections, Some(sink))
+            .map_err(|e| e.to_string())?;
+    let body_tx = Arc::new(Handoff::<Pending>::new(QUEUE_DEPTH));
+    // Handlers and body readers send to each other: on shutdown the readers stop once their queue is
+    // empty, and the handlers once theirs is and every reader has stopped (none can send them more).
+    let readers_alive = Arc::new(AtomicUsize::new(BODY_READERS));
+    let mut handlers = Vec::with_capacity(HANDLER_THREADS);
     for n in 0..HANDLER_THREADS {
-        let (rx, ctx, body_tx) = (rx.clone(), ctx.clone(), body_tx.clone());
-        let shutdown = shutdown.clone();
+        let (rx, ctx, body_tx) = (tx.clone(), ctx.clone(), body_tx.clone());
+        let (shutdown, readers_alive) = (shutdown.clone(), readers_alive.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("http-{n}"))
             .spawn(move || loop {
-                // Handlers and body readers send to each other, so neither queue closes by itself:
-                // handlers stop on the flag once their queue is empty, which then ends the readers.
                 match rx.recv_timeout(ACCEPT_POLL) {
-                    Ok(pending) => handle(&ctx, &body_tx, pending, max_body_bytes),
-                    Err(RecvTimeoutError::Timeout) if !shutdown.load(Ordering::SeqCst) => {}
-                    Err(_) => break,
+                    Some(pending) => handle(&ctx, &body_tx, pending, max_body_bytes),
+                    None if shutdown.load(Ordering::SeqCst)
+                        && readers_alive.load(Ordering::SeqCst) == 0 =>
+                    {
+                        break
+                    }
+                    None => {}
                 }
             });
         match spawned {
@@ -106,39 +131,32 @@ pub fn serve(
             Err(e) => log::error!("cannot start handler thread {n}: {e}"),
         }
     }
-    drop(body_tx);
+    let mut readers = Vec::with_capacity(BODY_READERS);
     for n in 0..BODY_READERS {
-        let (body_rx, tx, ctx) = (body_rx.clone(), tx.clone(), ctx.clone());
+        let (body_rx, tx, ctx) = (body_tx.clone(), tx.clone(), ctx.clone());
+        let (shutdown, alive) = (shutdown.clone(), readers_alive.clone());
         let spawned = std::thread::Builder::new()
             .name(format!("body-{n}"))
             .spawn(move || {
-                for mut pending in body_rx.iter() {
-                    let Stage::Body(access) = std::mem::replace(&mut pending.stage, Stage::Head)
-                    else {
-                        // Only a handler that admitted a request sends it here.
-                        record(
-                            &ctx,
-                            pending,
-                            Err(ApiError::bad_request("request not admitted")),
-                        );
-                        continue;
-                    };
-                    let until = pending.body_deadline;
-                    match read_body(&mut pending.req, &mut pending.body, max_body_bytes, until) {
-                        Ok(()) => {
-                            let body = std::mem::take(&mut pending.body);
-                            pending.stage = Stage::Ready(access, body);
-                            dispatch(&ctx, &tx, pending);
-                        }
-                        Err(e) => record(&ctx, pending, Err(e.into_error())),
+                loop {
+                    match body_rx.recv_timeout(ACCEPT_POLL) {
+                        Some(pending) => read_then_dispatch(&ctx, &tx, pending, max_body_bytes),
+                        None if shutdown.load(Ordering::SeqCst) => break,
+                        None => {}
                     }
                 }
+                alive.fetch_sub(1, Ordering::SeqCst);
             });
         match spawned {
-            Ok(h) => handlers.push(h),
-            Err(e) => log::error!("cannot start body reader thread {n}: {e}"),
+            Ok(h) => readers.push(h),
+            Err(e) => {
+                readers_alive.fetch_sub(1, Ordering::SeqCst);
+                log::error!("cannot start body reader thread {n}: {e}");
+            }
         }
     }
+    // Plain HTTP requests arrive through the sink; this loop watches the shutdown flag (and would take
+    // any request tiny_http queued for `recv` itself).
     let mut outcome = Ok(());
     while !shutdown.load(Ordering::SeqCst) {
         match server.recv_timeout(ACCEPT_POLL) {
@@ -148,15 +166,42 @@ pub fn serve(
                 // The (patched) accept thread never gives up; an error here means the server is gone.
                 // Exit non-zero so that the supervisor restarts the API.
                 outcome = Err(format!("the HTTP server stopped: {e}"));
+                // Let the threads stop as on a signal.
+                shutdown.store(true, Ordering::SeqCst);
                 break;
             }
         }
     }
-    drop(tx);
-    for h in handlers {
+    for h in readers.into_iter().chain(handlers) {
         let _ = h.join();
     }
     outcome
+}
+
+/// A body reader's work: read the admitted request's body within its deadline, then back to a handler.
+fn read_then_dispatch(
+    ctx: &Ctx,
+    tx: &Handoff<Pending>,
+    mut pending: Pending,
+    max_body_bytes: usize,
+) {
+    let Stage::Body(access) = std::mem::replace(&mut pending.stage, Stage::Head) else {
+        // Only a handler that admitted a request sends it here.
+        return record(
+            ctx,
+            pending,
+            Err(ApiError::bad_request("request not admitted")),
+        );
+    };
+    let until = pending.body_deadline;
+    match read_body(&mut pending.req, &mut pending.body, max_body_bytes, until) {
+        Ok(()) => {
+            let body = std::mem::take(&mut pending.body);
+            pending.stage = Stage::Ready(access, body);
+            dispatch(ctx, tx, pending);
+        }
+        Err(e) => record(ctx, pending, Err(e.into_error())),
+    }
 }
 
 /// A request on its way through the server, with what is known of it so far.
@@ -197,10 +242,8 @@ impl Pending {
 }
 
 /// Queues a request for the handlers; full: 503 at once.
-fn dispatch(ctx: &Ctx, tx: &crossbeam_channel::Sender<Pending>, pending: Pending) {
-    if let Err(TrySendError::Full(pending) | TrySendError::Disconnected(pending)) =
-        tx.try_send(pending)
-    {
+fn dispatch(ctx: &Ctx, tx: &Handoff<Pending>, pending: Pending) {
+    if let Err(pending) = tx.try_send(pending) {
         let busy = ApiError::unavailable("too many requests in progress; try again");
         record(ctx, pending, Err(busy));
     }
@@ -208,12 +251,7 @@ fn dispatch(ctx: &Ctx, tx: &crossbeam_channel::Sender<Pending>, pending: Pending
 
 /// Handles one request: on its first visit the head decides (refused, routed at once, or sent to the
 /// body readers); back from them with its body, it is routed.
-fn handle(
-    ctx: &Ctx,
-    body_tx: &crossbeam_channel::Sender<Pending>,
-    mut pending: Pending,
-    max_body_bytes: usize,
-) {
+fn handle(ctx: &Ctx, body_tx: &Handoff<Pending>, mut pending: Pending, max_body_bytes: usize) {
     loop {
         match std::mem::replace(&mut pending.stage, Stage::Head) {
             Stage::Head => match admit(ctx, &mut pending, max_body_bytes) {
@@ -222,9 +260,7 @@ fn handle(
             },
             Stage::Body(access) => {
                 pending.stage = Stage::Body(access);
-                if let Err(TrySendError::Full(pending) | TrySendError::Disconnected(pending)) =
-                    body_tx.try_send(pending)
-                {
+                if let Err(pending) = body_tx.try_send(pending) {
                     let busy = ApiError::unavailable("too many uploads in progress; try again");
                     record(ctx, pending, Err(busy));
                 }
@@ -415,6 +451,7 @@ fn respond(req: Request, outcome: Result<Reply, ApiError>) {
     let (bytes, content_type) = match body {
         Body::None => (Vec::new(), None),
         Body::Json(v) => (v.to_string().into_bytes(), Some("application/json")),
+        Body::JsonBytes(bytes) => (bytes, Some("application/json")),
         Body::Text(text, ct) => (text.as_bytes().to_vec(), Some(ct)),
     };
     let mut response = Response::from_data(bytes).with_status_code(status);

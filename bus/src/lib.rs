@@ -30,10 +30,13 @@ pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 pub use subscribe::Subscription;
 
-use crossbeam_channel::{bounded, Receiver, Sender};
+// std's channels, not crossbeam's: a crossbeam receiver about to block first calls `sched_yield` a few
+// times, and on a busy host each of those is a context switch (a quarter of the API's CPU under load
+// went there); std's spins briefly and then sleeps on a futex.
 use nats::header::HeaderMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{sync_channel as bounded, Receiver, SyncSender as Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 

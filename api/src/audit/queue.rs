@@ -5,9 +5,13 @@
 
 use super::batch::{self, BATCH_BYTES, BATCH_ENTRIES};
 use super::{Entry, DRAIN_WITHIN, DROP_LOG_EVERY, POLL};
-use crossbeam_channel::{bounded, Receiver, RecvTimeoutError, Sender, TrySendError};
+// std's channel: crossbeam's receiver yields the CPU (`sched_yield`) a few times before it sleeps, a
+// context switch each on a busy host.
 use osapi_bus::{Bus, BusError};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::mpsc::{
+    sync_channel as bounded, Receiver, RecvTimeoutError, SyncSender as Sender, TrySendError,
+};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 

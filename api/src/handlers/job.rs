@@ -176,11 +176,18 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
     ctx.require_nats()?;
     ctx.store.see_own_writes();
     let (total, ids) = ctx.store.page(filter, offset, limit);
-    let items = super::to_json(&ctx.store.details(&ids)?)?;
-    Ok(Reply::json(
+    #[derive(serde::Serialize)]
+    struct Page {
+        total_items: usize,
+        items: Vec<osapi_common::view::JobDetail>,
+    }
+    Reply::json_of(
         200,
-        json!({ "total_items": total, "items": items }),
-    ))
+        &Page {
+            total_items: total,
+            items: ctx.store.details(&ids)?,
+        },
+    )
 }
 
 /// `GET /job/status`.
@@ -257,7 +264,7 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
         slots.fetch_sub(1, Ordering::SeqCst);
     }
     match ctx.store.details(&[id])?.pop() {
-        Some(detail) => Ok(Reply::json(200, super::to_json(&detail)?)),
+        Some(detail) => Reply::json_of(200, &detail),
         None => Err(ApiError::not_found(format!("job {id} not found"))),
     }
 }

@@ -11,6 +11,8 @@ pub mod job;
 pub enum Body {
     None,
     Json(serde_json::Value),
+    /// JSON already encoded (a large answer serialized once, straight from its type).
+    JsonBytes(Vec<u8>),
     /// Fixed text with its content type (the OpenAPI spec).
     Text(&'static str, &'static str),
 }
@@ -28,6 +30,20 @@ impl Reply {
             status,
             body: Body::Json(body),
         }
+    }
+
+    /// `body` encoded as JSON straight from its type (no `Value` in between: the job details of every
+    /// `GET /job/{id}` are the bulk of what the API encodes).
+    pub fn json_of<T: serde::Serialize>(
+        status: u16,
+        body: &T,
+    ) -> Result<Reply, crate::error::ApiError> {
+        let bytes = serde_json::to_vec(body)
+            .map_err(|e| crate::error::ApiError::unavailable(format!("encoding: {e}")))?;
+        Ok(Reply {
+            status,
+            body: Body::JsonBytes(bytes),
+        })
     }
 
     pub fn empty(status: u16) -> Reply {

@@ -2,7 +2,7 @@ use ascii::AsciiString;
 
 use std::io::Error as IoError;
 use std::io::Result as IoResult;
-use std::io::{BufReader, BufWriter, ErrorKind, Read};
+use std::io::{BufRead, BufReader, BufWriter, ErrorKind, Read};
 
 use std::net::SocketAddr;
 use std::str::FromStr;
@@ -113,56 +113,74 @@ impl ClientConnection {
     /// osapi patch: at most `LINE_BYTES_MAX` per line and `HEAD_BYTES_MAX` per head are read (upstream
     /// read a line of any length into memory), and a head that began must end within `HEAD_DEADLINE`.
     fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
+        // osapi patch: scans what the buffer holds (one deadline check per fill, i.e. before each
+        // socket read, which is where time can pass) instead of a clock read and a reader call per byte.
         let mut buf = Vec::new();
-        let mut prev_byte_was_cr = false;
 
         loop {
             if budget.bytes > 0 && budget.started.elapsed() > HEAD_DEADLINE {
                 return Err(ReadError::HeadTimeout);
             }
-            let byte = self.next_header_source.by_ref().bytes().next();
-
-            let byte = match byte {
-                Some(Ok(b)) => b,
-                Some(Err(e))
-                    if budget.bytes > 0
-                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
-                {
-                    return Err(ReadError::HeadTimeout)
-                }
-                Some(Err(e)) => return Err(ReadError::ReadIoError(e)),
-                None => {
+            let Some(reader) = self.next_header_source.inner_mut() else {
+                return Err(ReadError::BodyAbandoned);
+            };
+            let available = match reader.fill_buf() {
+                Ok([]) => {
                     return Err(ReadError::ReadIoError(IoError::new(
                         ErrorKind::ConnectionAborted,
                         "Unexpected EOF",
                     )))
                 }
+                Ok(available) => available,
+                Err(e) if e.kind() == ErrorKind::Interrupted => continue,
+                Err(e)
+                    if budget.bytes > 0
+                        && matches!(e.kind(), ErrorKind::WouldBlock | ErrorKind::TimedOut) =>
+                {
+                    return Err(ReadError::HeadTimeout)
+                }
+                Err(e) => return Err(ReadError::ReadIoError(e)),
             };
-            budget.bytes += 1;
 
-            if byte == b'\n' && prev_byte_was_cr {
-                buf.pop(); // removing the '\r'
-                return AsciiString::from_ascii(buf).map_err(|_| {
-                    ReadError::ReadIoError(IoError::new(
-                        ErrorKind::InvalidInput,
-                        "Header is not in ASCII",
-                    ))
-                });
-            }
-            if buf.len() >= LINE_BYTES_MAX {
-                return Err(ReadError::HeadTooLarge(
-                    "a request line or header line is longer than 8192 bytes",
-                ));
-            }
-            if budget.bytes > HEAD_BYTES_MAX {
-                return Err(ReadError::HeadTooLarge(
-                    "the request head is larger than 65536 bytes",
-                ));
-            }
+            let mut used = 0;
+            let mut outcome = None;
+            for &byte in available {
+                used += 1;
+                budget.bytes += 1;
 
-            prev_byte_was_cr = byte == b'\r';
+                if byte == b'\n' && buf.last() == Some(&b'\r') {
+                    buf.pop(); // removing the '\r'
+                    outcome = Some(Ok(()));
+                    break;
+                }
+                if buf.len() >= LINE_BYTES_MAX {
+                    outcome = Some(Err(ReadError::HeadTooLarge(
+                        "a request line or header line is longer than 8192 bytes",
+                    )));
+                    break;
+                }
+                if budget.bytes > HEAD_BYTES_MAX {
+                    outcome = Some(Err(ReadError::HeadTooLarge(
+                        "the request head is larger than 65536 bytes",
+                    )));
+                    break;
+                }
 
-            buf.push(byte);
+                buf.push(byte);
+            }
+            reader.consume(used);
+            match outcome {
+                None => continue,
+                Some(Err(e)) => return Err(e),
+                Some(Ok(())) => {
+                    return AsciiString::from_ascii(buf).map_err(|_| {
+                        ReadError::ReadIoError(IoError::new(
+                            ErrorKind::InvalidInput,
+                            "Header is not in ASCII",
+                        ))
+                    })
+                }
+            }
         }
     }
 

@@ -147,6 +147,9 @@ pub struct Server {
     listening_addr: ListenAddr,
 }
 
+/// osapi patch: what a connection thread calls with each request it read (`from_listener_with_sink`).
+pub type Sink = Arc<dyn Fn(Request) + Send + Sync>;
+
 enum Message {
     Error(IoError),
     NewRequest(Request),
@@ -257,6 +260,18 @@ impl Server {
         ssl_config: Option<SslConfig>,
         max_connections: usize,
     ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
+        Self::from_listener_with_sink(listener, ssl_config, max_connections, None)
+    }
+
+    /// osapi patch: `from_listener_limited` whose connection threads hand each request (plain HTTP) to
+    /// `sink` themselves instead of queueing it for `recv`: one thread hop less per request for a server
+    /// that queues requests for its own handler threads anyway. `recv` then sees only HTTPS requests.
+    pub fn from_listener_with_sink<L: Into<Listener>>(
+        listener: L,
+        ssl_config: Option<SslConfig>,
+        max_connections: usize,
+        sink: Option<Sink>,
+    ) -> Result<Server, Box<dyn Error + Send + Sync + 'static>> {
         let listener = listener.into();
         // building the "close" variable
         let close_trigger = Arc::new(AtomicBool::new(false));
@@ -356,6 +371,7 @@ impl Server {
                     );
 
                     let messages = inside_messages.clone();
+                    let sink = sink.clone();
                     let mut client = Some((client, ticket));
                     tasks_pool.spawn(Box::new(move || {
                         // the ticket is dropped (the connection's place freed) with the client
@@ -368,6 +384,11 @@ impl Server {
                                     if receiver.recv().is_err() {
                                         break;
                                     }
+                                }
+                            } else if let Some(sink) = &sink {
+                                // osapi patch: handed over in this thread (see `from_listener_with_sink`).
+                                for rq in client {
+                                    sink(rq);
                                 }
                             } else {
                                 for rq in client {

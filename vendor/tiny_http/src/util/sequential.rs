@@ -128,6 +128,17 @@ impl<R: Read + Send> SequentialReader<R> {
     }
 }
 
+impl<R: Read + Send> SequentialReader<R> {
+    /// osapi patch: the reader itself when it is this one's turn (after `wait_turn`), for reading a
+    /// head through its buffer (`BufRead`) rather than byte by byte.
+    pub fn inner_mut(&mut self) -> Option<&mut R> {
+        match self.inner {
+            SequentialReaderInner::MyTurn(ref mut reader) => Some(reader),
+            _ => None,
+        }
+    }
+}
+
 impl<R: Read + Send> Read for SequentialReader<R> {
     fn read(&mut self, buf: &mut [u8]) -> IoResult<usize> {
         let mut reader = match self.inner {
