@@ -212,7 +212,7 @@ impl Index {
                 if entry
                     .hosts
                     .iter()
-                    .any(|h| &*h.host == host && h.revision >= rev)
+                    .any(|h| h.host.as_str() == host && h.revision >= rev)
                 {
                     return false;
                 }

@@ -335,7 +335,7 @@ impl Config {
                     max_body_bytes: 1_048_576,
                     max_connections: 1024,
                     max_job_data_bytes: 65_536,
-                    detail_cache_bytes: 1_048_576,
+                    detail_cache_bytes: 262_144,
                     security: SecurityConfig {
                         signing_key: String::new(),
                         job_signing_key_file: String::new(),

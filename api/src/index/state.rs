@@ -1,29 +1,62 @@
 //! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
 //! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
 //!
-//! Kept small because the index holds every job of the bucket (about 205 heap bytes a job with one
-//! host, held by `footprint_tests.rs`: the job map ~110, its host slice 48, its place in a status set
-//! ~50): host names are interned (`State::names`: one `Arc<str>` per host name, shared by every job that
-//! names it, not a string per job), a job's host records are an exact-size slice (a `Vec` grows to 4
-//! places at its first push), ids are `Uuid`s (16 bytes), not strings, the rarely set fields are thin
-//! (`expected`, `timer`), and no second ordered set repeats the status sets.
+//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 170
+//! heap bytes a job with one host, ~120 of them the job map, ~50 its place in a status set): the job map
+//! is an `IndexMap` (its entries in one vector, the hash table holds 8-byte positions) and not a
+//! `HashMap`, whose table of whole entries doubles at 7/8 full, so past 28,672 jobs it held 65,536 slots
+//! of 80 bytes, all touched by the rehash (5 MiB of RSS for 30,000 jobs, and the old table beside it
+//! while it moved); the entries' vector grows in place (`mremap`) and only its used part is resident.
+//! A job's one host record (most jobs have one) lives in the entry (`Hosts::One`: no block of its own,
+//! so nothing small and long-lived per job sits among the heap's short-lived blocks); several are an
+//! exact-size slice. Host names are interned (`State::names`: one [`Name`] per host name, shared by
+//! every job that names it, not a string per job; a thin pointer, 8 bytes where an `Arc<str>` takes 16), ids are `Uuid`s (16 bytes), not strings, the rarely
+//! set fields are thin (`expected`, `timer`), and no second ordered set repeats the status sets.
 
+use indexmap::IndexMap;
 use osapi_common::job::{HostState, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::sync::Arc;
 use uuid::Uuid;
+
+/// An interned host name: a thin pointer (8 bytes in every host record, where `Arc<str>` takes 16).
+pub(super) type Name = Arc<String>;
 
 /// One host's latest state record of a job.
 #[derive(Debug, Clone)]
 pub(super) struct HostEntry {
     /// Interned in `State::names`.
-    pub(super) host: Arc<str>,
+    pub(super) host: Name,
     pub(super) status: HostStatus,
     pub(super) attempts: u32,
     pub(super) updated_us: i64,
     pub(super) revision: u64,
+}
+
+/// A job's host records: the one of most jobs in place, else an exact-size slice (none: an empty one,
+/// which allocates nothing). Replaced whole when one changes: a job's records change a handful of times.
+#[derive(Debug, Clone)]
+pub(super) enum Hosts {
+    One(HostEntry),
+    Many(Box<[HostEntry]>),
+}
+
+impl Default for Hosts {
+    fn default() -> Self {
+        Hosts::Many(Box::default())
+    }
+}
+
+impl std::ops::Deref for Hosts {
+    type Target = [HostEntry];
+    fn deref(&self) -> &[HostEntry] {
+        match self {
+            Hosts::One(host) => std::slice::from_ref(host),
+            Hosts::Many(hosts) => hosts,
+        }
+    }
 }
 
 /// What the index keeps of one job: only what listing, filtering and counting need, kept small because
@@ -36,11 +69,10 @@ pub(super) struct JobEntry {
     pub(super) op: OperationType,
     /// Broadcast jobs: the live workers that matched at submission (interned); `None` for the others.
     /// A thin pointer: 8 bytes in every entry rather than 16, since most jobs expect none.
-    expected: Option<Box<Box<[Arc<str>]>>>,
+    expected: Option<Box<Box<[Name]>>>,
     pub(super) any: bool,
-    /// One record per host, exactly as many places as hosts (replaced whole when one changes: a job's
-    /// records change a handful of times, and most jobs have one host).
-    pub(super) hosts: Box<[HostEntry]>,
+    /// One record per host.
+    pub(super) hosts: Hosts,
     /// A `cancel.{id}` record exists.
     pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
@@ -55,7 +87,7 @@ const NO_TIMER: i64 = i64::MIN;
 
 impl JobEntry {
     /// Broadcast jobs: the live workers that matched at submission.
-    pub(super) fn expected(&self) -> &[Arc<str>] {
+    pub(super) fn expected(&self) -> &[Name] {
         self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
     }
 
@@ -89,7 +121,7 @@ impl JobEntry {
             grace,
             cancelled: self.cancelled,
         };
-        let expected: Vec<&str> = self.expected().iter().map(|h| &**h).collect();
+        let expected: Vec<&str> = self.expected().iter().map(|h| h.as_str()).collect();
         let records = self.records();
         let status = status::job_status(self.any, &expected, &records, &timing, now_us);
         // The clock only ever turns hosts failed, so a terminal job stays terminal until a new record.
@@ -120,7 +152,8 @@ impl Default for Readiness {
 
 #[derive(Default)]
 pub(super) struct State {
-    pub(super) jobs: HashMap<Uuid, JobEntry>,
+    /// Removal is `swap_remove` (order means nothing here: the status sets order).
+    pub(super) jobs: IndexMap<Uuid, JobEntry>,
     /// The same jobs by their filed status, each set in creation order, so a filtered page and the
     /// counts never walk the bucket. Every job is in exactly one set, so together they are the jobs in
     /// creation order too (`page` without a filter merges them; a set of its own would cost 50 bytes a
@@ -136,7 +169,8 @@ pub(super) struct State {
     pub(super) workers: BTreeMap<String, (u64, WorkerInfo)>,
     /// Every host name the entries hold, once: they share these (`intern`); names no entry holds any
     /// more go at `forget_unused_names`.
-    pub(super) names: HashSet<Arc<str>>,
+    /// By name (the key a copy: names are few, a host's, not a job's).
+    pub(super) names: HashMap<Box<str>, Name>,
     /// Highest revision applied, per source.
     pub(super) applied: [u64; 2],
     pub(super) ready: [Readiness; 2],
@@ -144,18 +178,18 @@ pub(super) struct State {
 
 impl State {
     /// The one shared copy of a host name.
-    fn intern(&mut self, name: &str) -> Arc<str> {
+    fn intern(&mut self, name: &str) -> Name {
         if let Some(shared) = self.names.get(name) {
             return shared.clone();
         }
-        let shared: Arc<str> = name.into();
-        self.names.insert(shared.clone());
+        let shared = Arc::new(name.to_string());
+        self.names.insert(name.into(), shared.clone());
         shared
     }
 
     /// Drops the interned names no entry holds (only the set's own reference is left).
     pub(super) fn forget_unused_names(&mut self) {
-        self.names.retain(|n| Arc::strong_count(n) > 1);
+        self.names.retain(|_, n| Arc::strong_count(n) > 1);
         self.names.shrink_to_fit();
     }
 
@@ -176,7 +210,7 @@ impl State {
                 )),
             },
             any: def.is_any_target(),
-            hosts: Box::default(),
+            hosts: Hosts::default(),
             cancelled: false,
             filed: JobStatus::Pending,
             timer: NO_TIMER,
@@ -196,11 +230,17 @@ impl State {
         let Some(entry) = self.jobs.get_mut(id) else {
             return;
         };
-        let others = entry.hosts.iter().filter(|h| &*h.host != host);
-        let mut hosts = Vec::with_capacity(others.clone().count() + usize::from(record.is_some()));
-        hosts.extend(others.cloned());
-        hosts.extend(record);
-        entry.hosts = hosts.into_boxed_slice();
+        let others = entry.hosts.iter().filter(|h| h.host.as_str() != host);
+        let mut all = others.cloned().chain(record);
+        let hosts = match all.clone().count() {
+            1 => all.next().map_or_else(Hosts::default, Hosts::One),
+            n => {
+                let mut hosts = Vec::with_capacity(n);
+                hosts.extend(all);
+                Hosts::Many(hosts.into_boxed_slice())
+            }
+        };
+        entry.hosts = hosts;
     }
 
     pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
@@ -213,7 +253,7 @@ impl State {
     }
 
     pub(super) fn remove(&mut self, id: &Uuid) {
-        let Some(e) = self.jobs.remove(id) else {
+        let Some(e) = self.jobs.swap_remove(id) else {
             return;
         };
         if let Some(set) = self.by_status.get_mut(&e.filed) {
