@@ -173,6 +173,25 @@ pub fn sequential(
     Ok((out, counted))
 }
 
+/// `jobs` floor jobs and `jobs` runs of `other` (one HTTP round trip, ms), taken turn about, so a slow
+/// stretch of the shared machine lands on both sides alike: (floor ms, `other` ms).
+pub fn interleaved(
+    url: &str,
+    jobs: usize,
+    other: &dyn Fn() -> Result<f64, String>,
+) -> Result<(Vec<f64>, Vec<f64>), String> {
+    let floor = Floor::new(url, 1)?;
+    let lane = floor.lane(0)?;
+    let (mut raw, mut http) = (Vec::with_capacity(jobs), Vec::with_capacity(jobs));
+    for _ in 0..jobs {
+        let t = Instant::now();
+        lane.job()?;
+        raw.push(ms(t.elapsed()));
+        http.push(other()?);
+    }
+    Ok((raw, http))
+}
+
 /// `lanes` loops at once for `duration` on one client and `worker_connections` worker connections:
 /// jobs completed per second.
 pub fn concurrent(

@@ -14,17 +14,18 @@ const RSS_EVERY: Duration = Duration::from_millis(50);
 
 /// `POST /job` + `GET /job/{id}?wait=` for `system.hostname.get`, one job at a time.
 pub fn round_trip(api: &Api, jobs: usize) -> Result<Vec<f64>, String> {
-    let mut out = Vec::with_capacity(jobs);
-    for _ in 0..jobs {
-        let t = Instant::now();
-        let id = api.create("system.hostname.get", "_any")?;
-        let done = api.wait(&id)?;
-        if done.detail["status"] != "completed" {
-            return Err(format!("job {id} ended {}", done.detail["status"]));
-        }
-        out.push(ms(t.elapsed()));
+    (0..jobs).map(|_| one_round_trip(api)).collect()
+}
+
+/// One `POST /job` + `GET /job/{id}?wait=` of a completed job, ms.
+pub fn one_round_trip(api: &Api) -> Result<f64, String> {
+    let t = Instant::now();
+    let id = api.create("system.hostname.get", "_any")?;
+    let done = api.wait(&id)?;
+    if done.detail["status"] != "completed" {
+        return Err(format!("job {id} ended {}", done.detail["status"]));
     }
-    Ok(out)
+    Ok(ms(t.elapsed()))
 }
 
 pub struct Throughput {

@@ -146,6 +146,9 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let window = monitor.as_ref().map(varz::Window::open).transpose()?;
     let round_trip = Summary::of(&jobs::round_trip(&api, a.jobs)?);
     let nats_round_trip = window.map(|w| w.close(a.jobs)).transpose()?;
+    // The ratio the target reads: floor and HTTP jobs taken turn about, not a minute apart.
+    let (raw, http) = floor::interleaved(&a.nats_url, a.jobs, &|| jobs::one_round_trip(&api))?;
+    let interleaved = (Summary::of(&raw), Summary::of(&http));
     std::thread::sleep(SETTLE);
     let api_idle_kib = a.api_pid.and_then(rss_kib);
     let worker_idle_kib = worker_pids.iter().filter_map(|p| rss_kib(*p)).max();
@@ -225,6 +228,7 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let results = Results {
         floor,
         round_trip,
+        interleaved,
         nats_floor,
         nats_round_trip,
         nats_throughput,

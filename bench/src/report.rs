@@ -39,6 +39,8 @@ pub struct Footprint {
 pub struct Results {
     pub floor: Summary,
     pub round_trip: Summary,
+    /// The floor and the round trip again, one job of each in turn: (floor, HTTP).
+    pub interleaved: (Summary, Summary),
     /// nats-server's messages per job in phase 1 and phase 2 (with `--nats-monitor`).
     pub nats_floor: Option<PerJob>,
     pub nats_round_trip: Option<PerJob>,
@@ -119,10 +121,11 @@ fn checks(r: &Results) -> Vec<Check> {
     };
     let t = &r.throughput;
     let mut out = vec![
-        // Issue 6 asked for 1.5x, issue 13 for 1.3x: the tighter one.
+        // Issue 6 asked for 1.5x, issue 13 for 1.3x: the tighter one. Read from the interleaved runs:
+        // phases a minute apart can land on different stretches of a shared machine.
         check(
             "round trip p50 / floor p50",
-            r.round_trip.p50 / r.floor.p50,
+            r.interleaved.1.p50 / r.interleaved.0.p50,
             1.3,
             "x",
             false,
@@ -250,6 +253,17 @@ pub fn table(r: &Results, a: &Args) -> String {
             "p50 {:.2}x, p99 {:.2}x",
             r.round_trip.p50 / r.floor.p50,
             r.round_trip.p99 / r.floor.p99
+        ),
+    );
+    let (raw, http) = &r.interleaved;
+    row(
+        format!("2 floor and HTTP in turn ({} jobs each)", http.n),
+        format!(
+            "floor p50 {:.2} ms, HTTP p50 {:.2} ms: {:.2}x (p99 {:.2}x)",
+            raw.p50,
+            http.p50,
+            http.p50 / raw.p50,
+            http.p99 / raw.p99
         ),
     );
     if let (Some(f), Some(h)) = (&r.nats_floor, &r.nats_round_trip) {
@@ -423,6 +437,11 @@ pub fn json(r: &Results, a: &Args) -> Value {
             "latency": r.round_trip.json(),
             "ratio_p50": round3(r.round_trip.p50 / r.floor.p50),
             "ratio_p99": round3(r.round_trip.p99 / r.floor.p99),
+            "interleaved": {
+                "floor": r.interleaved.0.json(),
+                "http": r.interleaved.1.json(),
+                "ratio_p50": round3(r.interleaved.1.p50 / r.interleaved.0.p50),
+            },
         },
         "throughput": {
             "jobs_per_s": round3(t.jobs_per_s()), "completed": t.completed, "failed": t.failed,

@@ -120,6 +120,11 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     assert_eq!(v["config"]["jobs"], 5, "smoke sizes were used: {v:#}");
     assert_eq!(v["floor"]["n"], 5, "{v:#}");
     assert_eq!(v["round_trip"]["latency"]["n"], 5, "{v:#}");
+    // The target's ratio comes from floor and HTTP jobs taken in turn.
+    let turns = &v["round_trip"]["interleaved"];
+    assert_eq!(turns["floor"]["n"], 5, "{v:#}");
+    assert_eq!(turns["http"]["n"], 5, "{v:#}");
+    assert!(turns["ratio_p50"].as_f64() > Some(0.0), "{v:#}");
     assert!(v["throughput"]["completed"].as_u64() > Some(0), "{v:#}");
     assert_eq!(v["throughput"]["failed"], 0, "{v:#}");
     assert_eq!(v["broadcast"]["workers"], 2, "{v:#}");
