@@ -255,28 +255,39 @@ pub struct NatsCluster {
 
 impl NatsCluster {
     /// Starts `size` clustered nodes and waits until each reports healthy (JetStream meta leader known).
+    /// A node that exits at start (a port taken by another process meanwhile) makes a fresh try with new
+    /// ports and dirs, at most [`START_ATTEMPTS_MAX`] times.
     pub fn start(size: usize) -> NatsCluster {
         assert!(size >= 1, "a cluster needs a node");
-        let nodes = (1..=size)
-            .map(|n| ClusterNode {
-                name: format!("n{n}"),
-                port: free_port(),
-                cluster_port: free_port(),
-                monitor_port: free_port(),
-                dir: temp_dir(),
-                child: None,
-            })
-            .collect();
-        let mut cluster = NatsCluster {
-            binary: nats_server_binary(),
-            cluster_name: format!("osapi-{}", uuid::Uuid::new_v4().simple()),
-            nodes,
-        };
-        for index in 0..size {
-            cluster.spawn(index);
+        let mut why = String::new();
+        for attempt in 1..=START_ATTEMPTS_MAX {
+            let nodes = (1..=size)
+                .map(|n| ClusterNode {
+                    name: format!("n{n}"),
+                    port: free_port(),
+                    cluster_port: free_port(),
+                    monitor_port: free_port(),
+                    dir: temp_dir(),
+                    child: None,
+                })
+                .collect();
+            let mut cluster = NatsCluster {
+                binary: nats_server_binary(),
+                cluster_name: format!("osapi-{}", uuid::Uuid::new_v4().simple()),
+                nodes,
+            };
+            for index in 0..size {
+                cluster.spawn(index);
+            }
+            match cluster.try_wait_healthy() {
+                Ok(()) => return cluster,
+                Err(exited) => {
+                    eprintln!("cluster start attempt {attempt}: {exited}");
+                    why = exited;
+                }
+            }
         }
-        cluster.wait_healthy();
-        cluster
+        panic!("the nats cluster did not start after {START_ATTEMPTS_MAX} attempts; last: {why}");
     }
 
     /// Every node's client URL, comma-separated (what `nats.url` takes for a cluster).
@@ -356,8 +367,16 @@ impl NatsCluster {
         node.child = Some(child);
     }
 
-    /// Waits until every running node answers 200 on its monitoring `/healthz` (JetStream ready).
+    /// Waits until every running node answers 200 on its monitoring `/healthz` (JetStream ready); panics when
+    /// a node exits meanwhile.
     fn wait_healthy(&mut self) {
+        if let Err(why) = self.try_wait_healthy() {
+            panic!("{why}");
+        }
+    }
+
+    /// [`wait_healthy`](Self::wait_healthy), but a node that exits is an `Err` with its log's tail.
+    fn try_wait_healthy(&mut self) -> Result<(), String> {
         let binary = self.binary.display().to_string();
         let nodes = &mut self.nodes;
         let mut exited: Option<String> = None;
@@ -383,8 +402,9 @@ impl NatsCluster {
                 all
             },
         );
-        if let Some(why) = exited {
-            panic!("{why}");
+        match exited {
+            Some(why) => Err(why),
+            None => Ok(()),
         }
     }
 }

@@ -21,15 +21,32 @@ pub fn wait_until(what: &str, deadline: Duration, mut condition: impl FnMut() ->
     }
 }
 
-/// A loopback TCP port that was free a moment ago (bound to port 0, read, released).
+/// Ports [`free_port`] already handed out in this process.
+static HANDED_OUT: std::sync::Mutex<Vec<u16>> = std::sync::Mutex::new(Vec::new());
+/// Binds to port 0 at most this often before settling for a port handed out before.
+const FREE_PORT_TRIES_MAX: usize = 64;
+
+/// A loopback TCP port that was free a moment ago (bound to port 0, read, released), never one this process
+/// handed out before: the kernel may give a just-released port again, and a cluster asks for nine at once.
 ///
 /// Another process may take it before ours does; the starters retry with a new port when that happens.
 pub fn free_port() -> u16 {
-    let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
-    listener
-        .local_addr()
-        .expect("local address of bound listener")
-        .port()
+    let mut handed_out = HANDED_OUT
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner());
+    let mut port = 0;
+    for _ in 0..FREE_PORT_TRIES_MAX {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        port = listener
+            .local_addr()
+            .expect("local address of bound listener")
+            .port();
+        if !handed_out.contains(&port) {
+            break;
+        }
+    }
+    handed_out.push(port);
+    port
 }
 
 /// True when something accepts TCP connections on 127.0.0.1:`port`.
