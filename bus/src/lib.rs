@@ -18,6 +18,7 @@ mod error;
 mod identity;
 mod info;
 mod kv;
+mod request;
 mod seqlog;
 pub mod setup;
 mod stream;
@@ -26,25 +27,21 @@ mod subscribe;
 pub use error::BusError;
 pub use identity::Identity;
 pub use kv::{KvEntry, KvOp, KvWatch};
+pub(crate) use request::parse_api_answer;
+pub use request::{headers, observe_requests, BATCH_MAX};
 pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 pub use subscribe::Subscription;
 
-// std's channels, not crossbeam's: a crossbeam receiver about to block first calls `sched_yield` a few
-// times, and on a busy host each of those is a context switch (a quarter of the API's CPU under load
-// went there); std's spins briefly and then sleeps on a futex.
-use nats::header::HeaderMap;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::mpsc::{sync_channel as bounded, Receiver, SyncSender as Sender};
+// std's channels, not crossbeam's (why: request.rs).
+use std::sync::mpsc::{sync_channel as bounded, SyncSender as Sender};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 /// A raw NATS message as received (re-exported so callers need not name the deprecated crate).
 pub type Message = nats::Message;
-
-/// Most requests one [`Bus::request_many`] call sends at once.
-pub const BATCH_MAX: usize = 256;
 
 /// How to reach NATS.
 #[derive(Debug, Clone)]
@@ -162,13 +159,13 @@ impl Bus {
         });
         spawn_named("nats-replies", {
             let inner = Arc::downgrade(&inner);
-            move || route_replies(replies, inner)
+            move || request::route_replies(replies, inner)
         })?;
         spawn_named("nats-flusher", {
             let nc = inner.nc.clone();
             let connected = inner.connected.clone();
             let timeout = opts.request_timeout;
-            move || flusher(nc, connected, flush_rx, timeout)
+            move || request::flusher(nc, connected, flush_rx, timeout)
         })?;
         Ok(Bus { inner })
     }
@@ -226,129 +223,6 @@ impl Bus {
             Err(BusError::Unavailable("not connected".into()))
         }
     }
-
-    /// Sends buffered publishes now rather than after the crate's 5 ms delay.
-    pub(crate) fn kick_flush(&self) {
-        // A full channel means a flush is already due and will carry this publish too.
-        let _ = self.inner.flush_kick.try_send(());
-    }
-
-    /// Publishes without waiting for an answer (acks to JetStream), flushed at once.
-    pub fn publish(&self, subject: &str, payload: &[u8]) -> Result<(), BusError> {
-        self.check_connected()?;
-        self.nc()
-            .publish(subject, payload)
-            .map_err(|e| BusError::Unavailable(format!("publish {subject}: {e}")))?;
-        self.kick_flush();
-        Ok(())
-    }
-
-    /// One request with the configured timeout.
-    pub fn request(
-        &self,
-        subject: &str,
-        headers: Option<&HeaderMap>,
-        payload: &[u8],
-    ) -> Result<Message, BusError> {
-        let mut out = self.request_many(&[(subject, headers, payload)]);
-        out.pop()
-            .unwrap_or_else(|| Err(BusError::Protocol("no answer slot".into())))
-    }
-
-    /// Sends several requests at once (one flush) and collects every answer, each within the
-    /// configured timeout from now. At most [`BATCH_MAX`] per call; answers come in request order.
-    pub fn request_many(
-        &self,
-        requests: &[(&str, Option<&HeaderMap>, &[u8])],
-    ) -> Vec<Result<Message, BusError>> {
-        if requests.len() > BATCH_MAX {
-            let mut out = Vec::with_capacity(requests.len());
-            for chunk in requests.chunks(BATCH_MAX) {
-                out.extend(self.request_many(chunk));
-            }
-            return out;
-        }
-        if let Err(e) = self.check_connected() {
-            return requests.iter().map(|_| Err(e.clone())).collect();
-        }
-        let mut slots: Vec<Result<(u64, Receiver<Message>), BusError>> =
-            Vec::with_capacity(requests.len());
-        for (subject, headers, payload) in requests {
-            let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = bounded(1);
-            self.waiting().insert(token, tx);
-            let reply = format!("{}.{token}", self.inner.reply_prefix);
-            let sent =
-                self.nc()
-                    .publish_with_reply_or_headers(subject, Some(&reply), *headers, payload);
-            slots.push(match sent {
-                Ok(()) => Ok((token, rx)),
-                Err(e) => {
-                    self.waiting().remove(&token);
-                    Err(BusError::Unavailable(format!("publish {subject}: {e}")))
-                }
-            });
-        }
-        self.kick_flush();
-        let sent_at = std::time::Instant::now();
-        let deadline = sent_at + self.inner.request_timeout;
-        let answers = slots
-            .into_iter()
-            .zip(requests)
-            .map(|(slot, (subject, _, _))| {
-                let (token, rx) = slot?;
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let answer = rx.recv_timeout(left);
-                self.waiting().remove(&token);
-                let msg = answer.map_err(|_| {
-                    BusError::Unavailable(format!("no answer from {subject} in time"))
-                })?;
-                if msg.is_no_responders() {
-                    return Err(BusError::Unavailable(format!("no responders on {subject}")));
-                }
-                Ok(msg)
-            })
-            .collect();
-        if let Some(observe) = REQUEST_OBSERVER.get() {
-            observe(sent_at.elapsed());
-        }
-        answers
-    }
-
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
-        self.inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
-    }
-
-    /// A JetStream API call: `$JS.API.{suffix}` with a JSON body; JetStream errors become [`BusError::Api`].
-    pub fn js_api(
-        &self,
-        suffix: &str,
-        body: &serde_json::Value,
-    ) -> Result<serde_json::Value, BusError> {
-        let payload = serde_json::to_vec(body).map_err(|e| BusError::Protocol(e.to_string()))?;
-        let msg = self.request(&format!("$JS.API.{suffix}"), None, &payload)?;
-        parse_api_answer(&msg.data)
-    }
-}
-
-/// Turns a JetStream API answer into its JSON, or its `error` object into [`BusError::Api`].
-pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusError> {
-    let v: serde_json::Value = serde_json::from_slice(data)
-        .map_err(|e| BusError::Protocol(format!("bad JetStream JSON: {e}")))?;
-    if let Some(err) = v.get("error") {
-        return Err(BusError::classify(
-            err.get("code").and_then(|c| c.as_u64()).unwrap_or(0) as u16,
-            err.get("err_code").and_then(|c| c.as_u64()).unwrap_or(0) as u32,
-            err.get("description")
-                .and_then(|d| d.as_str())
-                .unwrap_or("unknown")
-                .to_string(),
-        ));
-    }
-    Ok(v)
 }
 
 fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), BusError> {
@@ -357,44 +231,6 @@ fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), BusE
         .spawn(f)
         .map(|_| ())
         .map_err(|e| BusError::Unavailable(format!("spawn {name}: {e}")))
-}
-
-/// Hands each reply to the caller waiting on its token; replies nobody waits for (timed out) are dropped.
-fn route_replies(replies: nats::Subscription, inner: std::sync::Weak<Inner>) {
-    for msg in replies.iter() {
-        let Some(inner) = inner.upgrade() else { return };
-        let token = msg
-            .subject
-            .rsplit('.')
-            .next()
-            .and_then(|t| t.parse::<u64>().ok());
-        let Some(token) = token else { continue };
-        let waiter = inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token);
-        if let Some(tx) = waiter {
-            let _ = tx.try_send(msg);
-        }
-    }
-}
-
-/// Flushes on demand. A flush is a PING/PONG round trip that also writes out whatever is buffered;
-/// kicks that arrive meanwhile coalesce into one more flush.
-fn flusher(
-    nc: nats::Connection,
-    connected: Arc<AtomicBool>,
-    kicks: Receiver<()>,
-    timeout: Duration,
-) {
-    while kicks.recv().is_ok() {
-        if connected.load(Ordering::SeqCst) {
-            if let Err(e) = nc.flush_timeout(timeout) {
-                log::debug!("flush: {e}");
-            }
-        }
-    }
 }
 
 /// How long the crate sleeps before connection attempt number `attempts` (0 = the very first; the crate never
@@ -427,23 +263,6 @@ pub fn version_at_least(version: &str, (major, minor): (u64, u64)) -> bool {
         (Some(ma), Some(mi)) => (ma, mi) >= (major, minor),
         _ => false,
     }
-}
-
-/// Builds a header map from pairs.
-static REQUEST_OBSERVER: std::sync::OnceLock<fn(Duration)> = std::sync::OnceLock::new();
-
-/// Sets the function told how long each NATS round trip (one request, or one batch sent at once) took,
-/// for a daemon's metrics. Once per process; later calls are ignored.
-pub fn observe_requests(observe: fn(Duration)) {
-    let _ = REQUEST_OBSERVER.set(observe);
-}
-
-pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
-    let mut h = HeaderMap::new();
-    for (k, v) in pairs {
-        h.insert(*k, v.to_string());
-    }
-    h
 }
 
 #[cfg(test)]

@@ -1,0 +1,225 @@
+//! A watch on a bucket: an ephemeral push consumer whose every delivery is checked against the one
+//! before, so a gap, a silence or a consumer gone after a reconnect is an error the caller sees.
+
+use super::{op_from_headers, stream_name, KvEntry};
+use crate::{Bus, BusError};
+use serde_json::{json, Value};
+use std::time::{Duration, Instant};
+
+impl Bus {
+    /// Starts watching every key of `bucket`: the last record of each key first (from `after_seq + 1` when
+    /// resuming), then every change.
+    pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
+        let inbox = self.new_inbox();
+        let sub = self
+            .nc()
+            .subscribe(&inbox)
+            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        let mut config = json!({
+            "deliver_subject": inbox,
+            "ack_policy": "none",
+            "filter_subject": format!("$KV.{bucket}.>"),
+            "idle_heartbeat": WATCH_HEARTBEAT.as_nanos() as u64,
+            // The server pauses until the watch has read what it pushed (`next` answers), so a replay
+            // of a large bucket is not all queued in this client's unbounded channel at once.
+            "flow_control": true,
+            "mem_storage": true,
+            "num_replicas": 1,
+            "inactive_threshold": 30_000_000_000_u64,
+        });
+        match after_seq {
+            Some(seq) => {
+                config["deliver_policy"] = json!("by_start_sequence");
+                config["opt_start_seq"] = json!(seq + 1);
+            }
+            None => config["deliver_policy"] = json!("last_per_subject"),
+        }
+        let created = self.js_api(
+            &format!("CONSUMER.CREATE.{}", stream_name(bucket)),
+            &json!({ "stream_name": stream_name(bucket), "config": config }),
+        )?;
+        let pending = created
+            .get("num_pending")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        let consumer = created
+            .get("name")
+            .and_then(Value::as_str)
+            .ok_or_else(|| BusError::Protocol("consumer created without a name".into()))?
+            .to_string();
+        Ok(KvWatch {
+            sub,
+            stream: stream_name(bucket),
+            consumer,
+            prefix_len: format!("$KV.{bucket}.").len(),
+            caught_up: pending == 0,
+            last_seen: Instant::now(),
+            deliveries: Deliveries::default(),
+        })
+    }
+
+    /// Checks a watch against the server (after a reconnect): its consumer must still exist and must
+    /// not have delivered more than the watch received. An error means records may have been lost.
+    pub fn kv_watch_verify(&self, watch: &KvWatch) -> Result<(), BusError> {
+        let info = self.js_api(
+            &format!("CONSUMER.INFO.{}.{}", watch.stream, watch.consumer),
+            &json!({}),
+        )?;
+        let sent = info
+            .pointer("/delivered/consumer_seq")
+            .and_then(Value::as_u64)
+            .unwrap_or(0);
+        watch.deliveries.server_sent(sent)
+    }
+}
+
+/// The consumer sequence of a delivery: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
+/// or the longer form with domain and account hash in front.
+pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
+    let t: Vec<&str> = reply.split('.').collect();
+    let base = if t.len() == 9 { 4 } else { 6 };
+    t.get(base + 2)?.parse().ok()
+}
+
+/// How often a quiet watch hears from the server; three missed beats mean the watch is dead.
+pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// A live watch on a bucket. Not `Clone`: one reader.
+pub struct KvWatch {
+    sub: nats::Subscription,
+    stream: String,
+    consumer: String,
+    prefix_len: usize,
+    caught_up: bool,
+    last_seen: Instant,
+    deliveries: Deliveries,
+}
+
+/// The consumer sequences a watch has received: each delivery must be the next one, and the server may
+/// never have sent more than arrived. Anything else is a gap: records were lost.
+#[derive(Debug, Default)]
+struct Deliveries {
+    received: u64,
+}
+
+impl Deliveries {
+    /// A delivery with consumer sequence `seq` arrived.
+    fn arrived(&mut self, seq: u64) -> Result<(), BusError> {
+        if seq != self.received + 1 {
+            return Err(BusError::Unavailable(format!(
+                "watch skipped from delivery {} to {seq}",
+                self.received
+            )));
+        }
+        self.received = seq;
+        Ok(())
+    }
+
+    /// The server says (idle heartbeat, consumer info) it has sent `sent` deliveries.
+    fn server_sent(&self, sent: u64) -> Result<(), BusError> {
+        if sent > self.received {
+            return Err(BusError::Unavailable(format!(
+                "watch consumer sent {sent} records, {} arrived",
+                self.received
+            )));
+        }
+        Ok(())
+    }
+}
+
+impl KvWatch {
+    /// The next change, waiting at most `wait`. Errors when the watch has been silent for three heartbeats
+    /// (server restarted, consumer gone) or skipped a delivery (the client dropped messages, or they were
+    /// lost in a disconnect): re-create it from the last revision applied.
+    pub fn next(&mut self, wait: Duration) -> Result<Option<KvEntry>, BusError> {
+        let deadline = Instant::now() + wait;
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            match self.sub.next_timeout(left) {
+                Ok(msg) => {
+                    self.last_seen = Instant::now();
+                    let status = msg.headers.as_ref().and_then(|h| h.get("Status")).cloned();
+                    // An idle heartbeat names the last delivery the consumer made: later than ours
+                    // means some never arrived.
+                    let last_sent = msg
+                        .headers
+                        .as_ref()
+                        .and_then(|h| h.get("Nats-Last-Consumer"))
+                        .and_then(|v| v.parse::<u64>().ok());
+                    if let Some(sent) = last_sent {
+                        self.deliveries.server_sent(sent)?;
+                    }
+                    if status.is_some() || msg.reply.is_none() {
+                        // Idle heartbeat or flow control: answer flow control, otherwise nothing to do.
+                        if let (Some(reply), Some(_)) = (&msg.reply, &status) {
+                            let _ = msg.respond(b"");
+                            log::trace!("flow control answered on {reply}");
+                        }
+                        if Instant::now() >= deadline {
+                            return Ok(None);
+                        }
+                        continue;
+                    }
+                    let Some(meta) = msg.reply.as_deref().and_then(crate::stream::AckMeta::parse)
+                    else {
+                        continue;
+                    };
+                    let seq = msg.reply.as_deref().and_then(consumer_seq).unwrap_or(0);
+                    self.deliveries.arrived(seq)?;
+                    if meta.pending == 0 {
+                        self.caught_up = true;
+                    }
+                    let key = msg.subject.get(self.prefix_len..).unwrap_or("").to_string();
+                    return Ok(Some(KvEntry {
+                        key,
+                        op: op_from_headers(msg.headers.as_ref()),
+                        value: msg.data,
+                        revision: meta.stream_seq,
+                    }));
+                }
+                Err(_) => {
+                    if self.last_seen.elapsed() > WATCH_HEARTBEAT * 3 {
+                        return Err(BusError::Unavailable("watch went silent".into()));
+                    }
+                    return Ok(None);
+                }
+            }
+        }
+    }
+
+    /// True once every record that existed when the watch started has been delivered.
+    pub fn caught_up(&self) -> bool {
+        self.caught_up
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_gap_in_the_deliveries_is_an_error() {
+        let mut d = Deliveries::default();
+        assert!(d.arrived(1).is_ok() && d.arrived(2).is_ok());
+        assert!(
+            d.server_sent(2).is_ok(),
+            "heartbeat naming the last delivery"
+        );
+        assert!(
+            d.server_sent(3).is_err(),
+            "the server sent one that never arrived"
+        );
+        let skipped = d.arrived(4);
+        assert!(
+            skipped
+                .as_ref()
+                .is_err_and(|e| e.to_string().contains("skipped from delivery 2 to 4")),
+            "{skipped:?}"
+        );
+        assert!(
+            d.arrived(2).is_err(),
+            "a repeat is not the next delivery either"
+        );
+        assert!(d.arrived(3).is_ok());
+    }
+}

@@ -1,0 +1,170 @@
+//! Pulling from a durable consumer: one message at a time with a bounded long poll, and the acks a
+//! pulled message is answered with.
+
+use super::AckMeta;
+use crate::{Bus, BusError};
+use serde_json::json;
+use std::time::{Duration, Instant};
+
+impl Bus {
+    /// A puller for one durable pull consumer.
+    pub fn puller(&self, stream: &str, durable: &str) -> Result<Puller, BusError> {
+        let inbox = self.new_inbox();
+        let sub = self
+            .nc()
+            .subscribe(&inbox)
+            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        Ok(Puller {
+            bus: self.clone(),
+            next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
+            inbox,
+            sub,
+        })
+    }
+}
+
+/// How often a long poll looks at its caller's stop condition and at the connection.
+pub const PULL_SLICE: Duration = Duration::from_secs(1);
+
+/// Pulls one message at a time from a durable consumer, with a bounded long poll.
+pub struct Puller {
+    bus: Bus,
+    next_subject: String,
+    inbox: String,
+    sub: nats::Subscription,
+}
+
+impl Puller {
+    /// Waits up to `wait` for the next message. `Ok(None)` when none came.
+    pub fn next(&self, wait: Duration) -> Result<Option<JsMessage>, BusError> {
+        self.next_until(wait, &|| false)
+    }
+
+    /// [`Puller::next`] for a long poll: also `Ok(None)` within [`PULL_SLICE`] of `stop()` turning true,
+    /// and after a reconnect (a restarted server forgot the pull: ask again rather than wait it out).
+    /// A caller that stops for good closes the puller ([`Puller::close`]): its inbox's UNSUB ends the
+    /// server's interest, and the server gives a waiting pull without interest nothing (checked on
+    /// 2.9.10 and 2.15.1).
+    pub fn next_until(
+        &self,
+        wait: Duration,
+        stop: &dyn Fn() -> bool,
+    ) -> Result<Option<JsMessage>, BusError> {
+        // A message left over from an earlier pull that we stopped waiting for comes first.
+        if let Some(msg) = self.sub.try_next() {
+            if let Some(m) = self.accept(msg) {
+                return Ok(Some(m));
+            }
+        }
+        self.bus.check_connected()?;
+        let expires = wait.as_nanos() as u64;
+        let body = json!({ "batch": 1, "expires": expires }).to_string();
+        self.bus
+            .nc()
+            .publish_request(&self.next_subject, &self.inbox, body.as_bytes())
+            .map_err(|e| BusError::Unavailable(format!("pull: {e}")))?;
+        self.bus.kick_flush();
+        let reconnects = self.bus.reconnects();
+        let deadline = Instant::now() + wait + Duration::from_millis(500);
+        loop {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || stop() || self.bus.reconnects() != reconnects {
+                return Ok(None);
+            }
+            let msg = match self.sub.next_timeout(left.min(PULL_SLICE)) {
+                Ok(msg) => msg,
+                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+                // Unsubscribed (the connection closed): nothing more will come; never spin on it.
+                Err(_) => return Ok(None),
+            };
+            if let Some(status) = msg.headers.as_ref().and_then(|h| h.get("Status")) {
+                match status.as_str() {
+                    // 404 no messages, 408 request expired, 409 consumer deleted or limits: pull is over.
+                    "404" | "408" => return Ok(None),
+                    // No responders: the consumer (or JetStream) is gone; the caller re-creates it.
+                    "503" => {
+                        return Err(BusError::Api {
+                            code: 404,
+                            err_code: 0,
+                            description: format!("no consumer answers {}", self.next_subject),
+                        })
+                    }
+                    "409" => {
+                        return Err(BusError::Unavailable(format!(
+                            "pull on {} refused: {}",
+                            self.next_subject,
+                            msg.headers
+                                .as_ref()
+                                .and_then(|h| h.get("Description"))
+                                .cloned()
+                                .unwrap_or_default()
+                        )))
+                    }
+                    _ => continue,
+                }
+            }
+            if let Some(m) = self.accept(msg) {
+                return Ok(Some(m));
+            }
+        }
+    }
+
+    /// Stops pulling for good: whatever already arrived goes back at once (NAK), then the inbox is
+    /// dropped, so the server delivers nothing more to a pull still waiting. A message the server sent
+    /// in the instant before our UNSUB reached it is redelivered after `ack_wait`.
+    pub fn close(self) {
+        while let Some(msg) = self.sub.try_next() {
+            if let Some(m) = self.accept(msg) {
+                let _ = m.nak(Duration::ZERO);
+            }
+        }
+    }
+
+    fn accept(&self, msg: nats::Message) -> Option<JsMessage> {
+        let reply = msg.reply.clone()?;
+        let meta = AckMeta::parse(&reply)?;
+        Some(JsMessage {
+            bus: self.bus.clone(),
+            data: msg.data,
+            reply,
+            delivered: meta.delivered,
+        })
+    }
+}
+
+/// A message from a pull consumer, acknowledged by hand.
+pub struct JsMessage {
+    bus: Bus,
+    pub data: Vec<u8>,
+    reply: String,
+    /// 1 on first delivery.
+    pub delivered: u64,
+}
+
+impl JsMessage {
+    /// Done: never redeliver.
+    pub fn ack(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+ACK")
+    }
+
+    /// Redeliver after `delay` (0.26 has no delayed NAK of its own: docs/nats.md, crate fact 5).
+    pub fn nak(&self, delay: Duration) -> Result<(), BusError> {
+        let body = format!("-NAK {{\"delay\": {}}}", delay.as_nanos());
+        self.bus.publish(&self.reply, body.as_bytes())
+    }
+
+    /// Still working: restart the ack-wait clock.
+    pub fn in_progress(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+WPI")
+    }
+
+    /// Never redeliver, and do not count as success.
+    pub fn term(&self) -> Result<(), BusError> {
+        self.bus.publish(&self.reply, b"+TERM")
+    }
+
+    /// The reply subject, a stable identity for this delivery.
+    pub fn ack_subject(&self) -> &str {
+        &self.reply
+    }
+}
