@@ -2,9 +2,12 @@
 //! (file, then `OSAPI_*` env overrides, then validation) and the `--config` command-line parsing.
 //!
 //! Decoding walks the YAML tree by hand (not serde derive) so every error names the full dotted key.
-//! The steps live beside this file: `config_env.rs` (env -> tree), `config_decode.rs` (tree -> structs),
-//! `config_validate.rs` (limits and names). The only IO is [`Config::load`] reading the file and env.
+//! The steps live beside this file: `config_env.rs` (env -> tree), `config_decode.rs` (tree -> structs,
+//! with `config_sections.rs`: which key fills which field), `config_validate.rs` (limits and names); the
+//! defaults are in `config_defaults.rs`, the command line in `config_cli.rs`. The only IO is
+//! [`Config::load`] reading the file and env.
 
+pub use cli::{parse_cli_args, CliArgs};
 pub use env::env_name;
 use serde_yaml::{Mapping, Value};
 use std::collections::BTreeMap;
@@ -12,8 +15,12 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+#[path = "config_cli.rs"]
+mod cli;
 #[path = "config_decode.rs"]
 mod decode;
+#[path = "config_defaults.rs"]
+mod defaults;
 #[path = "config_env.rs"]
 mod env;
 #[cfg(test)]
@@ -286,102 +293,7 @@ impl fmt::Display for ConfigError {
 
 impl std::error::Error for ConfigError {}
 
-impl Default for Config {
-    fn default() -> Self {
-        Config::default_config()
-    }
-}
-
 impl Config {
-    /// Every default of the contract.
-    pub fn default_config() -> Config {
-        let secs = Duration::from_secs;
-        Config {
-            nats: NatsConfig {
-                url: "nats://127.0.0.1:4222".into(),
-                namespace: String::new(),
-                auth: NatsAuth::None,
-                tls: TlsConfig::default(),
-                connect_timeout: secs(2),
-                request_timeout: secs(2),
-                stream: StreamConfig {
-                    name: "JOBS".into(),
-                    max_age: secs(24 * 3600),
-                    max_msgs: -1,
-                    storage: Storage::File,
-                    replicas: 1,
-                    discard: Discard::New,
-                    max_consumers: 10_000,
-                },
-                kv: KvConfig {
-                    bucket: "job-queue".into(),
-                    response_bucket: "job-responses".into(),
-                    workers_bucket: "job-workers".into(),
-                    ttl: secs(3600),
-                    max_bytes: 104_857_600,
-                    storage: Storage::File,
-                    replicas: 1,
-                },
-                dlq: DlqConfig {
-                    max_age: secs(7 * 86_400),
-                    max_msgs: 1000,
-                    storage: Storage::File,
-                    replicas: 1,
-                },
-            },
-            api: ApiConfig {
-                server: ServerConfig {
-                    listen: "127.0.0.1:8080".into(),
-                    max_body_bytes: 1_048_576,
-                    max_connections: 1024,
-                    max_job_data_bytes: 65_536,
-                    detail_cache_bytes: 262_144,
-                    security: SecurityConfig {
-                        signing_key: String::new(),
-                        job_signing_key_file: String::new(),
-                        roles: BTreeMap::new(),
-                        audience: String::new(),
-                    },
-                },
-                client: ClientConfig {
-                    url: "http://127.0.0.1:8080".into(),
-                    bearer_token: String::new(),
-                },
-                metrics: MetricsConfig {
-                    listen: "127.0.0.1:9090".into(),
-                },
-            },
-            job: JobConfig {
-                worker: WorkerConfig {
-                    max_jobs: 10,
-                    hostname: String::new(),
-                    labels: BTreeMap::new(),
-                    heartbeat: secs(10),
-                    allow_operations: Vec::new(),
-                    shutdown_grace: secs(30),
-                    host_root: PathBuf::from("/"),
-                    consumer: ConsumerConfig {
-                        name: "jobs-worker".into(),
-                        max_deliver: 5,
-                        ack_wait: secs(120),
-                        back_off: vec![secs(30), secs(120), secs(300), secs(900)],
-                        max_ack_pending: 1000,
-                    },
-                    metrics: MetricsConfig {
-                        listen: "127.0.0.1:9091".into(),
-                    },
-                    conditions: crate::conditions::Thresholds::default(),
-                    trusted_job_keys: Vec::new(),
-                    allow_unsigned_jobs: false,
-                },
-            },
-            audit: AuditConfig {
-                max_age: secs(30 * 86_400),
-                max_bytes: AUDIT_MAX_BYTES_DEFAULT,
-            },
-        }
-    }
-
     /// Resolves the path: `explicit` (from `--config`/`-c`), else `$OSAPI_CONFIG`, else
     /// [`DEFAULT_CONFIG_PATH`]; reads it, applies `OSAPI_*` env overrides, validates.
     /// A missing file at the default path means defaults + env; a missing file that was named
@@ -443,45 +355,4 @@ fn osapi_env() -> Result<Vec<(String, String)>, ConfigError> {
         out.push((name.to_string(), value));
     }
     Ok(out)
-}
-
-/// What the command line asks for.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum CliArgs {
-    /// Start, with the config path if one was given.
-    Run { config: Option<PathBuf> },
-    /// `--help` / `-h`: print usage and exit.
-    Help,
-}
-
-/// Parses `--config PATH`, `-c PATH`, `--config=PATH` and `--help`/`-h` from argv (skipping argv[0]).
-/// Anything else, a missing PATH or a repeated `--config` is an error naming the argument.
-pub fn parse_cli_args(args: &[String]) -> Result<CliArgs, ConfigError> {
-    let mut config: Option<PathBuf> = None;
-    let mut rest = args.iter().skip(1);
-    while let Some(arg) = rest.next() {
-        let path = match arg.as_str() {
-            "--help" | "-h" => return Ok(CliArgs::Help),
-            "--config" | "-c" => rest
-                .next()
-                .ok_or_else(|| ConfigError(format!("{arg} needs a PATH")))?
-                .clone(),
-            other => match other.strip_prefix("--config=") {
-                Some(path) => path.to_string(),
-                None => {
-                    return Err(ConfigError(format!(
-                        "unknown argument '{other}' (try --help)"
-                    )))
-                }
-            },
-        };
-        if path.is_empty() {
-            return Err(ConfigError(format!("{arg}: the config PATH is empty")));
-        }
-        if config.is_some() {
-            return Err(ConfigError(format!("{arg}: --config given more than once")));
-        }
-        config = Some(PathBuf::from(path));
-    }
-    Ok(CliArgs::Run { config })
 }
