@@ -42,7 +42,7 @@ pub struct StreamConfig {
 #[derive(Debug, Clone)]
 pub struct ConsumerConfig {
     pub durable: String,
-    /// One subject, or several on nats-server 2.10+ (see [`Bus::multi_filter`]).
+    /// One subject, or several on nats-server 2.10+ (see [`crate::version_at_least`]).
     pub filters: Vec<String>,
     pub ack_wait: Duration,
     pub max_deliver: i64,

@@ -32,7 +32,7 @@ impl fmt::Display for UsageError {
     }
 }
 
-/// Parses argv without argv[0].
+/// Parses argv without `argv[0]`.
 pub fn parse(args: &[String]) -> Result<Invocation, UsageError> {
     let Split { words, options } = split(args)?;
     let mut globals = Globals::default();

@@ -41,7 +41,7 @@ pub struct Submit {
     pub operation: String,
     pub target: Option<String>,
     pub data: DataSource,
-    /// `None`: the server's default (60s); `job run` then waits [`DEFAULT_JOB_TIMEOUT`].
+    /// `None`: the server's default (60s); `job run` then waits [`crate::args::DEFAULT_JOB_TIMEOUT`].
     pub timeout: Option<Duration>,
     /// `--idempotency-key`: sent as `Idempotency-Key`, so re-running the same command creates nothing new.
     pub idempotency_key: Option<String>,

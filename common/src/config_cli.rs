@@ -12,7 +12,7 @@ pub enum CliArgs {
     Help,
 }
 
-/// Parses `--config PATH`, `-c PATH`, `--config=PATH` and `--help`/`-h` from argv (skipping argv[0]).
+/// Parses `--config PATH`, `-c PATH`, `--config=PATH` and `--help`/`-h` from argv (skipping `argv[0]`).
 /// Anything else, a missing PATH or a repeated `--config` is an error naming the argument.
 pub fn parse_cli_args(args: &[String]) -> Result<CliArgs, ConfigError> {
     let mut config: Option<PathBuf> = None;

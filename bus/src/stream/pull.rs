@@ -40,7 +40,7 @@ impl Puller {
         self.next_until(wait, &|| false)
     }
 
-    /// [`Puller::next`] for a long poll: also `Ok(None)` within [`PULL_SLICE`] of `stop()` turning true,
+    /// [`Puller::next`] for a long poll: also `Ok(None)` within `PULL_SLICE` of `stop()` turning true,
     /// and after a reconnect (a restarted server forgot the pull: ask again rather than wait it out).
     /// A caller that stops for good closes the puller ([`Puller::close`]): its inbox's UNSUB ends the
     /// server's interest, and the server gives a waiting pull without interest nothing (checked on

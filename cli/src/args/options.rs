@@ -71,7 +71,7 @@ pub(super) struct Split {
     pub(super) options: Vec<(&'static str, Option<String>)>,
 }
 
-/// Splits argv (without argv[0]): `--name value`, `--name=value`, `-x value`, `--` ends options.
+/// Splits argv (without `argv[0]`): `--name value`, `--name=value`, `-x value`, `--` ends options.
 pub(super) fn split(args: &[String]) -> Result<Split, UsageError> {
     let mut out = Split {
         words: Vec::new(),

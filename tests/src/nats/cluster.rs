@@ -39,7 +39,7 @@ pub struct NatsCluster {
 impl NatsCluster {
     /// Starts `size` clustered nodes and waits until each reports healthy (JetStream meta leader known).
     /// A node that exits at start (a port taken by another process meanwhile) makes a fresh try with new
-    /// ports and dirs, at most [`START_ATTEMPTS_MAX`] times.
+    /// ports and dirs, at most `START_ATTEMPTS_MAX` times.
     pub fn start(size: usize) -> NatsCluster {
         assert!(size >= 1, "a cluster needs a node");
         let mut why = String::new();
