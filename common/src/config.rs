@@ -24,6 +24,9 @@ mod defaults;
 #[path = "config_env.rs"]
 mod env;
 #[cfg(test)]
+#[path = "config_env_tests.rs"]
+mod env_tests;
+#[cfg(test)]
 #[path = "config_tests.rs"]
 mod tests;
 #[path = "config_validate.rs"]
