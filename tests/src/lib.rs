@@ -16,6 +16,7 @@ mod auth;
 mod bins;
 mod cluster;
 mod daemons;
+pub mod edge;
 mod http;
 mod nats;
 mod timestamp;
