@@ -18,6 +18,7 @@ mod cluster;
 mod daemons;
 mod http;
 mod nats;
+pub mod operator;
 mod timestamp;
 mod wait;
 
