@@ -5,7 +5,8 @@
 //! bind (web1's creds may write its own state, not web2's). From the attacker's side: no credentials, a
 //! user of an account the server does not know, a user JWT naming the application account but signed by
 //! another key, and a `.creds` file whose seed is not its JWT's are each refused, by the server (its log)
-//! and to the client (the error names it); a worker holding one never gets in and says why in its log.
+//! and to the client (the error names it); a worker holding one never gets in and says why in its log. A
+//! worker whose creds file is missing stops at start, naming `nats.auth.creds_file`.
 
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
@@ -196,6 +197,20 @@ fn users_the_account_did_not_sign_and_mismatched_seeds_are_refused() {
             || w.log_tail().contains(REFUSED),
         );
     }
+    // A creds file that is not there is a mistake in the config, not a network trouble: the worker stops
+    // at once, naming the setting, instead of retrying for ever.
+    let missing = trust.dir().join("missing.creds");
+    let mut lost = Worker::start_extra(&url, "lost", &[], 1, &options, &creds_yaml(&missing));
+    wait_until(
+        "the worker without its creds file to exit",
+        DEADLINE,
+        || lost.exited().is_some(),
+    );
+    assert!(
+        lost.log_tail().contains("nats.auth.creds_file"),
+        "{}",
+        lost.log_tail()
+    );
     let api_proc = Api::start_extra(&url, &options, &creds_yaml(&api_creds));
     let listed = request_as(
         Some(&osapi_tests::admin_token()),
