@@ -16,35 +16,9 @@ Exit: 0 cancelled, 1 refused by the server (404 unknown job, 409 already finishe
 EOF2
 }
 
-url=${OSAPI_URL:-http://127.0.0.1:8080}
-if [[ -n ${OSAPI_TOKEN:-} && ! $OSAPI_TOKEN =~ ^[A-Za-z0-9._~+/=-]+$ ]]; then
-    echo "job-cancel: OSAPI_TOKEN does not look like a token" >&2
-    exit 2
-fi
-max_time_s=10
-
-# The token goes to curl as a config on standard input, never as an argument: `ps` shows every
-# process's arguments to every local user. (Checked at start: it must not break out of the quotes.)
-auth_config() {
-    if [[ -z ${OSAPI_TOKEN:-} ]]; then return; fi
-    printf 'header = "Authorization: Bearer %s"\n' "$OSAPI_TOKEN"
-}
-
-# api METHOD PATH: prints the answer's body; on an HTTP error prints the server's message and exits.
-api() {
-    local args=(-sS -X "$1" --max-time "$max_time_s" -w '\n%{http_code}' -H 'Accept: application/json')
-    local out code message
-    out=$(curl --config - "${args[@]}" "$url$2" <<<"$(auth_config)") || { echo "job-cancel: cannot reach the API at $url" >&2; exit 3; }
-    code=${out##*$'\n'}
-    out=${out%$'\n'*}
-    if ((code >= 400)); then
-        message=$(jq -r '(.error // "no details given") + (if (.details // "") != "" then " (\(.details))" else "" end)' <<<"$out" 2>/dev/null) || message=$out
-        echo "job-cancel: $1 $2: HTTP $code: $message" >&2
-        if ((code == 503)); then exit 3; fi
-        exit 1
-    fi
-    printf '%s\n' "$out"
-}
+prog='job-cancel'
+# shellcheck source-path=SCRIPTDIR source=lib/job-common.sh
+source "$(dirname -- "$(readlink -f -- "${BASH_SOURCE[0]}")")/lib/job-common.sh"
 
 id=''
 while [[ $# -gt 0 ]]; do
@@ -59,5 +33,5 @@ while [[ $# -gt 0 ]]; do
 done
 [[ -n $id ]] || { usage >&2; exit 2; }
 
-reply=$(api POST "/job/$(jq -rn --arg id "$id" '$id | @uri')/cancel")
+reply=$(api POST "/job/$(uri "$id")/cancel")
 jq -r .status <<<"$reply"

@@ -1,6 +1,7 @@
 //! Who a connection is: an NKey user (its seed read from a file and used to sign the server's nonce)
 //! or a `.creds` file, and the TLS files (CA, client certificate and key). A file that is missing or
-//! holds no seed is a config mistake (`Protocol`, not retried), named by its setting and path.
+//! holds no seed (or, for creds, no user JWT) is a config mistake (`Protocol`, not retried), named by its
+//! setting and path.
 
 use crate::BusError;
 use std::path::PathBuf;
@@ -35,7 +36,20 @@ impl Identity {
                 let public = pair.public_key();
                 nats::Options::with_nkey(&public, move |nonce| pair.sign(nonce).unwrap_or_default())
             }
-            (None, Some(path)) => nats::Options::with_credentials(path),
+            (None, Some(path)) => {
+                // The crate reads the file only when it connects, and its error then looks like a
+                // network one (retried for ever): check it here, as the seed file above.
+                let text = std::fs::read_to_string(path).map_err(|e| {
+                    BusError::Protocol(format!("nats.auth.creds_file {}: {e}", path.display()))
+                })?;
+                if !text.contains("BEGIN NATS USER JWT") || !text.contains("NKEY SEED-----") {
+                    return Err(BusError::Protocol(format!(
+                        "nats.auth.creds_file {}: not a .creds file (no user JWT and NKey seed blocks)",
+                        path.display()
+                    )));
+                }
+                nats::Options::with_credentials(path)
+            }
             (None, None) => base,
         };
         if let Some(ca) = &self.ca_file {
@@ -82,6 +96,45 @@ mod tests {
         let _ = std::fs::write(&seed, pair.seed().unwrap_or_default());
         let good = Identity {
             nkey_seed_file: Some(seed),
+            ..Identity::default()
+        };
+        assert!(good.options(nats::Options::new()).is_ok());
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn a_missing_or_garbled_creds_file_is_a_mistake_naming_the_file() {
+        let dir = std::env::temp_dir().join(format!("osapi-bus-creds-{}", std::process::id()));
+        let _ = std::fs::create_dir_all(&dir);
+        let garbage = dir.join("garbage.creds");
+        let _ = std::fs::write(&garbage, "not a creds file");
+        for (path, want) in [
+            (dir.join("missing.creds"), "missing.creds: "),
+            (garbage, "garbage.creds: not a .creds file"),
+        ] {
+            let identity = Identity {
+                creds_file: Some(path),
+                ..Identity::default()
+            };
+            match identity.options(nats::Options::new()) {
+                Err(BusError::Protocol(m)) => {
+                    assert!(
+                        m.starts_with("nats.auth.creds_file ") && m.contains(want),
+                        "{m}"
+                    )
+                }
+                Err(e) => panic!("{e}"),
+                Ok(_) => panic!("accepted {want}"),
+            }
+        }
+        let creds = dir.join("good.creds");
+        let _ = std::fs::write(
+            &creds,
+            "-----BEGIN NATS USER JWT-----\nx.y.z\n------END NATS USER JWT------\n\n\
+             -----BEGIN USER NKEY SEED-----\nSU\n------END USER NKEY SEED------\n",
+        );
+        let good = Identity {
+            creds_file: Some(creds),
             ..Identity::default()
         };
         assert!(good.options(nats::Options::new()).is_ok());

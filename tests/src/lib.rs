@@ -19,6 +19,7 @@ mod daemons;
 pub mod edge;
 mod http;
 mod nats;
+pub mod operator;
 mod timestamp;
 mod wait;
 
