@@ -298,10 +298,24 @@ fn each_identity_holds_only_its_own_keys() {
         let got = web1.bus.js_api(create, &stalled);
         assert!(got.is_err(), "web1 sent {create} for {any}: {got:?}");
     }
-    let info = api_bus
-        .bus
-        .js_api(&format!("CONSUMER.INFO.{}.{any}", names.stream), &json!({}))
-        .expect("the API reads the shared consumer");
+    // A loaded machine can let one request's answer miss the bus's 2 s timeout: ask again until a deadline.
+    let mut info = None;
+    wait_until(
+        "the API to read the shared consumer",
+        Duration::from_secs(20),
+        || {
+            match api_bus
+                .bus
+                .js_api(&format!("CONSUMER.INFO.{}.{any}", names.stream), &json!({}))
+            {
+                Ok(answer) => info = Some(answer),
+                Err(e) if e.is_transient() => {}
+                Err(e) => panic!("the API reads the shared consumer: {e}"),
+            }
+            info.is_some()
+        },
+    );
+    let info = info.expect("set when the wait ended");
     assert!(
         info["config"]["max_ack_pending"] != 1 && info["config"]["max_waiting"] != 1,
         "web1 changed {any}: {info:#}"
