@@ -343,6 +343,7 @@ impl Puller {
         let meta = AckMeta::parse(&reply)?;
         Some(JsMessage {
             bus: self.bus.clone(),
+            subject: msg.subject,
             data: msg.data,
             reply,
             delivered: meta.delivered,
@@ -353,6 +354,8 @@ impl Puller {
 /// A message from a pull consumer, acknowledged by hand.
 pub struct JsMessage {
     bus: Bus,
+    /// The subject it was published on (which target it went to).
+    pub subject: String,
     pub data: Vec<u8>,
     reply: String,
     /// 1 on first delivery.
