@@ -32,6 +32,9 @@ pub struct BroadcastCost {
     pub api_cpu_ms: f64,
     /// CPU µs one worker spends on one broadcast (every worker's time over the broadcasts, per worker).
     pub worker_cpu_us: f64,
+    /// Context switches (voluntary + not) of one worker process per broadcast: each is a thread
+    /// handing work to another or waiting on NATS, the worker's cost beyond its own computing.
+    pub worker_switches: f64,
     /// Bytes of `jobs.{id}` of the last broadcast.
     pub job_record_bytes: usize,
     /// Bytes of `run.{id}` (the workers' copy), 0 when the API wrote none.
@@ -49,6 +52,28 @@ fn cpu_of(pids: &[u32]) -> Duration {
     pids.iter()
         .map(|p| cpu_time(&p.to_string()).unwrap_or_default())
         .sum()
+}
+
+/// Context switches so far of every thread of `pid` (`/proc/PID/task/*/status`; 0 when gone).
+fn switches(pid: u32) -> u64 {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return 0;
+    };
+    tasks
+        .flatten()
+        .filter_map(|t| std::fs::read_to_string(t.path().join("status")).ok())
+        .flat_map(|status| {
+            status
+                .lines()
+                .filter_map(|l| l.split_once("_ctxt_switches:"))
+                .filter_map(|(_, n)| n.trim().parse::<u64>().ok())
+                .collect::<Vec<_>>()
+        })
+        .sum()
+}
+
+fn worker_switches(p: &Pids<'_>) -> u64 {
+    p.workers.iter().map(|w| switches(*w)).sum()
 }
 
 /// CPU of (nats-server, API, workers) now.
@@ -69,9 +94,10 @@ pub fn broadcasts(
 ) -> Result<(Summary, String, BroadcastCost), String> {
     let window = monitor.map(Window::open).transpose()?;
     let (cpu_before, started) = (cpu(pids), Instant::now());
+    let switches_before = worker_switches(pids);
     let (times, last_id) = jobs::broadcast_ids(api, hosts, runs)?;
     let phase = started.elapsed();
-    let cpu_after = cpu(pids);
+    let (cpu_after, switches_after) = (cpu(pids), worker_switches(pids));
     // The window's close reads an idle stretch as long as the phase (at least 0.5 s): the CPU over
     // the same stretch gives the background rate to subtract.
     let idle_started = Instant::now();
@@ -79,7 +105,8 @@ pub fn broadcasts(
     if per_job.is_none() {
         std::thread::sleep(phase.max(Duration::from_millis(500)));
     }
-    let (cpu_idle, idle) = (cpu(pids), idle_started.elapsed());
+    let (cpu_idle, switches_idle, idle) =
+        (cpu(pids), worker_switches(pids), idle_started.elapsed());
     let scale = phase.as_secs_f64() / idle.as_secs_f64().max(1e-3);
     let per_run = |i: usize| {
         let busy = cpu_after[i].saturating_sub(cpu_before[i]).as_secs_f64();
@@ -97,6 +124,11 @@ pub fn broadcasts(
         nats_cpu_ms: per_run(0) * 1e3,
         api_cpu_ms: per_run(1) * 1e3,
         worker_cpu_us: per_run(2) * 1e6 / pids.workers.len().max(1) as f64,
+        worker_switches: {
+            let busy = switches_after.saturating_sub(switches_before) as f64;
+            let background = switches_idle.saturating_sub(switches_after) as f64 * scale;
+            (busy - background).max(0.0) / (runs.max(1) * pids.workers.len().max(1)) as f64
+        },
         job_record_bytes: size(keys::job(&last_id))?,
         run_record_bytes: size(keys::run(&last_id))?,
         ..BroadcastCost::default()

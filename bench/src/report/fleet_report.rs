@@ -65,14 +65,15 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
             format!("{p} one broadcast costs"),
             format!(
                 "nats-server {:.0} msgs in, {:.0} out, {:.0} KB in, {:.0} KB out, CPU {:.1} ms; \
-                 API CPU {:.1} ms; CPU per worker {:.0} µs",
+                 API CPU {:.1} ms; per worker CPU {:.0} µs, {:.1} context switches",
                 c.in_msgs,
                 c.out_msgs,
                 c.in_bytes / 1e3,
                 c.out_bytes / 1e3,
                 c.nats_cpu_ms,
                 c.api_cpu_ms,
-                c.worker_cpu_us
+                c.worker_cpu_us,
+                c.worker_switches
             ),
         ));
         rows.push((
@@ -120,7 +121,8 @@ fn cost_json(c: &crate::fleet_cost::BroadcastCost) -> Value {
         "runs": c.runs, "nats_in_msgs": round3(c.in_msgs), "nats_out_msgs": round3(c.out_msgs),
         "nats_in_bytes": round3(c.in_bytes), "nats_out_bytes": round3(c.out_bytes),
         "nats_cpu_ms": round3(c.nats_cpu_ms), "api_cpu_ms": round3(c.api_cpu_ms),
-        "worker_cpu_us": round3(c.worker_cpu_us), "job_record_bytes": c.job_record_bytes,
+        "worker_cpu_us": round3(c.worker_cpu_us), "worker_switches": round3(c.worker_switches),
+        "job_record_bytes": c.job_record_bytes,
         "run_record_bytes": c.run_record_bytes,
     })
 }
