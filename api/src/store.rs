@@ -141,7 +141,7 @@ impl Store {
         }
     }
 
-    /// Writes the job definition to KV, then publishes the notification (the id only) and waits for
+    /// Writes the job definition to KV (a broadcast also its hosts' copy, `run.{id}`), then publishes the notification (the id only) and waits for
     /// JetStream's ack. Only then is the job accepted. If the publish fails the definition is removed
     /// again (best effort), so a job either exists with its notification or is reported as not created.
     pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
@@ -174,6 +174,18 @@ impl Store {
         let revision = self
             .bus
             .kv_create(&self.names.bucket, &keys::job(&id), &value)?;
+        if sub.target.is_broadcast() {
+            // Each host reads this copy (no host list, signed on its own), not the whole record.
+            let mut run = def.run_copy();
+            run.signature = Some(trust::sign_as(&run, trust::Form::Run, &self.job_key));
+            let written = serde_json::to_vec(&run)
+                .map_err(|e| BusError::Protocol(e.to_string()))
+                .and_then(|v| self.bus.kv_put(&self.names.bucket, &keys::run(&id), &v));
+            if let Err(e) = written {
+                let _ = self.bus.kv_delete(&self.names.bucket, &keys::job(&id));
+                return Err(e);
+            }
+        }
         let subject = self
             .names
             .job_subject(def.operation.op_type.kind(), &sub.target);
@@ -291,13 +303,21 @@ impl Store {
             .collect())
     }
 
-    /// Deletes the job by writing a delete marker on `jobs.{id}` (nothing else): the job is then gone
-    /// for clients, while its hosts' states and responses stay in KV, unreachable, until the bucket's
-    /// TTL removes them (never with `nats.kv.ttl: 0s`). `false` when there was no such job.
+    /// Deletes the job by writing a delete marker on `jobs.{id}` (and first on a broadcast's `run.{id}`):
+    /// the job is then gone for clients, while its hosts' states and responses stay in KV, unreachable,
+    /// until the bucket's TTL removes them (never with `nats.kv.ttl: 0s`). `false` when there was no such job.
     pub fn delete(&self, id: &Uuid) -> Result<bool, BusError> {
         let sid = id.to_string();
-        if self.definition(id)?.is_none() {
+        let Some(def) = self.definition(id)? else {
             return Ok(false);
+        };
+        // A broadcast's hosts read its copy: removed first, so no host runs a job that is gone.
+        if def
+            .target_hostname
+            .parse::<Target>()
+            .is_ok_and(|t| t.is_broadcast())
+        {
+            self.bus.kv_delete(&self.names.bucket, &keys::run(&sid))?;
         }
         // Only the job record, marked deleted: the hosts' states and responses, no longer reachable, expire
         // with the bucket's TTL. Neither a purge nor a rollup: on nats-server 2.9.10 either moves the

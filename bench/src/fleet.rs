@@ -3,14 +3,19 @@
 //! `group: fleet`, `max_jobs` 1, the default 10 s heartbeat). Measured: time until every worker is listed
 //! as subscribed, consumers on the stream, nats-server and API CPU and nats-server RSS with the fleet idle,
 //! `_all` to every worker (POST until the last host's result), `_any` throughput with the fleet, and
-//! `GET /job/workers` and `GET /job/{id}` of a broadcast job (latency and bytes).
+//! `GET /job/workers` and `GET /job/{id}` of a broadcast job (latency and bytes); and what one broadcast
+//! costs nats-server (messages, bytes, CPU), the API and each worker (CPU), and the job record's size
+//! (fleet_cost.rs).
 
 use crate::args::Args;
 use crate::client::Api;
+use crate::fleet_cost::{self, BroadcastCost, Pids, ReadCost};
 use crate::jobs;
 use crate::procs::{cpu_time, free_port, rss_kib, Procs};
 use crate::stats::{ms, Summary};
+use crate::varz::Monitor;
 use osapi_bus::{Bus, ConnectOptions};
+use osapi_common::names::Names;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
@@ -23,6 +28,8 @@ const SETTLE: Duration = Duration::from_secs(5);
 /// Requests timed per read endpoint.
 const READ_SAMPLES: usize = 20;
 const POLL: Duration = Duration::from_millis(250);
+/// The fewest hosts the in-process reading cost is timed at: the fleet target's size.
+const READ_COST_HOSTS: usize = 1000;
 
 /// The figures of one fleet on one nats-server.
 pub struct FleetResult {
@@ -36,6 +43,10 @@ pub struct FleetResult {
     pub nats_rss_kib: Option<u64>,
     pub api_rss_kib: Option<u64>,
     pub broadcast: Summary,
+    /// One broadcast's messages, bytes and CPU (bytes only from a single server's `/varz`).
+    pub broadcast_cost: BroadcastCost,
+    /// One worker's reading of a broadcast's record at (at least) 1,000 hosts, timed in-process.
+    pub read_cost: ReadCost,
     pub any_jobs_per_s: f64,
     pub any_failed: usize,
     pub workers_get: Summary,
@@ -57,18 +68,20 @@ pub fn run_all(a: &Args, procs: &mut Procs) -> Result<Vec<FleetResult>, String> 
     Ok(out)
 }
 
-/// `nodes` fresh nats-servers (clustered when more than one), their client URLs and pids.
+/// `nodes` fresh nats-servers (clustered when more than one), their client URLs and pids, and a
+/// single server's monitoring endpoint (`-m`).
 fn start_servers(
     procs: &mut Procs,
     dir: &Path,
     i: usize,
     nats_bin: &Path,
     nodes: usize,
-) -> Result<(String, Vec<u32>), String> {
+) -> Result<(String, Vec<u32>, Option<Monitor>), String> {
     let ports: Vec<(u16, u16)> = (0..nodes)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_, String>>()?;
     let mut pids = Vec::new();
+    let mut monitor_url = None;
     for (n, (port, cluster_port)) in ports.iter().enumerate() {
         let mut args: Vec<String> = vec![
             "-a".into(),
@@ -93,6 +106,14 @@ fn start_servers(
                 routes.join(","),
             ]);
         }
+        let monitor = match nodes {
+            1 => Some(free_port()?),
+            _ => None,
+        };
+        if let Some(m) = monitor {
+            args.extend(["-m".into(), m.to_string()]);
+            monitor_url = Some(format!("http://127.0.0.1:{m}"));
+        }
         args.extend([
             "-js".into(),
             "-sd".into(),
@@ -104,7 +125,11 @@ fn start_servers(
         .iter()
         .map(|(p, _)| format!("nats://127.0.0.1:{p}"))
         .collect();
-    Ok((urls.join(","), pids))
+    Ok((
+        urls.join(","),
+        pids,
+        monitor_url.as_deref().map(Monitor::new),
+    ))
 }
 
 fn run(
@@ -122,7 +147,7 @@ fn run(
             std::env::temp_dir().join(format!("osapi-fleet{i}-{}", std::process::id()))
         });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (nats_url, nats_pids) = start_servers(procs, &dir, i, nats_bin, nodes)?;
+    let (nats_url, nats_pids, monitor) = start_servers(procs, &dir, i, nats_bin, nodes)?;
     let started = Instant::now();
     let bus = loop {
         let opts = ConnectOptions {
@@ -150,7 +175,7 @@ fn run(
     };
     let config_yaml = std::fs::read_to_string(&a.config)
         .map_err(|e| format!("cannot read {}: {e}", a.config.display()))?;
-    let stream = crate::scaling::names(&config_yaml, "")?.stream;
+    let names = crate::scaling::names(&config_yaml, "")?;
     // Every daemon lays out the same replicas (a worker with 1 would scale the streams down).
     let replicas = nodes.to_string();
     let common = [
@@ -184,10 +209,12 @@ fn run(
     }
     let result = measure(
         a,
-        &api,
-        &bus,
-        &stream,
-        (&nats_pids, api_pid),
+        (&api, &bus, &names, monitor.as_ref()),
+        Pids {
+            nats: &nats_pids,
+            api: api_pid,
+            workers: &pids,
+        },
         (t, workers),
         server,
     );
@@ -199,13 +226,12 @@ fn run(
 
 fn measure(
     a: &Args,
-    api: &Api,
-    bus: &Bus,
-    stream: &str,
-    (nats_pids, api_pid): (&[u32], u32),
+    (api, bus, names, monitor): (&Api, &Bus, &Names, Option<&Monitor>),
+    pids: Pids<'_>,
     (started, workers): (Instant, usize),
     server: String,
 ) -> Result<FleetResult, String> {
+    let (nats_pids, api_pid, stream) = (pids.nats, pids.api, &names.stream);
     let mut last_count = 0;
     wait_for(
         JOIN_WITHIN,
@@ -241,8 +267,11 @@ fn measure(
     let nats_rss_kib = nats_pids.iter().map(|p| rss_kib(*p)).sum::<Option<u64>>();
 
     eprintln!("osapi-bench [7] broadcast to {workers} workers");
-    let (times, last_id) = jobs::broadcast_ids(api, workers, a.fleet_runs)?;
-    let broadcast = Summary::of(&times);
+    // A fresh agent: the kept-alive connection sat idle past the API's head timeout, and its first
+    // request would read the 408 the API sent on it meanwhile.
+    let api = &Api::new(api.base());
+    let (broadcast, last_id, broadcast_cost) =
+        fleet_cost::broadcasts(api, bus, names, monitor, &pids, (workers, a.fleet_runs))?;
     let detail = timed_reads(api, &format!("/job/{last_id}"))?;
     let listing = timed_reads(api, "/job/workers")?;
 
@@ -259,6 +288,8 @@ fn measure(
         nats_rss_kib,
         api_rss_kib: any.rss_max_kib.get(&api_pid).copied(),
         broadcast,
+        broadcast_cost,
+        read_cost: fleet_cost::read_cost(workers.max(READ_COST_HOSTS))?,
         any_jobs_per_s: any.jobs_per_s(),
         any_failed: any.failed,
         workers_get: listing.0,

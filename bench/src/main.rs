@@ -16,6 +16,7 @@
 mod args;
 mod client;
 mod fleet;
+mod fleet_cost;
 mod floor;
 mod jobs;
 mod procs;

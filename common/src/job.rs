@@ -58,6 +58,17 @@ impl JobDef {
         self.target_hostname.parse::<crate::target::Target>() == Ok(crate::target::Target::Any)
     }
 
+    /// The workers' copy of a broadcast (`run.{id}`): the same job without `expected_hosts` and unsigned
+    /// (the API signs it as `trust::Form::Run`). A host reads it instead of the whole record, which lists
+    /// every expected host and so grows with the fleet.
+    pub fn run_copy(&self) -> JobDef {
+        JobDef {
+            expected_hosts: Vec::new(),
+            signature: None,
+            ..self.clone()
+        }
+    }
+
     /// Unix microseconds after which a host that never answered counts as failed.
     pub fn deadline_us(&self) -> i64 {
         let timeout_us = i64::try_from(self.timeout_ms.saturating_mul(1000)).unwrap_or(i64::MAX);

@@ -229,6 +229,11 @@ pub mod keys {
     pub fn job(id: &str) -> String {
         format!("jobs.{id}")
     }
+    /// The workers' copy of a broadcast job's definition: every field but `expected_hosts`, signed on its
+    /// own (`trust::Form::Run`), so each of the fleet's hosts reads a record that does not grow with it.
+    pub fn run(id: &str) -> String {
+        format!("run.{id}")
+    }
     /// One host's state of a job (status, attempts, events).
     pub fn state(id: &str, host: &str) -> String {
         format!("state.{id}.{host}")

@@ -165,6 +165,12 @@ mod tests {
         assert!(has("$KV.job-workers.workers.web1"));
         assert!(has("$KV.job-drain.drain.web1"));
         assert!(!has("$KV.job-drain.drain.*"));
+        // Of the job bucket only its own states: never a definition (`jobs.*`) or a broadcast's copy (`run.*`).
+        assert!(p
+            .publish_allow
+            .iter()
+            .filter(|a| a.starts_with("$KV.job-queue."))
+            .all(|a| a == "$KV.job-queue.state.*.web1"));
         assert!(has("$JS.API.STREAM.MSG.GET.KV_job-drain"));
         assert!(p
             .subscribe_allow

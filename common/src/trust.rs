@@ -17,25 +17,66 @@ pub use ed25519_dalek::{SigningKey as JobSigningKey, VerifyingKey as JobVerifyin
 
 /// Domain separation: these bytes are a job of this format, never anything else signed by the same key.
 const CANONICAL_TAG: &str = "osapi-job-v1";
+/// The same for the workers' copy of a broadcast (`run.{id}`): bytes of one form never verify as the other.
+const RUN_TAG: &str = "osapi-job-run-v1";
+
+/// What a signature covers. The reader knows which record it read, and checks it as that form only:
+/// nothing in a record chooses how it is verified.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Form {
+    /// The whole definition, `jobs.{id}`: every field, `expected_hosts` included.
+    Whole,
+    /// The workers' copy of a broadcast, `run.{id}` (`JobDef::run_copy`): every field but
+    /// `expected_hosts`, which a host needs only for a job older than itself (it then reads the whole).
+    Run,
+}
 
 /// The bytes a job's signature covers: every field a worker acts on, in a fixed order, as a JSON array
 /// whose objects have their keys sorted (so the bytes do not depend on how a map was ordered).
 /// `expected_hosts` keeps its order (the API writes it once; reordering it is a change).
 pub fn canonical_bytes(def: &JobDef) -> Vec<u8> {
-    let fields = Value::Array(vec![
-        Value::from(CANONICAL_TAG),
+    form_bytes(def, Form::Whole)
+}
+
+/// The bytes `form`'s signature covers (`Form::Whole`: [`canonical_bytes`]).
+pub fn form_bytes(def: &JobDef, form: Form) -> Vec<u8> {
+    let mut out = String::with_capacity(256);
+    let tag = match form {
+        Form::Whole => CANONICAL_TAG,
+        Form::Run => RUN_TAG,
+    };
+    let head = [
+        Value::from(tag),
         Value::from(def.id.as_str()),
         Value::from(def.operation.op_type.as_str()),
-        def.operation.data.clone(),
-        Value::from(def.target_hostname.as_str()),
-        Value::from(def.expected_hosts.clone()),
+    ];
+    let mut fields: Vec<&Value> = head.iter().collect();
+    fields.push(&def.operation.data);
+    let target = Value::from(def.target_hostname.as_str());
+    fields.push(&target);
+    // Run: the list is not there at all (not an empty one: that is a whole job expecting nobody).
+    let expected = match form {
+        Form::Whole => Some(Value::from(def.expected_hosts.clone())),
+        Form::Run => None,
+    };
+    fields.extend(expected.as_ref());
+    let tail = [
         Value::from(def.created.as_str()),
         Value::from(def.created_us),
         Value::from(def.timeout_ms),
         def.retry_of.as_deref().map_or(Value::Null, Value::from),
         Value::from(def.submitted_by.as_str()),
-    ]);
-    crate::canonical::to_string(&fields).into_bytes()
+    ];
+    fields.extend(tail.iter());
+    out.push('[');
+    for (i, field) in fields.into_iter().enumerate() {
+        if i > 0 {
+            out.push(',');
+        }
+        crate::canonical::write(field, &mut out);
+    }
+    out.push(']');
+    out.into_bytes()
 }
 
 /// The name a key goes by in a signature and in log lines: its 32 public bytes in base64.
@@ -75,7 +116,12 @@ pub fn key_pair_pem(seed: [u8; 32]) -> Result<(String, String), String> {
 
 /// The signature the API stores with a job (`signature` in `jobs.{id}`).
 pub fn sign(def: &JobDef, key: &SigningKey) -> JobSignature {
-    let sig = key.sign(&canonical_bytes(def));
+    sign_as(def, Form::Whole, key)
+}
+
+/// The signature over `form`'s bytes of `def` (`Form::Run`: for `run.{id}`).
+pub fn sign_as(def: &JobDef, form: Form, key: &SigningKey) -> JobSignature {
+    let sig = key.sign(&form_bytes(def, form));
     JobSignature {
         key_id: key_id(&key.verifying_key()),
         sig: B64.encode(sig.to_bytes()),
@@ -116,6 +162,11 @@ impl Trust {
     /// With `allow_unsigned`, an unsigned job (or any job when no key is trusted) passes unverified; a
     /// signed job is still verified whenever there are keys to verify it with.
     pub fn check(&self, def: &JobDef) -> Result<Accepted, String> {
+        self.check_as(def, Form::Whole)
+    }
+
+    /// [`Trust::check`] of a record read as `form` (`Form::Run`: a `run.{id}` record).
+    pub fn check_as(&self, def: &JobDef, form: Form) -> Result<Accepted, String> {
         let Some(signature) = &def.signature else {
             return if self.allow_unsigned {
                 Ok(Accepted::Unverified)
@@ -137,7 +188,7 @@ impl Trust {
             .map_err(|_| "malformed signature (not base64)".to_string())?;
         let sig = Signature::from_slice(&bytes)
             .map_err(|_| "malformed signature (not 64 bytes)".to_string())?;
-        key.verify_strict(&canonical_bytes(def), &sig)
+        key.verify_strict(&form_bytes(def, form), &sig)
             .map_err(|_| "bad signature: the job was changed after it was signed".to_string())?;
         Ok(Accepted::Verified {
             key_id: signature.key_id.clone(),

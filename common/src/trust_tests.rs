@@ -95,7 +95,25 @@ fn canonical_bytes_ignore_map_order_and_the_signature() {
     assert_eq!(canonical_bytes(&a), canonical_bytes(&b));
     let text = String::from_utf8(canonical_bytes(&a)).unwrap_or_default();
     assert!(text.starts_with(r#"["osapi-job-v1","550e8400"#), "{text}");
+    // Byte for byte what jobs already in a bucket were signed over: the fields as one canonical array.
+    let array = json!([
+        "osapi-job-v1",
+        a.id,
+        "test.echo.do",
+        a.operation.data,
+        a.target_hostname,
+        a.expected_hosts,
+        a.created,
+        a.created_us,
+        a.timeout_ms,
+        a.retry_of,
+        a.submitted_by
+    ]);
+    assert_eq!(text, crate::canonical::to_string(&array));
 }
+
+/// (what changed, the change): each must break a signature.
+type Tamper = (&'static str, fn(&mut JobDef));
 
 #[test]
 fn every_field_a_worker_acts_on_is_covered() {
@@ -103,9 +121,53 @@ fn every_field_a_worker_acts_on_is_covered() {
     let trust = trusting(&[&k]);
     let good = signed(def(), &k);
     assert!(trust.check(&good).is_ok());
-    // (what changed, the change): each must break the signature.
-    type Tamper = (&'static str, fn(&mut JobDef));
-    let tampers: &[Tamper] = &[
+    for (what, tamper) in tampers() {
+        let mut job = good.clone();
+        tamper(&mut job);
+        let got = trust.check(&job);
+        assert!(
+            got.as_ref().is_err_and(|e| e.starts_with("bad signature")),
+            "{what}: {got:?}"
+        );
+    }
+}
+
+#[test]
+fn the_workers_copy_of_a_broadcast_is_signed_on_its_own() {
+    let k = key(1);
+    let trust = trusting(&[&k]);
+    let whole = signed(def(), &k);
+    let mut run = whole.run_copy();
+    assert!(run.expected_hosts.is_empty() && run.signature.is_none());
+    run.signature = Some(sign_as(&run, Form::Run, &k));
+    assert!(trust.check_as(&run, Form::Run).is_ok());
+    assert!(trust.check_as(&whole, Form::Whole).is_ok());
+    // Neither form's signature holds as the other: the copy read as a whole job (one expecting nobody)
+    // or the whole record read as the copy is refused.
+    let bad = |got: Result<Accepted, String>| got.is_err_and(|e| e.starts_with("bad signature"));
+    assert!(bad(trust.check_as(&run, Form::Whole)));
+    assert!(bad(trust.check_as(&whole, Form::Run)));
+    let text = String::from_utf8(form_bytes(&run, Form::Run)).unwrap_or_default();
+    assert!(
+        text.starts_with(r#"["osapi-job-run-v1","550e8400"#),
+        "{text}"
+    );
+    assert!(
+        text.contains(r#""group:web","2026-12-01"#),
+        "no host list: {text}"
+    );
+    // The copy's bytes do not depend on the list; every other field is covered as in the whole form.
+    assert_eq!(form_bytes(&run, Form::Run), form_bytes(&whole, Form::Run));
+    for (what, tamper) in tampers().iter().filter(|(w, _)| !w.starts_with("expected")) {
+        let mut job = run.clone();
+        tamper(&mut job);
+        let got = trust.check_as(&job, Form::Run);
+        assert!(bad(got.clone()), "{what}: {got:?}");
+    }
+}
+
+fn tampers() -> Vec<Tamper> {
+    vec![
         ("id", |d| {
             d.id = "750e8400-e29b-41d4-a716-446655440000".into()
         }),
@@ -126,16 +188,7 @@ fn every_field_a_worker_acts_on_is_covered() {
         ("timeout", |d| d.timeout_ms = 86_400_000),
         ("retry_of", |d| d.retry_of = None),
         ("submitted_by", |d| d.submitted_by = "mallory".into()),
-    ];
-    for (what, tamper) in tampers {
-        let mut job = good.clone();
-        tamper(&mut job);
-        let got = trust.check(&job);
-        assert!(
-            got.as_ref().is_err_and(|e| e.starts_with("bad signature")),
-            "{what}: {got:?}"
-        );
-    }
+    ]
 }
 
 #[test]

@@ -3,7 +3,7 @@
 //! themselves are `osapi_common::trust`'s (pure, unit-tested); `run.rs` settles the message as decided.
 
 use osapi_common::job::JobDef;
-use osapi_common::trust::{self, Accepted, Trust};
+use osapi_common::trust::{self, Accepted, Form, Trust};
 use std::collections::BTreeMap;
 
 /// This worker's side of the checks.
@@ -25,10 +25,11 @@ pub enum Decision {
     Refuse(String),
 }
 
-/// Checks `def` in order: signature first, then address, then (when the job has not yet started on this
-/// host: `first_here`) the deadline. A retry in progress keeps its back-off schedule past the deadline.
-pub fn decide(gate: &Gate, def: &JobDef, first_here: bool, now_us: i64) -> Decision {
-    match gate.trust.check(def) {
+/// Checks `def`, read as `form` (jobdef.rs), in order: signature first, then address, then (when the job
+/// has not yet started on this host: `first_here`) the deadline. A retry in progress keeps its back-off
+/// schedule past the deadline.
+pub fn decide(gate: &Gate, def: &JobDef, form: Form, first_here: bool, now_us: i64) -> Decision {
+    match gate.trust.check_as(def, form) {
         Ok(Accepted::Verified { .. }) => {}
         Ok(Accepted::Unverified) => log::warn!(
             "job {} on {}: NOT VERIFIED, run because job.worker.allow_unsigned_jobs is on (development only)",
@@ -83,15 +84,21 @@ mod tests {
             labels: BTreeMap::new(),
         };
         let late = 2_000_001;
-        assert_eq!(decide(&open, &def("web1"), true, 1_500_000), Decision::Run);
         assert_eq!(
-            decide(&open, &def("web1"), true, late),
+            decide(&open, &def("web1"), Form::Whole, true, 1_500_000),
+            Decision::Run
+        );
+        assert_eq!(
+            decide(&open, &def("web1"), Form::Whole, true, late),
             Decision::Refuse("expired: reached web1 after its deadline".into())
         );
         // A retry already under way here keeps its schedule.
-        assert_eq!(decide(&open, &def("web1"), false, late), Decision::Run);
+        assert_eq!(
+            decide(&open, &def("web1"), Form::Whole, false, late),
+            Decision::Run
+        );
         assert!(matches!(
-            decide(&open, &def("web2"), true, late),
+            decide(&open, &def("web2"), Form::Whole, true, late),
             Decision::Skip(_)
         ));
         let strict = Gate {
@@ -100,7 +107,7 @@ mod tests {
         };
         // The signature comes first: an unsigned, misaddressed, late job is refused as unsigned.
         assert_eq!(
-            decide(&strict, &def("web2"), true, late),
+            decide(&strict, &def("web2"), Form::Whole, true, late),
             Decision::Refuse("rejected: the job is not signed".into())
         );
     }

@@ -11,6 +11,7 @@ mod consumers;
 mod drain;
 mod gate;
 mod heartbeat;
+mod jobdef;
 mod keys;
 mod metrics;
 mod ops;

@@ -15,6 +15,7 @@
 use crate::cancel;
 use crate::clock::now_us;
 use crate::gate::{self, Decision, Gate};
+use crate::jobdef;
 use crate::ops::{self, ErrorKind, OpContext};
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
@@ -177,7 +178,9 @@ impl Runner {
             id,
             target: "?".into(),
         };
-        let (job_key, state_key) = (keys::job(id), keys::state(id, &self.hostname));
+        // A broadcast is read from its hosts' copy, without the host list (jobdef.rs).
+        let form = jobdef::form_of(&self.names, &msg.subject);
+        let (job_key, state_key) = (jobdef::key(id, form), keys::state(id, &self.hostname));
         let cancel_key = keys::cancel(id);
         let bucket = self.names.bucket.as_str();
         // Job, this host's state and a cancel request in one round trip (a redelivery keeps the earlier
@@ -198,6 +201,10 @@ impl Runner {
         let (def, state) = match (def, state) {
             (Ok(def), Ok(state)) => (def, state),
             (Err(e), _) | (_, Err(e)) => return self.nats_failed(&job, msg, "reading the job", &e),
+        };
+        let def = match jobdef::resolve(&self.bus, bucket, id, form, def, self.started_us) {
+            Ok(def) => def,
+            Err(e) => return self.nats_failed(&job, msg, "reading the job", &e),
         };
         let Some(def) = def else {
             log::info!(
@@ -224,7 +231,7 @@ impl Runner {
             );
             return settle(&job, "ack", msg.ack());
         }
-        let def: JobDef = match serde_json::from_slice(&def.value) {
+        let (def, form) = match def {
             Ok(d) => d,
             Err(e) => {
                 let state = previous.unwrap_or_else(|| self.new_state());
@@ -236,7 +243,7 @@ impl Runner {
         job.target = def.target_hostname.clone();
         // Before anything else: the job's signature, its address, its deadline (gate.rs).
         let first_here = previous.is_none();
-        match gate::decide(&self.gate, &def, first_here, now_us()) {
+        match gate::decide(&self.gate, &def, form, first_here, now_us()) {
             Decision::Run => {}
             Decision::Skip(why) => {
                 log::warn!("job {id} target {} {why}: skipped", job.target);

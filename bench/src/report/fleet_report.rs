@@ -60,6 +60,37 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
             format!("{p} broadcast _all ({} runs)", f.broadcast.n),
             lat(&f.broadcast),
         ));
+        let c = &f.broadcast_cost;
+        rows.push((
+            format!("{p} one broadcast costs"),
+            format!(
+                "nats-server {:.0} msgs in, {:.0} out, {:.0} KB in, {:.0} KB out, CPU {:.1} ms; \
+                 API CPU {:.1} ms; per worker CPU {:.0} µs, {:.1} context switches",
+                c.in_msgs,
+                c.out_msgs,
+                c.in_bytes / 1e3,
+                c.out_bytes / 1e3,
+                c.nats_cpu_ms,
+                c.api_cpu_ms,
+                c.worker_cpu_us,
+                c.worker_switches
+            ),
+        ));
+        rows.push((
+            format!("{p} what a worker reads of a broadcast"),
+            format!(
+                "jobs.{{id}} {} bytes, run.{{id}} {} bytes",
+                c.job_record_bytes, c.run_record_bytes
+            ),
+        ));
+        let r = &f.read_cost;
+        rows.push((
+            format!("{p} parse + verify at {} hosts, one worker", r.hosts),
+            format!(
+                "whole jobs.{{id}} {:.0} µs ({} bytes), run.{{id}} {:.0} µs ({} bytes)",
+                r.whole_us, r.whole_bytes, r.run_us, r.run_bytes
+            ),
+        ));
         rows.push((
             format!("{p} _any throughput"),
             format!(
@@ -84,6 +115,18 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
     out
 }
 
+/// One broadcast's cost (fleet_cost.rs) for bench/results.json.
+fn cost_json(c: &crate::fleet_cost::BroadcastCost) -> Value {
+    json!({
+        "runs": c.runs, "nats_in_msgs": round3(c.in_msgs), "nats_out_msgs": round3(c.out_msgs),
+        "nats_in_bytes": round3(c.in_bytes), "nats_out_bytes": round3(c.out_bytes),
+        "nats_cpu_ms": round3(c.nats_cpu_ms), "api_cpu_ms": round3(c.api_cpu_ms),
+        "worker_cpu_us": round3(c.worker_cpu_us), "worker_switches": round3(c.worker_switches),
+        "job_record_bytes": c.job_record_bytes,
+        "run_record_bytes": c.run_record_bytes,
+    })
+}
+
 /// `fleet` for bench/results.json: the first server's headline figures at top level (the names the
 /// contract fixes), every server's in `servers`.
 pub fn fleet_json(fleet: &[FleetResult], a: &Args) -> Value {
@@ -96,6 +139,10 @@ pub fn fleet_json(fleet: &[FleetResult], a: &Args) -> Value {
                 "idle_s": round3(f.idle_s), "idle_nats_cpu_percent": round3(f.idle_nats_cpu_percent),
                 "idle_api_cpu_percent": round3(f.idle_api_cpu_percent), "nats_rss_mib": kib(f.nats_rss_kib),
                 "broadcast": f.broadcast.json(), "broadcast_p50_ms": round3(f.broadcast.p50),
+                "broadcast_cost": cost_json(&f.broadcast_cost),
+                "read_cost": {"hosts": f.read_cost.hosts, "whole_us": round3(f.read_cost.whole_us),
+                    "whole_bytes": f.read_cost.whole_bytes, "run_us": round3(f.read_cost.run_us),
+                    "run_bytes": f.read_cost.run_bytes},
                 "any_jobs_per_s": round3(f.any_jobs_per_s), "any_failed": f.any_failed,
                 "api_rss_mib": kib(f.api_rss_kib),
                 "workers_get": f.workers_get.json(), "workers_bytes": f.workers_bytes,

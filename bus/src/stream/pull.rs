@@ -125,6 +125,7 @@ impl Puller {
         let meta = AckMeta::parse(&reply)?;
         Some(JsMessage {
             bus: self.bus.clone(),
+            subject: msg.subject,
             data: msg.data,
             reply,
             delivered: meta.delivered,
@@ -135,6 +136,8 @@ impl Puller {
 /// A message from a pull consumer, acknowledged by hand.
 pub struct JsMessage {
     bus: Bus,
+    /// The subject it was published on (which target it went to).
+    pub subject: String,
     pub data: Vec<u8>,
     reply: String,
     /// 1 on first delivery.
