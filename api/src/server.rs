@@ -14,7 +14,8 @@ use crate::routes::{self, Authorized, Ctx, Query};
 use answer::record;
 use body::{read_body, BodyError};
 use handoff::Handoff;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use readers::Readers;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tiny_http::{Request, Server};
@@ -22,13 +23,15 @@ use tiny_http::{Request, Server};
 mod answer;
 mod body;
 mod handoff;
+mod readers;
 
 /// Threads answering requests; also bounds the requests in progress.
 pub const HANDLER_THREADS: usize = 32;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
-/// Threads reading request bodies (every body: the vendored tiny_http reads none itself), so a slow
-/// upload holds one of these, never a handler thread.
+/// Most threads reading request bodies at once (every body: the vendored tiny_http reads none itself),
+/// so a slow upload holds one of these, never a handler thread; started when a body waits and none is
+/// free, stopped after 10 s with nothing to do (`server/readers.rs`).
 pub const BODY_READERS: usize = 32;
 /// Longest time a whole body may take to arrive, counted from when its token passed (time in the body
 /// readers' queue included); past it the answer is 408. Every socket read of the body is bounded by the
@@ -107,26 +110,21 @@ pub fn serve(
     let server =
         Server::from_listener_with_sink(bound.listener, None, bound.max_connections, Some(sink))
             .map_err(|e| e.to_string())?;
-    let body_tx = Arc::new(Handoff::<Pending>::new(QUEUE_DEPTH));
     // Handlers and body readers send to each other: on shutdown the readers stop once their queue is
-    // empty, and the handlers once theirs is and every reader has stopped (none can send them more).
-    let readers_alive = Arc::new(AtomicUsize::new(BODY_READERS));
+    // empty, and the handlers once theirs is and no reader runs (none can send them more).
+    let readers = Readers::new(ctx.clone(), tx.clone(), shutdown.clone(), max_body_bytes);
     let mut handlers = Vec::with_capacity(HANDLER_THREADS);
     for n in 0..HANDLER_THREADS {
-        let (rx, ctx, body_tx) = (tx.clone(), ctx.clone(), body_tx.clone());
-        let (shutdown, readers_alive) = (shutdown.clone(), readers_alive.clone());
+        let (rx, ctx, readers) = (tx.clone(), ctx.clone(), readers.clone());
+        let shutdown = shutdown.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("http-{n}"))
             .spawn(move || {
                 let rx = rx.receiver();
                 loop {
                     match rx.recv_timeout(ACCEPT_POLL) {
-                        Some(pending) => handle(&ctx, &body_tx, pending, max_body_bytes),
-                        None if shutdown.load(Ordering::SeqCst)
-                            && readers_alive.load(Ordering::SeqCst) == 0 =>
-                        {
-                            break
-                        }
+                        Some(pending) => handle(&ctx, &readers, pending, max_body_bytes),
+                        None if shutdown.load(Ordering::SeqCst) && readers.alive() == 0 => break,
                         None => {}
                     }
                 }
@@ -134,31 +132,6 @@ pub fn serve(
         match spawned {
             Ok(h) => handlers.push(h),
             Err(e) => log::error!("cannot start handler thread {n}: {e}"),
-        }
-    }
-    let mut readers = Vec::with_capacity(BODY_READERS);
-    for n in 0..BODY_READERS {
-        let (body_rx, tx, ctx) = (body_tx.clone(), tx.clone(), ctx.clone());
-        let (shutdown, alive) = (shutdown.clone(), readers_alive.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("body-{n}"))
-            .spawn(move || {
-                let body_rx = body_rx.receiver();
-                loop {
-                    match body_rx.recv_timeout(ACCEPT_POLL) {
-                        Some(pending) => read_then_dispatch(&ctx, &tx, pending, max_body_bytes),
-                        None if shutdown.load(Ordering::SeqCst) => break,
-                        None => {}
-                    }
-                }
-                alive.fetch_sub(1, Ordering::SeqCst);
-            });
-        match spawned {
-            Ok(h) => readers.push(h),
-            Err(e) => {
-                readers_alive.fetch_sub(1, Ordering::SeqCst);
-                log::error!("cannot start body reader thread {n}: {e}");
-            }
         }
     }
     // Plain HTTP requests arrive through the sink; this loop watches the shutdown flag (and would take
@@ -178,7 +151,8 @@ pub fn serve(
             }
         }
     }
-    for h in readers.into_iter().chain(handlers) {
+    // The handlers stop after the body readers (which are not joined: they are started on demand).
+    for h in handlers {
         let _ = h.join();
     }
     outcome
@@ -257,7 +231,7 @@ fn dispatch(ctx: &Ctx, tx: &Handoff<Pending>, pending: Pending) {
 
 /// Handles one request: on its first visit the head decides (refused, routed at once, or sent to the
 /// body readers); back from them with its body, it is routed.
-fn handle(ctx: &Ctx, body_tx: &Handoff<Pending>, mut pending: Pending, max_body_bytes: usize) {
+fn handle(ctx: &Ctx, readers: &Arc<Readers>, mut pending: Pending, max_body_bytes: usize) {
     loop {
         match std::mem::replace(&mut pending.stage, Stage::Head) {
             Stage::Head => match admit(ctx, &mut pending, max_body_bytes) {
@@ -266,7 +240,7 @@ fn handle(ctx: &Ctx, body_tx: &Handoff<Pending>, mut pending: Pending, max_body_
             },
             Stage::Body(access) => {
                 pending.stage = Stage::Body(access);
-                if let Err(pending) = body_tx.try_send(pending) {
+                if let Some(pending) = readers.send(pending) {
                     let busy = ApiError::unavailable("too many uploads in progress; try again");
                     record(ctx, pending, Err(busy));
                 }

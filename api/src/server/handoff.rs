@@ -56,8 +56,9 @@ impl<T> Handoff<T> {
         }
     }
 
-    /// Queues `item`, or gives it back when `capacity` items are waiting.
-    pub fn try_send(&self, item: T) -> Result<(), T> {
+    /// Queues `item`, or gives it back when `capacity` items are waiting; `Ok(true)` when it woke a
+    /// sleeping receiver, `Ok(false)` when none slept (the item waits for a busy one).
+    pub fn try_send(&self, item: T) -> Result<bool, T> {
         let mut inner = self.lock();
         if inner.items.len() >= self.capacity {
             return Err(item);
@@ -65,10 +66,7 @@ impl<T> Handoff<T> {
         inner.items.push_back(item);
         let sleeper = inner.idle.pop();
         drop(inner);
-        if let Some(sleeper) = sleeper {
-            sleeper.notify_one();
-        }
-        Ok(())
+        Ok(sleeper.map(|s| s.notify_one()).is_some())
     }
 }
 
@@ -98,6 +96,20 @@ impl<T> Receiver<'_, T> {
     }
 }
 
+impl<T> Receiver<'_, T> {
+    /// Stops receiving if nothing is queued, calling `leaving` under the queue's lock (so a sender
+    /// that finds no sleeper sees what it did); false, and nothing done, when an item waits.
+    pub fn leave_if_empty(&self, leaving: impl FnOnce()) -> bool {
+        let mut inner = self.handoff.lock();
+        if !inner.items.is_empty() {
+            return false;
+        }
+        inner.idle.retain(|w| !Arc::ptr_eq(w, &self.wake));
+        leaving();
+        true
+    }
+}
+
 impl<T> Drop for Receiver<'_, T> {
     /// A thread that stops receiving is no sleeper to wake.
     fn drop(&mut self) {
@@ -121,8 +133,13 @@ mod tests {
         assert_eq!(q.try_send(3), Err(3));
         let rx = q.receiver();
         assert_eq!(rx.recv_timeout(Duration::ZERO), Some(1));
+        assert!(!rx.leave_if_empty(|| unreachable!("an item waits")));
         assert_eq!(rx.recv_timeout(Duration::ZERO), Some(2));
         assert_eq!(rx.recv_timeout(Duration::from_millis(10)), None);
+        let mut left = false;
+        assert!(rx.leave_if_empty(|| left = true));
+        assert!(left);
+        assert_eq!(q.try_send(4), Ok(false), "nobody sleeps after leaving");
     }
 
     #[test]
