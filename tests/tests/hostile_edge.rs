@@ -16,8 +16,9 @@ use osapi_tests::{
 
 /// The default `api.server.max_connections`.
 const MAX_CONNECTIONS: usize = 1024;
-/// Threads of the API besides its connection threads: 32 handlers, 32 body readers, the accept thread,
-/// the main thread, NATS client threads, the index watch, logging: measured ~75, bounded with margin.
+/// Threads of the API besides its connection threads: 32 handlers, up to 32 body readers (started on
+/// demand), the accept thread, the main thread, NATS client threads, the index watch, logging: measured
+/// ~75 when 32 body readers ran from the start, bounded with margin.
 const OTHER_THREADS_MAX: usize = 120;
 /// What an endless header may grow the API's memory by: it reads 8 KiB of the line at most.
 const RSS_GROWTH_MAX_KB: u64 = 16 * 1024;
