@@ -99,8 +99,11 @@ fn hosts_grace(cfg: &Config) -> osapi_common::status::Grace {
 }
 
 fn main() {
-    alloc::tune();
+    let tuned = alloc::tune();
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    if let Err(e) = tuned {
+        log::warn!("{e}");
+    }
     if let Err(e) = run() {
         eprintln!("osapi-api: {e}");
         std::process::exit(1);

@@ -7,26 +7,31 @@
 //! bounds on heads, connections and connection threads live in the vendored tiny_http
 //! (`vendor/tiny_http/PATCHES.md`).
 
-use crate::audit;
 use crate::auth::Verdict;
 use crate::error::ApiError;
-use crate::handlers::{Body, Reply};
+use crate::handlers::Reply;
 use crate::routes::{self, Authorized, Ctx, Query};
+use answer::record;
+use body::{read_body, BodyError};
 use handoff::Handoff;
-use std::io::ErrorKind;
-use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use readers::Readers;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
-use tiny_http::{Header, Request, Response, Server};
+use tiny_http::{Request, Server};
 
+mod answer;
+mod body;
 mod handoff;
+mod readers;
 
 /// Threads answering requests; also bounds the requests in progress.
 pub const HANDLER_THREADS: usize = 32;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
-/// Threads reading request bodies (every body: the vendored tiny_http reads none itself), so a slow
-/// upload holds one of these, never a handler thread.
+/// Most threads reading request bodies at once (every body: the vendored tiny_http reads none itself),
+/// so a slow upload holds one of these, never a handler thread; started when a body waits and none is
+/// free, stopped after 10 s with nothing to do (`server/readers.rs`).
 pub const BODY_READERS: usize = 32;
 /// Longest time a whole body may take to arrive, counted from when its token passed (time in the body
 /// readers' queue included); past it the answer is 408. Every socket read of the body is bounded by the
@@ -105,54 +110,28 @@ pub fn serve(
     let server =
         Server::from_listener_with_sink(bound.listener, None, bound.max_connections, Some(sink))
             .map_err(|e| e.to_string())?;
-    let body_tx = Arc::new(Handoff::<Pending>::new(QUEUE_DEPTH));
     // Handlers and body readers send to each other: on shutdown the readers stop once their queue is
-    // empty, and the handlers once theirs is and every reader has stopped (none can send them more).
-    let readers_alive = Arc::new(AtomicUsize::new(BODY_READERS));
+    // empty, and the handlers once theirs is and no reader runs (none can send them more).
+    let readers = Readers::new(ctx.clone(), tx.clone(), shutdown.clone(), max_body_bytes);
     let mut handlers = Vec::with_capacity(HANDLER_THREADS);
     for n in 0..HANDLER_THREADS {
-        let (rx, ctx, body_tx) = (tx.clone(), ctx.clone(), body_tx.clone());
-        let (shutdown, readers_alive) = (shutdown.clone(), readers_alive.clone());
+        let (rx, ctx, readers) = (tx.clone(), ctx.clone(), readers.clone());
+        let shutdown = shutdown.clone();
         let spawned = std::thread::Builder::new()
             .name(format!("http-{n}"))
-            .spawn(move || loop {
-                match rx.recv_timeout(ACCEPT_POLL) {
-                    Some(pending) => handle(&ctx, &body_tx, pending, max_body_bytes),
-                    None if shutdown.load(Ordering::SeqCst)
-                        && readers_alive.load(Ordering::SeqCst) == 0 =>
-                    {
-                        break
+            .spawn(move || {
+                let rx = rx.receiver();
+                loop {
+                    match rx.recv_timeout(ACCEPT_POLL) {
+                        Some(pending) => handle(&ctx, &readers, pending, max_body_bytes),
+                        None if shutdown.load(Ordering::SeqCst) && readers.alive() == 0 => break,
+                        None => {}
                     }
-                    None => {}
                 }
             });
         match spawned {
             Ok(h) => handlers.push(h),
             Err(e) => log::error!("cannot start handler thread {n}: {e}"),
-        }
-    }
-    let mut readers = Vec::with_capacity(BODY_READERS);
-    for n in 0..BODY_READERS {
-        let (body_rx, tx, ctx) = (body_tx.clone(), tx.clone(), ctx.clone());
-        let (shutdown, alive) = (shutdown.clone(), readers_alive.clone());
-        let spawned = std::thread::Builder::new()
-            .name(format!("body-{n}"))
-            .spawn(move || {
-                loop {
-                    match body_rx.recv_timeout(ACCEPT_POLL) {
-                        Some(pending) => read_then_dispatch(&ctx, &tx, pending, max_body_bytes),
-                        None if shutdown.load(Ordering::SeqCst) => break,
-                        None => {}
-                    }
-                }
-                alive.fetch_sub(1, Ordering::SeqCst);
-            });
-        match spawned {
-            Ok(h) => readers.push(h),
-            Err(e) => {
-                readers_alive.fetch_sub(1, Ordering::SeqCst);
-                log::error!("cannot start body reader thread {n}: {e}");
-            }
         }
     }
     // Plain HTTP requests arrive through the sink; this loop watches the shutdown flag (and would take
@@ -172,7 +151,8 @@ pub fn serve(
             }
         }
     }
-    for h in readers.into_iter().chain(handlers) {
+    // The handlers stop after the body readers (which are not joined: they are started on demand).
+    for h in handlers {
         let _ = h.join();
     }
     outcome
@@ -205,13 +185,13 @@ fn read_then_dispatch(
 }
 
 /// A request on its way through the server, with what is known of it so far.
-struct Pending {
-    req: Request,
+pub(super) struct Pending {
+    pub(super) req: Request,
     /// When its head arrived: the duration the audit trail and the metrics give covers the queues and
     /// the body too.
-    started: Instant,
+    pub(super) started: Instant,
     /// The one verification of its token (`None` until a handler has checked the head).
-    verdict: Option<Verdict>,
+    pub(super) verdict: Option<Verdict>,
     stage: Stage,
     /// The body read so far, and when all of it must have arrived.
     body: Vec<u8>,
@@ -251,7 +231,7 @@ fn dispatch(ctx: &Ctx, tx: &Handoff<Pending>, pending: Pending) {
 
 /// Handles one request: on its first visit the head decides (refused, routed at once, or sent to the
 /// body readers); back from them with its body, it is routed.
-fn handle(ctx: &Ctx, body_tx: &Handoff<Pending>, mut pending: Pending, max_body_bytes: usize) {
+fn handle(ctx: &Ctx, readers: &Arc<Readers>, mut pending: Pending, max_body_bytes: usize) {
     loop {
         match std::mem::replace(&mut pending.stage, Stage::Head) {
             Stage::Head => match admit(ctx, &mut pending, max_body_bytes) {
@@ -260,7 +240,7 @@ fn handle(ctx: &Ctx, body_tx: &Handoff<Pending>, mut pending: Pending, max_body_
             },
             Stage::Body(access) => {
                 pending.stage = Stage::Body(access);
-                if let Err(pending) = body_tx.try_send(pending) {
+                if let Some(pending) = readers.send(pending) {
                     let busy = ApiError::unavailable("too many uploads in progress; try again");
                     record(ctx, pending, Err(busy));
                 }
@@ -336,132 +316,10 @@ fn route(ctx: &Ctx, req: &Request, access: &Authorized, body: &[u8]) -> Result<R
     outcome
 }
 
-/// The one way every request is answered: counted in the metrics, answered, then put on the audit
-/// trail when it is one the trail keeps (`audit.rs`): after the answer, so the trail never slows a
-/// client down.
-fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiError>) {
-    let method = pending.req.method().as_str().to_string();
-    let url = pending.req.url().to_string();
-    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
-    let code = match &outcome {
-        Ok(reply) => reply.status,
-        Err(e) => e.status,
-    };
-    crate::metrics::observe_http(
-        &method,
-        routes::template(&method, path),
-        code,
-        pending.started.elapsed(),
-    );
-    let seen = audit::Seen {
-        method: &method,
-        path,
-        caller: pending.verdict.as_ref().and_then(Verdict::caller),
-        source: pending.req.remote_addr().copied(),
-        started: pending.started,
-    };
-    let entry = audit::entry(ctx, &seen, &outcome);
-    respond(pending.req, outcome);
-    if let Some(entry) = entry {
-        ctx.audit.append(&entry);
-    }
-}
-
-/// Why a body was not read whole.
-enum BodyError {
-    /// `until` passed first.
-    Late,
-    /// Over the cap, or the connection failed.
-    Refused(ApiError),
-}
-
-impl BodyError {
-    /// The answer, once the body's whole deadline ([`BODY_DEADLINE`]) has passed.
-    fn into_error(self) -> ApiError {
-        match self {
-            BodyError::Late => ApiError {
-                status: 408,
-                error: format!(
-                    "request body did not arrive within {} s",
-                    BODY_DEADLINE.as_secs()
-                ),
-                details: "send the whole body at once, after the head".to_string(),
-                header: None,
-            },
-            BodyError::Refused(e) => e,
-        }
-    }
-}
-
-/// Reads the rest of the body into `body`, refused past the cap, and late past `until`: every socket
-/// read of the body waits at most until then (the vendored tiny_http shortens the read timeout to the
-/// time left), so `until` is a real bound. A late read consumes nothing, so reading can go on later.
-fn read_body(
-    req: &mut Request,
-    body: &mut Vec<u8>,
-    max: usize,
-    until: Instant,
-) -> Result<(), BodyError> {
-    if req.body_length().is_some_and(|n| n > max) {
-        return Err(BodyError::Refused(ApiError::too_large(max)));
-    }
-    req.set_body_deadline(until);
-    let mut chunk = [0_u8; 16 * 1024];
-    let reader = req.as_reader();
-    loop {
-        let n = match reader.read(&mut chunk) {
-            Ok(n) => n,
-            Err(e) if matches!(e.kind(), ErrorKind::TimedOut | ErrorKind::WouldBlock) => {
-                return Err(BodyError::Late)
-            }
-            Err(e) => {
-                return Err(BodyError::Refused(ApiError::bad_request(format!(
-                    "cannot read request body: {e}"
-                ))))
-            }
-        };
-        if n == 0 {
-            return Ok(());
-        }
-        body.extend_from_slice(&chunk[..n]);
-        if body.len() > max {
-            return Err(BodyError::Refused(ApiError::too_large(max)));
-        }
-    }
-}
-
 /// A request header's value.
-fn header_value<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
+pub(super) fn header_value<'r>(req: &'r Request, name: &'static str) -> Option<&'r str> {
     req.headers()
         .iter()
         .find(|h| h.field.equiv(name))
         .map(|h| h.value.as_str())
-}
-
-fn header(name: &str, value: &str) -> Option<Header> {
-    Header::from_bytes(name.as_bytes(), value.as_bytes()).ok()
-}
-
-/// The one place that answers a request.
-fn respond(req: Request, outcome: Result<Reply, ApiError>) {
-    let (status, body, extra) = match outcome {
-        Ok(reply) => (reply.status, reply.body, None),
-        Err(e) => (e.status, Body::Json(e.body()), e.header),
-    };
-    let (bytes, content_type) = match body {
-        Body::None => (Vec::new(), None),
-        Body::Json(v) => (v.to_string().into_bytes(), Some("application/json")),
-        Body::JsonBytes(bytes) => (bytes, Some("application/json")),
-        Body::Text(text, ct) => (text.as_bytes().to_vec(), Some(ct)),
-    };
-    let mut response = Response::from_data(bytes).with_status_code(status);
-    if let Some(h) = content_type.and_then(|ct| header("Content-Type", ct)) {
-        response.add_header(h);
-    }
-    if let Some(h) = extra.and_then(|(name, value)| header(name, value)) {
-        response.add_header(h);
-    }
-    if let Err(e) = req.respond(response) {
-        log::debug!("client went away before the answer: {e}");
-    }
 }
