@@ -5,8 +5,10 @@
 //! while the server is down, and its JetStream helpers hide settings we need. So this crate speaks the
 //! JetStream API (JSON over core NATS requests) itself, on top of three primitives:
 //! - one wildcard reply subscription and a table of waiting callers ([`Bus::request`]), so a request
-//!   costs one publish and no SUB/UNSUB;
-//! - a flusher thread that pushes buffered publishes out at once instead of after 5 ms;
+//!   costs one publish and no SUB/UNSUB; the connection's reading thread hands each reply to its
+//!   caller itself (vendor/nats, osapi patch 2: no router thread in between);
+//! - every publish written out at once by the publishing thread (vendor/nats, osapi patch 1: no
+//!   PING/PONG, no flusher thread), instead of after the crate's 5 ms;
 //! - a connection-state flag fed by the crate's callbacks, so every call fails fast with
 //!   [`BusError::Unavailable`] while NATS is unreachable, and every wait has a deadline.
 //!
@@ -16,6 +18,7 @@
 mod direct;
 mod error;
 mod identity;
+mod inbox;
 mod info;
 mod kv;
 mod seqlog;
@@ -74,8 +77,9 @@ struct Inner {
     /// `ConnectOptions::inbox_prefix`, for [`Bus::new_inbox`].
     inbox_prefix: String,
     next_token: AtomicU64,
-    waiting: Mutex<HashMap<u64, Sender<Message>>>,
-    flush_kick: Sender<()>,
+    waiting: Arc<Waiting>,
+    /// The reply subscription: dropping it would end the replies.
+    _replies: nats::Subscription,
     request_timeout: Duration,
     /// `nats.url`, for [`Bus::server_version`].
     url: String,
@@ -143,10 +147,13 @@ impl Bus {
         connected.store(true, Ordering::SeqCst);
 
         let reply_prefix = inbox_in(&opts.inbox_prefix, &nc);
+        let waiting = Arc::new(Waiting::default());
         let replies = nc
-            .subscribe(&format!("{reply_prefix}.*"))
+            .subscribe_inline(&format!("{reply_prefix}.*"), {
+                let waiting = waiting.clone();
+                move |msg| waiting.deliver(msg)
+            })
             .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
-        let (flush_kick, flush_rx) = bounded(1);
         let inner = Arc::new(Inner {
             nc,
             connected,
@@ -154,22 +161,12 @@ impl Bus {
             reply_prefix,
             inbox_prefix: opts.inbox_prefix.clone(),
             next_token: AtomicU64::new(1),
-            waiting: Mutex::new(HashMap::new()),
-            flush_kick,
+            waiting,
+            _replies: replies,
             request_timeout: opts.request_timeout,
             url: opts.url.clone(),
             direct: Default::default(),
         });
-        spawn_named("nats-replies", {
-            let inner = Arc::downgrade(&inner);
-            move || route_replies(replies, inner)
-        })?;
-        spawn_named("nats-flusher", {
-            let nc = inner.nc.clone();
-            let connected = inner.connected.clone();
-            let timeout = opts.request_timeout;
-            move || flusher(nc, connected, flush_rx, timeout)
-        })?;
         Ok(Bus { inner })
     }
 
@@ -227,10 +224,17 @@ impl Bus {
         }
     }
 
-    /// Sends buffered publishes now rather than after the crate's 5 ms delay.
+    /// Sends buffered publishes now rather than after the crate's 5 ms delay: a socket write on this
+    /// thread, bounded by the request timeout. A failed write drops the connection (the crate
+    /// reconnects; the callbacks mark it down meanwhile), so the caller's wait for an answer ends in
+    /// its timeout or the next call fails fast.
     pub(crate) fn kick_flush(&self) {
-        // A full channel means a flush is already due and will carry this publish too.
-        let _ = self.inner.flush_kick.try_send(());
+        if !self.is_connected() {
+            return;
+        }
+        if let Err(e) = self.nc().flush_buffered(self.inner.request_timeout) {
+            log::debug!("flush: {e}");
+        }
     }
 
     /// Publishes without waiting for an answer (acks to JetStream), flushed at once.
@@ -316,10 +320,7 @@ impl Bus {
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
-        self.inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.waiting.lock()
     }
 
     /// A JetStream API call: `$JS.API.{suffix}` with a JSON body; JetStream errors become [`BusError::Api`].
@@ -351,48 +352,29 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     Ok(v)
 }
 
-fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), BusError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map(|_| ())
-        .map_err(|e| BusError::Unavailable(format!("spawn {name}: {e}")))
-}
+/// The callers waiting for a reply, by token.
+#[derive(Default)]
+struct Waiting(Mutex<HashMap<u64, Sender<Message>>>);
 
-/// Hands each reply to the caller waiting on its token; replies nobody waits for (timed out) are dropped.
-fn route_replies(replies: nats::Subscription, inner: std::sync::Weak<Inner>) {
-    for msg in replies.iter() {
-        let Some(inner) = inner.upgrade() else { return };
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands a reply to the caller waiting on its token, on the connection's reading thread (quick,
+    /// never blocks: each slot holds one answer); replies nobody waits for (timed out) are dropped.
+    fn deliver(&self, msg: Message) {
         let token = msg
             .subject
             .rsplit('.')
             .next()
             .and_then(|t| t.parse::<u64>().ok());
-        let Some(token) = token else { continue };
-        let waiter = inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token);
+        let Some(token) = token else { return };
+        let waiter = self.lock().remove(&token);
         if let Some(tx) = waiter {
             let _ = tx.try_send(msg);
-        }
-    }
-}
-
-/// Flushes on demand. A flush is a PING/PONG round trip that also writes out whatever is buffered;
-/// kicks that arrive meanwhile coalesce into one more flush.
-fn flusher(
-    nc: nats::Connection,
-    connected: Arc<AtomicBool>,
-    kicks: Receiver<()>,
-    timeout: Duration,
-) {
-    while kicks.recv().is_ok() {
-        if connected.load(Ordering::SeqCst) {
-            if let Err(e) = nc.flush_timeout(timeout) {
-                log::debug!("flush: {e}");
-            }
         }
     }
 }
