@@ -80,6 +80,10 @@ struct Inner {
     waiting: Arc<Waiting>,
     /// The reply subscription: dropping it would end the replies.
     _replies: nats::Subscription,
+    /// A thread is writing buffered publishes out ([`Bus::kick_flush`]).
+    flushing: AtomicBool,
+    /// Publishes were buffered since that write began.
+    flush_again: AtomicBool,
     request_timeout: Duration,
     /// `nats.url`, for [`Bus::server_version`].
     url: String,
@@ -163,6 +167,8 @@ impl Bus {
             next_token: AtomicU64::new(1),
             waiting,
             _replies: replies,
+            flushing: AtomicBool::new(false),
+            flush_again: AtomicBool::new(false),
             request_timeout: opts.request_timeout,
             url: opts.url.clone(),
             direct: Default::default(),
@@ -228,12 +234,26 @@ impl Bus {
     /// thread, bounded by the request timeout. A failed write drops the connection (the crate
     /// reconnects; the callbacks mark it down meanwhile), so the caller's wait for an answer ends in
     /// its timeout or the next call fails fast.
+    ///
+    /// Combined: while one thread writes, others only leave word (`flush_again`) and go on; the writer
+    /// writes once more for them before it stops. Under load one write then carries many publishes,
+    /// as the flusher thread's did, and the callers do not queue for the connection's lock.
     pub(crate) fn kick_flush(&self) {
         if !self.is_connected() {
             return;
         }
-        if let Err(e) = self.nc().flush_buffered(self.inner.request_timeout) {
-            log::debug!("flush: {e}");
+        let (flushing, again) = (&self.inner.flushing, &self.inner.flush_again);
+        // Word first, then the claim: a writer that stops after our claim failed still sees the word.
+        again.store(true, Ordering::SeqCst);
+        while !flushing.swap(true, Ordering::SeqCst) {
+            again.store(false, Ordering::SeqCst);
+            if let Err(e) = self.nc().flush_buffered(self.inner.request_timeout) {
+                log::debug!("flush: {e}");
+            }
+            flushing.store(false, Ordering::SeqCst);
+            if !again.load(Ordering::SeqCst) {
+                return;
+            }
         }
     }
 
