@@ -5,8 +5,10 @@
 //! while the server is down, and its JetStream helpers hide settings we need. So this crate speaks the
 //! JetStream API (JSON over core NATS requests) itself, on top of three primitives:
 //! - one wildcard reply subscription and a table of waiting callers ([`Bus::request`]), so a request
-//!   costs one publish and no SUB/UNSUB;
-//! - a flusher thread that pushes buffered publishes out at once instead of after 5 ms;
+//!   costs one publish and no SUB/UNSUB; the connection's reading thread hands each reply to its
+//!   caller itself (vendor/nats, osapi patch 2: no router thread in between);
+//! - every publish written out at once by the publishing thread (vendor/nats, osapi patch 1: no
+//!   PING/PONG, no flusher thread), instead of after the crate's 5 ms;
 //! - a connection-state flag fed by the crate's callbacks, so every call fails fast with
 //!   [`BusError::Unavailable`] while NATS is unreachable, and every wait has a deadline.
 //!
@@ -16,6 +18,7 @@
 mod direct;
 mod error;
 mod identity;
+mod inbox;
 mod info;
 mod kv;
 mod request;
@@ -33,11 +36,8 @@ pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 pub use subscribe::Subscription;
 
-use std::collections::HashMap;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-// std's channels, not crossbeam's (why: request.rs).
-use std::sync::mpsc::{sync_channel as bounded, SyncSender as Sender};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
 /// A raw NATS message as received (re-exported so callers need not name the deprecated crate).
@@ -71,8 +71,13 @@ struct Inner {
     /// `ConnectOptions::inbox_prefix`, for [`Bus::new_inbox`].
     inbox_prefix: String,
     next_token: AtomicU64,
-    waiting: Mutex<HashMap<u64, Sender<Message>>>,
-    flush_kick: Sender<()>,
+    waiting: Arc<request::Waiting>,
+    /// The reply subscription: dropping it would end the replies.
+    _replies: nats::Subscription,
+    /// A thread is writing buffered publishes out ([`Bus::kick_flush`]).
+    flushing: AtomicBool,
+    /// Publishes were buffered since that write began.
+    flush_again: AtomicBool,
     request_timeout: Duration,
     /// `nats.url`, for [`Bus::server_version`].
     url: String,
@@ -108,7 +113,7 @@ pub struct Bus {
 
 impl Bus {
     /// Connects once (failing after the crate's own connect attempt, ~1 s on a closed port) and sets up
-    /// unlimited reconnects, the reply table and the flusher.
+    /// unlimited reconnects and the reply table.
     pub fn connect(opts: &ConnectOptions) -> Result<Bus, BusError> {
         check_inbox_prefix(&opts.inbox_prefix)?;
         let connected = Arc::new(AtomicBool::new(false));
@@ -140,10 +145,13 @@ impl Bus {
         connected.store(true, Ordering::SeqCst);
 
         let reply_prefix = inbox_in(&opts.inbox_prefix, &nc);
+        let waiting = Arc::new(request::Waiting::default());
         let replies = nc
-            .subscribe(&format!("{reply_prefix}.*"))
+            .subscribe_inline(&format!("{reply_prefix}.*"), {
+                let waiting = waiting.clone();
+                move |msg| waiting.deliver(msg)
+            })
             .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
-        let (flush_kick, flush_rx) = bounded(1);
         let inner = Arc::new(Inner {
             nc,
             connected,
@@ -151,22 +159,14 @@ impl Bus {
             reply_prefix,
             inbox_prefix: opts.inbox_prefix.clone(),
             next_token: AtomicU64::new(1),
-            waiting: Mutex::new(HashMap::new()),
-            flush_kick,
+            waiting,
+            _replies: replies,
+            flushing: AtomicBool::new(false),
+            flush_again: AtomicBool::new(false),
             request_timeout: opts.request_timeout,
             url: opts.url.clone(),
             direct: Default::default(),
         });
-        spawn_named("nats-replies", {
-            let inner = Arc::downgrade(&inner);
-            move || request::route_replies(replies, inner)
-        })?;
-        spawn_named("nats-flusher", {
-            let nc = inner.nc.clone();
-            let connected = inner.connected.clone();
-            let timeout = opts.request_timeout;
-            move || request::flusher(nc, connected, flush_rx, timeout)
-        })?;
         Ok(Bus { inner })
     }
 
@@ -223,14 +223,6 @@ impl Bus {
             Err(BusError::Unavailable("not connected".into()))
         }
     }
-}
-
-fn spawn_named(name: &str, f: impl FnOnce() + Send + 'static) -> Result<(), BusError> {
-    std::thread::Builder::new()
-        .name(name.into())
-        .spawn(f)
-        .map(|_| ())
-        .map_err(|e| BusError::Unavailable(format!("spawn {name}: {e}")))
 }
 
 /// How long the crate sleeps before connection attempt number `attempts` (0 = the very first; the crate never

@@ -1,25 +1,47 @@
 //! Requests and their answers: one wildcard reply subscription and a table of waiting callers, so a
-//! request costs one publish and no SUB/UNSUB, and a flusher thread that sends publishes at once.
+//! request costs one publish and no SUB/UNSUB; replies handed over on the connection's reading thread,
+//! and publishes written out at once by the thread that made them.
 
-use crate::{Bus, BusError, Inner, Message};
+use crate::{Bus, BusError, Message};
 use nats::header::HeaderMap;
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::Ordering;
 // std's channels, not crossbeam's: a crossbeam receiver about to block first calls `sched_yield` a few
 // times, and on a busy host each of those is a context switch (a quarter of the API's CPU under load
 // went there); std's spins briefly and then sleeps on a futex.
 use std::sync::mpsc::{sync_channel as bounded, Receiver, SyncSender as Sender};
-use std::sync::Arc;
+use std::sync::Mutex;
 use std::time::Duration;
 
 /// Most requests one [`Bus::request_many`] call sends at once.
 pub const BATCH_MAX: usize = 256;
 
 impl Bus {
-    /// Sends buffered publishes now rather than after the crate's 5 ms delay.
+    /// Sends buffered publishes now rather than after the crate's 5 ms delay: a socket write on this
+    /// thread, bounded by the request timeout. A failed write drops the connection (the crate
+    /// reconnects; the callbacks mark it down meanwhile), so the caller's wait for an answer ends in
+    /// its timeout or the next call fails fast.
+    ///
+    /// Combined: while one thread writes, others only leave word (`flush_again`) and go on; the writer
+    /// writes once more for them before it stops. Under load one write then carries many publishes,
+    /// as the flusher thread's did, and the callers do not queue for the connection's lock.
     pub(crate) fn kick_flush(&self) {
-        // A full channel means a flush is already due and will carry this publish too.
-        let _ = self.inner.flush_kick.try_send(());
+        if !self.is_connected() {
+            return;
+        }
+        let (flushing, again) = (&self.inner.flushing, &self.inner.flush_again);
+        // Word first, then the claim: a writer that stops after our claim failed still sees the word.
+        again.store(true, Ordering::SeqCst);
+        while !flushing.swap(true, Ordering::SeqCst) {
+            again.store(false, Ordering::SeqCst);
+            if let Err(e) = self.nc().flush_buffered(self.inner.request_timeout) {
+                log::debug!("flush: {e}");
+            }
+            flushing.store(false, Ordering::SeqCst);
+            if !again.load(Ordering::SeqCst) {
+                return;
+            }
+        }
     }
 
     /// Publishes without waiting for an answer (acks to JetStream), flushed at once.
@@ -105,10 +127,7 @@ impl Bus {
     }
 
     fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
-        self.inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.inner.waiting.lock()
     }
 
     /// A JetStream API call: `$JS.API.{suffix}` with a JSON body; JetStream errors become [`BusError::Api`].
@@ -140,40 +159,29 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     Ok(v)
 }
 
-/// Hands each reply to the caller waiting on its token; replies nobody waits for (timed out) are dropped.
-pub(crate) fn route_replies(replies: nats::Subscription, inner: std::sync::Weak<Inner>) {
-    for msg in replies.iter() {
-        let Some(inner) = inner.upgrade() else { return };
+/// The callers waiting for a reply, by token.
+#[derive(Default)]
+pub(crate) struct Waiting(Mutex<HashMap<u64, Sender<Message>>>);
+
+impl Waiting {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
+        self.0
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+
+    /// Hands a reply to the caller waiting on its token, on the connection's reading thread (quick,
+    /// never blocks: each slot holds one answer); replies nobody waits for (timed out) are dropped.
+    pub(crate) fn deliver(&self, msg: Message) {
         let token = msg
             .subject
             .rsplit('.')
             .next()
             .and_then(|t| t.parse::<u64>().ok());
-        let Some(token) = token else { continue };
-        let waiter = inner
-            .waiting
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .remove(&token);
+        let Some(token) = token else { return };
+        let waiter = self.lock().remove(&token);
         if let Some(tx) = waiter {
             let _ = tx.try_send(msg);
-        }
-    }
-}
-
-/// Flushes on demand. A flush is a PING/PONG round trip that also writes out whatever is buffered;
-/// kicks that arrive meanwhile coalesce into one more flush.
-pub(crate) fn flusher(
-    nc: nats::Connection,
-    connected: Arc<AtomicBool>,
-    kicks: Receiver<()>,
-    timeout: Duration,
-) {
-    while kicks.recv().is_ok() {
-        if connected.load(Ordering::SeqCst) {
-            if let Err(e) = nc.flush_timeout(timeout) {
-                log::debug!("flush: {e}");
-            }
         }
     }
 }

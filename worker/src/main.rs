@@ -10,6 +10,7 @@ mod conditions;
 mod consumers;
 mod drain;
 mod gate;
+mod handoff;
 mod heartbeat;
 mod jobdef;
 mod keys;
@@ -258,7 +259,7 @@ fn run(cfg: Config) -> Result<(), String> {
         .map_err(|e| format!("starting threads: {e}"))?;
     cancel::start_listener(bus.clone(), &names, cancels)
         .map_err(|e| format!("starting threads: {e}"))?;
-    let (jobs_tx, jobs_rx) = bounded(0);
+    let (jobs_tx, jobs_rx) = handoff::channel();
     let (done_tx, done_rx) = bounded::<()>(0);
     let spawn_err = |e: std::io::Error| format!("starting threads: {e}");
     let pool =

@@ -1,13 +1,14 @@
-//! The fixed pool: exactly `max_jobs` threads taking messages from the fetchers' rendezvous channel
-//! (`bounded(0)`: jobs wait in JetStream, not in RAM), the `running` count the heartbeat reports and the
+//! The fixed pool: exactly `max_jobs` threads taking messages from the fetchers' rendezvous hand-off
+//! (`handoff.rs`: jobs wait in JetStream, not in RAM), the `running` count the heartbeat reports and the
 //! shared `_any` fetcher waits on, and the in-flight registry a progress thread keeps alive with `+WPI`.
 //!
 //! Invariant: `running <= max_jobs` (one per pool thread); a thread counts itself before it looks at the
 //! shutdown flag, so once shutdown is triggered and `running` reads 0 no job will start.
 
+use crate::handoff::Take;
 use crate::run::Runner;
 use crate::shutdown::Shutdown;
-use crossbeam_channel::{Receiver, Sender};
+use crossbeam_channel::Sender;
 use osapi_bus::JsMessage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -159,11 +160,11 @@ impl Drop for Running<'_> {
     }
 }
 
-/// Starts `max_jobs` threads. Each ends when every fetcher has dropped its sender; each holds a clone of
+/// Starts `max_jobs` threads. Each ends when every fetcher has dropped its [`crate::handoff::Offer`]; each holds a clone of
 /// `done` so `main` sees the pool has drained when that channel disconnects.
 pub fn start(
     max_jobs: usize,
-    jobs: &Receiver<JsMessage>,
+    jobs: &Take<JsMessage>,
     runner: &Arc<Runner>,
     shutdown: &Arc<Shutdown>,
     done: &Sender<()>,
@@ -177,7 +178,7 @@ pub fn start(
             .name(format!("job-{i}"))
             .spawn(move || {
                 let _done = done;
-                for msg in jobs.iter() {
+                while let Some(msg) = jobs.recv() {
                     let mut running = Running::begin(&state);
                     if shutdown.is_triggered() {
                         // Not started: hand it straight back so another worker takes it.

@@ -1,15 +1,15 @@
 //! Where jobs come from: one fetcher thread per durable pull consumer of this worker (`consumers.rs` says
 //! which and creates them) that long-polls it and hands each message to the pool over the rendezvous
-//! channel.
+//! hand-off (`handoff.rs`).
 //!
 //! The shared `_any` fetcher pulls only while a pool thread is free, so a busy worker leaves `_any` jobs to
 //! idle ones; the others pull freely (those jobs are this host's alone). While a message waits for a free
 //! thread, its fetcher keeps its ack deadline alive with `+WPI`.
 
 use crate::consumers::{ensure_consumer, explain, Subscription};
+use crate::handoff::{NotTaken, Offer};
 use crate::pool::PoolState;
 use crate::shutdown::Shutdown;
-use crossbeam_channel::{SendTimeoutError, Sender};
 use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
@@ -39,7 +39,7 @@ pub struct Fetcher {
     pub names: Names,
     pub spec: ConsumerSpec,
     pub consumer: ConsumerConfig,
-    pub jobs: Sender<JsMessage>,
+    pub jobs: Offer<JsMessage>,
     /// Told when the consumer turns out to be gone and cannot be made again, and when it answers again.
     pub subscription: Arc<Subscription>,
     pub pool: Arc<PoolState>,
@@ -159,7 +159,7 @@ impl Fetcher {
                 .send_timeout(msg, HAND_OFF_SLICE.min(self.progress_every))
             {
                 Ok(()) => return offer.taken(),
-                Err(SendTimeoutError::Timeout(m)) => {
+                Err(NotTaken::Timeout(m)) => {
                     if last_progress.elapsed() >= self.progress_every {
                         if let Err(e) = m.in_progress() {
                             log::debug!("in-progress signal while waiting for a pool thread: {e}");
@@ -168,7 +168,7 @@ impl Fetcher {
                     }
                     msg = m;
                 }
-                Err(SendTimeoutError::Disconnected(m)) => {
+                Err(NotTaken::Disconnected(m)) => {
                     let _ = m.nak(Duration::ZERO);
                     return;
                 }

@@ -11,10 +11,7 @@ impl Bus {
     /// resuming), then every change.
     pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
         let inbox = self.new_inbox();
-        let sub = self
-            .nc()
-            .subscribe(&inbox)
-            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        let sub = self.inbox(&inbox)?;
         let mut config = json!({
             "deliver_subject": inbox,
             "ack_policy": "none",
@@ -86,7 +83,7 @@ pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
 
 /// A live watch on a bucket. Not `Clone`: one reader.
 pub struct KvWatch {
-    sub: nats::Subscription,
+    sub: crate::inbox::Inbox,
     stream: String,
     consumer: String,
     prefix_len: usize,

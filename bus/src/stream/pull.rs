@@ -10,10 +10,7 @@ impl Bus {
     /// A puller for one durable pull consumer.
     pub fn puller(&self, stream: &str, durable: &str) -> Result<Puller, BusError> {
         let inbox = self.new_inbox();
-        let sub = self
-            .nc()
-            .subscribe(&inbox)
-            .map_err(|e| BusError::Unavailable(format!("subscribe: {e}")))?;
+        let sub = self.inbox(&inbox)?;
         Ok(Puller {
             bus: self.clone(),
             next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
@@ -31,7 +28,7 @@ pub struct Puller {
     bus: Bus,
     next_subject: String,
     inbox: String,
-    sub: nats::Subscription,
+    sub: crate::inbox::Inbox,
 }
 
 impl Puller {

@@ -3,7 +3,9 @@
 //! worker's long job as lost (`common::status::Grace`). A job that ends sooner (almost all) writes only
 //! its final record, which carries the `acknowledged` and `started` events too: one KV write, one watch
 //! delivery to every API and one round trip less per job and host. One thread does this for the pool
-//! (a thread started and joined per job was a measurable share of the worker's CPU).
+//! (a thread started and joined per job was a measurable share of the worker's CPU), and a job entering
+//! wakes it only when the thread would otherwise sleep past the job's first record (waking it for
+//! every job was ~3% of a busy worker's CPU, plus a futex wake on the job's thread).
 //!
 //! Invariant: once a job's [`Guard`] has dropped, no `running` record of that job is written any more
 //! (the final state written after it stays the last): the drop waits for a write in flight.
@@ -30,36 +32,48 @@ impl Entry {
     }
 }
 
+/// What the lock guards: the running jobs, and until when the thread sleeps.
+#[derive(Default)]
+struct Entries {
+    jobs: HashMap<u64, Arc<Entry>>,
+    /// `Some` while the thread waits (set under the lock before it waits): until then. `None` while it
+    /// looks at the entries (a job entering meanwhile is seen by the `next` counter).
+    sleeping_until: Option<Instant>,
+}
+
 /// The jobs whose `running` record is kept fresh.
 #[derive(Default)]
 pub struct Fresh {
-    entries: Mutex<HashMap<u64, Arc<Entry>>>,
-    /// Woken when a job enters (its record may be due before the thread's next look).
+    entries: Mutex<Entries>,
+    /// Woken when a job enters whose record is due before the thread's wake-up.
     entered: Condvar,
     next: AtomicU64,
 }
 
 impl Fresh {
-    fn entries(&self) -> MutexGuard<'_, HashMap<u64, Arc<Entry>>> {
+    fn entries(&self) -> MutexGuard<'_, Entries> {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Job `id` starts running with `state` (`running`): its record is written [`FIRST_AFTER`] from now
     /// if it still runs, and kept fresh until the guard drops.
     pub fn enter(&self, id: &str, state: &HostState) -> Guard<'_> {
+        let due = Instant::now() + FIRST_AFTER;
         let entry = Arc::new(Entry {
             id: id.to_string(),
             state: state.clone(),
-            due: Mutex::new(Some(Instant::now() + FIRST_AFTER)),
+            due: Mutex::new(Some(due)),
         });
-        let slot = {
+        let (slot, wake) = {
             // Counted under the lock, so `run` can tell a job entered since its last look.
             let mut entries = self.entries();
             let slot = self.next.fetch_add(1, Ordering::SeqCst);
-            entries.insert(slot, entry.clone());
-            slot
+            entries.jobs.insert(slot, entry.clone());
+            (slot, entries.sleeping_until.is_some_and(|t| t > due))
         };
-        self.entered.notify_all();
+        if wake {
+            self.entered.notify_all();
+        }
         Guard {
             fresh: self,
             slot,
@@ -74,7 +88,7 @@ impl Fresh {
             let (entries, seen): (Vec<Arc<Entry>>, u64) = {
                 let entries = self.entries();
                 let seen = self.next.load(Ordering::SeqCst);
-                (entries.values().cloned().collect(), seen)
+                (entries.jobs.values().cloned().collect(), seen)
             };
             let now = Instant::now();
             let mut next: Option<Instant> = None;
@@ -91,17 +105,22 @@ impl Fresh {
                 };
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
-            let guard = self.entries();
+            let mut guard = self.entries();
             let wait = match next {
                 // A job entered since the look above: look again.
                 _ if self.next.load(Ordering::SeqCst) != seen => Duration::ZERO,
                 Some(at) => at.saturating_duration_since(Instant::now()),
                 // Nothing running: sleep until a job enters (the bound only guards against a lost wake-up).
-                None if guard.is_empty() => Duration::from_secs(3600),
+                None if guard.jobs.is_empty() => Duration::from_secs(3600),
                 None => Duration::ZERO,
             };
             if !wait.is_zero() {
-                let _ = self.entered.wait_timeout(guard, wait);
+                guard.sleeping_until = Some(Instant::now() + wait);
+                let mut guard = match self.entered.wait_timeout(guard, wait) {
+                    Ok((g, _)) => g,
+                    Err(p) => p.into_inner().0,
+                };
+                guard.sleeping_until = None;
             }
         }
     }
@@ -116,7 +135,7 @@ pub struct Guard<'a> {
 
 impl Drop for Guard<'_> {
     fn drop(&mut self) {
-        self.fresh.entries().remove(&self.slot);
+        self.fresh.entries().jobs.remove(&self.slot);
         *self.entry.due() = None;
     }
 }

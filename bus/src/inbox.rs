@@ -1,0 +1,60 @@
+//! A subscription whose messages the connection's reading thread puts straight into a std channel
+//! (vendor/nats, osapi patch 2), for the subscriptions a thread blocks on: pullers and KV watches.
+//!
+//! The crate queues each message on a crossbeam channel instead, and a crossbeam receiver about to
+//! block first calls `sched_yield` several times: on a busy host each of those is a context switch,
+//! paid by every fetcher and watch once per message. std's receiver spins briefly, then sleeps on a
+//! futex.
+
+use crate::{Bus, BusError, Message};
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Mutex, MutexGuard};
+use std::time::Duration;
+
+/// One subscription; unsubscribes when dropped (the reading thread then drops the sender, and a
+/// waiting reader sees the channel closed).
+pub(crate) struct Inbox {
+    _sub: nats::Subscription,
+    /// In a mutex only to be `Sync` like the crate's subscription: one thread reads an inbox.
+    rx: Mutex<Receiver<Message>>,
+}
+
+impl Inbox {
+    fn rx(&self) -> MutexGuard<'_, Receiver<Message>> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The next message within `wait`: `TimedOut` when none came, another error kind once the
+    /// subscription is gone (unsubscribed, connection closed), as the crate's `next_timeout`.
+    pub(crate) fn next_timeout(&self, wait: Duration) -> std::io::Result<Message> {
+        self.rx().recv_timeout(wait).map_err(|e| match e {
+            RecvTimeoutError::Timeout => {
+                std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
+            }
+            RecvTimeoutError::Disconnected => std::io::Error::other("unsubscribed"),
+        })
+    }
+
+    /// A message already here, if any.
+    pub(crate) fn try_next(&self) -> Option<Message> {
+        self.rx().try_recv().ok()
+    }
+}
+
+impl Bus {
+    /// Subscribes to `subject`, delivering into an [`Inbox`].
+    pub(crate) fn inbox(&self, subject: &str) -> Result<Inbox, BusError> {
+        let (tx, rx) = channel();
+        let sub = self
+            .nc()
+            .subscribe_inline(subject, move |msg| {
+                // The reader gone: it dropped the inbox, nobody wants the message.
+                let _ = tx.send(msg);
+            })
+            .map_err(|e| BusError::Unavailable(format!("subscribe {subject}: {e}")))?;
+        Ok(Inbox {
+            _sub: sub,
+            rx: Mutex::new(rx),
+        })
+    }
+}
