@@ -15,10 +15,11 @@ use osapi_tests::{
 
 /// The default `api.server.max_connections`.
 const MAX_CONNECTIONS: usize = 1024;
-/// Threads of the API besides its connection threads: 32 handlers, up to 32 body readers (started on demand), the accept thread,
-/// the main thread, NATS client threads, the index watch, logging: measured ~75; plus the threads of
-/// evicted connections that are still on their way out while their successors start (on a machine with a
-/// load of 30, 1,178 threads were seen once). Far below what 3,000 connections would take unbounded.
+/// Threads of the API besides its connection threads: 32 handlers, up to 32 body readers (started on
+/// demand), the accept thread, the main thread, NATS client threads, the index watch, logging: measured
+/// ~75 when 32 body readers ran from the start; plus the threads of evicted connections still on their
+/// way out while their successors start (on a machine with a load of 30, 1,178 threads were seen once).
+/// Far below what 3,000 connections would take unbounded.
 const OTHER_THREADS_MAX: usize = 250;
 
 /// Raises this process's soft descriptor limit to its hard limit (the API started after it inherits it).
