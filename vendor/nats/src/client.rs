@@ -351,7 +351,16 @@ impl Client {
         let res = match write.writer.as_mut() {
             None => return Ok(()),
             Some(writer) if writer.buffer().is_empty() => return Ok(()),
-            Some(writer) => {
+            Some(mut writer) => {
+                // TLS: a writer's TLS operation may read what arrived (a reply) off the socket into the
+                // session while the reading thread sleeps in poll(): it would not wake for it. A PING
+                // makes the server answer, and that PONG wakes it (upstream's flush always sent one).
+                // Its PONG completes a waiter that never waits, keeping the PING/PONG queue in step.
+                if writer.get_ref().is_tls() {
+                    proto::encode(&mut writer, ClientOp::Ping)?;
+                    let (pong, _) = channel::bounded(1);
+                    self.state.read.lock().pongs.push_back(pong);
+                }
                 writer.get_ref().set_write_timeout(Some(timeout))?;
                 let res = writer.flush();
                 writer.get_ref().set_write_timeout(None).ok();

@@ -409,6 +409,11 @@ impl NatsStream {
         Ok(NatsStream { flavor })
     }
 
+    /// osapi patch 1: whether this is a TLS stream (see `Client::flush_buffered`).
+    pub(crate) fn is_tls(&self) -> bool {
+        matches!(&*self.flavor, Flavor::Tls(_))
+    }
+
     pub(crate) fn set_write_timeout(&self, timeout: Option<Duration>) -> io::Result<()> {
         match &*self.flavor {
             Flavor::Tcp(tcp) => tcp.set_write_timeout(timeout),
@@ -515,6 +520,9 @@ fn tls_op<T: std::fmt::Debug>(
     }
 }
 
+/// osapi patch 3: the longest `tls_wait` sleeps before it looks at the session again.
+const TLS_WAIT_MS: i32 = 20;
+
 /// Waits until the TLS stream becomes ready.
 fn tls_wait(mut tls: MutexGuard<'_, TlsStream>) -> io::Result<()> {
     #[cfg(unix)]
@@ -555,8 +563,11 @@ fn tls_wait(mut tls: MutexGuard<'_, TlsStream>) -> io::Result<()> {
     drop(tls);
 
     // Wait until the TCP stream becomes ready.
+    // osapi patch 3: at most TLS_WAIT_MS. Another thread's TLS operation may have read what arrived off
+    // the socket into the session after this one looked; poll() would then sleep on an empty socket with
+    // a reply waiting in the session. Waking now and then bounds that stall (see PATCHES.md).
     #[allow(unsafe_code)]
-    while unsafe { poll(&mut pollfd, 1, -1) } == -1 {
+    while unsafe { poll(&mut pollfd, 1, TLS_WAIT_MS) } == -1 {
         let err = Error::last_os_error();
         if err.kind() != io::ErrorKind::Interrupted {
             return Err(err);
