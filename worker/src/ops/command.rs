@@ -72,8 +72,12 @@ pub fn run(program: &Path, args: &[String], limit: Duration) -> io::Result<Outpu
     let mut timed_out = false;
     let mut cancelled_at: Option<Instant> = None;
     let status = loop {
-        if let Some(status) = child.try_wait()? {
-            break status;
+        if exited(&child) {
+            // Whatever it left in its group (a child forked as the SIGTERM came, a background one)
+            // would hold our pipes open and the output readers with them: it goes too. The leader is
+            // not reaped yet, so the group id is still ours.
+            signal_group(&child, libc::SIGKILL);
+            break child.wait()?;
         }
         match cancelled_at {
             None if crate::cancel::requested() => {
@@ -113,6 +117,18 @@ fn signal_group(child: &Child, signal: libc::c_int) {
         unsafe {
             libc::kill(-pid, signal);
         }
+    }
+}
+
+/// Whether the child has exited, without reaping it (`waitid` with `WNOWAIT`): its pid, the group id,
+/// stays ours until [`Child::wait`].
+fn exited(child: &Child) -> bool {
+    let pid: libc::id_t = child.id();
+    // SAFETY: a zeroed siginfo_t is a valid out-parameter; waitid only writes into it.
+    unsafe {
+        let mut info: libc::siginfo_t = std::mem::zeroed();
+        let flags = libc::WEXITED | libc::WNOHANG | libc::WNOWAIT;
+        libc::waitid(libc::P_PID, pid, &mut info, flags) == 0 && info.si_pid() != 0
     }
 }
 
@@ -194,6 +210,22 @@ mod tests {
         registry.cancel("job-1");
         let out = runner.join().expect("runner").expect("run sh");
         (cancelled.elapsed(), out)
+    }
+
+    #[test]
+    fn what_a_program_leaves_running_in_its_group_does_not_hold_the_job() {
+        // The background sleep keeps stdout open; without the group's SIGKILL at the leader's exit the
+        // readers (and the job) would wait the whole 60 s for it.
+        let started = Instant::now();
+        let args = ["-c".to_string(), "sleep 60 & echo started".to_string()];
+        let out = run(&sh(), &args, Duration::from_secs(120)).expect("run sh");
+        assert_eq!(out.stdout, "started\n", "{out:?}");
+        assert_eq!(out.code, Some(0), "{out:?}");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "held by its background child: {:?}",
+            started.elapsed()
+        );
     }
 
     #[test]
