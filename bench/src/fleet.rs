@@ -40,6 +40,8 @@ pub struct FleetResult {
     pub idle_s: f64,
     pub idle_nats_cpu_percent: f64,
     pub idle_api_cpu_percent: f64,
+    /// Messages a second into and out of nats-server while the fleet rests (a single server's `/varz`).
+    pub idle_msgs_per_s: Option<[f64; 2]>,
     pub nats_rss_kib: Option<u64>,
     pub api_rss_kib: Option<u64>,
     pub broadcast: Summary,
@@ -256,9 +258,18 @@ fn measure(
     let cpu = |pid: u32| cpu_time(&pid.to_string()).unwrap_or_default();
     // A cluster's figures are its nodes' together.
     let nats_cpu = || nats_pids.iter().map(|p| cpu(*p)).sum::<Duration>();
+    let msgs = || {
+        monitor
+            .and_then(|m| m.read().ok())
+            .map(|c| [c.in_msgs, c.out_msgs])
+    };
+    let msgs_before = msgs();
     let (nats_before, api_before, t) = (nats_cpu(), cpu(api_pid), Instant::now());
     std::thread::sleep(a.fleet_idle);
     let idle = t.elapsed().as_secs_f64();
+    let idle_msgs_per_s = msgs_before
+        .zip(msgs())
+        .map(|(before, after)| [0, 1].map(|i| after[i].saturating_sub(before[i]) as f64 / idle));
     let percent = |after: Duration, before: Duration| {
         after.saturating_sub(before).as_secs_f64() * 100.0 / idle
     };
@@ -285,6 +296,7 @@ fn measure(
         idle_s: idle,
         idle_nats_cpu_percent,
         idle_api_cpu_percent,
+        idle_msgs_per_s,
         nats_rss_kib,
         api_rss_kib: any.rss_max_kib.get(&api_pid).copied(),
         broadcast,

@@ -50,10 +50,13 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
         rows.push((
             format!("{p} idle {:.0} s, CPU % of a core", f.idle_s),
             format!(
-                "nats-server {:.1}%, API {:.1}%; nats-server RSS {}",
+                "nats-server {:.1}%, API {:.1}%; nats-server RSS {}{}",
                 f.idle_nats_cpu_percent,
                 f.idle_api_cpu_percent,
-                fmt_mib(f.nats_rss_kib)
+                fmt_mib(f.nats_rss_kib),
+                f.idle_msgs_per_s.map_or(String::new(), |[i, o]| format!(
+                    "; {i:.0} msgs/s in, {o:.0} out"
+                ))
             ),
         ));
         rows.push((
@@ -137,7 +140,9 @@ pub fn fleet_json(fleet: &[FleetResult], a: &Args) -> Value {
             json!({
                 "server": f.server, "workers": f.workers, "join_s": round3(f.join_s), "consumers": f.consumers,
                 "idle_s": round3(f.idle_s), "idle_nats_cpu_percent": round3(f.idle_nats_cpu_percent),
-                "idle_api_cpu_percent": round3(f.idle_api_cpu_percent), "nats_rss_mib": kib(f.nats_rss_kib),
+                "idle_api_cpu_percent": round3(f.idle_api_cpu_percent),
+                "idle_msgs_per_s": f.idle_msgs_per_s.map(|[i, o]| json!({"in": round3(i), "out": round3(o)})),
+                "nats_rss_mib": kib(f.nats_rss_kib),
                 "broadcast": f.broadcast.json(), "broadcast_p50_ms": round3(f.broadcast.p50),
                 "broadcast_cost": cost_json(&f.broadcast_cost),
                 "read_cost": {"hosts": f.read_cost.hosts, "whole_us": round3(f.read_cost.whole_us),
