@@ -111,6 +111,11 @@ impl Target {
         }
     }
 
+    /// Whether a [`route`](Self::route) is a broadcast's (`_all`, a label): every matching host gets it.
+    pub fn is_broadcast_route(route: &str) -> bool {
+        route == "_all" || route.starts_with("label.")
+    }
+
     /// Whether a worker with this hostname and these labels receives the job.
     /// `_any` matches every worker (though only one of them runs it).
     pub fn matches(&self, hostname: &str, labels: &BTreeMap<String, String>) -> bool {
@@ -151,6 +156,18 @@ pub fn label_prefixes(value: &str) -> Vec<String> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_broadcast_route_is_the_route_of_a_broadcast_target() {
+        for t in ["_any", "_all", "web1", "group:web.dev", "env:prod"] {
+            let target: Target = t.parse().expect(t);
+            assert_eq!(
+                Target::is_broadcast_route(&target.route()),
+                target.is_broadcast(),
+                "{t}"
+            );
+        }
+    }
 
     #[test]
     fn parse_table() {

@@ -9,6 +9,7 @@
 use osapi_bus::{Bus, BusError, KvEntry};
 use osapi_common::job::JobDef;
 use osapi_common::names::{keys, Names};
+use osapi_common::target::Target;
 use osapi_common::trust::Form;
 
 /// A job read and parsed as the form it was read in, or why it cannot be read.
@@ -23,7 +24,7 @@ pub fn form_of(names: &Names, subject: &str) -> Form {
         .and_then(|rest| rest.split_once('.'))
         .map(|(_, route)| route);
     match route {
-        Some(r) if r == "_all" || r.starts_with("label.") => Form::Run,
+        Some(r) if Target::is_broadcast_route(r) => Form::Run,
         _ => Form::Whole,
     }
 }
