@@ -13,6 +13,9 @@ use std::sync::mpsc::{sync_channel as bounded, Receiver, SyncSender as Sender};
 use std::sync::Mutex;
 use std::time::Duration;
 
+/// Most writes one caller of [`Bus::kick_flush`] makes for itself and the others.
+const FLUSH_ROUNDS_MAX: usize = 8;
+
 /// Most requests one [`Bus::request_many`] call sends at once.
 pub const BATCH_MAX: usize = 256;
 
@@ -24,7 +27,9 @@ impl Bus {
     ///
     /// Combined: while one thread writes, others only leave word (`flush_again`) and go on; the writer
     /// writes once more for them before it stops. Under load one write then carries many publishes,
-    /// as the flusher thread's did, and the callers do not queue for the connection's lock.
+    /// as the flusher thread's did, and the callers do not queue for the connection's lock. At most
+    /// [`FLUSH_ROUNDS_MAX`] writes a caller, so a busy connection cannot keep one caller writing for
+    /// the others; what it leaves goes out with the crate's own flush thread within 5 ms.
     pub(crate) fn kick_flush(&self) {
         if !self.is_connected() {
             return;
@@ -32,7 +37,10 @@ impl Bus {
         let (flushing, again) = (&self.inner.flushing, &self.inner.flush_again);
         // Word first, then the claim: a writer that stops after our claim failed still sees the word.
         again.store(true, Ordering::SeqCst);
-        while !flushing.swap(true, Ordering::SeqCst) {
+        for _ in 0..FLUSH_ROUNDS_MAX {
+            if flushing.swap(true, Ordering::SeqCst) {
+                return; // another thread writes, and will see the word
+            }
             again.store(false, Ordering::SeqCst);
             if let Err(e) = self.nc().flush_buffered(self.inner.request_timeout) {
                 log::debug!("flush: {e}");
