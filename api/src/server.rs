@@ -16,7 +16,7 @@ use body::{read_body, BodyError};
 use handoff::Handoff;
 use readers::Readers;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tiny_http::{Request, Server};
 
@@ -25,7 +25,13 @@ mod body;
 mod handoff;
 mod readers;
 
-/// Threads answering requests; also bounds the requests in progress.
+/// Requests handled on the thread of the connection they came on, at once, without a hop to a
+/// handler thread (a thread switch costs the sender a wake-up and the handler a switch in and out: on
+/// a 2-core host that was a tenth of the API's CPU a job). Past this many at once, a request queues
+/// for the handler threads.
+pub const INLINE_MAX: usize = 32;
+/// Threads answering the requests queued past [`INLINE_MAX`] and those back from the body readers;
+/// with it, bounds the requests in progress (`INLINE_MAX + HANDLER_THREADS`).
 pub const HANDLER_THREADS: usize = 32;
 /// Requests accepted but not yet picked up; past this the API answers 503 at once.
 pub const QUEUE_DEPTH: usize = 256;
@@ -101,18 +107,26 @@ pub fn serve(
     shutdown: Arc<AtomicBool>,
 ) -> Result<(), String> {
     let tx = Arc::new(Handoff::<Pending>::new(QUEUE_DEPTH));
-    // Each connection thread queues its requests for the handlers itself (one thread hop, not two
-    // through an accept loop); full: 503 at once, from that thread.
+    // Handlers and body readers send to each other: on shutdown the readers stop once their queue is
+    // empty, and the handlers once theirs is and no reader runs (none can send them more).
+    let readers = Readers::new(ctx.clone(), tx.clone(), shutdown.clone(), max_body_bytes);
+    // Each connection thread handles its request itself while fewer than `INLINE_MAX` do (no thread
+    // hop at all), else queues it for the handlers (one hop); that queue full: 503 at once.
+    let inline = Arc::new(Inline::default());
     let sink: tiny_http::Sink = {
-        let (ctx, tx) = (ctx.clone(), tx.clone());
-        Arc::new(move |req| dispatch(&ctx, &tx, Pending::new(req)))
+        let (ctx, tx, readers) = (ctx.clone(), tx.clone(), readers.clone());
+        let (inline, shutdown) = (inline.clone(), shutdown.clone());
+        Arc::new(move |req| {
+            let pending = Pending::new(req);
+            match inline.enter(&shutdown) {
+                Some(_slot) => handle(&ctx, &readers, pending, max_body_bytes),
+                None => dispatch(&ctx, &tx, pending),
+            }
+        })
     };
     let server =
         Server::from_listener_with_sink(bound.listener, None, bound.max_connections, Some(sink))
             .map_err(|e| e.to_string())?;
-    // Handlers and body readers send to each other: on shutdown the readers stop once their queue is
-    // empty, and the handlers once theirs is and no reader runs (none can send them more).
-    let readers = Readers::new(ctx.clone(), tx.clone(), shutdown.clone(), max_body_bytes);
     let mut handlers = Vec::with_capacity(HANDLER_THREADS);
     for n in 0..HANDLER_THREADS {
         let (rx, ctx, readers) = (tx.clone(), ctx.clone(), readers.clone());
@@ -151,11 +165,59 @@ pub fn serve(
             }
         }
     }
-    // The handlers stop after the body readers (which are not joined: they are started on demand).
+    // The handlers stop after the body readers (which are not joined: they are started on demand);
+    // the requests running on connection threads are waited for too (the server, dropped after them,
+    // closes every connection).
     for h in handlers {
         let _ = h.join();
     }
+    inline.wait_idle();
     outcome
+}
+
+/// The requests running on their connection's own thread (see [`INLINE_MAX`]).
+#[derive(Default)]
+struct Inline {
+    running: Mutex<usize>,
+    idle: Condvar,
+}
+
+/// One request's place among [`INLINE_MAX`]; freed when dropped.
+struct InlineSlot<'a>(&'a Inline);
+
+impl Inline {
+    fn lock(&self) -> MutexGuard<'_, usize> {
+        self.running.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// A place for one more request on its connection thread: none while `INLINE_MAX` run, or once
+    /// the API is stopping (the request then goes to the handlers, which answer what they hold).
+    fn enter(&self, shutdown: &AtomicBool) -> Option<InlineSlot<'_>> {
+        let mut running = self.lock();
+        if *running >= INLINE_MAX || shutdown.load(Ordering::SeqCst) {
+            return None;
+        }
+        *running += 1;
+        Some(InlineSlot(self))
+    }
+
+    /// Returns once no request runs on a connection thread.
+    fn wait_idle(&self) {
+        let mut running = self.lock();
+        while *running > 0 {
+            running = self.idle.wait(running).unwrap_or_else(|p| p.into_inner());
+        }
+    }
+}
+
+impl Drop for InlineSlot<'_> {
+    fn drop(&mut self) {
+        let mut running = self.0.lock();
+        *running -= 1;
+        if *running == 0 {
+            self.0.idle.notify_all();
+        }
+    }
 }
 
 /// A body reader's work: read the admitted request's body within its deadline, then back to a handler.
