@@ -1,5 +1,6 @@
-//! HTTP serving on tiny_http, with the limits tiny_http lacks: a fixed set of handler threads,
-//! a bounded queue (503 when full), the token verified once from the head before any body byte is read
+//! HTTP serving on tiny_http, with the limits tiny_http lacks: a request runs on its connection's own
+//! thread while fewer than [`INLINE_MAX`] do, past that on a fixed set of handler threads through a
+//! bounded queue (503 when full), the token verified once from the head before any body byte is read
 //! (401/403 never read it, and until it passes the connection stays evictable at the connection cap), a
 //! body cap checked before reading (413), bodies read by separate threads within a real deadline (408;
 //! a slow upload never holds a handler), and exactly one path, [`record`], that counts, answers and

@@ -60,7 +60,12 @@ impl Attacker {
 
     /// Writes `def` as `jobs.{id}` (its `id` field) and publishes its id where its target's workers listen.
     pub fn forge(&self, def: &Value) -> Result<(), String> {
-        let id = def["id"].as_str().ok_or("a job needs an id")?;
+        self.forge_as(def["id"].as_str().ok_or("a job needs an id")?, def)
+    }
+
+    /// Writes `def` as `jobs.{id}` whatever its own `id` field says (a record copied under another
+    /// key), and publishes `id` where its target's workers listen.
+    pub fn forge_as(&self, id: &str, def: &Value) -> Result<(), String> {
         let bytes = serde_json::to_vec(def).map_err(|e| e.to_string())?;
         self.bus
             .kv_put(&self.names.bucket, &keys::job(id), &bytes)

@@ -1,15 +1,16 @@
 //! Clients that try to hurt the API with size and time: bodies over `max_body_bytes` (413 before the body is
-//! read), connections that stall half-way, and many `?wait=` requests at once. The API keeps answering
-//! everyone else promptly throughout.
+//! read), connections that stall half-way, many `?wait=` requests at once, and more requests held up by a
+//! frozen NATS than the API takes in. The API keeps answering everyone else promptly throughout.
 
 use std::io::{Read, Write};
 use std::net::TcpStream;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use osapi_tests::{admin_token, request_as, wait_until, Cluster};
+use osapi_tests::{admin_token, request_as, wait_until, Cluster, ExtraConfig, NatsServer, Options};
 
 /// The default `api.server.max_body_bytes`.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -291,4 +292,69 @@ fn the_api_keeps_accepting_after_a_quiet_spell() {
     });
     assert_eq!(resp.status, 200, "{}", resp.text);
     assert!(cluster.api.exited().is_none(), "the API is alive");
+}
+
+/// Requests the API holds at once: 32 on their connections' threads, 32 on the handler threads, 256
+/// queued for the handlers (`api/src/server.rs`).
+const API_HOLDS: usize = 32 + 32 + 256;
+/// Requests past that, each refused at once.
+const PAST_CAPACITY: usize = 40;
+
+/// Resumes a paused nats-server when dropped (a failed assertion must not leave it frozen).
+struct Paused<'a>(&'a NatsServer);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
+}
+
+#[test]
+fn requests_past_what_the_api_holds_are_refused_at_once_and_the_rest_answered() {
+    let extra = ExtraConfig {
+        nats_yaml: vec![("request_timeout".into(), "'20s'".into())],
+        ..ExtraConfig::default()
+    };
+    let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
+    let (base, token) = (cluster.api.base_url(), admin_token());
+    // Every `GET /audit` waits on NATS, frozen here: none can be answered until it resumes, so each
+    // answer before that is a refusal, and the 40 refusals mean all 360 requests arrived.
+    let refused = AtomicUsize::new(0);
+    let answers: Vec<(u16, String)> = std::thread::scope(|s| {
+        let paused = Paused(&cluster.nats);
+        cluster.nats.pause();
+        let clients: Vec<_> = (0..API_HOLDS + PAST_CAPACITY)
+            .map(|_| {
+                let (base, token, refused) = (&base, &token, &refused);
+                s.spawn(move || {
+                    let answer = request_as(Some(token), base, "GET", "/audit", None)
+                        .map_or((0, String::new()), |r| (r.status, r.text));
+                    if answer.0 == 503 {
+                        refused.fetch_add(1, Ordering::SeqCst);
+                    }
+                    answer
+                })
+            })
+            .collect();
+        wait_until("the requests past capacity refused", PROMPT * 5, || {
+            refused.load(Ordering::SeqCst) >= PAST_CAPACITY
+        });
+        drop(paused);
+        clients
+            .into_iter()
+            .map(|c| c.join().expect("client thread"))
+            .collect()
+    });
+    let busy = answers
+        .iter()
+        .filter(|(status, text)| *status == 503 && text.contains("too many requests in progress"))
+        .count();
+    let ok = answers.iter().filter(|(status, _)| *status == 200).count();
+    let other: Vec<&(u16, String)> = answers
+        .iter()
+        .filter(|(s, _)| *s != 200 && *s != 503)
+        .collect();
+    assert_eq!(busy, PAST_CAPACITY, "refused at once");
+    assert_eq!(ok, API_HOLDS, "held, then answered once NATS resumed");
+    assert!(other.is_empty(), "{other:?}");
 }

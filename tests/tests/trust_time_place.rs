@@ -1,6 +1,7 @@
 //! Time and place: a worker runs a job only before its deadline and only when the job addresses it. A host
 //! that comes up after a job's deadline records `expired: ...` and does not run it; a signed job's id
-//! replayed on another host's subject is not run there.
+//! replayed on another host's subject is not run there; a signed record copied under a new id (a replay
+//! before the deadline) is not run again.
 
 use osapi_tests::{wait_until, Attacker, Cluster, Options, Worker, FLEET};
 use serde_json::{json, Value};
@@ -64,4 +65,39 @@ fn a_job_replayed_on_another_hosts_subject_is_not_run_there() {
     let after = cluster.job(&id);
     assert!(after["worker_states"]["web2"].is_null(), "{after:#}");
     assert_eq!(after["status"], "completed", "{after:#}");
+}
+
+#[test]
+fn a_signed_job_copied_under_a_new_id_is_not_run_again() {
+    let cluster = Cluster::start(&FLEET[..1]);
+    let id = cluster.create_job("test.echo.do", json!({"reboot": "once"}), "web1");
+    let done = cluster.wait_job(&id, DEADLINE);
+    assert_eq!(done["status"], "completed", "{done:#}");
+
+    // The genuine signed record, unchanged, under a fresh key, well before its deadline.
+    let mallory =
+        Attacker::connect(&cluster.nats.url(), "t1", Default::default()).expect("attacker");
+    let record = mallory.read_job(&id).expect("the signed record");
+    let copy = uuid::Uuid::new_v4().to_string();
+    mallory.forge_as(&copy, &record).expect("forge the copy");
+    let key = osapi_common::names::keys::state(&copy, "web1");
+    let mut state = Value::Null;
+    wait_until("web1 to refuse the copied job", DEADLINE, || {
+        let entry = mallory
+            .bus
+            .kv_get(&mallory.names.bucket, &key)
+            .ok()
+            .flatten();
+        state = entry
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+            .unwrap_or(Value::Null);
+        state["status"] == "failed"
+    });
+    assert_eq!(
+        state["error"],
+        format!("rejected: the record read as job {copy} was signed as job {id}"),
+        "{state:#}"
+    );
+    let events = state["events"].as_array().cloned().unwrap_or_default();
+    assert!(!events.iter().any(|e| e["event"] == "started"), "{state:#}");
 }

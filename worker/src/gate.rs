@@ -1,5 +1,6 @@
-//! What a job must pass before this worker acts on any of its fields: a signature by a trusted key, an
-//! address that names this host, and a deadline not yet passed when it first reaches this host. The rules
+//! What a job must pass before this worker acts on any of its fields: a signature by a trusted key, the
+//! id it was read as (a signed record copied under another key is a replay), an address that names this
+//! host, and a deadline not yet passed when it first reaches this host. The rules
 //! themselves are `osapi_common::trust`'s (pure, unit-tested); `run.rs` settles the message as decided.
 
 use osapi_common::job::JobDef;
@@ -25,10 +26,21 @@ pub enum Decision {
     Refuse(String),
 }
 
-/// Checks `def`, read as `form` (jobdef.rs), in order: signature first, then address, then (when the job
-/// has not yet started on this host: `first_here`) the deadline. A retry in progress keeps its back-off
-/// schedule past the deadline.
-pub fn decide(gate: &Gate, def: &JobDef, form: Form, first_here: bool, now_us: i64) -> Decision {
+/// Checks `def`, read as `form` for job `id` (jobdef.rs), in order: signature first, then that the signed
+/// id is `id`, then address, then (when the job has not yet started on this host: `first_here`) the
+/// deadline. A retry in progress keeps its back-off schedule past the deadline.
+///
+/// The id check: the signature covers the record's `id`, not the key it is stored under, and this host's
+/// state is kept under the key's id. Without it, a genuine signed record copied to `jobs.{new id}` by
+/// anyone who can write the bucket would find no state there and run again before its deadline.
+pub fn decide(
+    gate: &Gate,
+    id: &str,
+    def: &JobDef,
+    form: Form,
+    first_here: bool,
+    now_us: i64,
+) -> Decision {
     match gate.trust.check_as(def, form) {
         Ok(Accepted::Verified { .. }) => {}
         Ok(Accepted::Unverified) => log::warn!(
@@ -37,6 +49,12 @@ pub fn decide(gate: &Gate, def: &JobDef, form: Form, first_here: bool, now_us: i
             gate.hostname
         ),
         Err(reason) => return Decision::Refuse(format!("rejected: {reason}")),
+    }
+    if def.id != id {
+        return Decision::Refuse(format!(
+            "rejected: the record read as job {id} was signed as job {}",
+            def.id
+        ));
     }
     if !trust::addressed_to(def, &gate.hostname, &gate.labels) {
         return Decision::Skip(format!(
@@ -58,9 +76,11 @@ mod tests {
     use osapi_common::job::Operation;
     use osapi_common::operation::OperationType;
 
+    const ID: &str = "550e8400-e29b-41d4-a716-446655440000";
+
     fn def(target: &str) -> JobDef {
         JobDef {
-            id: "550e8400-e29b-41d4-a716-446655440000".into(),
+            id: ID.into(),
             operation: Operation {
                 op_type: OperationType::TestEchoDo,
                 data: serde_json::json!({}),
@@ -85,20 +105,20 @@ mod tests {
         };
         let late = 2_000_001;
         assert_eq!(
-            decide(&open, &def("web1"), Form::Whole, true, 1_500_000),
+            decide(&open, ID, &def("web1"), Form::Whole, true, 1_500_000),
             Decision::Run
         );
         assert_eq!(
-            decide(&open, &def("web1"), Form::Whole, true, late),
+            decide(&open, ID, &def("web1"), Form::Whole, true, late),
             Decision::Refuse("expired: reached web1 after its deadline".into())
         );
         // A retry already under way here keeps its schedule.
         assert_eq!(
-            decide(&open, &def("web1"), Form::Whole, false, late),
+            decide(&open, ID, &def("web1"), Form::Whole, false, late),
             Decision::Run
         );
         assert!(matches!(
-            decide(&open, &def("web2"), Form::Whole, true, late),
+            decide(&open, ID, &def("web2"), Form::Whole, true, late),
             Decision::Skip(_)
         ));
         let strict = Gate {
@@ -107,8 +127,24 @@ mod tests {
         };
         // The signature comes first: an unsigned, misaddressed, late job is refused as unsigned.
         assert_eq!(
-            decide(&strict, &def("web2"), Form::Whole, true, late),
+            decide(&strict, ID, &def("web2"), Form::Whole, true, late),
             Decision::Refuse("rejected: the job is not signed".into())
+        );
+    }
+
+    #[test]
+    fn a_record_read_under_another_id_is_refused_before_its_address_and_deadline() {
+        let open = Gate {
+            trust: Trust::new(vec![], true),
+            hostname: "web1".into(),
+            labels: BTreeMap::new(),
+        };
+        let other = "11111111-2222-3333-4444-555555555555";
+        assert_eq!(
+            decide(&open, other, &def("web2"), Form::Run, true, 2_000_001),
+            Decision::Refuse(format!(
+                "rejected: the record read as job {other} was signed as job {ID}"
+            ))
         );
     }
 }

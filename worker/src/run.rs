@@ -241,9 +241,9 @@ impl Runner {
             }
         };
         job.target = def.target_hostname.clone();
-        // Before anything else: the job's signature, its address, its deadline (gate.rs).
+        // Before anything else: the job's signature, its id, its address, its deadline (gate.rs).
         let first_here = previous.is_none();
-        match gate::decide(&self.gate, &def, form, first_here, now_us()) {
+        match gate::decide(&self.gate, id, &def, form, first_here, now_us()) {
             Decision::Run => {}
             Decision::Skip(why) => {
                 log::warn!("job {id} target {} {why}: skipped", job.target);
