@@ -5,10 +5,7 @@
 //! delivery to every API and one round trip less per job and host. One thread does this for the pool
 //! (a thread started and joined per job was a measurable share of the worker's CPU), and a job entering
 //! wakes it only when the thread would otherwise sleep past the job's first record (waking it for
-//! every job was ~3% of a busy worker's CPU, plus a futex wake on the job's thread). With no job
-//! running the thread looks again every [`FIRST_AFTER`] for [`BUSY_FOR`] after the last one (a job
-//! entering then never needs a wake-up: its first record is due after the thread's next look), and
-//! only then sleeps until a job wakes it, so a resting worker's thread stays asleep.
+//! every job was ~3% of a busy worker's CPU, plus a futex wake on the job's thread).
 //!
 //! Invariant: once a job's [`Guard`] has dropped, no `running` record of that job is written any more
 //! (the final state written after it stays the last): the drop waits for a write in flight.
@@ -21,20 +18,6 @@ use std::time::{Duration, Instant};
 
 /// How long a job runs before its `running` record is written.
 pub const FIRST_AFTER: Duration = Duration::from_millis(100);
-/// How long after the last job the idle thread keeps looking every [`FIRST_AFTER`].
-const BUSY_FOR: Duration = Duration::from_secs(10);
-/// The idle thread's sleep once [`BUSY_FOR`] has passed (a job entering wakes it; the bound only
-/// guards against a lost wake-up).
-const RESTING: Duration = Duration::from_secs(3600);
-
-/// How long the thread sleeps with no job running, `since` the last one left.
-fn idle_wait(since: Duration) -> Duration {
-    if since < BUSY_FOR {
-        FIRST_AFTER
-    } else {
-        RESTING
-    }
-}
 
 struct Entry {
     id: String,
@@ -72,11 +55,6 @@ impl Fresh {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether a job whose first record is `due` must wake the thread: it sleeps past then.
-    fn wakes(entries: &Entries, due: Instant) -> bool {
-        entries.sleeping_until.is_some_and(|t| t > due)
-    }
-
     /// Job `id` starts running with `state` (`running`): its record is written [`FIRST_AFTER`] from now
     /// if it still runs, and kept fresh until the guard drops.
     pub fn enter(&self, id: &str, state: &HostState) -> Guard<'_> {
@@ -91,7 +69,7 @@ impl Fresh {
             let mut entries = self.entries();
             let slot = self.next.fetch_add(1, Ordering::SeqCst);
             entries.jobs.insert(slot, entry.clone());
-            (slot, Self::wakes(&entries, due))
+            (slot, entries.sleeping_until.is_some_and(|t| t > due))
         };
         if wake {
             self.entered.notify_all();
@@ -106,7 +84,6 @@ impl Fresh {
     /// Runs on its own thread for the life of the process: writes, by `write`, each record that is due,
     /// then makes it due again `every` later; sleeps until the next is due (or a job enters).
     pub fn run(&self, every: Duration, write: impl Fn(&str, &HostState)) {
-        let mut last_busy = Instant::now();
         loop {
             let (entries, seen): (Vec<Arc<Entry>>, u64) = {
                 let entries = self.entries();
@@ -129,15 +106,12 @@ impl Fresh {
                 next = Some(next.map_or(at, |n| n.min(at)));
             }
             let mut guard = self.entries();
-            if !guard.jobs.is_empty() {
-                last_busy = Instant::now();
-            }
             let wait = match next {
                 // A job entered since the look above: look again.
                 _ if self.next.load(Ordering::SeqCst) != seen => Duration::ZERO,
                 Some(at) => at.saturating_duration_since(Instant::now()),
-                // Nothing running: look again soon while jobs come, else sleep until one enters.
-                None if guard.jobs.is_empty() => idle_wait(last_busy.elapsed()),
+                // Nothing running: sleep until a job enters (the bound only guards against a lost wake-up).
+                None if guard.jobs.is_empty() => Duration::from_secs(3600),
                 None => Duration::ZERO,
             };
             if !wait.is_zero() {
@@ -181,28 +155,6 @@ mod tests {
             events: Vec::new(),
             updated_us: 0,
         }
-    }
-
-    #[test]
-    fn the_idle_thread_looks_every_first_after_while_jobs_come_then_rests() {
-        assert_eq!(idle_wait(Duration::ZERO), FIRST_AFTER);
-        assert_eq!(idle_wait(BUSY_FOR - Duration::from_millis(1)), FIRST_AFTER);
-        assert_eq!(idle_wait(BUSY_FOR), RESTING);
-
-        // Soon after the last job (or the start), the sleeping thread wakes before a new job's first
-        // record is due: the new job need not wake it.
-        let fresh = Arc::new(Fresh::default());
-        {
-            let fresh = fresh.clone();
-            std::thread::spawn(move || fresh.run(Duration::from_millis(100), |_, _| {}));
-        }
-        let deadline = Instant::now() + Duration::from_secs(10);
-        while fresh.entries().sleeping_until.is_none() && Instant::now() < deadline {
-            std::thread::sleep(Duration::from_millis(1));
-        }
-        let entries = fresh.entries();
-        assert!(entries.sleeping_until.is_some(), "the thread sleeps");
-        assert!(!Fresh::wakes(&entries, Instant::now() + FIRST_AFTER));
     }
 
     #[test]
