@@ -58,6 +58,19 @@ impl Attacker {
         serde_json::from_slice(&entry.value).ok()
     }
 
+    /// What host `host` recorded for job `id` (`state.{id}.{host}`), as JSON; `Null` when nothing (yet):
+    /// for jobs the API does not list.
+    pub fn host_state(&self, id: &str, host: &str) -> Value {
+        let entry = self
+            .bus
+            .kv_get(&self.names.bucket, &keys::state(id, host))
+            .ok()
+            .flatten();
+        entry
+            .and_then(|e| serde_json::from_slice(&e.value).ok())
+            .unwrap_or(Value::Null)
+    }
+
     /// Writes `def` as `jobs.{id}` (its `id` field) and publishes its id where its target's workers listen.
     pub fn forge(&self, def: &Value) -> Result<(), String> {
         self.forge_as(def["id"].as_str().ok_or("a job needs an id")?, def)

@@ -29,7 +29,7 @@ pub use bins::{binary, command};
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, ExtraConfig, Options, Worker};
 pub use http::{request, request_as, request_with, Response};
-pub use nats::{NatsCluster, NatsServer};
+pub use nats::{NatsCluster, NatsServer, Paused};
 pub use timestamp::{max_overlap, parse_rfc3339_micros};
 pub use wait::{free_port, wait_until};
 

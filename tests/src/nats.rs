@@ -100,6 +100,13 @@ impl NatsServer {
         self.signal(libc::SIGCONT);
     }
 
+    /// [`pause`](Self::pause)s the server until the returned guard drops (a failed assertion then
+    /// never leaves it frozen for the threads a test still waits for).
+    pub fn paused(&self) -> Paused<'_> {
+        self.pause();
+        Paused(self)
+    }
+
     fn signal(&self, signal: libc::c_int) {
         if let Some(child) = &self.child {
             // SAFETY: kill(2) on the pid of a child we own and have not reaped yet.
@@ -244,4 +251,13 @@ fn stop_child(mut child: Child) {
     }
     let _ = child.kill();
     let _ = child.wait();
+}
+
+/// A frozen server, resumed when this drops ([`NatsServer::paused`]).
+pub struct Paused<'a>(&'a NatsServer);
+
+impl Drop for Paused<'_> {
+    fn drop(&mut self) {
+        self.0.resume();
+    }
 }

@@ -190,15 +190,6 @@ const FLOOD: usize = 2_000;
 /// handlers plus its queue of 256, so no flood request is ever turned away with a 503.
 const FLOOD_CONNECTIONS: usize = 250;
 
-/// Resumes a paused nats-server when dropped, so a failing assertion never leaves it frozen.
-struct Paused<'a>(&'a NatsServer);
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.0.resume();
-    }
-}
-
 /// What the AUDIT stream of the test's namespace holds: `(bytes, first_seq)`, read as an operator would.
 fn audit_stream_state(nats: &NatsServer) -> (u64, u64) {
     let bus = Bus::connect(&ConnectOptions {
@@ -267,8 +258,7 @@ fn a_flood_of_refused_requests_while_nats_is_frozen_neither_holds_the_api_nor_gr
     let answered = AtomicUsize::new(0);
     let codes: Vec<u16> = std::thread::scope(|s| {
         // Inside the scope: a failed assertion resumes NATS before the scope waits for the flood.
-        let _paused = Paused(&cluster.nats);
-        cluster.nats.pause();
+        let _paused = cluster.nats.paused();
         let workers: Vec<_> = (0..FLOOD_CONNECTIONS)
             .map(|t| {
                 let (base, answered) = (&base, &answered);

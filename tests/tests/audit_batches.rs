@@ -14,15 +14,6 @@ const DEADLINE: Duration = Duration::from_secs(20);
 /// Refused requests sent while nats-server is frozen: they queue for the publisher.
 const QUEUED: usize = 50;
 
-/// Resumes a paused nats-server when dropped, so a failing assertion never leaves it frozen.
-struct Paused<'a>(&'a osapi_tests::NatsServer);
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.0.resume();
-    }
-}
-
 fn bus(url: &str) -> Bus {
     Bus::connect(&ConnectOptions {
         url: url.to_string(),
@@ -76,8 +67,7 @@ fn entries_queued_together_are_one_message_and_read_back_like_single_ones() {
 
     // NATS frozen: the first entry's write waits (within the 10 s timeout), the rest queue behind it.
     {
-        let _paused = Paused(&cluster.nats);
-        cluster.nats.pause();
+        let _paused = cluster.nats.paused();
         for n in 0..QUEUED {
             let refused = request(&base, "POST", &retry_path(n), None).expect("an answer");
             assert_eq!(refused.status, 401, "{}", refused.text);

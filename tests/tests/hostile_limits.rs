@@ -10,7 +10,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use osapi_tests::{admin_token, request_as, wait_until, Cluster, ExtraConfig, NatsServer, Options};
+use osapi_tests::{admin_token, request_as, wait_until, Cluster, ExtraConfig, Options};
 
 /// The default `api.server.max_body_bytes`.
 const MAX_BODY_BYTES: usize = 1024 * 1024;
@@ -300,15 +300,6 @@ const API_HOLDS: usize = 32 + 32 + 256;
 /// Requests past that, each refused at once.
 const PAST_CAPACITY: usize = 40;
 
-/// Resumes a paused nats-server when dropped (a failed assertion must not leave it frozen).
-struct Paused<'a>(&'a NatsServer);
-
-impl Drop for Paused<'_> {
-    fn drop(&mut self) {
-        self.0.resume();
-    }
-}
-
 #[test]
 fn requests_past_what_the_api_holds_are_refused_at_once_and_the_rest_answered() {
     let extra = ExtraConfig {
@@ -321,8 +312,7 @@ fn requests_past_what_the_api_holds_are_refused_at_once_and_the_rest_answered() 
     // answer before that is a refusal, and the 40 refusals mean all 360 requests arrived.
     let refused = AtomicUsize::new(0);
     let answers: Vec<(u16, String)> = std::thread::scope(|s| {
-        let paused = Paused(&cluster.nats);
-        cluster.nats.pause();
+        let paused = cluster.nats.paused();
         let clients: Vec<_> = (0..API_HOLDS + PAST_CAPACITY)
             .map(|_| {
                 let (base, token, refused) = (&base, &token, &refused);

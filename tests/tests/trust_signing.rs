@@ -75,17 +75,9 @@ fn a_job_forged_over_nats_runs_nowhere() {
     garbled["timeout_ms"] = json!("soon");
     mallory.forge(&garbled).expect("forge");
     let id = garbled["id"].as_str().unwrap_or_default();
-    let key = osapi_common::names::keys::state(id, "web1");
     let mut state = Value::Null;
     wait_until("web1 to refuse the unreadable job", DEADLINE, || {
-        let entry = mallory
-            .bus
-            .kv_get(&mallory.names.bucket, &key)
-            .ok()
-            .flatten();
-        state = entry
-            .and_then(|e| serde_json::from_slice(&e.value).ok())
-            .unwrap_or(Value::Null);
+        state = mallory.host_state(id, "web1");
         state["status"] == "failed"
     });
     let error = state["error"].as_str().unwrap_or("");

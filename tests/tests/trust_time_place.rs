@@ -80,17 +80,9 @@ fn a_signed_job_copied_under_a_new_id_is_not_run_again() {
     let record = mallory.read_job(&id).expect("the signed record");
     let copy = uuid::Uuid::new_v4().to_string();
     mallory.forge_as(&copy, &record).expect("forge the copy");
-    let key = osapi_common::names::keys::state(&copy, "web1");
     let mut state = Value::Null;
     wait_until("web1 to refuse the copied job", DEADLINE, || {
-        let entry = mallory
-            .bus
-            .kv_get(&mallory.names.bucket, &key)
-            .ok()
-            .flatten();
-        state = entry
-            .and_then(|e| serde_json::from_slice(&e.value).ok())
-            .unwrap_or(Value::Null);
+        state = mallory.host_state(&copy, "web1");
         state["status"] == "failed"
     });
     assert_eq!(
