@@ -26,7 +26,10 @@ use serde_json::Value;
 use std::time::{Duration, Instant};
 
 mod cancelled;
+mod finish;
 mod fresh;
+
+use finish::Finish;
 
 pub use fresh::Fresh;
 
@@ -371,128 +374,6 @@ impl Runner {
             }
         });
     }
-
-    fn complete(
-        &self,
-        job: &Job<'_>,
-        msg: &JsMessage,
-        mut state: HostState,
-        data: Value,
-        took: String,
-    ) {
-        if let Err(e) = self.put_response(job.id, HostStatus::Completed, data, None) {
-            if !e.is_transient() {
-                let error = format!("result not stored: {e}");
-                return self.fail(job, msg, state, error, Some(took), Finish::Ack);
-            }
-            return self.nats_failed(job, msg, "writing the response", &e);
-        }
-        state
-            .events
-            .push(self.event(event::COMPLETED, format!("completed in {took}"), None));
-        state.status = HostStatus::Completed;
-        state.duration = Some(took.clone());
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the completed state", &e);
-        }
-        log::info!(
-            "job {} target {} on {}: completed in {took}",
-            job.id,
-            job.target,
-            self.hostname
-        );
-        settle(job, "ack", msg.ack());
-    }
-
-    /// Records a final failure (response first, then state), then settles the message as `finish` says.
-    fn fail(
-        &self,
-        job: &Job<'_>,
-        msg: &JsMessage,
-        mut state: HostState,
-        error: String,
-        took: Option<String>,
-        finish: Finish,
-    ) {
-        if let Err(e) =
-            self.put_response(job.id, HostStatus::Failed, Value::Null, Some(error.clone()))
-        {
-            return self.nats_failed(job, msg, "writing the response", &e);
-        }
-        state
-            .events
-            .push(self.event(event::FAILED, "failed".into(), Some(error.clone())));
-        state.status = HostStatus::Failed;
-        state.error = Some(error.clone());
-        state.duration = took;
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the failed state", &e);
-        }
-        log::info!(
-            "job {} target {} on {}: failed: {error}",
-            job.id,
-            job.target,
-            self.hostname
-        );
-        match finish {
-            Finish::Ack => settle(job, "ack", msg.ack()),
-            Finish::GiveUp => settle(job, "nak", msg.nak(Duration::ZERO)),
-        }
-    }
-
-    /// A transient failure with deliveries left: `retryable`, redelivered after the back-off step.
-    fn retry(
-        &self,
-        job: &Job<'_>,
-        msg: &JsMessage,
-        mut state: HostState,
-        error: String,
-        took: String,
-    ) {
-        let attempt = msg.delivered;
-        let message = format!(
-            "attempt {attempt} of {} failed, will retry",
-            self.max_deliver
-        );
-        state
-            .events
-            .push(self.event(event::RETRIED, message.clone(), Some(error.clone())));
-        state.status = HostStatus::Retryable;
-        state.error = Some(error.clone());
-        state.duration = Some(took);
-        if let Err(e) = self.put_state(job.id, &state) {
-            return self.nats_failed(job, msg, "writing the retryable state", &e);
-        }
-        let delay = self.back_off_step(attempt);
-        log::info!(
-            "job {} target {} on {}: {message} in {}: {error}",
-            job.id,
-            job.target,
-            self.hostname,
-            format_duration(delay)
-        );
-        settle(job, "nak", msg.nak(delay));
-    }
-
-    /// The delay after failed attempt `attempt` (1-based): its `back_off` step, the last one when there are
-    /// fewer steps, 1 s when there are none.
-    fn back_off_step(&self, attempt: u64) -> Duration {
-        let index = usize::try_from(attempt.saturating_sub(1)).unwrap_or(usize::MAX);
-        self.back_off
-            .get(index)
-            .or(self.back_off.last())
-            .copied()
-            .unwrap_or(RETRY_DEFAULT)
-    }
-}
-
-/// How a final failure settles its notification.
-enum Finish {
-    /// Done with it (bad input, unsupported): never redeliver.
-    Ack,
-    /// Last delivery used up: a NAK on it makes the server give up with a MAX_DELIVERIES advisory, which
-    /// the dead-letter stream captures (a TERM would leave the DLQ empty).
-    GiveUp,
 }
 
 #[cfg(test)]
