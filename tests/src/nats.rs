@@ -91,8 +91,21 @@ impl NatsServer {
 
     /// Freezes the server (SIGSTOP): connections stay open and nothing is answered, like an overloaded
     /// server; every client call then runs into its timeout. [`resume`](Self::resume) undoes it.
+    /// Returns once every thread of the server has stopped: kill(2) only queues the signal, and on a
+    /// loaded machine a thread already running went on answering for a moment.
     pub fn pause(&self) {
         self.signal(libc::SIGSTOP);
+        if let Some(child) = &self.child {
+            let pid = child.id();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+            while !all_threads_stopped(pid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "nats-server {pid} did not stop within 10 s of SIGSTOP"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(1));
+            }
+        }
     }
 
     /// Lets a [`pause`](Self::pause)d server run again (SIGCONT).
@@ -260,4 +273,19 @@ impl Drop for Paused<'_> {
     fn drop(&mut self) {
         self.0.resume();
     }
+}
+
+/// Whether every thread of process `pid` is stopped (state `T` in `/proc/PID/task/*/stat`).
+fn all_threads_stopped(pid: u32) -> bool {
+    let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+        return false;
+    };
+    tasks.flatten().all(|task| {
+        let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+        // "tid (comm) S ...": the state follows the last ')' (a comm may hold one).
+        let state = stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next());
+        matches!(state, Some("T") | Some("t"))
+    })
 }
