@@ -172,8 +172,14 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         ("workers", worker_pids.clone()),
     ];
     let nats_before = cpu_of(&groups[..1]);
+    // The floor's lanes run in this process: its own CPU is the floor's "API and workers".
+    let own_before = procs::cpu_time("self").unwrap_or_default();
     let floor_jobs_per_s = floor::concurrent(&a.nats_url, a.clients, a.workers, a.duration)?;
+    let floor_own_cpu = procs::cpu_time("self")
+        .unwrap_or_default()
+        .saturating_sub(own_before);
     let floor_nats_cpu = cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
+    let floor_jobs = (floor_jobs_per_s * a.duration.as_secs_f64()).max(1.0);
     let cpu_before = cpu_of(&groups);
     let window = monitor.as_ref().map(varz::Window::open).transpose()?;
     let throughput = jobs::throughput(&a.api_url, a.clients, a.duration, &watched)?;
@@ -236,8 +242,8 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         throughput,
         cpu_load,
         floor_jobs_per_s,
-        floor_nats_cpu_us_per_job: floor_nats_cpu.as_secs_f64() * 1e6
-            / (floor_jobs_per_s * a.duration.as_secs_f64()).max(1.0),
+        floor_nats_cpu_us_per_job: floor_nats_cpu.as_secs_f64() * 1e6 / floor_jobs,
+        floor_cpu_us_per_job: (floor_nats_cpu + floor_own_cpu).as_secs_f64() * 1e6 / floor_jobs,
         broadcast,
         broadcast_hosts: hosts.len(),
         scaling,

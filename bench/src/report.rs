@@ -55,10 +55,18 @@ pub struct Results {
     pub floor_jobs_per_s: f64,
     /// nats-server CPU per job of that raw run.
     pub floor_nats_cpu_us_per_job: f64,
+    /// All CPU per job of that raw run: nats-server's and the floor's own process (its lanes).
+    pub floor_cpu_us_per_job: f64,
     pub broadcast: Summary,
     pub broadcast_hosts: usize,
     pub scaling: Vec<ScaleLevel>,
     pub footprint: Footprint,
+}
+
+/// All CPU per HTTP job in the throughput phase: nats-server, the API, the workers and the clients.
+fn http_cpu_us_per_job(r: &Results) -> f64 {
+    let total: f64 = r.cpu_load.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    total * 1e6 / r.throughput.completed.max(1) as f64
 }
 
 /// One phase's messages per job, for the table.
@@ -181,6 +189,16 @@ pub fn table(r: &Results, a: &Args) -> String {
             .collect::<Vec<_>>()
             .join(", "),
     );
+    let all = http_cpu_us_per_job(r);
+    row(
+        "3 CPU per job in all, HTTP / raw floor".into(),
+        format!(
+            "{all:.0} / {:.0} µs ({:.2}x); 75% of the floor's jobs/s would allow {:.0} µs",
+            r.floor_cpu_us_per_job,
+            all / r.floor_cpu_us_per_job,
+            r.floor_cpu_us_per_job / 0.75
+        ),
+    );
     row(
         format!(
             "4 broadcast _all to {} workers ({} runs)",
@@ -286,6 +304,8 @@ pub fn json(r: &Results, a: &Args) -> Value {
             "raw_floor_nats_cpu_us_per_job": round3(r.floor_nats_cpu_us_per_job),
             "floor_share_percent": round3(t.jobs_per_s() * 100.0 / r.floor_jobs_per_s),
             "nats_cpu_ratio_to_raw": round3(nats_cpu_us_per_http_job(r) / r.floor_nats_cpu_us_per_job),
+            "cpu_us_per_job_all": round3(http_cpu_us_per_job(r)),
+            "raw_floor_cpu_us_per_job_all": round3(r.floor_cpu_us_per_job),
             "cpu_us_per_job": r.cpu_load.iter()
                 .map(|(n, d)| (n.clone(), json!(round3(d.as_secs_f64() * 1e6 / t.completed.max(1) as f64))))
                 .collect::<serde_json::Map<_, _>>(),

@@ -81,6 +81,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "2 round trip / floor",
         "3 throughput:",
         "3 raw NATS floor, 4 lanes at once",
+        "3 CPU per job in all, HTTP / raw floor",
         "4 broadcast _all to 2 workers",
         "5 bucket of 50 jobs",
         "5 bucket of 100 jobs",
@@ -127,6 +128,9 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     assert!(turns["ratio_p50"].as_f64() > Some(0.0), "{v:#}");
     assert!(v["throughput"]["completed"].as_u64() > Some(0), "{v:#}");
     assert_eq!(v["throughput"]["failed"], 0, "{v:#}");
+    for cpu in ["cpu_us_per_job_all", "raw_floor_cpu_us_per_job_all"] {
+        assert!(v["throughput"][cpu].as_f64() > Some(0.0), "{cpu}: {v:#}");
+    }
     assert_eq!(v["broadcast"]["workers"], 2, "{v:#}");
     let sizes: Vec<u64> = v["scaling"]
         .as_array()
