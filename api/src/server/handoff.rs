@@ -18,7 +18,7 @@ pub struct Handoff<T> {
 
 struct Inner<T> {
     items: VecDeque<T>,
-    /// The receivers asleep in [`Handoff::recv_timeout`] (or between two calls), the one that came
+    /// The receivers asleep in [`Receiver::recv_timeout`] (or between two calls), the one that came
     /// last at the end: an item wakes that one. So the work goes to the fewest threads, the ones that
     /// ran last: the others stay asleep with cold stacks and empty malloc caches (with 32 handlers
     /// woken in turn, each touched ~32 KiB of stack; under a load of 16 clients half of them now
