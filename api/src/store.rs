@@ -141,9 +141,10 @@ impl Store {
         }
     }
 
-    /// Writes the job definition to KV (a broadcast also its hosts' copy, `run.{id}`), then publishes the notification (the id only) and waits for
-    /// JetStream's ack. Only then is the job accepted. If the publish fails the definition is removed
-    /// again (best effort), so a job either exists with its notification or is reported as not created.
+    /// Writes the job definition to KV (a broadcast also its hosts' copy, `run.{id}`), then publishes the
+    /// notification (the id only) and waits for JetStream's ack. Only then is the job accepted. If a
+    /// later step fails, what was written is removed again (best effort: [`Store::undo_submit`]), so a
+    /// job either exists with its notification or is reported as not created.
     pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
         let id = Uuid::new_v4().to_string();
         let now = now_us();
@@ -182,7 +183,7 @@ impl Store {
                 .map_err(|e| BusError::Protocol(e.to_string()))
                 .and_then(|v| self.bus.kv_put(&self.names.bucket, &keys::run(&id), &v));
             if let Err(e) = written {
-                let _ = self.bus.kv_delete(&self.names.bucket, &keys::job(&id));
+                self.undo_submit(&id, true, &e);
                 return Err(e);
             }
         }
@@ -190,11 +191,7 @@ impl Store {
             .names
             .job_subject(def.operation.op_type.kind(), &sub.target);
         if let Err(e) = self.bus.js_publish(&subject, &id, id.as_bytes()) {
-            if let Err(undo) = self.bus.kv_delete(&self.names.bucket, &keys::job(&id)) {
-                log::warn!(
-                    "job {id}: notification failed ({e}) and removing it failed too: {undo}"
-                );
-            }
+            self.undo_submit(&id, sub.target.is_broadcast(), &e);
             return Err(e);
         }
         // No wait for the index here: readers that need this job wait for it (`see_own_writes`).
@@ -210,6 +207,23 @@ impl Store {
             revision,
             timestamp: def.created,
         })
+    }
+
+    /// Removes what a failed [`Store::submit`] wrote: a broadcast's copy, then the record (a failure
+    /// is logged; the record then stays, without a notification, until the bucket's TTL).
+    fn undo_submit(&self, id: &str, broadcast: bool, why: &BusError) {
+        if let Err(undo) = self.remove(id, broadcast) {
+            log::warn!("job {id}: not created ({why}) and removing it failed too: {undo}");
+        }
+    }
+
+    /// Writes delete markers on job `id`'s records: first a broadcast's copy `run.{id}`, which its
+    /// hosts read (so none runs a job that is gone), then `jobs.{id}`; the latter's revision.
+    fn remove(&self, id: &str, broadcast: bool) -> Result<u64, BusError> {
+        if broadcast {
+            self.bus.kv_delete(&self.names.bucket, &keys::run(id))?;
+        }
+        self.bus.kv_delete(&self.names.bucket, &keys::job(id))
     }
 
     /// The definition alone (for retry), or `None` when there is no such job.
@@ -311,19 +325,15 @@ impl Store {
         let Some(def) = self.definition(id)? else {
             return Ok(false);
         };
-        // A broadcast's hosts read its copy: removed first, so no host runs a job that is gone.
-        if def
+        let broadcast = def
             .target_hostname
             .parse::<Target>()
-            .is_ok_and(|t| t.is_broadcast())
-        {
-            self.bus.kv_delete(&self.names.bucket, &keys::run(&sid))?;
-        }
-        // Only the job record, marked deleted: the hosts' states and responses, no longer reachable, expire
-        // with the bucket's TTL. Neither a purge nor a rollup: on nats-server 2.9.10 either moves the
-        // index's watch past records it has not delivered (docs/nats.md). And the API's NATS identity
-        // may not write a host's records anyway (docs/security.md).
-        let revision = self.bus.kv_delete(&self.names.bucket, &keys::job(&sid))?;
+            .is_ok_and(|t| t.is_broadcast());
+        // Only the job's records, marked deleted: the hosts' states and responses, no longer reachable,
+        // expire with the bucket's TTL. Neither a purge nor a rollup: on nats-server 2.9.10 either moves
+        // the index's watch past records it has not delivered (docs/nats.md). And the API's NATS
+        // identity may not write a host's records anyway (docs/security.md).
+        let revision = self.remove(&sid, broadcast)?;
         self.wait_own_write(revision);
         log::info!("job {sid} deleted");
         Ok(true)

@@ -1,13 +1,14 @@
 //! What the API answers when NATS cannot take a job, against the real binaries and nats-server: a record
 //! over KV's largest value is a 413 (not "try again later"); a full job stream or job bucket is a 503
-//! "job store is full" with `Retry-After` and stores nothing, so every 201 is a job that runs; and a full
-//! job bucket does not hide the fleet (heartbeats have their own bucket).
+//! "job store is full" with `Retry-After` and stores nothing, so every 201 is a job that runs (a refused
+//! broadcast leaves no hosts' copy behind either); and a full job bucket does not hide the fleet
+//! (heartbeats have their own bucket).
 
 use std::time::{Duration, Instant};
 
 use serde_json::json;
 
-use osapi_tests::{wait_until, Cluster, ExtraConfig, Options, Response};
+use osapi_tests::{wait_until, Attacker, Cluster, ExtraConfig, Options, Response};
 
 fn nats_extra(key: &str, value: &str) -> ExtraConfig {
     ExtraConfig {
@@ -109,6 +110,59 @@ fn a_full_stream_never_answers_201_for_a_job_that_does_not_run() {
         total_jobs(&cluster),
         accepted.len() as u64,
         "refused jobs were removed again"
+    );
+}
+
+/// The `run.{id}` keys of the job bucket that hold a record (not a delete marker), read as an operator
+/// would, straight from NATS.
+fn live_run_copies(cluster: &Cluster) -> usize {
+    let nats = Attacker::connect(&cluster.nats.url(), "t1", Default::default()).expect("connect");
+    let bucket = &nats.names.bucket;
+    let info = nats
+        .bus
+        .js_api(
+            &format!("STREAM.INFO.KV_{bucket}"),
+            &json!({ "subjects_filter": format!("$KV.{bucket}.run.>") }),
+        )
+        .expect("stream info");
+    let subjects = info["state"]["subjects"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    let prefix = format!("$KV.{bucket}.");
+    subjects
+        .keys()
+        .filter_map(|s| s.strip_prefix(&prefix))
+        .filter(|key| nats.bus.kv_get(bucket, key).ok().flatten().is_some())
+        .count()
+}
+
+#[test]
+fn a_broadcast_refused_by_a_full_stream_leaves_no_copy_for_its_hosts() {
+    const STREAM_MSGS: usize = 10;
+    let extra = nats_extra("stream", &format!("{{ max_msgs: {STREAM_MSGS} }}"));
+    let cluster = Cluster::start_extra(&[("w1", &[], 2)], &Options::default(), &extra);
+    let body =
+        json!({ "operation": { "type": "test.ping.do" }, "target_hostname": "_all" }).to_string();
+    let (mut accepted, mut refused) = (0, 0);
+    for _ in 0..3 * STREAM_MSGS {
+        let resp = cluster.http_raw("POST", "/job", Some(&body));
+        match resp.status {
+            201 => accepted += 1,
+            _ => {
+                assert_store_full(&resp);
+                refused += 1;
+            }
+        }
+    }
+    assert!(
+        refused > 0,
+        "30 broadcasts into a stream of 10 meet a full stream"
+    );
+    assert_eq!(
+        live_run_copies(&cluster),
+        accepted,
+        "one hosts' copy per accepted broadcast, none for a refused one"
     );
 }
 
