@@ -121,3 +121,34 @@ pub fn request_with(
         headers,
     })
 }
+
+/// Submits a `test.echo.do` job for `target` as `token` and waits (polling `GET /job/{id}`) until it
+/// has completed; returns its detail. For daemons a test started itself (custom identities), where
+/// [`crate::Cluster::run_job`] does not reach.
+pub fn echo_job_completed(token: &str, base_url: &str, target: &str, deadline: Duration) -> Value {
+    let body = serde_json::json!({
+        "operation": {"type": "test.echo.do", "data": {"t": target}},
+        "target_hostname": target,
+    });
+    let created = request_as(
+        Some(token),
+        base_url,
+        "POST",
+        "/job",
+        Some(&body.to_string()),
+    )
+    .expect("POST /job");
+    assert_eq!(created.status, 201, "{}", created.text);
+    let id = created.body["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let mut detail = Value::Null;
+    crate::wait_until(&format!("the {target} job completed"), deadline, || {
+        detail = request_as(Some(token), base_url, "GET", &format!("/job/{id}"), None)
+            .map(|r| r.body)
+            .unwrap_or(Value::Null);
+        detail["status"] == "completed"
+    });
+    detail
+}

@@ -28,7 +28,7 @@ pub use auth::{admin_token, claims, sign, token, CUSTOM_ROLE, JOB_KEY, JOB_KEY_P
 pub use bins::{binary, command};
 pub use cluster::{Cluster, WorkerSpec, FLEET};
 pub use daemons::{Api, ExtraConfig, Options, Worker};
-pub use http::{request, request_as, request_with, Response};
+pub use http::{echo_job_completed, request, request_as, request_with, Response};
 pub use nats::{NatsCluster, NatsServer, Paused};
 pub use timestamp::{max_overlap, parse_rfc3339_micros};
 pub use wait::{free_port, wait_until};

@@ -140,15 +140,22 @@ fn exchange(stream: &mut TcpStream, head: &str) -> String {
     String::from_utf8_lossy(&answer).into_owned()
 }
 
-#[test]
-fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
-    const CAP: usize = 4;
-    let nats = NatsServer::start();
+/// `api.server.max_connections` in the tests of the cap itself.
+const CAP: usize = 4;
+
+/// An API on `nats` that holds at most [`CAP`] connections.
+fn api_with_small_cap(nats: &NatsServer) -> Api {
     let extra = ExtraConfig {
         api_server_yaml: vec![("max_connections".into(), CAP.to_string())],
         ..ExtraConfig::default()
     };
-    let api = Api::start_extra(&nats.url(), &Options::default(), &extra);
+    Api::start_extra(&nats.url(), &Options::default(), &extra)
+}
+
+#[test]
+fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
+    let nats = NatsServer::start();
+    let api = api_with_small_cap(&nats);
     let base = api.base_url();
     let admin = admin_token();
     // A job nobody runs: `?wait=` on it holds a request (and so its connection) busy.
@@ -225,13 +232,8 @@ fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
 
 #[test]
 fn tokenless_posts_trickling_small_bodies_do_not_lock_out_a_new_client() {
-    const CAP: usize = 4;
     let nats = NatsServer::start();
-    let extra = ExtraConfig {
-        api_server_yaml: vec![("max_connections".into(), CAP.to_string())],
-        ..ExtraConfig::default()
-    };
-    let api = Api::start_extra(&nats.url(), &Options::default(), &extra);
+    let api = api_with_small_cap(&nats);
     // CAP connections, each announcing a 1 KiB body without a token and sending it a byte at a time.
     let (sent, two_bytes_out) = mpsc::channel();
     let tricklers: Vec<_> = (0..CAP)

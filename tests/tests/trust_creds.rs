@@ -17,8 +17,9 @@ use osapi_bus::Identity;
 use osapi_common::names::{keys, Names};
 use osapi_common::nats_permissions::{api, api_inbox_prefix, worker, worker_inbox_prefix};
 use osapi_tests::operator::{user_jwt, Operator};
-use osapi_tests::{request_as, wait_until, Api, Attacker, ExtraConfig, Options, Worker};
-use serde_json::json;
+use osapi_tests::{
+    echo_job_completed, request_as, wait_until, Api, Attacker, ExtraConfig, Options, Worker,
+};
 
 const DEADLINE: Duration = Duration::from_secs(30);
 /// What nats-server answers (`-ERR`) to a connection whose credentials it does not accept.
@@ -78,19 +79,7 @@ fn the_api_and_a_worker_connect_with_creds_files_and_run_a_job() {
     });
     // Its own host's consumer and the shared `_any` one (the API's).
     for target in ["web1", "_any"] {
-        let body = json!({"operation": {"type": "test.echo.do", "data": {"t": target}}, "target_hostname": target});
-        let created = request_as(Some(&admin), &api, "POST", "/job", Some(&body.to_string()))
-            .expect("POST /job");
-        assert_eq!(created.status, 201, "{}", created.text);
-        let id = created.body["job_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut detail = serde_json::Value::Null;
-        wait_until(&format!("the {target} job completed"), DEADLINE, || {
-            detail = get(&format!("/job/{id}")).body;
-            detail["status"] == "completed"
-        });
+        let detail = echo_job_completed(&admin, &api, target, DEADLINE);
         assert!(detail["worker_states"]["web1"].is_object(), "{detail:#}");
     }
     // They ran the whole pipeline inside their JWTs' permissions: the server refused them nothing.

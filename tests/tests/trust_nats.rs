@@ -204,20 +204,7 @@ fn each_identity_holds_only_its_own_keys() {
 
     // The whole pipeline works: broadcast, any one host (the shared consumer the API made), label, host.
     for (target, hosts) in [("_all", 2), ("_any", 1), ("group:web", 1), ("web1", 1)] {
-        let body = json!({"operation": {"type": "test.echo.do", "data": {"t": target}}, "target_hostname": target});
-        let created =
-            osapi_tests::request_as(Some(&admin), &api, "POST", "/job", Some(&body.to_string()))
-                .expect("POST /job");
-        assert_eq!(created.status, 201, "{}", created.text);
-        let id = created.body["job_id"]
-            .as_str()
-            .unwrap_or_default()
-            .to_string();
-        let mut detail = serde_json::Value::Null;
-        wait_until(&format!("{target} job completed"), DEADLINE, || {
-            detail = get(&format!("/job/{id}")).body;
-            detail["status"] == "completed"
-        });
+        let detail = osapi_tests::echo_job_completed(&admin, &api, target, DEADLINE);
         assert_eq!(
             detail["worker_states"].as_object().map(|m| m.len()),
             Some(hosts),
