@@ -15,7 +15,7 @@
 //! `common::status::job_status`, the same rule the job view uses. The index reads no clock: callers pass
 //! `now`.
 
-use osapi_common::job::{HostState, JobDef, WorkerInfo};
+use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::names::keys::{self, Parsed};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{Grace, JobStatus};
@@ -197,7 +197,7 @@ impl Index {
                 let Ok(id) = Uuid::parse_str(id) else {
                     return false;
                 };
-                let state = match value.map(serde_json::from_slice::<HostState>) {
+                let state = match value.map(serde_json::from_slice::<HostStateHead>) {
                     Some(Err(e)) => {
                         log::warn!("unreadable state record {} ignored: {e}", record.key);
                         self.detail.drop_job(&id);

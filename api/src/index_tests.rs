@@ -39,6 +39,7 @@ fn state(host: &str, status: HostStatus, attempts: u32, updated_us: i64) -> Host
         duration: None,
         events: vec![],
         updated_us,
+        response: None,
     }
 }
 

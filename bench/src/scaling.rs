@@ -58,7 +58,7 @@ fn fate(i: usize) -> Option<HostStatus> {
     }
 }
 
-fn records(i: usize, id: &str, created_us: i64) -> (JobDef, Option<(HostState, Response)>) {
+fn records(i: usize, id: &str, created_us: i64) -> (JobDef, Option<HostState>) {
     let op_type = if i.is_multiple_of(3) {
         OperationType::TestEchoDo
     } else {
@@ -106,14 +106,14 @@ fn records(i: usize, id: &str, created_us: i64) -> (JobDef, Option<(HostState, R
             ev(last, created_us + 1500, error.clone()),
         ],
         updated_us: created_us + 1500,
+        response: Some(Response {
+            status,
+            data: json!({ "hostname": HOST }),
+            error,
+            hostname: HOST.into(),
+        }),
     };
-    let response = Response {
-        status,
-        data: json!({ "hostname": HOST }),
-        error,
-        hostname: HOST.into(),
-    };
-    (def, Some((state, response)))
+    (def, Some(state))
 }
 
 /// Writes `(bucket, key, value)` records in batches of one flush each; every PubAck must be clean.
@@ -182,16 +182,10 @@ pub fn fill(
                                 kv_subject(&names.bucket, &keys::job(id)),
                                 json_bytes(serde_json::to_vec(&def))?,
                             ));
-                            if let Some((state, response)) = done {
-                                let state_key = keys::state(id, HOST);
-                                let resp_key = keys::response(id, HOST);
+                            if let Some(state) = done {
                                 rest.push((
-                                    kv_subject(&names.bucket, &state_key),
+                                    kv_subject(&names.bucket, &keys::state(id, HOST)),
                                     json_bytes(serde_json::to_vec(&state))?,
-                                ));
-                                rest.push((
-                                    kv_subject(&names.response_bucket, &resp_key),
-                                    json_bytes(serde_json::to_vec(&response))?,
                                 ));
                             }
                         }

@@ -134,6 +134,22 @@ pub struct HostState {
     /// (`status::Grace`). 0 in records written before the field existed.
     #[serde(default)]
     pub updated_us: i64,
+    /// The host's answer, in its final record (`completed`, `failed`, `cancelled` after it started): one
+    /// write carries both, so a reader that sees the host finished has its answer. Workers before this
+    /// field wrote the answer on its own, to the response bucket, before the final state; readers take
+    /// either.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub response: Option<Response>,
+}
+
+/// What the index keeps of a host's state record: its fields for the status rule, read without
+/// building the events or the answer.
+#[derive(Debug, Clone, Copy, PartialEq, Deserialize)]
+pub struct HostStateHead {
+    pub status: HostStatus,
+    pub attempts: u32,
+    #[serde(default)]
+    pub updated_us: i64,
 }
 
 impl HostState {

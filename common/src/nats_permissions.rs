@@ -3,8 +3,9 @@
 //!
 //! A worker may read job definitions (and other KV records: reads are not the threat), create and pull
 //! only its own consumers (and pull the shared `_any` one, which only the API creates), ack only what
-//! they deliver, write only its own `state.*.HOST`, `workers.HOST`, `drain.HOST` and `*.HOST` response
-//! keys, and receive only on its own inbox prefix. The API may do everything else but write a host's
+//! they deliver, write only its own `state.*.HOST` (the final one carries its answer), `workers.HOST`
+//! and `drain.HOST` keys (nothing in the response bucket, which only workers of before the answer went
+//! into the final state wrote), and receive only on its own inbox prefix. The API may do everything else but write a host's
 //! state, response or heartbeat, or settle a worker's messages, and receives only on its own prefix. Why
 //! each subject is there: docs/security.md. Pure: names in, text out.
 
@@ -48,9 +49,9 @@ pub fn worker(
 ) -> Permissions {
     let stream = &names.stream;
     let mut publish = vec![
-        // Its own records: one state per job, one response per job, its heartbeat.
+        // Its own records: one state per job (the final one carries its answer), its heartbeat. No
+        // response record: workers before the answer went into the final state wrote one.
         kv(&names.bucket, &keys::state("*", hostname)),
-        kv(&names.response_bucket, &keys::response("*", hostname)),
         kv(workers_bucket, &keys::worker(hostname)),
         // Its drain record (drain bucket, no TTL): it appends `cordoned` once drained and idle
         // (worker/src/drain.rs).
@@ -161,7 +162,11 @@ mod tests {
         let p = worker(&names(), "job-workers", "web1", &labels);
         let has = |s: &str| p.publish_allow.iter().any(|a| a == s);
         assert!(has("$KV.job-queue.state.*.web1"));
-        assert!(has("$KV.job-responses.*.web1"));
+        // Answers go in its final state: nothing of the response bucket.
+        assert!(!p
+            .publish_allow
+            .iter()
+            .any(|a| a.starts_with("$KV.job-responses.")));
         assert!(has("$KV.job-workers.workers.web1"));
         assert!(has("$KV.job-drain.drain.web1"));
         assert!(!has("$KV.job-drain.drain.*"));
@@ -208,10 +213,10 @@ mod tests {
             .any(|s| s.contains("CONSUMER.CREATE")));
         assert!(has("$JS.API.CONSUMER.INFO.JOBS.jobs-worker-any"));
         assert!(has("$JS.ACK.JOBS.jobs-worker-any.>"));
-        // 8 record/read subjects, 3 for the shared consumer, 5 for each of its 4 + 1 own consumers.
+        // 7 record/read subjects, 3 for the shared consumer, 5 for each of its 4 + 1 own consumers.
         assert_eq!(
             p.publish_allow.len(),
-            8 + 3 + 5 * 5,
+            7 + 3 + 5 * 5,
             "{:#?}",
             p.publish_allow
         );

@@ -51,6 +51,7 @@ fn state(host: &str, status: HostStatus, error: Option<&str>) -> (String, HostSt
             duration: Some("0.1s".into()),
             events,
             updated_us: 1_100_001,
+            response: None,
         },
     )
 }

@@ -9,8 +9,11 @@ use std::time::Duration;
 use prometheus_parse::{Scrape, Value as Sample};
 use serde_json::{json, Value};
 
+use osapi_common::job::{HostState, Response};
+use osapi_common::names::keys;
+use osapi_common::status::HostStatus;
 use osapi_tests::{
-    admin_token, free_port, request, request_as, Api, Cluster, ExtraConfig, Options,
+    admin_token, free_port, request, request_as, Api, Attacker, Cluster, ExtraConfig, Options,
 };
 
 const DEADLINE: Duration = Duration::from_secs(30);
@@ -106,4 +109,68 @@ fn a_job_just_created_is_found_at_once() {
     }
     let stats = cluster.http("GET", "/job/status", None);
     assert_eq!(stats.body["total_jobs"], 20, "{}", stats.text);
+}
+
+/// A worker of before the answer went into the final state wrote it to the response bucket, then a
+/// final state without it: both APIs (cache and KV) still show that answer, the same way.
+#[test]
+fn an_older_workers_separate_response_is_still_shown() {
+    let options = Options::default();
+    let cluster = Cluster::start_extra(&[], &options, &ExtraConfig::default());
+    let plain = Api::start_extra(
+        &cluster.nats.url(),
+        &options,
+        &ExtraConfig {
+            api_server_yaml: vec![("detail_cache_bytes".into(), "0".into())],
+            ..ExtraConfig::default()
+        },
+    );
+    let id = cluster.create_job("test.echo.do", json!({"x": 1}), "old1");
+    let old = Attacker::connect(&cluster.nats.url(), &options.namespace, Default::default())
+        .expect("connects as the old worker would");
+    let response = Response {
+        status: HostStatus::Completed,
+        data: json!({"echo": "from the response bucket"}),
+        error: None,
+        hostname: "old1".into(),
+    };
+    let state = HostState {
+        hostname: "old1".into(),
+        status: HostStatus::Completed,
+        attempts: 1,
+        error: None,
+        duration: Some("0.001s".into()),
+        events: vec![],
+        updated_us: 0,
+        response: None,
+    };
+    let names = &old.names;
+    old.bus
+        .kv_put(
+            &names.response_bucket,
+            &keys::response(&id, "old1"),
+            &serde_json::to_vec(&response).unwrap_or_default(),
+        )
+        .expect("the response");
+    old.bus
+        .kv_put(
+            &names.bucket,
+            &keys::state(&id, "old1"),
+            &serde_json::to_vec(&state).unwrap_or_default(),
+        )
+        .expect("the final state");
+    for api in [cluster.api.base_url(), plain.base_url()] {
+        let (code, text) = get(&api, &format!("/job/{id}?wait=10s"));
+        assert_eq!(code, 200, "{text}");
+        let job: Value = serde_json::from_str(&text).unwrap_or_default();
+        assert_eq!(job["status"], "completed", "{job:#}");
+        assert_eq!(
+            job["responses"]["old1"]["data"]["echo"], "from the response bucket",
+            "{job:#}"
+        );
+    }
+    assert_eq!(
+        get(&cluster.api.base_url(), &format!("/job/{id}")),
+        get(&plain.base_url(), &format!("/job/{id}"))
+    );
 }

@@ -242,6 +242,8 @@ fn each_identity_holds_only_its_own_keys() {
     let refused = [
         (names.bucket.clone(), keys::state(&id, "web2")),
         (names.response_bucket.clone(), keys::response(&id, "web2")),
+        // Its answers go in its own state: the response bucket is closed to it, its own keys too.
+        (names.response_bucket.clone(), keys::response(&id, "web1")),
         (names.workers_bucket.clone(), keys::worker("web2")),
         (names.drain_bucket.clone(), keys::drain("web2")),
         (names.bucket.clone(), keys::job(&id)),
@@ -331,7 +333,7 @@ fn each_identity_holds_only_its_own_keys() {
         );
     }
     // Refused for what they are, not for a broken connection: web1 still writes its own.
-    own(keys::response(&id, "web1"), &names.response_bucket);
+    own(keys::state(&id, "web1"), &names.bucket);
     // The API's identity may not write a host's state either.
     let got = put(&api_bus, &names.bucket, &keys::state(&id, "web2"));
     assert!(got.is_err(), "the API wrote a host's state: {got:?}");

@@ -1,14 +1,14 @@
 //! One job notification, start to finish: read the job (and this host's earlier state) from KV, note
 //! `acknowledged` + `started` (written as the `running` record only if the job still runs after 100 ms:
-//! run/fresh.rs), run the operation, write the response and the final state (which carries every event),
+//! run/fresh.rs), run the operation, write the final state (which carries every event and the answer),
 //! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
 //!
 //! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
 //! addressed to this host (else skipped), and reaching this host before its deadline (else `failed`,
 //! `expired: ...`).
 //!
-//! Order matters: the response is written before the terminal state, so a reader that sees `completed`
-//! always finds the result. A read or write that fails for a while (NATS unavailable, a store full)
+//! The answer (data or error) is written in the same record as the final status, so a reader that sees
+//! `completed` always has the result. A read or write that fails for a while (NATS unavailable, a store full)
 //! naks the message for 1 s and moves on; one that retrying cannot fix (a result too large to store, a
 //! garbled answer) fails the job at once. A redelivery of a job already finished here is acked and ignored.
 
@@ -124,24 +124,14 @@ impl Runner {
         self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), &state)
     }
 
-    fn put_response(
-        &self,
-        id: &str,
-        status: HostStatus,
-        data: Value,
-        error: Option<String>,
-    ) -> Result<(), BusError> {
-        let response = Response {
+    /// This host's answer, carried by its final state.
+    fn answer(&self, status: HostStatus, data: Value, error: Option<String>) -> Option<Response> {
+        Some(Response {
             status,
             data,
             error,
             hostname: self.hostname.clone(),
-        };
-        self.put_json(
-            &self.names.response_bucket,
-            &keys::response(id, &self.hostname),
-            &response,
-        )
+        })
     }
 
     /// A read or write failed. Transient (NATS unavailable, store full): let JetStream redeliver soon,
@@ -296,6 +286,7 @@ impl Runner {
             duration: None,
             events: Vec::new(),
             updated_us: 0,
+            response: None,
         }
     }
 

@@ -1,6 +1,7 @@
 //! A bounded cache of the raw KV records of recent jobs (`jobs.{id}`, `cancel.{id}`, each host's
-//! `state.{id}.{host}` and its response `{id}.{host}`), so `GET /job/{id}` and list pages of recent jobs
-//! are answered without a KV read.
+//! `state.{id}.{host}`, whose final record carries the host's answer, and, from workers of before
+//! that, the response `{id}.{host}`), so `GET /job/{id}` and list pages of recent jobs are answered
+//! without a KV read.
 //!
 //! Why: reading a job's detail from KV costs 2 + 2 per host `STREAM.MSG.GET`s, and the API's watches
 //! deliver every one of those records anyway (the job bucket's for the index, the response bucket's for
@@ -10,8 +11,9 @@
 //! never overwrites a newer one; a delete marker or an unreadable record drops the job; it holds at most
 //! `api.server.detail_cache_bytes` (0 = off) and evicts whole jobs, oldest first. It answers a job only
 //! when it can answer it completely, while both watches are current, and before the job could have
-//! expired from the bucket; a host that finished (a response is written before the final state) whose
-//! response has not arrived yet is named, so the store reads just that response. The same parse and the
+//! expired from the bucket; a host's answer comes in its final state, and a host that finished without
+//! one (a worker of before that wrote its response to the response bucket, before the final state)
+//! whose response has not arrived yet is named, so the store reads just that response. The same parse and the
 //! same `view::detail_with_cancel` as the KV path make the answer the same view.
 
 use osapi_common::job::{CancelRecord, HostState, JobDef, Response};
@@ -48,12 +50,21 @@ impl Parts {
     pub fn set_cancel(&mut self, raw: Option<&[u8]>) {
         self.cancel = raw.and_then(|v| serde_json::from_slice(v).ok());
     }
+    /// A host's state; the answer it carries (a final record) is the host's response.
     pub fn add_state(&mut self, host: &str, raw: Option<&[u8]>) {
-        if let Some(s) = raw.and_then(|v| serde_json::from_slice::<HostState>(v).ok()) {
+        if let Some(mut s) = raw.and_then(|v| serde_json::from_slice::<HostState>(v).ok()) {
+            if let Some(r) = s.response.take() {
+                self.responses.insert(host.to_string(), r);
+            }
             self.states.insert(host.to_string(), s);
         }
     }
+    /// A record of the response bucket (workers before answers went into the final state), unless
+    /// the host's state carried its answer: that one was written with the final status.
     pub fn add_response(&mut self, host: &str, raw: Option<&[u8]>) {
+        if self.responses.contains_key(host) {
+            return;
+        }
         if let Some(r) = raw.and_then(|v| serde_json::from_slice::<Response>(v).ok()) {
             self.responses.insert(host.to_string(), r);
         }
@@ -315,10 +326,14 @@ impl DetailCache {
         for host in hosts {
             let state = job.recs.iter().find(|r| r.is(false, host));
             parts.add_state(host, state.map(Rec::value));
+            if parts.responses.contains_key(host) {
+                continue;
+            }
             match job.recs.iter().find(|r| r.is(true, host)) {
                 Some(r) => parts.add_response(host, Some(r.value())),
-                // A host writes its response before its final state: a finished host's may be on the
-                // way. (A host cancelled before it started wrote none; reading tells.)
+                // A final state without its answer: a worker of before answers went into the final
+                // state wrote it to the response bucket first, and it may be on the way. (A host
+                // cancelled before it started wrote none; reading tells.)
                 None if parts
                     .states
                     .get(host)

@@ -48,6 +48,7 @@ fn state(host: &str, status: HostStatus) -> HostState {
         duration: Some("1ms".into()),
         events: vec![],
         updated_us: NOW + 10,
+        response: None,
     }
 }
 
@@ -179,6 +180,34 @@ fn a_finished_host_whose_response_has_not_arrived_is_named() {
     assert!(missing.is_empty());
     assert_eq!(parts.responses.len(), 1);
     assert_eq!(index.detail().counts(), (2, 1, 0));
+}
+
+#[test]
+fn a_final_state_that_carries_its_answer_is_answered_whole() {
+    let index = index(1 << 20);
+    let d = def(1, "_any", &[]);
+    put_job(&index, &d, 1);
+    let mut done = state("a", HostStatus::Completed);
+    done.response = Some(response("a"));
+    put_state(&index, 1, &done, 2);
+    let (parts, missing) = found(&index, 1);
+    assert!(missing.is_empty(), "nothing to read: {missing:?}");
+    assert_eq!(parts.responses.get("a"), Some(&response("a")));
+    assert_eq!(parts.states["a"].response, None, "moved to the responses");
+    // An older worker's response record for the same host does not replace the answer written with
+    // the final status.
+    let mut other = response("a");
+    other.data = serde_json::json!("from the response bucket");
+    put_response(&index, 1, &other, 3);
+    let (parts, _) = found(&index, 1);
+    assert_eq!(parts.responses.get("a"), Some(&response("a")));
+    // The KV path, reading both records, builds the same view.
+    let mut kv = Parts::default();
+    kv.set_def(Some(&serde_json::to_vec(&d).unwrap_or_default()));
+    kv.add_state("a", Some(&serde_json::to_vec(&done).unwrap_or_default()));
+    kv.add_response("a", Some(&serde_json::to_vec(&other).unwrap_or_default()));
+    assert!(view_json(&kv).contains("\"hostname\":\"a\"}"));
+    assert_eq!(view_json(&parts), view_json(&kv));
 }
 
 #[test]

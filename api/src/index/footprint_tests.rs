@@ -103,6 +103,7 @@ fn fill(index: &Index) {
             duration: None,
             events: vec![],
             updated_us: created_us + 500,
+            response: None,
         };
         revision += 1;
         apply(index, &keys::job(&id), &def, revision);

@@ -14,7 +14,7 @@
 //! set fields are thin (`expected`, `timer`), and no second ordered set repeats the status sets.
 
 use indexmap::IndexMap;
-use osapi_common::job::{HostState, JobDef, WorkerInfo};
+use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
 use std::collections::{BTreeMap, BTreeSet, HashMap};
@@ -219,7 +219,7 @@ impl State {
 
     /// Replaces `host`'s record of job `id` by `state` written at `revision`, or removes it (`None`);
     /// the caller re-files the job.
-    pub(super) fn set_host(&mut self, id: &Uuid, host: &str, state: Option<(&HostState, u64)>) {
+    pub(super) fn set_host(&mut self, id: &Uuid, host: &str, state: Option<(&HostStateHead, u64)>) {
         let record = state.map(|(s, revision)| HostEntry {
             host: self.intern(host),
             status: s.status,

@@ -8,8 +8,8 @@ use osapi_common::status::HostStatus;
 use serde_json::Value;
 
 impl Runner {
-    /// The job was cancelled: not started here (`took` None) or stopped after `took`. Response (when it
-    /// ran) first, then the `cancelled` state; acked, never redelivered.
+    /// The job was cancelled: not started here (`took` None) or stopped after `took`. The `cancelled`
+    /// state (with an answer when it ran); acked, never redelivered.
     pub(super) fn cancelled(
         &self,
         job: &Job<'_>,
@@ -23,9 +23,7 @@ impl Runner {
         };
         if took.is_some() {
             let error = Some("cancelled".to_string());
-            if let Err(e) = self.put_response(job.id, HostStatus::Cancelled, Value::Null, error) {
-                return self.nats_failed(job, msg, "writing the response", &e);
-            }
+            state.response = self.answer(HostStatus::Cancelled, Value::Null, error);
         }
         state
             .events

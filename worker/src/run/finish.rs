@@ -1,5 +1,5 @@
-//! How a job that ran ends on this host: the response first, then the final state (so a reader that sees
-//! `completed` always finds the result), then the notification settled: acked when done, nak'ed with
+//! How a job that ran ends on this host: the final state, carrying the answer (so a reader that sees
+//! `completed` always has the result), then the notification settled: acked when done, nak'ed with
 //! the back-off step for a retry, nak'ed for the last time when its deliveries are used up.
 
 use super::{format_duration, settle, Job, Runner, RETRY_DEFAULT};
@@ -10,28 +10,27 @@ use serde_json::Value;
 use std::time::Duration;
 
 impl Runner {
-    /// The operation succeeded: response, then the `completed` state, then ack.
+    /// The operation succeeded: the `completed` state with its data, then ack. A result that cannot be
+    /// stored (too large) fails the job instead.
     pub(super) fn complete(
         &self,
         job: &Job<'_>,
         msg: &JsMessage,
-        mut state: HostState,
+        state: HostState,
         data: Value,
         took: String,
     ) {
-        if let Err(e) = self.put_response(job.id, HostStatus::Completed, data, None) {
+        let mut done = state.clone();
+        done.events
+            .push(self.event(event::COMPLETED, format!("completed in {took}"), None));
+        done.status = HostStatus::Completed;
+        done.duration = Some(took.clone());
+        done.response = self.answer(HostStatus::Completed, data, None);
+        if let Err(e) = self.put_state(job.id, &done) {
             if !e.is_transient() {
                 let error = format!("result not stored: {e}");
                 return self.fail(job, msg, state, error, Some(took), Finish::Ack);
             }
-            return self.nats_failed(job, msg, "writing the response", &e);
-        }
-        state
-            .events
-            .push(self.event(event::COMPLETED, format!("completed in {took}"), None));
-        state.status = HostStatus::Completed;
-        state.duration = Some(took.clone());
-        if let Err(e) = self.put_state(job.id, &state) {
             return self.nats_failed(job, msg, "writing the completed state", &e);
         }
         log::info!(
@@ -43,7 +42,8 @@ impl Runner {
         settle(job, "ack", msg.ack());
     }
 
-    /// Records a final failure (response first, then state), then settles the message as `finish` says.
+    /// Records a final failure (the `failed` state with its error), then settles the message as `finish`
+    /// says.
     pub(super) fn fail(
         &self,
         job: &Job<'_>,
@@ -53,17 +53,13 @@ impl Runner {
         took: Option<String>,
         finish: Finish,
     ) {
-        if let Err(e) =
-            self.put_response(job.id, HostStatus::Failed, Value::Null, Some(error.clone()))
-        {
-            return self.nats_failed(job, msg, "writing the response", &e);
-        }
         state
             .events
             .push(self.event(event::FAILED, "failed".into(), Some(error.clone())));
         state.status = HostStatus::Failed;
         state.error = Some(error.clone());
         state.duration = took;
+        state.response = self.answer(HostStatus::Failed, Value::Null, Some(error.clone()));
         if let Err(e) = self.put_state(job.id, &state) {
             return self.nats_failed(job, msg, "writing the failed state", &e);
         }

@@ -154,6 +154,7 @@ mod tests {
             duration: None,
             events: Vec::new(),
             updated_us: 0,
+            response: None,
         }
     }
 
