@@ -6,12 +6,11 @@ use crate::{Bus, BusError, Message};
 use nats::header::HeaderMap;
 use std::collections::HashMap;
 use std::sync::atomic::Ordering;
-// std's channels, not crossbeam's: a crossbeam receiver about to block first calls `sched_yield` a few
-// times, and on a busy host each of those is a context switch (a quarter of the API's CPU under load
-// went there); std's spins briefly and then sleeps on a futex.
-use std::sync::mpsc::{sync_channel as bounded, Receiver, SyncSender as Sender};
-use std::sync::Mutex;
-use std::time::Duration;
+// A mutex and a condvar, not crossbeam's channels: a crossbeam receiver about to block first calls
+// `sched_yield` a few times, and on a busy host each of those is a context switch (a quarter of the
+// API's CPU under load went there).
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
 
 /// Most writes one caller of [`Bus::kick_flush`] makes for itself and the others.
 const FLUSH_ROUNDS_MAX: usize = 8;
@@ -90,38 +89,42 @@ impl Bus {
         if let Err(e) = self.check_connected() {
             return requests.iter().map(|_| Err(e.clone())).collect();
         }
-        let mut slots: Vec<Result<(u64, Receiver<Message>), BusError>> =
-            Vec::with_capacity(requests.len());
-        for (subject, headers, payload) in requests {
+        // One batch for all of them: the caller is woken once, when the last answer is in (or at
+        // the timeout), not once for each answer the reading thread hands over.
+        let batch = Arc::new(Batch::new(requests.len()));
+        let mut tokens: Vec<Result<u64, BusError>> = Vec::with_capacity(requests.len());
+        for (i, (subject, headers, payload)) in requests.iter().enumerate() {
             let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
-            let (tx, rx) = bounded(1);
-            self.waiting().insert(token, tx);
+            self.waiting().insert(token, (batch.clone(), i));
             let reply = format!("{}.{token}", self.inner.reply_prefix);
             let sent =
                 self.nc()
                     .publish_with_reply_or_headers(subject, Some(&reply), *headers, payload);
-            slots.push(match sent {
-                Ok(()) => Ok((token, rx)),
+            tokens.push(match sent {
+                Ok(()) => Ok(token),
                 Err(e) => {
                     self.waiting().remove(&token);
+                    batch.give_up(i);
                     Err(BusError::Unavailable(format!("publish {subject}: {e}")))
                 }
             });
         }
         self.kick_flush();
-        let sent_at = std::time::Instant::now();
-        let deadline = sent_at + self.inner.request_timeout;
-        let answers = slots
+        let sent_at = Instant::now();
+        let mut got = batch.wait(sent_at + self.inner.request_timeout);
+        let answers = tokens
             .into_iter()
             .zip(requests)
-            .map(|(slot, (subject, _, _))| {
-                let (token, rx) = slot?;
-                let left = deadline.saturating_duration_since(std::time::Instant::now());
-                let answer = rx.recv_timeout(left);
-                self.waiting().remove(&token);
-                let msg = answer.map_err(|_| {
-                    BusError::Unavailable(format!("no answer from {subject} in time"))
-                })?;
+            .enumerate()
+            .map(|(i, (token, (subject, _, _)))| {
+                let token = token?;
+                let msg = got.get_mut(i).and_then(Option::take);
+                let Some(msg) = msg else {
+                    self.waiting().remove(&token);
+                    return Err(BusError::Unavailable(format!(
+                        "no answer from {subject} in time"
+                    )));
+                };
                 if msg.is_no_responders() {
                     return Err(BusError::Unavailable(format!("no responders on {subject}")));
                 }
@@ -134,7 +137,7 @@ impl Bus {
         answers
     }
 
-    fn waiting(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
+    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Batch>, usize)>> {
         self.inner.waiting.lock()
     }
 
@@ -167,19 +170,84 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     Ok(v)
 }
 
-/// The callers waiting for a reply, by token.
+/// The answers of one [`Bus::request_many`] call, filled in by the reading thread.
+pub(crate) struct Batch {
+    state: Mutex<BatchState>,
+    done: Condvar,
+}
+
+struct BatchState {
+    answers: Vec<Option<Message>>,
+    /// Answers still to come (requests that could not be sent count as come).
+    left: usize,
+}
+
+impl Batch {
+    fn new(n: usize) -> Batch {
+        Batch {
+            state: Mutex::new(BatchState {
+                answers: (0..n).map(|_| None).collect(),
+                left: n,
+            }),
+            done: Condvar::new(),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, BatchState> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Answer `i` arrived; the caller is woken when it was the last.
+    fn put(&self, i: usize, msg: Message) {
+        let mut st = self.lock();
+        if let Some(slot @ None) = st.answers.get_mut(i) {
+            *slot = Some(msg);
+            st.left = st.left.saturating_sub(1);
+            if st.left == 0 {
+                self.done.notify_one();
+            }
+        }
+    }
+
+    /// Request `i` was never sent: no answer to wait for.
+    fn give_up(&self, i: usize) {
+        let mut st = self.lock();
+        if st.answers.get(i).is_some_and(Option::is_none) {
+            st.left = st.left.saturating_sub(1);
+        }
+    }
+
+    /// Every answer, or those in by `deadline`.
+    fn wait(&self, deadline: Instant) -> Vec<Option<Message>> {
+        let mut st = self.lock();
+        while st.left > 0 {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            st = match self.done.wait_timeout(st, left) {
+                Ok((st, _)) => st,
+                Err(p) => p.into_inner().0,
+            };
+        }
+        std::mem::take(&mut st.answers)
+    }
+}
+
+/// The callers waiting for a reply, by token: the batch and the answer's place in it.
 #[derive(Default)]
-pub(crate) struct Waiting(Mutex<HashMap<u64, Sender<Message>>>);
+pub(crate) struct Waiting(Mutex<HashMap<u64, (Arc<Batch>, usize)>>);
 
 impl Waiting {
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<u64, Sender<Message>>> {
+    fn lock(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Batch>, usize)>> {
         self.0
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     /// Hands a reply to the caller waiting on its token, on the connection's reading thread (quick,
-    /// never blocks: each slot holds one answer); replies nobody waits for (timed out) are dropped.
+    /// never blocks for long: a batch's lock is held only to fill a slot); replies nobody waits for
+    /// (timed out) are dropped.
     pub(crate) fn deliver(&self, msg: Message) {
         let token = msg
             .subject
@@ -188,8 +256,8 @@ impl Waiting {
             .and_then(|t| t.parse::<u64>().ok());
         let Some(token) = token else { return };
         let waiter = self.lock().remove(&token);
-        if let Some(tx) = waiter {
-            let _ = tx.try_send(msg);
+        if let Some((batch, i)) = waiter {
+            batch.put(i, msg);
         }
     }
 }
