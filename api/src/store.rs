@@ -8,7 +8,7 @@
 use crate::ctx::now_us;
 use crate::index::detail::{Lookup, Parts};
 use crate::index::{Index, Source, Stats};
-use osapi_bus::{Bus, BusError};
+use osapi_bus::{Bus, BusError, Write};
 use osapi_common::job::{JobDef, Operation, WorkerInfo};
 use osapi_common::names::{keys, Names};
 use osapi_common::status::{Grace, JobStatus};
@@ -141,14 +141,17 @@ impl Store {
         }
     }
 
-    /// Writes the job definition to KV (a broadcast also its hosts' copy, `run.{id}`), then publishes the
-    /// notification (the id only) and waits for JetStream's ack. Only then is the job accepted. If a
-    /// later step fails, what was written is removed again (best effort: [`Store::undo_submit`]), so a
-    /// job either exists with its notification or is reported as not created.
+    /// Writes the job definition to KV (a broadcast also its hosts' copy, `run.{id}`) and publishes
+    /// the notification (the id only), all sent at once, and waits for every ack. Only then is the job
+    /// accepted. If any write failed, what was written is removed again (best effort:
+    /// [`Store::undo_submit`]), so a job either exists with its notification or is reported as not
+    /// created. The notification may be stored before the record: a worker that reads nothing for a
+    /// fresh notification reads again (worker/src/run.rs).
     pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
         let id = Uuid::new_v4().to_string();
         let now = now_us();
-        let expected_hosts = if sub.target.is_broadcast() {
+        let broadcast = sub.target.is_broadcast();
+        let expected_hosts = if broadcast {
             self.index
                 .live_workers(now)
                 .into_iter()
@@ -171,29 +174,49 @@ impl Store {
             signature: None,
         };
         def.signature = Some(trust::sign(&def, &self.job_key));
-        let value = serde_json::to_vec(&def).map_err(|e| BusError::Protocol(e.to_string()))?;
-        let revision = self
-            .bus
-            .kv_create(&self.names.bucket, &keys::job(&id), &value)?;
-        if sub.target.is_broadcast() {
-            // Each host reads this copy (no host list, signed on its own), not the whole record.
+        let encode =
+            |d: &JobDef| serde_json::to_vec(d).map_err(|e| BusError::Protocol(e.to_string()));
+        let value = encode(&def)?;
+        // Each host of a broadcast reads this copy (no host list, signed on its own), not the whole
+        // record.
+        let copy = if broadcast {
             let mut run = def.run_copy();
             run.signature = Some(trust::sign_as(&run, trust::Form::Run, &self.job_key));
-            let written = serde_json::to_vec(&run)
-                .map_err(|e| BusError::Protocol(e.to_string()))
-                .and_then(|v| self.bus.kv_put(&self.names.bucket, &keys::run(&id), &v));
-            if let Err(e) = written {
-                self.undo_submit(&id, true, &e);
-                return Err(e);
-            }
-        }
+            Some(encode(&run)?)
+        } else {
+            None
+        };
         let subject = self
             .names
             .job_subject(def.operation.op_type.kind(), &sub.target);
-        if let Err(e) = self.bus.js_publish(&subject, &id, id.as_bytes()) {
-            self.undo_submit(&id, sub.target.is_broadcast(), &e);
-            return Err(e);
+        let (bucket, job_key, run_key) = (&self.names.bucket, keys::job(&id), keys::run(&id));
+        let mut writes = vec![Write::KvCreate {
+            bucket,
+            key: &job_key,
+            value: &value,
+        }];
+        if let Some(copy) = &copy {
+            writes.push(Write::KvPut {
+                bucket,
+                key: &run_key,
+                value: copy,
+            });
         }
+        writes.push(Write::Publish {
+            subject: &subject,
+            msg_id: &id,
+            payload: id.as_bytes(),
+        });
+        let acks = self.bus.write_many(&writes);
+        if let Some(e) = acks.iter().find_map(|a| a.as_ref().err()) {
+            self.undo_submit(&id, broadcast, e);
+            return Err(e.clone());
+        }
+        let revision = acks
+            .first()
+            .and_then(|a| a.as_ref().ok())
+            .copied()
+            .unwrap_or(0);
         // No wait for the index here: readers that need this job wait for it (`see_own_writes`).
         self.index.wrote(Source::Jobs, revision);
         crate::metrics::job_created();

@@ -26,6 +26,7 @@ mod seqlog;
 pub mod setup;
 mod stream;
 mod subscribe;
+mod write;
 
 pub use error::BusError;
 pub use identity::Identity;
@@ -35,6 +36,7 @@ pub use request::{headers, observe_requests, BATCH_MAX};
 pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig};
 pub use subscribe::Subscription;
+pub use write::Write;
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

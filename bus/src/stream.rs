@@ -64,6 +64,8 @@ pub struct ConsumerRoom {
 pub(crate) struct AckMeta {
     pub delivered: u64,
     pub stream_seq: u64,
+    /// When the stream stored it (Unix ns, the server's clock).
+    pub stored_ns: u64,
     pub pending: u64,
 }
 
@@ -80,6 +82,7 @@ impl AckMeta {
         Some(AckMeta {
             delivered: num(base)?,
             stream_seq: num(base + 1)?,
+            stored_ns: num(base + 3)?,
             pending: num(base + 4)?,
         })
     }
@@ -250,6 +253,7 @@ mod tests {
             Some(AckMeta {
                 delivered: 3,
                 stream_seq: 17,
+                stored_ns: 1764392400000000000,
                 pending: 2
             })
         );
@@ -259,6 +263,7 @@ mod tests {
             Some(AckMeta {
                 delivered: 1,
                 stream_seq: 5,
+                stored_ns: 1764392400000000000,
                 pending: 0
             })
         );

@@ -5,6 +5,10 @@
 //! deleted one: the whole record says which) and when the broadcast is older than this worker, since only
 //! the list says whether it expected this host (`Runner::not_ours`). Which form a record is verified as
 //! follows from the key it was read from, never from the record.
+//!
+//! The API sends a job's records and its notification at once, and nats-server stores writes to
+//! different streams in either order: a fresh notification whose record is not there yet is read
+//! again for up to half a second ([`read_again`]) before the job counts as gone.
 
 use osapi_bus::{Bus, BusError, KvEntry};
 use osapi_common::job::JobDef;
@@ -35,6 +39,37 @@ pub fn key(id: &str, form: Form) -> String {
         Form::Whole => keys::job(id),
         Form::Run => keys::run(id),
     }
+}
+
+/// A first delivery stored at most this long ago (either way: the server's clock and ours) may have
+/// come before its record. Older ones (a new consumer replaying the stream) are not waited for.
+const FRESH_US: i64 = 60_000_000;
+/// The pauses between reads of a record not there yet: 511 ms in all.
+const AGAIN_MS: [u64; 9] = [1, 2, 4, 8, 16, 32, 64, 128, 256];
+
+/// Whether a notification whose job was not found may still see its record come: its first
+/// delivery (`delivered`), stored (`stored_us`, the server's clock) close to `now_us`.
+pub fn may_come(delivered: u64, stored_us: i64, now_us: i64) -> bool {
+    delivered == 1 && now_us.saturating_sub(stored_us).saturating_abs() <= FRESH_US
+}
+
+/// Reads job `id` again, with growing pauses, until it is there or [`AGAIN_MS`] is used up (`None`:
+/// the job is gone, or was never created).
+pub fn read_again(
+    bus: &Bus,
+    bucket: &str,
+    id: &str,
+    form: Form,
+    started_us: i64,
+) -> Result<Option<Parsed>, BusError> {
+    for pause in AGAIN_MS {
+        std::thread::sleep(std::time::Duration::from_millis(pause));
+        let got = bus.kv_get(bucket, &key(id, form))?;
+        if let Some(parsed) = resolve(bus, bucket, id, form, got, started_us)? {
+            return Ok(Some(parsed));
+        }
+    }
+    Ok(None)
 }
 
 fn parse(entry: &KvEntry, form: Form) -> Parsed {
@@ -74,6 +109,17 @@ pub fn resolve(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn only_a_fresh_first_delivery_waits_for_its_record() {
+        let now = 1_800_000_000_000_000;
+        assert!(may_come(1, now - 1_000, now));
+        // The server's clock ahead of ours.
+        assert!(may_come(1, now + 5_000_000, now));
+        assert!(!may_come(2, now - 1_000, now), "a redelivery had its time");
+        assert!(!may_come(1, now - 61_000_000, now), "a replayed old one");
+        assert!(!may_come(1, 0, now));
+    }
 
     #[test]
     fn broadcast_subjects_are_read_from_the_copy() {

@@ -196,6 +196,13 @@ impl Runner {
             (Err(e), _) | (_, Err(e)) => return self.nats_failed(&job, msg, "reading the job", &e),
         };
         let def = match jobdef::resolve(&self.bus, bucket, id, form, def, self.started_us) {
+            // Sent with its record, the notification may have been stored first.
+            Ok(None) if jobdef::may_come(msg.delivered, msg.stored_us, now_us()) => {
+                jobdef::read_again(&self.bus, bucket, id, form, self.started_us)
+            }
+            other => other,
+        };
+        let def = match def {
             Ok(def) => def,
             Err(e) => return self.nats_failed(&job, msg, "reading the job", &e),
         };

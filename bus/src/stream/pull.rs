@@ -126,6 +126,7 @@ impl Puller {
             data: msg.data,
             reply,
             delivered: meta.delivered,
+            stored_us: i64::try_from(meta.stored_ns / 1_000).unwrap_or(i64::MAX),
         })
     }
 }
@@ -139,6 +140,8 @@ pub struct JsMessage {
     reply: String,
     /// 1 on first delivery.
     pub delivered: u64,
+    /// When the stream stored it (Unix µs, the server's clock).
+    pub stored_us: i64,
 }
 
 impl JsMessage {
