@@ -1,5 +1,6 @@
 //! A subscription whose messages the connection's reading thread puts straight into a std channel
-//! (vendor/nats, osapi patch 2), for the subscriptions a thread blocks on: pullers and KV watches.
+//! (vendor/nats, osapi patch 2), for the subscriptions a thread blocks on: KV watches (pullers have
+//! their own, which can hand a job over on the reading thread: stream/pull.rs).
 //!
 //! The crate queues each message on a crossbeam channel instead, and a crossbeam receiver about to
 //! block first calls `sched_yield` several times: on a busy host each of those is a context switch,
@@ -33,11 +34,6 @@ impl Inbox {
             }
             RecvTimeoutError::Disconnected => std::io::Error::other("unsubscribed"),
         })
-    }
-
-    /// A message already here, if any.
-    pub(crate) fn try_next(&self) -> Option<Message> {
-        self.rx().try_recv().ok()
     }
 }
 

@@ -1,6 +1,7 @@
 //! Where jobs come from: one fetcher thread per durable pull consumer of this worker (`consumers.rs` says
-//! which and creates them) that long-polls it and hands each message to the pool over the rendezvous
-//! hand-off (`handoff.rs`).
+//! which and creates them) that long-polls it; each message goes to the pool over the rendezvous
+//! hand-off (`handoff.rs`), straight from the connection's reading thread when a pool thread waits for
+//! one (one wake-up on a job's way, not two), else from the fetcher once one is free.
 //!
 //! The shared `_any` fetcher pulls only while a pool thread is free, so a busy worker leaves `_any` jobs to
 //! idle ones; the others pull freely (those jobs are this host's alone). While a message waits for a free
@@ -10,7 +11,7 @@ use crate::consumers::{ensure_consumer, explain, Subscription};
 use crate::handoff::{NotTaken, Offer};
 use crate::pool::PoolState;
 use crate::shutdown::Shutdown;
-use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller};
+use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller, Taker};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
 use std::sync::Arc;
@@ -96,7 +97,7 @@ impl Fetcher {
                 Some(p) => p.next_until(PULL_WAIT, &stop),
                 None => self
                     .bus
-                    .puller(&self.names.stream, &self.spec.durable)
+                    .puller_with(&self.names.stream, &self.spec.durable, Some(self.taker()))
                     .and_then(|p| {
                         let first = p.next_until(PULL_WAIT, &stop);
                         puller = Some(p);
@@ -142,6 +143,27 @@ impl Fetcher {
                 }
             }
         }
+    }
+
+    /// What the connection's reading thread does with a message this fetcher's pull brought: hand it
+    /// to a pool thread that waits for one, with the same claim as [`Fetcher::hand_off`] (so the
+    /// `_any` fetcher never counts a thread free that is not), or give it back to this fetcher (no
+    /// thread free, drained, stopping), which then waits for one. Never blocks.
+    fn taker(&self) -> Taker {
+        let (jobs, pool, shutdown) = (self.jobs.clone(), self.pool.clone(), self.shutdown.clone());
+        Arc::new(move |msg: JsMessage| {
+            if shutdown.is_triggered() || crate::drain::paused() {
+                return Some(msg);
+            }
+            let offer = pool.handing_off();
+            match jobs.send_timeout(msg, Duration::ZERO) {
+                Ok(()) => {
+                    offer.taken();
+                    None
+                }
+                Err(NotTaken::Timeout(m) | NotTaken::Disconnected(m)) => Some(m),
+            }
+        })
     }
 
     /// Blocks until a pool thread takes `msg`, keeping its ack deadline alive; gives it back at shutdown.

@@ -4,20 +4,71 @@
 use super::AckMeta;
 use crate::{Bus, BusError};
 use serde_json::json;
+use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
+
+/// Takes a pulled message on the connection's reading thread (`None`: taken), or gives it back for
+/// the puller's own caller. It must not block: the reading thread delivers everything else too.
+pub type Taker = Arc<dyn Fn(JsMessage) -> Option<JsMessage> + Send + Sync>;
+
+/// What the reading thread leaves for the puller's caller.
+enum Pulled {
+    /// A status (no messages, request expired, ...) or anything else that came.
+    Raw(nats::Message),
+    /// A message the taker gave back.
+    Ready(JsMessage),
+    /// A message the taker took: that pull is over.
+    Taken,
+}
 
 impl Bus {
     /// A puller for one durable pull consumer.
     pub fn puller(&self, stream: &str, durable: &str) -> Result<Puller, BusError> {
+        self.puller_with(stream, durable, None)
+    }
+
+    /// A puller whose messages are first offered to `taker` on the connection's reading thread: a
+    /// message taken there reaches whoever runs it with one thread wake-up instead of two (the
+    /// reading thread waking the caller of [`Puller::next_until`], which wakes the taker).
+    pub fn puller_with(
+        &self,
+        stream: &str,
+        durable: &str,
+        taker: Option<Taker>,
+    ) -> Result<Puller, BusError> {
         let inbox = self.new_inbox();
-        let sub = self.inbox(&inbox)?;
+        let (tx, rx) = channel();
+        // The handler holds the connection (to ack); it is dropped with the subscription.
+        let bus = self.clone();
+        let sub = self
+            .nc()
+            .subscribe_inline(&inbox, move |msg| {
+                let pulled = match (&taker, has_status(&msg)) {
+                    (Some(taker), false) => match accept(&bus, msg) {
+                        Some(m) => taker(m).map_or(Pulled::Taken, Pulled::Ready),
+                        None => return,
+                    },
+                    _ => Pulled::Raw(msg),
+                };
+                // The caller gone: it dropped the puller; a message it held is redelivered.
+                let _ = tx.send(pulled);
+            })
+            .map_err(|e| BusError::Unavailable(format!("subscribe {inbox}: {e}")))?;
         Ok(Puller {
             bus: self.clone(),
             next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
             inbox,
-            sub,
+            _sub: sub,
+            rx: Mutex::new(rx),
         })
     }
+}
+
+fn has_status(msg: &nats::Message) -> bool {
+    msg.headers
+        .as_ref()
+        .is_some_and(|h| h.get("Status").is_some())
 }
 
 /// How often a long poll looks at its caller's stop condition and at the connection.
@@ -28,7 +79,10 @@ pub struct Puller {
     bus: Bus,
     next_subject: String,
     inbox: String,
-    sub: crate::inbox::Inbox,
+    /// Unsubscribed when dropped (the reading thread then drops the sender).
+    _sub: nats::Subscription,
+    /// In a mutex only to be `Sync`: one thread pulls.
+    rx: Mutex<Receiver<Pulled>>,
 }
 
 impl Puller {
@@ -48,9 +102,15 @@ impl Puller {
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<JsMessage>, BusError> {
         // A message left over from an earlier pull that we stopped waiting for comes first.
-        if let Some(msg) = self.sub.try_next() {
-            if let Some(m) = self.accept(msg) {
-                return Ok(Some(m));
+        while let Some(pulled) = self.try_next() {
+            match pulled {
+                Pulled::Ready(m) => return Ok(Some(m)),
+                Pulled::Raw(msg) if !has_status(&msg) => {
+                    if let Some(m) = accept(&self.bus, msg) {
+                        return Ok(Some(m));
+                    }
+                }
+                Pulled::Raw(_) | Pulled::Taken => {}
             }
         }
         self.bus.check_connected()?;
@@ -68,11 +128,14 @@ impl Puller {
             if left.is_zero() || stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
             }
-            let msg = match self.sub.next_timeout(left.min(PULL_SLICE)) {
-                Ok(msg) => msg,
-                Err(e) if e.kind() == std::io::ErrorKind::TimedOut => continue,
+            let msg = match self.rx().recv_timeout(left.min(PULL_SLICE)) {
+                Ok(Pulled::Raw(msg)) => msg,
+                Ok(Pulled::Ready(m)) => return Ok(Some(m)),
+                // Running elsewhere already: this pull is over.
+                Ok(Pulled::Taken) => return Ok(None),
+                Err(RecvTimeoutError::Timeout) => continue,
                 // Unsubscribed (the connection closed): nothing more will come; never spin on it.
-                Err(_) => return Ok(None),
+                Err(RecvTimeoutError::Disconnected) => return Ok(None),
             };
             if let Some(status) = msg.headers.as_ref().and_then(|h| h.get("Status")) {
                 match status.as_str() {
@@ -100,35 +163,49 @@ impl Puller {
                     _ => continue,
                 }
             }
-            if let Some(m) = self.accept(msg) {
+            if let Some(m) = accept(&self.bus, msg) {
                 return Ok(Some(m));
             }
         }
+    }
+
+    fn rx(&self) -> MutexGuard<'_, Receiver<Pulled>> {
+        self.rx.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn try_next(&self) -> Option<Pulled> {
+        self.rx().try_recv().ok()
     }
 
     /// Stops pulling for good: whatever already arrived goes back at once (NAK), then the inbox is
     /// dropped, so the server delivers nothing more to a pull still waiting. A message the server sent
     /// in the instant before our UNSUB reached it is redelivered after `ack_wait`.
     pub fn close(self) {
-        while let Some(msg) = self.sub.try_next() {
-            if let Some(m) = self.accept(msg) {
+        while let Some(pulled) = self.try_next() {
+            let m = match pulled {
+                Pulled::Ready(m) => Some(m),
+                Pulled::Raw(msg) if !has_status(&msg) => accept(&self.bus, msg),
+                Pulled::Raw(_) | Pulled::Taken => None,
+            };
+            if let Some(m) = m {
                 let _ = m.nak(Duration::ZERO);
             }
         }
     }
+}
 
-    fn accept(&self, msg: nats::Message) -> Option<JsMessage> {
-        let reply = msg.reply.clone()?;
-        let meta = AckMeta::parse(&reply)?;
-        Some(JsMessage {
-            bus: self.bus.clone(),
-            subject: msg.subject,
-            data: msg.data,
-            reply,
-            delivered: meta.delivered,
-            stored_us: i64::try_from(meta.stored_ns / 1_000).unwrap_or(i64::MAX),
-        })
-    }
+/// A consumer's delivery as a [`JsMessage`]; `None` for anything without JetStream's ack subject.
+fn accept(bus: &Bus, msg: nats::Message) -> Option<JsMessage> {
+    let reply = msg.reply.clone()?;
+    let meta = AckMeta::parse(&reply)?;
+    Some(JsMessage {
+        bus: bus.clone(),
+        subject: msg.subject,
+        data: msg.data,
+        reply,
+        delivered: meta.delivered,
+        stored_us: i64::try_from(meta.stored_ns / 1_000).unwrap_or(i64::MAX),
+    })
 }
 
 /// A message from a pull consumer, acknowledged by hand.
