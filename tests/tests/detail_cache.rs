@@ -45,6 +45,18 @@ fn hits(metrics_url: &str, result: &str) -> f64 {
         })
 }
 
+/// A second API on the cluster's NATS with the cache off: every detail read from KV.
+fn uncached_api(cluster: &Cluster, options: &Options) -> Api {
+    Api::start_extra(
+        &cluster.nats.url(),
+        options,
+        &ExtraConfig {
+            api_server_yaml: vec![("detail_cache_bytes".into(), "0".into())],
+            ..ExtraConfig::default()
+        },
+    )
+}
+
 #[test]
 fn the_cache_answers_finished_jobs_with_the_bytes_kv_gives() {
     let metrics_port = free_port();
@@ -54,14 +66,7 @@ fn the_cache_answers_finished_jobs_with_the_bytes_kv_gives() {
         ..ExtraConfig::default()
     };
     let cluster = Cluster::start_extra(&[("w1", &[], 2), ("w2", &[], 2)], &options, &extra);
-    let plain = Api::start_extra(
-        &cluster.nats.url(),
-        &options,
-        &ExtraConfig {
-            api_server_yaml: vec![("detail_cache_bytes".into(), "0".into())],
-            ..ExtraConfig::default()
-        },
-    );
+    let plain = uncached_api(&cluster, &options);
     let metrics = format!("http://127.0.0.1:{metrics_port}");
 
     let mut ids = vec![
@@ -117,14 +122,7 @@ fn a_job_just_created_is_found_at_once() {
 fn an_older_workers_separate_response_is_still_shown() {
     let options = Options::default();
     let cluster = Cluster::start_extra(&[], &options, &ExtraConfig::default());
-    let plain = Api::start_extra(
-        &cluster.nats.url(),
-        &options,
-        &ExtraConfig {
-            api_server_yaml: vec![("detail_cache_bytes".into(), "0".into())],
-            ..ExtraConfig::default()
-        },
-    );
+    let plain = uncached_api(&cluster, &options);
     let id = cluster.create_job("test.echo.do", json!({"x": 1}), "old1");
     let old = Attacker::connect(&cluster.nats.url(), &options.namespace, Default::default())
         .expect("connects as the old worker would");
@@ -145,20 +143,23 @@ fn an_older_workers_separate_response_is_still_shown() {
         response: None,
     };
     let names = &old.names;
-    old.bus
-        .kv_put(
+    // The old worker's order: the response, then the final state without it.
+    let writes = [
+        (
             &names.response_bucket,
-            &keys::response(&id, "old1"),
-            &serde_json::to_vec(&response).unwrap_or_default(),
-        )
-        .expect("the response");
-    old.bus
-        .kv_put(
+            keys::response(&id, "old1"),
+            serde_json::to_vec(&response),
+        ),
+        (
             &names.bucket,
-            &keys::state(&id, "old1"),
-            &serde_json::to_vec(&state).unwrap_or_default(),
-        )
-        .expect("the final state");
+            keys::state(&id, "old1"),
+            serde_json::to_vec(&state),
+        ),
+    ];
+    for (bucket, key, value) in writes {
+        let value = value.unwrap_or_default();
+        old.bus.kv_put(bucket, &key, &value).expect(&key);
+    }
     for api in [cluster.api.base_url(), plain.base_url()] {
         let (code, text) = get(&api, &format!("/job/{id}?wait=10s"));
         assert_eq!(code, 200, "{text}");
