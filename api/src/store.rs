@@ -209,7 +209,10 @@ impl Store {
         });
         let acks = self.bus.write_many(&writes);
         if let Some(e) = acks.iter().find_map(|a| a.as_ref().err()) {
-            self.undo_submit(&id, broadcast, e);
+            // The notification may be stored though a record was refused (a full bucket): take it
+            // back too, so a refused job leaves nothing for the workers to wait for.
+            let notified = acks.last().and_then(|a| a.as_ref().ok()).copied();
+            self.undo_submit(&id, broadcast, notified, e);
             return Err(e.clone());
         }
         let revision = acks
@@ -232,9 +235,18 @@ impl Store {
         })
     }
 
-    /// Removes what a failed [`Store::submit`] wrote: a broadcast's copy, then the record (a failure
-    /// is logged; the record then stays, without a notification, until the bucket's TTL).
-    fn undo_submit(&self, id: &str, broadcast: bool, why: &BusError) {
+    /// Removes what a failed [`Store::submit`] wrote: its notification (stream sequence `notified`)
+    /// when that was stored, a broadcast's copy, then the record (a failure is logged; what stays
+    /// expires with the stream's and the bucket's age limits; a worker skips a notification without
+    /// its record).
+    fn undo_submit(&self, id: &str, broadcast: bool, notified: Option<u64>, why: &BusError) {
+        if let Some(seq) = notified {
+            if let Err(undo) = self.bus.stream_msg_delete(&self.names.stream, seq) {
+                log::warn!(
+                    "job {id}: not created ({why}) and taking back its notification failed: {undo}"
+                );
+            }
+        }
         if let Err(undo) = self.remove(id, broadcast) {
             log::warn!("job {id}: not created ({why}) and removing it failed too: {undo}");
         }

@@ -176,6 +176,15 @@ impl Bus {
             .unwrap_or(0))
     }
 
+    /// Removes message `seq` from stream `name` (its data left to be overwritten, not erased: cheaper).
+    pub fn stream_msg_delete(&self, name: &str, seq: u64) -> Result<(), BusError> {
+        self.js_api(
+            &format!("STREAM.MSG.DELETE.{name}"),
+            &json!({ "seq": seq, "no_erase": true }),
+        )
+        .map(|_| ())
+    }
+
     /// Publishes to a stream and waits for its PubAck. `msg_id` de-duplicates a retried publish
     /// (docs/nats.md, crate fact 9). Returns the stream sequence.
     pub fn js_publish(&self, subject: &str, msg_id: &str, payload: &[u8]) -> Result<u64, BusError> {

@@ -176,16 +176,36 @@ fn a_full_job_bucket_is_503_store_full_and_the_fleet_stays_listed() {
         "target_hostname": "no-such-host",
     })
     .to_string();
-    let mut full = None;
+    let (mut full, mut accepted) = (None, 0);
     for _ in 0..100 {
         let resp = cluster.http_raw("POST", "/job", Some(&body));
         if resp.status != 201 {
             full = Some(resp);
             break;
         }
+        accepted += 1;
     }
     let full = full.unwrap_or_else(|| panic!("100 jobs of 4 KB never filled a 64 KiB bucket"));
     assert_store_full(&full);
+    // The record and the notification are sent at once: a refused job's notification, stored all
+    // the same (the stream had room), is taken back. The stream holds one per accepted job.
+    for _ in 0..5 {
+        assert_store_full(&cluster.http_raw("POST", "/job", Some(&body)));
+    }
+    let nats = Attacker::connect(
+        &cluster.nats.url(),
+        &Options::default().namespace,
+        Default::default(),
+    )
+    .expect("connects");
+    let notifications = nats
+        .bus
+        .stream_messages(&nats.names.stream)
+        .expect("the stream");
+    assert_eq!(
+        notifications, accepted,
+        "notifications of refused jobs stayed in the stream"
+    );
     // Heartbeats go on in their own bucket: for six heartbeat periods every worker stays listed.
     let until = Instant::now() + Duration::from_secs(3);
     while Instant::now() < until {
