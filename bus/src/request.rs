@@ -278,3 +278,77 @@ pub fn headers(pairs: &[(&str, &str)]) -> HeaderMap {
     }
     h
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn answer(token: u64) -> Message {
+        Message::new(&format!("_INBOX.x.{token}"), None, b"ok", None)
+    }
+
+    #[test]
+    fn a_batch_wakes_its_caller_once_every_answer_is_in() {
+        let waiting = Arc::new(Waiting::default());
+        let batch = Arc::new(Batch::new(3));
+        for (token, i) in [(7, 0), (8, 1), (9, 2)] {
+            waiting.lock().insert(token, (batch.clone(), i));
+        }
+        let reader = {
+            let waiting = waiting.clone();
+            // The reading thread, answers out of order.
+            std::thread::spawn(move || [9, 7, 8].map(|t| waiting.deliver(answer(t))))
+        };
+        let started = Instant::now();
+        let got = batch.wait(started + Duration::from_secs(10));
+        let _ = reader.join();
+        assert!(
+            started.elapsed() < Duration::from_secs(5),
+            "woken by the last answer, not by the deadline"
+        );
+        let subjects: Vec<_> = got
+            .iter()
+            .map(|m| m.as_ref().map(|m| m.subject.clone()))
+            .collect();
+        assert_eq!(
+            subjects,
+            [7, 8, 9].map(|t| Some(format!("_INBOX.x.{t}"))),
+            "each answer in its request's place"
+        );
+        assert!(waiting.lock().is_empty());
+    }
+
+    #[test]
+    fn a_batch_returns_what_came_by_its_deadline_and_drops_what_comes_after() {
+        let waiting = Waiting::default();
+        let batch = Arc::new(Batch::new(3));
+        for (token, i) in [(1, 0), (2, 1)] {
+            waiting.lock().insert(token, (batch.clone(), i));
+        }
+        // Request 2 was never sent: nothing to wait for.
+        batch.give_up(2);
+        waiting.deliver(answer(1));
+        let started = Instant::now();
+        let got = batch.wait(started + Duration::from_millis(50));
+        assert!(
+            started.elapsed() >= Duration::from_millis(50),
+            "waited out the deadline"
+        );
+        assert!(got[0].is_some() && got[1].is_none() && got[2].is_none());
+        // A late answer finds the batch emptied: dropped, never a panic.
+        waiting.deliver(answer(2));
+        // An answer nobody waits for (timed out and removed) is dropped as well.
+        waiting.deliver(answer(99));
+    }
+
+    #[test]
+    fn a_batch_of_requests_that_were_never_sent_does_not_wait() {
+        let batch = Batch::new(2);
+        batch.give_up(0);
+        batch.give_up(1);
+        let started = Instant::now();
+        let got = batch.wait(started + Duration::from_secs(10));
+        assert!(started.elapsed() < Duration::from_secs(5));
+        assert!(got.iter().all(Option::is_none));
+    }
+}
