@@ -51,7 +51,19 @@ pub(crate) fn op_from_headers(h: Option<&nats::header::HeaderMap>) -> KvOp {
     }
 }
 
-fn pub_ack_seq(data: &[u8]) -> Result<u64, BusError> {
+/// A value [`VALUE_BYTES_MAX`] allows, else why not (a larger put never returns).
+pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<(), BusError> {
+    if value.len() > VALUE_BYTES_MAX {
+        return Err(BusError::TooLarge(format!(
+            "record {key} would be {} bytes, more than the {VALUE_BYTES_MAX} a KV value may hold",
+            value.len()
+        )));
+    }
+    Ok(())
+}
+
+/// The stream sequence a PubAck gives (a KV record's revision).
+pub(crate) fn pub_ack_seq(data: &[u8]) -> Result<u64, BusError> {
     let v = parse_api_answer(data)?;
     v.get("seq")
         .and_then(Value::as_u64)
@@ -89,12 +101,7 @@ impl Bus {
         hdrs: Option<&nats::header::HeaderMap>,
         value: &[u8],
     ) -> Result<u64, BusError> {
-        if value.len() > VALUE_BYTES_MAX {
-            return Err(BusError::TooLarge(format!(
-                "record {key} would be {} bytes, more than the {VALUE_BYTES_MAX} a KV value may hold",
-                value.len()
-            )));
-        }
+        check_value(key, value)?;
         let msg = self.request(&subject(bucket, key), hdrs, value)?;
         pub_ack_seq(&msg.data)
     }
@@ -106,8 +113,7 @@ impl Bus {
 
     /// Writes `key` only if it has never been written (fails with an API error otherwise).
     pub fn kv_create(&self, bucket: &str, key: &str, value: &[u8]) -> Result<u64, BusError> {
-        let h = headers(&[("Nats-Expected-Last-Subject-Sequence", "0")]);
-        self.kv_publish(bucket, key, Some(&h), value)
+        self.write_one(crate::Write::KvCreate { bucket, key, value })
     }
 
     /// Writes `value` under `key` only if `revision` is still its last record (compare-and-set); a

@@ -2,7 +2,7 @@
 //! bounded long polls, and acks by hand (docs/nats.md, crate facts 5 and 7: the crate's helpers lack `backoff`
 //! and can silently fork or delete durables, so we create consumers explicitly and never bind).
 
-use crate::{headers, parse_api_answer, Bus, BusError};
+use crate::{Bus, BusError};
 use serde_json::{json, Value};
 use std::time::Duration;
 
@@ -188,12 +188,11 @@ impl Bus {
     /// Publishes to a stream and waits for its PubAck. `msg_id` de-duplicates a retried publish
     /// (docs/nats.md, crate fact 9). Returns the stream sequence.
     pub fn js_publish(&self, subject: &str, msg_id: &str, payload: &[u8]) -> Result<u64, BusError> {
-        let h = headers(&[("Nats-Msg-Id", msg_id)]);
-        let msg = self.request(subject, Some(&h), payload)?;
-        let ack = parse_api_answer(&msg.data)?;
-        ack.get("seq")
-            .and_then(Value::as_u64)
-            .ok_or_else(|| BusError::Protocol("PubAck without seq".into()))
+        self.write_one(crate::Write::Publish {
+            subject,
+            msg_id,
+            payload,
+        })
     }
 
     /// Creates a durable pull consumer, or leaves an existing one with the same config as it is.

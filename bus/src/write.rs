@@ -3,9 +3,9 @@
 //! sent; writes to different streams (a KV record and a notification) may be stored in either order,
 //! so a reader of one must not count on the other being there yet.
 
-use crate::kv::{subject, VALUE_BYTES_MAX};
-use crate::{headers, parse_api_answer, Bus, BusError};
-use serde_json::Value;
+use crate::kv::{check_value, pub_ack_seq, subject};
+use crate::{headers, Bus, BusError};
+use nats::header::HeaderMap;
 
 /// One write of [`Bus::write_many`].
 #[derive(Debug, Clone, Copy)]
@@ -37,50 +37,50 @@ impl Bus {
     pub fn write_many(&self, writes: &[Write<'_>]) -> Vec<Result<u64, BusError>> {
         for w in writes {
             if let Write::KvCreate { key, value, .. } | Write::KvPut { key, value, .. } = w {
-                if value.len() > VALUE_BYTES_MAX {
-                    let e = BusError::TooLarge(format!(
-                        "record {key} would be {} bytes, more than the {VALUE_BYTES_MAX} a KV value may hold",
-                        value.len()
-                    ));
+                if let Err(e) = check_value(key, value) {
                     return writes.iter().map(|_| Err(e.clone())).collect();
                 }
             }
         }
-        let create = headers(&[("Nats-Expected-Last-Subject-Sequence", "0")]);
-        let ids: Vec<_> = writes
+        // Each write's subject and headers: a create only if the key's last sequence is 0 (never
+        // written), a publish de-duplicated by its id (docs/nats.md, crate fact 9).
+        let parts: Vec<(String, Option<HeaderMap>)> = writes
             .iter()
             .map(|w| match w {
-                Write::Publish { msg_id, .. } => Some(headers(&[("Nats-Msg-Id", msg_id)])),
-                _ => None,
-            })
-            .collect();
-        let subjects: Vec<String> = writes
-            .iter()
-            .map(|w| match w {
-                Write::KvCreate { bucket, key, .. } | Write::KvPut { bucket, key, .. } => {
-                    subject(bucket, key)
-                }
-                Write::Publish { subject, .. } => subject.to_string(),
+                Write::KvCreate { bucket, key, .. } => (
+                    subject(bucket, key),
+                    Some(headers(&[("Nats-Expected-Last-Subject-Sequence", "0")])),
+                ),
+                Write::KvPut { bucket, key, .. } => (subject(bucket, key), None),
+                Write::Publish {
+                    subject, msg_id, ..
+                } => (
+                    subject.to_string(),
+                    Some(headers(&[("Nats-Msg-Id", msg_id)])),
+                ),
             })
             .collect();
         let requests: Vec<_> = writes
             .iter()
-            .zip(&subjects)
-            .zip(&ids)
-            .map(|((w, subject), id)| match w {
-                Write::KvCreate { value, .. } => (subject.as_str(), Some(&create), *value),
-                Write::KvPut { value, .. } => (subject.as_str(), None, *value),
-                Write::Publish { payload, .. } => (subject.as_str(), id.as_ref(), *payload),
+            .zip(&parts)
+            .map(|(w, (subject, h))| {
+                let body = match w {
+                    Write::KvCreate { value, .. } | Write::KvPut { value, .. } => *value,
+                    Write::Publish { payload, .. } => *payload,
+                };
+                (subject.as_str(), h.as_ref(), body)
             })
             .collect();
         self.request_many(&requests)
             .into_iter()
-            .map(|answer| {
-                let ack = parse_api_answer(&answer?.data)?;
-                ack.get("seq")
-                    .and_then(Value::as_u64)
-                    .ok_or_else(|| BusError::Protocol("PubAck without seq".into()))
-            })
+            .map(|answer| pub_ack_seq(&answer?.data))
             .collect()
+    }
+
+    /// One write, acked ([`Bus::write_many`] of one).
+    pub(crate) fn write_one(&self, write: Write<'_>) -> Result<u64, BusError> {
+        self.write_many(&[write])
+            .pop()
+            .unwrap_or_else(|| Err(BusError::Protocol("no answer slot".into())))
     }
 }

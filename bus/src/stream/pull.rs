@@ -103,14 +103,8 @@ impl Puller {
     ) -> Result<Option<JsMessage>, BusError> {
         // A message left over from an earlier pull that we stopped waiting for comes first.
         while let Some(pulled) = self.try_next() {
-            match pulled {
-                Pulled::Ready(m) => return Ok(Some(m)),
-                Pulled::Raw(msg) if !has_status(&msg) => {
-                    if let Some(m) = accept(&self.bus, msg) {
-                        return Ok(Some(m));
-                    }
-                }
-                Pulled::Raw(_) | Pulled::Taken => {}
+            if let Some(m) = self.held(pulled) {
+                return Ok(Some(m));
             }
         }
         self.bus.check_connected()?;
@@ -182,14 +176,19 @@ impl Puller {
     /// in the instant before our UNSUB reached it is redelivered after `ack_wait`.
     pub fn close(self) {
         while let Some(pulled) = self.try_next() {
-            let m = match pulled {
-                Pulled::Ready(m) => Some(m),
-                Pulled::Raw(msg) if !has_status(&msg) => accept(&self.bus, msg),
-                Pulled::Raw(_) | Pulled::Taken => None,
-            };
-            if let Some(m) = m {
+            if let Some(m) = self.held(pulled) {
                 let _ = m.nak(Duration::ZERO);
             }
+        }
+    }
+
+    /// The message a leftover delivery leaves this puller holding: none for a status (its pull is
+    /// over) or a message the taker ran.
+    fn held(&self, pulled: Pulled) -> Option<JsMessage> {
+        match pulled {
+            Pulled::Ready(m) => Some(m),
+            Pulled::Raw(msg) if !has_status(&msg) => accept(&self.bus, msg),
+            Pulled::Raw(_) | Pulled::Taken => None,
         }
     }
 }
