@@ -73,6 +73,10 @@ enum ReadError {
     BodyAbandoned,
 }
 
+/// osapi patch: the response buffer of a connection (upstream: 1 KiB). A head and a body that fit
+/// are written at once; a larger body goes out in pieces as before.
+pub(crate) const RESPONSE_BUFFER: usize = 4096;
+
 impl ClientConnection {
     /// Creates a new `ClientConnection` that takes ownership of the `TcpStream`.
     pub fn new(
@@ -89,7 +93,12 @@ impl ClientConnection {
 
         ClientConnection {
             source,
-            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(1024, write_socket)),
+            // osapi patch: room for a response's head and a small body together, so they leave in one
+            // write (one TCP segment) instead of the head alone first.
+            sink: SequentialWriterBuilder::new(BufWriter::with_capacity(
+                RESPONSE_BUFFER,
+                write_socket,
+            )),
             remote_addr,
             next_header_source: first_header,
             no_more_requests: false,
