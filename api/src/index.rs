@@ -15,13 +15,14 @@
 //! `common::status::job_status`, the same rule the job view uses. The index reads no clock: callers pass
 //! `now`.
 
+use osapi_bus::sync::Wakeup;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::names::keys::{self, Parsed};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{Grace, JobStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Condvar, Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -79,9 +80,10 @@ pub struct Index {
     /// Woken when a job turns terminal or goes (for `?wait=`): one condvar per shard of job ids, so a
     /// finished job wakes only the waiters of its shard, not every `?wait=` in progress (each woken
     /// waiter takes the lock, looks and sleeps again: with 16 waiters that was most of a job's wake-ups).
-    finished: [Condvar; WAIT_SHARDS],
-    /// Woken at every applied record (for callers waiting on their own write).
-    applied: Condvar,
+    finished: [Wakeup; WAIT_SHARDS],
+    /// Woken at every applied record (for callers waiting on their own write). Both notify only when
+    /// someone waits: most records find nobody waiting, and a notify is a system call.
+    applied: Wakeup,
     grace: Grace,
     /// Recent jobs' raw records, fed here beside the index (`index/detail.rs`).
     detail: DetailCache,
@@ -102,8 +104,8 @@ impl Index {
         let ttl_us = i64::try_from(ttl.as_micros()).unwrap_or(i64::MAX);
         Index {
             state: Mutex::default(),
-            finished: std::array::from_fn(|_| Condvar::new()),
-            applied: Condvar::new(),
+            finished: std::array::from_fn(|_| Wakeup::new()),
+            applied: Wakeup::new(),
             grace,
             detail: DetailCache::new(detail_bytes, ttl_us),
             written: [AtomicU64::new(0), AtomicU64::new(0)],
@@ -145,7 +147,7 @@ impl Index {
         if finished {
             match job_of(record.key) {
                 Some(id) => self.finished[wait_shard(&id)].notify_all(),
-                None => self.finished.iter().for_each(Condvar::notify_all),
+                None => self.finished.iter().for_each(Wakeup::notify_all),
             }
         }
     }
@@ -315,10 +317,7 @@ impl Index {
                 return;
             }
             // Wake at least every second: a silent host fails by the clock, not by a record.
-            let (guard, _) = self.finished[wait_shard(id)]
-                .wait_timeout(st, left.min(Duration::from_secs(1)))
-                .unwrap_or_else(|p| p.into_inner());
-            st = guard;
+            st = self.finished[wait_shard(id)].wait_timeout(st, left.min(Duration::from_secs(1)));
         }
     }
 

@@ -15,9 +15,10 @@ use crate::routes::{self, Authorized, Ctx, Query};
 use answer::record;
 use body::{read_body, BodyError};
 use handoff::Handoff;
+use osapi_bus::sync::Wakeup;
 use readers::Readers;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 use tiny_http::{Request, Server};
 
@@ -180,7 +181,8 @@ pub fn serve(
 #[derive(Default)]
 struct Inline {
     running: Mutex<usize>,
-    idle: Condvar,
+    /// Only shutdown waits on it: the last request out notifies nobody most of the time.
+    idle: Wakeup,
 }
 
 /// One request's place among [`INLINE_MAX`]; freed when dropped.
@@ -206,7 +208,7 @@ impl Inline {
     fn wait_idle(&self) {
         let mut running = self.lock();
         while *running > 0 {
-            running = self.idle.wait(running).unwrap_or_else(|p| p.into_inner());
+            running = self.idle.wait(running);
         }
     }
 }
@@ -215,7 +217,9 @@ impl Drop for InlineSlot<'_> {
     fn drop(&mut self) {
         let mut running = self.0.lock();
         *running -= 1;
-        if *running == 0 {
+        let idle = *running == 0;
+        drop(running);
+        if idle {
             self.0.idle.notify_all();
         }
     }

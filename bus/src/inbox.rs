@@ -1,38 +1,30 @@
-//! A subscription whose messages the connection's reading thread puts straight into a std channel
-//! (vendor/nats, osapi patch 2), for the subscriptions a thread blocks on: KV watches (pullers have
-//! their own, which can hand a job over on the reading thread: stream/pull.rs).
+//! A subscription whose messages the connection's reading thread puts straight into a queue
+//! (vendor/nats, osapi patch 2; `sync.rs`), for the subscriptions a thread blocks on: KV watches
+//! (pullers have their own, which can hand a job over on the reading thread: stream/pull.rs).
 //!
 //! The crate queues each message on a crossbeam channel instead, and a crossbeam receiver about to
 //! block first calls `sched_yield` several times: on a busy host each of those is a context switch,
-//! paid by every fetcher and watch once per message. std's receiver spins briefly, then sleeps on a
-//! futex.
+//! paid by every fetcher and watch once per message. The queue's receiver sleeps on a futex, and is
+//! woken only when it sleeps, outside the queue's lock.
 
+use crate::sync::{queue, QueueRx, RecvError};
 use crate::{Bus, BusError, Message};
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Mutex, MutexGuard};
 use std::time::Duration;
 
 /// One subscription; unsubscribes when dropped (the reading thread then drops the sender, and a
 /// waiting reader sees the channel closed).
 pub(crate) struct Inbox {
     _sub: nats::Subscription,
-    /// In a mutex only to be `Sync` like the crate's subscription: one thread reads an inbox.
-    rx: Mutex<Receiver<Message>>,
+    rx: QueueRx<Message>,
 }
 
 impl Inbox {
-    fn rx(&self) -> MutexGuard<'_, Receiver<Message>> {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     /// The next message within `wait`: `TimedOut` when none came, another error kind once the
     /// subscription is gone (unsubscribed, connection closed), as the crate's `next_timeout`.
     pub(crate) fn next_timeout(&self, wait: Duration) -> std::io::Result<Message> {
-        self.rx().recv_timeout(wait).map_err(|e| match e {
-            RecvTimeoutError::Timeout => {
-                std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out")
-            }
-            RecvTimeoutError::Disconnected => std::io::Error::other("unsubscribed"),
+        self.rx.recv_timeout(wait).map_err(|e| match e {
+            RecvError::Timeout => std::io::Error::new(std::io::ErrorKind::TimedOut, "timed out"),
+            RecvError::Closed => std::io::Error::other("unsubscribed"),
         })
     }
 }
@@ -40,7 +32,7 @@ impl Inbox {
 impl Bus {
     /// Subscribes to `subject`, delivering into an [`Inbox`].
     pub(crate) fn inbox(&self, subject: &str) -> Result<Inbox, BusError> {
-        let (tx, rx) = channel();
+        let (tx, rx) = queue();
         let sub = self
             .nc()
             .subscribe_inline(subject, move |msg| {
@@ -48,9 +40,6 @@ impl Bus {
                 let _ = tx.send(msg);
             })
             .map_err(|e| BusError::Unavailable(format!("subscribe {subject}: {e}")))?;
-        Ok(Inbox {
-            _sub: sub,
-            rx: Mutex::new(rx),
-        })
+        Ok(Inbox { _sub: sub, rx })
     }
 }

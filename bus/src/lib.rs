@@ -26,6 +26,7 @@ mod seqlog;
 pub mod setup;
 mod stream;
 mod subscribe;
+pub mod sync;
 mod write;
 
 pub use error::BusError;

@@ -197,15 +197,22 @@ impl Batch {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Answer `i` arrived; the caller is woken when it was the last.
+    /// Answer `i` arrived; the caller is woken when it was the last, after the lock is released (woken
+    /// under it, the caller would at once block on the lock the reading thread still holds: two more
+    /// futex calls and a context switch a request).
     fn put(&self, i: usize, msg: Message) {
         let mut st = self.lock();
-        if let Some(slot @ None) = st.answers.get_mut(i) {
-            *slot = Some(msg);
-            st.left = st.left.saturating_sub(1);
-            if st.left == 0 {
-                self.done.notify_one();
+        let last = match st.answers.get_mut(i) {
+            Some(slot @ None) => {
+                *slot = Some(msg);
+                st.left = st.left.saturating_sub(1);
+                st.left == 0
             }
+            _ => false,
+        };
+        drop(st);
+        if last {
+            self.done.notify_one();
         }
     }
 

@@ -9,10 +9,11 @@ use crate::handoff::Take;
 use crate::run::Runner;
 use crate::shutdown::Shutdown;
 use crossbeam_channel::Sender;
+use osapi_bus::sync::Wakeup;
 use osapi_bus::JsMessage;
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 /// Shortest interval between two `+WPI` rounds.
@@ -25,7 +26,8 @@ pub struct PoolState {
     /// Messages a fetcher holds and is offering to the pool.
     handing_off: AtomicUsize,
     changed_lock: Mutex<()>,
-    changed: Condvar,
+    /// Notifies only when someone waits (most changes find nobody waiting).
+    changed: Wakeup,
     inflight: Mutex<HashMap<u64, Arc<JsMessage>>>,
     next_slot: AtomicU64,
 }
@@ -37,7 +39,7 @@ impl PoolState {
             running: AtomicUsize::new(0),
             handing_off: AtomicUsize::new(0),
             changed_lock: Mutex::new(()),
-            changed: Condvar::new(),
+            changed: Wakeup::new(),
             inflight: Mutex::new(HashMap::new()),
             next_slot: AtomicU64::new(1),
         }
@@ -74,10 +76,7 @@ impl PoolState {
             if left.is_zero() {
                 return false;
             }
-            guard = match self.changed.wait_timeout(guard, left) {
-                Ok((g, _)) => g,
-                Err(p) => p.into_inner().0,
-            };
+            guard = self.changed.wait_timeout(guard, left);
         }
     }
 

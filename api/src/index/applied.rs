@@ -41,11 +41,7 @@ impl Index {
             if left.is_zero() {
                 return false;
             }
-            st = self
-                .applied
-                .wait_timeout(st, left)
-                .unwrap_or_else(|p| p.into_inner())
-                .0;
+            st = self.applied.wait_timeout(st, left);
         }
     }
 

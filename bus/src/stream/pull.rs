@@ -2,10 +2,10 @@
 //! pulled message is answered with.
 
 use super::AckMeta;
+use crate::sync::{queue, QueueRx, RecvError};
 use crate::{Bus, BusError};
 use serde_json::json;
-use std::sync::mpsc::{channel, Receiver, RecvTimeoutError};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 /// Takes a pulled message on the connection's reading thread (`None`: taken), or gives it back for
@@ -38,7 +38,7 @@ impl Bus {
         taker: Option<Taker>,
     ) -> Result<Puller, BusError> {
         let inbox = self.new_inbox();
-        let (tx, rx) = channel();
+        let (tx, rx) = queue();
         // The handler holds the connection (to ack); it is dropped with the subscription.
         let bus = self.clone();
         let sub = self
@@ -60,7 +60,7 @@ impl Bus {
             next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
             inbox,
             _sub: sub,
-            rx: Mutex::new(rx),
+            rx,
         })
     }
 }
@@ -81,8 +81,8 @@ pub struct Puller {
     inbox: String,
     /// Unsubscribed when dropped (the reading thread then drops the sender).
     _sub: nats::Subscription,
-    /// In a mutex only to be `Sync`: one thread pulls.
-    rx: Mutex<Receiver<Pulled>>,
+    /// One thread pulls.
+    rx: QueueRx<Pulled>,
 }
 
 impl Puller {
@@ -122,14 +122,14 @@ impl Puller {
             if left.is_zero() || stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
             }
-            let msg = match self.rx().recv_timeout(left.min(PULL_SLICE)) {
+            let msg = match self.rx.recv_timeout(left.min(PULL_SLICE)) {
                 Ok(Pulled::Raw(msg)) => msg,
                 Ok(Pulled::Ready(m)) => return Ok(Some(m)),
                 // Running elsewhere already: this pull is over.
                 Ok(Pulled::Taken) => return Ok(None),
-                Err(RecvTimeoutError::Timeout) => continue,
+                Err(RecvError::Timeout) => continue,
                 // Unsubscribed (the connection closed): nothing more will come; never spin on it.
-                Err(RecvTimeoutError::Disconnected) => return Ok(None),
+                Err(RecvError::Closed) => return Ok(None),
             };
             if let Some(status) = msg.headers.as_ref().and_then(|h| h.get("Status")) {
                 match status.as_str() {
@@ -163,12 +163,8 @@ impl Puller {
         }
     }
 
-    fn rx(&self) -> MutexGuard<'_, Receiver<Pulled>> {
-        self.rx.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
     fn try_next(&self) -> Option<Pulled> {
-        self.rx().try_recv().ok()
+        self.rx.try_recv()
     }
 
     /// Stops pulling for good: whatever already arrived goes back at once (NAK), then the inbox is

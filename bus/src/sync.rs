@@ -1,0 +1,293 @@
+//! Two thread hand-offs that make no system call they do not need, for the paths every job takes.
+//!
+//! std's `Condvar::notify_*` is a futex call even when no thread waits, and std's channel wakes a
+//! sleeping receiver while it holds the channel's waker lock, which the receiver, once awake, may find
+//! still held. Each costs a system call, and a contended lock a context switch more, per message: on the
+//! API's watch and the worker's pool that is several per job (docs/benchmarks.md).
+
+use std::collections::VecDeque;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, Condvar, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+/// A condition variable that notifies only when a thread waits on it.
+///
+/// A waiter counts itself while it holds the mutex, before it sleeps; a notifier changes what the
+/// waiters look at, releases the mutex, then reads the count. Either the notifier took the mutex after
+/// the waiter released it in its wait (then the count includes it) or before the waiter looked (then
+/// the waiter sees the change): no wake-up is lost.
+#[derive(Default)]
+pub struct Wakeup {
+    cv: Condvar,
+    waiting: AtomicUsize,
+}
+
+impl Wakeup {
+    pub fn new() -> Wakeup {
+        Wakeup::default()
+    }
+
+    /// `Condvar::wait_timeout`, counted; a poisoned lock is taken as it is.
+    pub fn wait_timeout<'a, T>(
+        &self,
+        guard: MutexGuard<'a, T>,
+        wait: Duration,
+    ) -> MutexGuard<'a, T> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = match self.cv.wait_timeout(guard, wait) {
+            Ok((g, _)) => g,
+            Err(p) => p.into_inner().0,
+        };
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// `Condvar::wait`, counted; a poisoned lock is taken as it is.
+    pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
+        self.waiting.fetch_add(1, Ordering::SeqCst);
+        let guard = self.cv.wait(guard).unwrap_or_else(|p| p.into_inner());
+        self.waiting.fetch_sub(1, Ordering::SeqCst);
+        guard
+    }
+
+    /// Wakes every waiter, if any; call after releasing the mutex the waiters use.
+    pub fn notify_all(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.cv.notify_all();
+        }
+    }
+
+    /// Wakes one waiter, if any; call after releasing the mutex the waiters use.
+    pub fn notify_one(&self) {
+        if self.waiting.load(Ordering::SeqCst) > 0 {
+            self.cv.notify_one();
+        }
+    }
+}
+
+/// An unbounded queue from one sender to one receiver. The sender wakes the receiver only when it
+/// sleeps, and after releasing the lock. What bounds it is the sender's source (a pull asks for one
+/// message; a KV watch runs under flow control).
+pub fn queue<T>() -> (QueueTx<T>, QueueRx<T>) {
+    let shared = Arc::new(Shared {
+        state: Mutex::new(QueueState {
+            items: VecDeque::new(),
+            sender: true,
+            receiver: true,
+            sleeping: false,
+        }),
+        wake: Condvar::new(),
+    });
+    (
+        QueueTx {
+            shared: shared.clone(),
+        },
+        QueueRx { shared },
+    )
+}
+
+struct Shared<T> {
+    state: Mutex<QueueState<T>>,
+    wake: Condvar,
+}
+
+struct QueueState<T> {
+    items: VecDeque<T>,
+    /// The sender is alive (dropped: the receiver sees `Closed` once the queue is empty).
+    sender: bool,
+    /// The receiver is alive (dropped: sends are refused).
+    receiver: bool,
+    /// The receiver sleeps and nobody has woken it yet.
+    sleeping: bool,
+}
+
+impl<T> Shared<T> {
+    fn lock(&self) -> MutexGuard<'_, QueueState<T>> {
+        self.state.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Marks one side gone and wakes a sleeping receiver to see it.
+    fn hang_up(&self, sender: bool) {
+        let mut st = self.lock();
+        if sender {
+            st.sender = false;
+        } else {
+            st.receiver = false;
+            st.items.clear();
+        }
+        let wake = std::mem::take(&mut st.sleeping);
+        drop(st);
+        if wake {
+            self.wake.notify_one();
+        }
+    }
+}
+
+/// The sending half; dropping it closes the queue.
+pub struct QueueTx<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> QueueTx<T> {
+    /// Queues `item`; gives it back when the receiver is gone.
+    pub fn send(&self, item: T) -> Result<(), T> {
+        let mut st = self.shared.lock();
+        if !st.receiver {
+            return Err(item);
+        }
+        st.items.push_back(item);
+        let wake = std::mem::take(&mut st.sleeping);
+        drop(st);
+        if wake {
+            self.shared.wake.notify_one();
+        }
+        Ok(())
+    }
+}
+
+impl<T> Drop for QueueTx<T> {
+    fn drop(&mut self) {
+        self.shared.hang_up(true);
+    }
+}
+
+/// Why [`QueueRx::recv_timeout`] returned nothing.
+#[derive(Debug, PartialEq, Eq)]
+pub enum RecvError {
+    /// Nothing came in time.
+    Timeout,
+    /// The sender is gone and everything it sent was received.
+    Closed,
+}
+
+/// The receiving half; dropping it makes further sends fail (and drops what was queued).
+pub struct QueueRx<T> {
+    shared: Arc<Shared<T>>,
+}
+
+impl<T> QueueRx<T> {
+    /// The next item, if one is queued.
+    pub fn try_recv(&self) -> Option<T> {
+        self.shared.lock().items.pop_front()
+    }
+
+    /// The next item within `wait`.
+    pub fn recv_timeout(&self, wait: Duration) -> Result<T, RecvError> {
+        let deadline = Instant::now() + wait;
+        let mut st = self.shared.lock();
+        loop {
+            if let Some(item) = st.items.pop_front() {
+                return Ok(item);
+            }
+            if !st.sender {
+                return Err(RecvError::Closed);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return Err(RecvError::Timeout);
+            }
+            st.sleeping = true;
+            st = match self.shared.wake.wait_timeout(st, left) {
+                Ok((g, _)) => g,
+                Err(p) => p.into_inner().0,
+            };
+            st.sleeping = false;
+        }
+    }
+}
+
+impl<T> Drop for QueueRx<T> {
+    fn drop(&mut self) {
+        self.shared.hang_up(false);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::thread;
+
+    #[test]
+    fn items_come_in_order_and_a_closed_queue_says_so_once_empty() {
+        let (tx, rx) = queue();
+        tx.send(1).unwrap();
+        tx.send(2).unwrap();
+        drop(tx);
+        assert_eq!(rx.recv_timeout(Duration::ZERO), Ok(1));
+        assert_eq!(rx.try_recv(), Some(2));
+        assert_eq!(
+            rx.recv_timeout(Duration::from_secs(5)),
+            Err(RecvError::Closed)
+        );
+    }
+
+    #[test]
+    fn nothing_sent_times_out() {
+        let (_tx, rx) = queue::<u8>();
+        let start = Instant::now();
+        assert_eq!(
+            rx.recv_timeout(Duration::from_millis(20)),
+            Err(RecvError::Timeout)
+        );
+        assert!(start.elapsed() >= Duration::from_millis(20));
+    }
+
+    #[test]
+    fn a_sleeping_receiver_is_woken_by_a_send_and_by_the_sender_going() {
+        let (tx, rx) = queue();
+        let got = thread::spawn(move || {
+            let first = rx.recv_timeout(Duration::from_secs(10));
+            let second = rx.recv_timeout(Duration::from_secs(10));
+            (first, second)
+        });
+        // Let the receiver fall asleep first (it also works if it has not: the item waits).
+        let asleep = Instant::now() + Duration::from_secs(5);
+        while !tx.shared.lock().sleeping && Instant::now() < asleep {
+            thread::yield_now();
+        }
+        let start = Instant::now();
+        tx.send(7).unwrap();
+        drop(tx);
+        let (first, second) = got.join().unwrap();
+        assert_eq!(first, Ok(7));
+        assert_eq!(second, Err(RecvError::Closed));
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "woken, not timed out"
+        );
+    }
+
+    #[test]
+    fn a_send_to_a_dropped_receiver_comes_back() {
+        let (tx, rx) = queue();
+        drop(rx);
+        assert_eq!(tx.send(3), Err(3));
+    }
+
+    #[test]
+    fn a_wakeup_reaches_a_waiter_and_costs_nothing_without_one() {
+        let lock = Arc::new(Mutex::new(false));
+        let wakeup = Arc::new(Wakeup::new());
+        // Nobody waits: nothing to wake (and nothing breaks).
+        wakeup.notify_all();
+        let waiter = {
+            let (lock, wakeup) = (lock.clone(), wakeup.clone());
+            thread::spawn(move || {
+                let deadline = Instant::now() + Duration::from_secs(10);
+                let mut done = lock.lock().unwrap();
+                while !*done && Instant::now() < deadline {
+                    done = wakeup.wait_timeout(done, Duration::from_secs(10));
+                }
+                *done
+            })
+        };
+        let start = Instant::now();
+        *lock.lock().unwrap() = true;
+        wakeup.notify_all();
+        assert!(waiter.join().unwrap());
+        assert!(
+            start.elapsed() < Duration::from_secs(5),
+            "woken, not timed out"
+        );
+    }
+}
