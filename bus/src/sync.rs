@@ -56,13 +56,6 @@ impl Wakeup {
             self.cv.notify_all();
         }
     }
-
-    /// Wakes one waiter, if any; call after releasing the mutex the waiters use.
-    pub fn notify_one(&self) {
-        if self.waiting.load(Ordering::SeqCst) > 0 {
-            self.cv.notify_one();
-        }
-    }
 }
 
 /// An unbounded queue from one sender to one receiver. The sender wakes the receiver only when it
@@ -171,9 +164,10 @@ impl<T> QueueRx<T> {
         self.shared.lock().items.pop_front()
     }
 
-    /// The next item within `wait`.
+    /// The next item within `wait` (a `wait` too long for the clock to add, such as `Duration::MAX`,
+    /// waits until an item comes or the sender goes, as std's channel does).
     pub fn recv_timeout(&self, wait: Duration) -> Result<T, RecvError> {
-        let deadline = Instant::now() + wait;
+        let deadline = Instant::now().checked_add(wait);
         let mut st = self.shared.lock();
         loop {
             if let Some(item) = st.items.pop_front() {
@@ -182,7 +176,10 @@ impl<T> QueueRx<T> {
             if !st.sender {
                 return Err(RecvError::Closed);
             }
-            let left = deadline.saturating_duration_since(Instant::now());
+            let left = match deadline {
+                Some(d) => d.saturating_duration_since(Instant::now()),
+                None => wait,
+            };
             if left.is_zero() {
                 return Err(RecvError::Timeout);
             }
@@ -255,6 +252,15 @@ mod tests {
             start.elapsed() < Duration::from_secs(5),
             "woken, not timed out"
         );
+    }
+
+    #[test]
+    fn a_wait_past_the_clocks_end_does_not_panic() {
+        let (tx, rx) = queue();
+        tx.send(5).unwrap();
+        assert_eq!(rx.recv_timeout(Duration::MAX), Ok(5));
+        drop(tx);
+        assert_eq!(rx.recv_timeout(Duration::MAX), Err(RecvError::Closed));
     }
 
     #[test]
