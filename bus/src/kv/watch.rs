@@ -9,7 +9,35 @@ use std::time::{Duration, Instant};
 impl Bus {
     /// Starts watching every key of `bucket`: the last record of each key first (from `after_seq + 1` when
     /// resuming), then every change.
+    ///
+    /// A replay's consumer delivers the last record per key; once it has, the watch moves to a consumer
+    /// that starts after the last record delivered (see [`KvWatch::next`]): nats-server 2.9.10
+    /// (Debian 12's) recounts a last-per-key consumer's pending records by walking every key of the
+    /// bucket each time it delivers one while it is caught up, so a long-lived one costs the server
+    /// O(keys) a record, and every reader of the bucket waits on it (fixed in later 2.9 releases).
     pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
+        let start = after_seq.map(|seq| seq + 1);
+        let created = self.watch_consumer(bucket, start)?;
+        let replay = start.is_none();
+        Ok(KvWatch {
+            bus: self.clone(),
+            bucket: bucket.to_string(),
+            sub: created.sub,
+            stream: stream_name(bucket),
+            consumer: created.name,
+            prefix_len: format!("$KV.{bucket}.").len(),
+            caught_up: created.pending == 0,
+            replaying: replay,
+            move_on: replay && created.pending == 0,
+            last_seq: after_seq.unwrap_or(0),
+            last_seen: Instant::now(),
+            deliveries: Deliveries::default(),
+        })
+    }
+
+    /// Creates a watch's consumer and the inbox it pushes to: from `start` (a stream sequence) on, or,
+    /// without one, the last record of each key first.
+    fn watch_consumer(&self, bucket: &str, start: Option<u64>) -> Result<Created, BusError> {
         let inbox = self.new_inbox();
         let sub = self.inbox(&inbox)?;
         let mut config = json!({
@@ -24,10 +52,10 @@ impl Bus {
             "num_replicas": 1,
             "inactive_threshold": 30_000_000_000_u64,
         });
-        match after_seq {
+        match start {
             Some(seq) => {
                 config["deliver_policy"] = json!("by_start_sequence");
-                config["opt_start_seq"] = json!(seq + 1);
+                config["opt_start_seq"] = json!(seq);
             }
             None => config["deliver_policy"] = json!("last_per_subject"),
         }
@@ -39,20 +67,12 @@ impl Bus {
             .get("num_pending")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        let consumer = created
+        let name = created
             .get("name")
             .and_then(Value::as_str)
             .ok_or_else(|| BusError::Protocol("consumer created without a name".into()))?
             .to_string();
-        Ok(KvWatch {
-            sub,
-            stream: stream_name(bucket),
-            consumer,
-            prefix_len: format!("$KV.{bucket}.").len(),
-            caught_up: pending == 0,
-            last_seen: Instant::now(),
-            deliveries: Deliveries::default(),
-        })
+        Ok(Created { sub, name, pending })
     }
 
     /// Checks a watch against the server (after a reconnect): its consumer must still exist and must
@@ -81,13 +101,28 @@ pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
 /// How often a quiet watch hears from the server; three missed beats mean the watch is dead.
 pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
 
+/// A watch consumer just created.
+struct Created {
+    sub: crate::inbox::Inbox,
+    name: String,
+    pending: u64,
+}
+
 /// A live watch on a bucket. Not `Clone`: one reader.
 pub struct KvWatch {
+    bus: Bus,
+    bucket: String,
     sub: crate::inbox::Inbox,
     stream: String,
     consumer: String,
     prefix_len: usize,
     caught_up: bool,
+    /// The consumer delivers the last record per key (a replay), not every record from a sequence on.
+    replaying: bool,
+    /// The replay is done: move to a consumer from `last_seq + 1` before reading on.
+    move_on: bool,
+    /// The stream sequence of the last record handed out (or resumed after).
+    last_seq: u64,
     last_seen: Instant,
     deliveries: Deliveries,
 }
@@ -129,6 +164,9 @@ impl KvWatch {
     /// (server restarted, consumer gone) or skipped a delivery (the client dropped messages, or they were
     /// lost in a disconnect): re-create it from the last revision applied.
     pub fn next(&mut self, wait: Duration) -> Result<Option<KvEntry>, BusError> {
+        if std::mem::take(&mut self.move_on) {
+            self.leave_replay()?;
+        }
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
@@ -165,7 +203,9 @@ impl KvWatch {
                     self.deliveries.arrived(seq)?;
                     if meta.pending == 0 {
                         self.caught_up = true;
+                        self.move_on = self.replaying;
                     }
+                    self.last_seq = meta.stream_seq;
                     let key = msg.subject.get(self.prefix_len..).unwrap_or("").to_string();
                     return Ok(Some(KvEntry {
                         key,
@@ -182,6 +222,37 @@ impl KvWatch {
                 }
             }
         }
+    }
+
+    /// Replaces the replay's consumer by one that delivers every record after the last one handed out.
+    /// What the old one had pushed and was not read yet is dropped with its inbox: the new one sends
+    /// it again, in order, from the next sequence.
+    fn leave_replay(&mut self) -> Result<(), BusError> {
+        let created = self
+            .bus
+            .watch_consumer(&self.bucket, Some(self.last_seq + 1))?;
+        let old = std::mem::replace(&mut self.consumer, created.name);
+        self.sub = created.sub;
+        self.replaying = false;
+        self.deliveries = Deliveries::default();
+        self.last_seen = Instant::now();
+        // Without its inbox the old consumer has no interest and the server drops it after
+        // `inactive_threshold`; deleting it now frees it at once.
+        if let Err(e) = self.bus.js_api(
+            &format!("CONSUMER.DELETE.{}.{old}", self.stream),
+            &json!({}),
+        ) {
+            log::debug!(
+                "watch on {}: replay consumer {old} not deleted: {e}",
+                self.bucket
+            );
+        }
+        log::debug!(
+            "watch on {}: replay done, following from sequence {}",
+            self.bucket,
+            self.last_seq + 1
+        );
+        Ok(())
     }
 
     /// True once every record that existed when the watch started has been delivered.
