@@ -18,7 +18,6 @@ impl Bus {
     pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
         let start = after_seq.map(|seq| seq + 1);
         let created = self.watch_consumer(bucket, start)?;
-        let replay = start.is_none();
         Ok(KvWatch {
             bus: self.clone(),
             bucket: bucket.to_string(),
@@ -27,8 +26,7 @@ impl Bus {
             consumer: created.name,
             prefix_len: format!("$KV.{bucket}.").len(),
             caught_up: created.pending == 0,
-            replaying: replay,
-            move_on: replay && created.pending == 0,
+            replaying: start.is_none(),
             last_seq: after_seq.unwrap_or(0),
             last_seen: Instant::now(),
             deliveries: Deliveries::default(),
@@ -117,10 +115,9 @@ pub struct KvWatch {
     consumer: String,
     prefix_len: usize,
     caught_up: bool,
-    /// The consumer delivers the last record per key (a replay), not every record from a sequence on.
+    /// The consumer delivers the last record per key (a replay), not every record from a sequence on;
+    /// once `caught_up`, the watch moves to a consumer from `last_seq + 1` before reading on.
     replaying: bool,
-    /// The replay is done: move to a consumer from `last_seq + 1` before reading on.
-    move_on: bool,
     /// The stream sequence of the last record handed out (or resumed after).
     last_seq: u64,
     last_seen: Instant,
@@ -164,7 +161,7 @@ impl KvWatch {
     /// (server restarted, consumer gone) or skipped a delivery (the client dropped messages, or they were
     /// lost in a disconnect): re-create it from the last revision applied.
     pub fn next(&mut self, wait: Duration) -> Result<Option<KvEntry>, BusError> {
-        if std::mem::take(&mut self.move_on) {
+        if self.replaying && self.caught_up {
             self.leave_replay()?;
         }
         let deadline = Instant::now() + wait;
@@ -203,7 +200,6 @@ impl KvWatch {
                     self.deliveries.arrived(seq)?;
                     if meta.pending == 0 {
                         self.caught_up = true;
-                        self.move_on = self.replaying;
                     }
                     self.last_seq = meta.stream_seq;
                     let key = msg.subject.get(self.prefix_len..).unwrap_or("").to_string();
