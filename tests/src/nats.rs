@@ -68,6 +68,20 @@ impl NatsServer {
         panic!("nats-server did not start after {START_ATTEMPTS_MAX} attempts (see log above)");
     }
 
+    /// A client of this server, as an operator's tool would connect (no credentials, 5 s requests).
+    pub fn bus(&self, name: &str) -> osapi_bus::Bus {
+        osapi_bus::Bus::connect(&osapi_bus::ConnectOptions {
+            url: self.url(),
+            user_pass: None,
+            token: None,
+            identity: Default::default(),
+            request_timeout: Duration::from_secs(5),
+            name: name.into(),
+            inbox_prefix: "_INBOX".into(),
+        })
+        .unwrap_or_else(|e| panic!("connect to {}: {e}", self.url()))
+    }
+
     /// `nats://127.0.0.1:PORT`
     pub fn url(&self) -> String {
         format!("nats://127.0.0.1:{}", self.port)

@@ -9,25 +9,12 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use osapi_bus::{Bus, ConnectOptions};
+use osapi_bus::Bus;
 use osapi_common::names::Names;
 use osapi_tests::{wait_until, Api, Cluster, ExtraConfig, NatsServer, Options, Worker};
 
 /// How long a worker may take to create its consumers, or to retry (back-off 1, 2, 4, 8 s) after a change.
 const SUBSCRIBED_WITHIN: Duration = Duration::from_secs(30);
-
-fn bus(nats: &NatsServer) -> Bus {
-    Bus::connect(&ConnectOptions {
-        url: nats.url(),
-        user_pass: None,
-        token: None,
-        identity: Default::default(),
-        request_timeout: Duration::from_secs(5),
-        name: "fleet test".into(),
-        inbox_prefix: "_INBOX".into(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
 
 /// The names the daemons of [`Options::default`] use (namespace `t1`).
 fn names() -> Names {
@@ -112,7 +99,7 @@ fn a_worker_the_consumer_limit_shuts_out_is_listed_not_routed_and_joins_when_rai
     // A daemon started with a larger limit updates the stream; the worker's retries then succeed.
     // nats-server 2.9 refuses to change a stream's MaxConsumers (2.15 allows it): the daemon says so.
     let bigger = Api::start_extra(&cluster.nats.url(), &options, &extra(100));
-    let bus = bus(&cluster.nats);
+    let bus = cluster.nats.bus("fleet test");
     let room = bus
         .stream_consumers(&names().stream)
         .unwrap_or_else(|e| panic!("{e}"));
@@ -143,7 +130,7 @@ fn a_worker_the_consumer_limit_shuts_out_is_listed_not_routed_and_joins_when_rai
 #[test]
 fn label_broadcasts_reach_the_right_workers_with_the_fewest_consumers_the_server_allows() {
     let cluster = Cluster::start(&osapi_tests::FLEET);
-    let bus = bus(&cluster.nats);
+    let bus = cluster.nats.bus("fleet test");
     let multi = multi_filter(&bus);
     let names = names();
 
@@ -205,7 +192,7 @@ fn label_broadcasts_reach_the_right_workers_with_the_fewest_consumers_the_server
 #[test]
 fn a_worker_removes_its_consumers_of_the_other_plan_after_a_server_upgrade() {
     let nats = NatsServer::start();
-    let bus = bus(&nats);
+    let bus = nats.bus("fleet test");
     if !multi_filter(&bus) {
         // 2.9 cannot hold the 2.10+ plan's consumer in the first place; .ci/run runs this on 2.15 too.
         return;
@@ -272,7 +259,7 @@ fn a_worker_waits_for_the_shared_consumer_the_api_makes() {
     let api = Api::start(&nats.url(), &options);
     // The API laid out NATS, the shared consumer with it; gone, a worker may not make it (a
     // least-privilege worker may only pull from it: docs/security.md), so it waits and says why.
-    let bus = bus(&nats);
+    let bus = nats.bus("fleet test");
     let any = names().any_consumer().durable;
     assert_eq!(bus.consumer_exists(&names().stream, &any), Ok(true));
     bus.consumer_delete(&names().stream, &any)

@@ -9,23 +9,10 @@ use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use osapi_bus::{Bus, ConnectOptions, KvEntry, KvWatch, StreamConfig};
+use osapi_bus::{Bus, KvEntry, KvWatch, StreamConfig};
 use osapi_tests::{wait_until, Cluster, NatsServer};
 
 const BUCKET: &str = "watched";
-
-fn bus(nats: &NatsServer) -> Bus {
-    Bus::connect(&ConnectOptions {
-        url: nats.url(),
-        user_pass: None,
-        token: None,
-        identity: Default::default(),
-        request_timeout: Duration::from_secs(5),
-        name: "kv watch test".into(),
-        inbox_prefix: "_INBOX".into(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn bucket(bus: &Bus) {
     let cfg = StreamConfig {
@@ -84,7 +71,7 @@ fn keys_and_revisions(entries: &[KvEntry]) -> Vec<(String, u64)> {
 #[test]
 fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
     let nats = NatsServer::start();
-    let bus = bus(&nats);
+    let bus = nats.bus("kv watch test");
     bucket(&bus);
     for i in 0..10 {
         bus.kv_put(BUCKET, &format!("k{i}"), b"v1")
@@ -152,7 +139,7 @@ fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
 #[test]
 fn a_watch_of_an_empty_bucket_leaves_its_replay_consumer_at_once() {
     let nats = NatsServer::start();
-    let bus = bus(&nats);
+    let bus = nats.bus("kv watch test");
     bucket(&bus);
     let mut watch = bus.kv_watch(BUCKET, None).unwrap_or_else(|e| panic!("{e}"));
     assert!(watch.caught_up(), "nothing to replay");
@@ -171,7 +158,7 @@ fn the_apis_watches_keep_no_replay_consumer_once_ready() {
     let cluster = Cluster::start(&[("w1", &[], 2)]);
     let job = cluster.run_job("test.ping.do", json!({}), "w1");
     assert_eq!(job["status"], "completed");
-    let bus = bus(&cluster.nats);
+    let bus = cluster.nats.bus("kv watch test");
     let names = bus
         .js_api("STREAM.NAMES", &json!({}))
         .unwrap_or_else(|e| panic!("{e}"));
