@@ -10,7 +10,8 @@ use std::time::{Duration, Instant};
 
 use osapi_tests::edge::{proc_status, read_all};
 use osapi_tests::{
-    admin_token, request_as, wait_until, Api, Cluster, ExtraConfig, NatsServer, Options,
+    admin_token, free_port, request, request_as, wait_until, Api, Cluster, ExtraConfig, NatsServer,
+    Options,
 };
 
 /// The default `api.server.max_connections`.
@@ -143,19 +144,33 @@ fn exchange(stream: &mut TcpStream, head: &str) -> String {
 /// `api.server.max_connections` in the tests of the cap itself.
 const CAP: usize = 4;
 
-/// An API on `nats` that holds at most [`CAP`] connections.
-fn api_with_small_cap(nats: &NatsServer) -> Api {
+/// An API on `nats` that holds at most [`CAP`] connections, and its `/metrics` on a port of its own
+/// (outside the cap), at the returned base URL.
+fn api_with_small_cap(nats: &NatsServer) -> (Api, String) {
+    let metrics_port = free_port();
     let extra = ExtraConfig {
         api_server_yaml: vec![("max_connections".into(), CAP.to_string())],
+        api_metrics_listen: format!("127.0.0.1:{metrics_port}"),
         ..ExtraConfig::default()
     };
-    Api::start_extra(&nats.url(), &Options::default(), &extra)
+    let api = Api::start_extra(&nats.url(), &Options::default(), &extra);
+    (api, format!("http://127.0.0.1:{metrics_port}"))
+}
+
+/// `osapi_wait_slots_in_use` on the API's metrics port: `?wait=` requests in progress.
+fn waits_in_progress(metrics: &str) -> Option<u64> {
+    let resp = request(metrics, "GET", "/metrics", None).ok()?;
+    resp.text
+        .lines()
+        .find_map(|l| l.strip_prefix("osapi_wait_slots_in_use "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .map(|v| v as u64)
 }
 
 #[test]
 fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
     let nats = NatsServer::start();
-    let api = api_with_small_cap(&nats);
+    let (api, metrics) = api_with_small_cap(&nats);
     let base = api.base_url();
     let admin = admin_token();
     // A job nobody runs: `?wait=` on it holds a request (and so its connection) busy.
@@ -172,14 +187,14 @@ fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
         .expect("a job id")
         .to_string();
 
-    // CAP keep-alive connections, each sending two requests in one write: a quick one, then a 3 s
-    // `?wait=`. The server parses the second head from its buffer as soon as it has handed over the
-    // first, long before the first's answer comes back through the handler queue: once that answer is
-    // read, every connection is busy with a request.
+    // CAP keep-alive connections, each sending two requests in one write: a quick one, then a 5 s
+    // `?wait=`. The connection's thread reads the second head once it has written the first answer, and
+    // counts it in progress only once its token passed: until the metrics port shows every wait
+    // started, a newcomer could still evict a connection in that gap.
     let quick =
         format!("GET /job/status HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {admin}\r\n\r\n");
     let hold = format!(
-        "GET /job/{id}?wait=3s HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {admin}\r\n\r\n"
+        "GET /job/{id}?wait=5s HTTP/1.1\r\nHost: osapi\r\nAuthorization: Bearer {admin}\r\n\r\n"
     );
     let mut busy: Vec<TcpStream> = (0..CAP)
         .map(|n| {
@@ -194,6 +209,11 @@ fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
             s
         })
         .collect();
+    wait_until(
+        "every held connection's `?wait=` to be in progress",
+        Duration::from_secs(5),
+        || waits_in_progress(&metrics) == Some(CAP as u64),
+    );
     let refused = request_as(None, &base, "GET", "/health", None).expect("an answer");
     assert_eq!(refused.status, 503, "{}", refused.text);
     assert!(refused.text.contains("max_connections"), "{}", refused.text);
@@ -233,7 +253,7 @@ fn at_a_small_cap_idle_connections_make_room_and_busy_ones_get_a_503() {
 #[test]
 fn tokenless_posts_trickling_small_bodies_do_not_lock_out_a_new_client() {
     let nats = NatsServer::start();
-    let api = api_with_small_cap(&nats);
+    let (api, _metrics) = api_with_small_cap(&nats);
     // CAP connections, each announcing a 1 KiB body without a token and sending it a byte at a time.
     let (sent, two_bytes_out) = mpsc::channel();
     let tricklers: Vec<_> = (0..CAP)
