@@ -3,7 +3,6 @@
 //! `osapi audit list|export` read it. Anyone can make entries, so a flood of them while NATS is frozen
 //! neither holds the API nor grows the stream past `audit.max_bytes`.
 
-use osapi_bus::{Bus, ConnectOptions};
 use osapi_common::names::Names;
 use osapi_tests::{
     admin_token, command, request, request_as, token, wait_until, Cluster, ExtraConfig, NatsServer,
@@ -192,16 +191,7 @@ const FLOOD_CONNECTIONS: usize = 250;
 
 /// What the AUDIT stream of the test's namespace holds: `(bytes, first_seq)`, read as an operator would.
 fn audit_stream_state(nats: &NatsServer) -> (u64, u64) {
-    let bus = Bus::connect(&ConnectOptions {
-        url: nats.url(),
-        user_pass: None,
-        token: None,
-        identity: Default::default(),
-        request_timeout: Duration::from_secs(5),
-        name: "audit test".into(),
-        inbox_prefix: "_INBOX".into(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"));
+    let bus = nats.bus("audit test");
     let names = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
     let info = bus
         .js_api(&format!("STREAM.INFO.{}", names.audit_stream()), &json!({}))

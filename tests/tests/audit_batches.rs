@@ -3,7 +3,6 @@
 //! total and paging as one entry a message; an entry written before batching (one JSON object a
 //! message, as earlier versions of the API wrote) stays readable.
 
-use osapi_bus::{Bus, ConnectOptions};
 use osapi_common::names::Names;
 use osapi_tests::{admin_token, command, request, wait_until, Cluster, ExtraConfig, Options};
 use serde_json::{json, Value};
@@ -13,19 +12,6 @@ use std::time::Duration;
 const DEADLINE: Duration = Duration::from_secs(20);
 /// Refused requests sent while nats-server is frozen: they queue for the publisher.
 const QUEUED: usize = 50;
-
-fn bus(url: &str) -> Bus {
-    Bus::connect(&ConnectOptions {
-        url: url.to_string(),
-        user_pass: None,
-        token: None,
-        identity: Default::default(),
-        request_timeout: Duration::from_secs(5),
-        name: "audit batch test".into(),
-        inbox_prefix: "_INBOX".into(),
-    })
-    .unwrap_or_else(|e| panic!("{e}"))
-}
 
 fn page(cluster: &Cluster, offset: usize, limit: usize) -> (u64, Vec<Value>) {
     let resp = cluster.http(
@@ -51,7 +37,7 @@ fn entries_queued_together_are_one_message_and_read_back_like_single_ones() {
     let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
     let base = cluster.api.base_url();
     let names = Names::new("t1", "JOBS", "job-queue", "job-responses", "jobs-worker");
-    let nats = bus(&cluster.nats.url());
+    let nats = cluster.nats.bus("audit batch test");
 
     // An entry as the API wrote them before batching: one JSON object, one message.
     let legacy = json!({
