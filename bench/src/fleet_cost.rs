@@ -24,10 +24,8 @@ const READ_TIMED: Duration = Duration::from_millis(500);
 #[derive(Debug, Clone, Default)]
 pub struct BroadcastCost {
     pub runs: usize,
-    pub in_msgs: f64,
-    pub out_msgs: f64,
-    pub in_bytes: f64,
-    pub out_bytes: f64,
+    /// nats-server's messages and bytes in and out: `None` without a monitoring endpoint (a cluster).
+    pub traffic: Option<Traffic>,
     pub nats_cpu_ms: f64,
     pub api_cpu_ms: f64,
     /// CPU µs one worker spends on one broadcast (every worker's time over the broadcasts, per worker).
@@ -39,6 +37,15 @@ pub struct BroadcastCost {
     pub job_record_bytes: usize,
     /// Bytes of `run.{id}` (the workers' copy), 0 when the API wrote none.
     pub run_record_bytes: usize,
+}
+
+/// A broadcast's messages and bytes through nats-server (its `/varz`, background subtracted).
+#[derive(Debug, Clone, Default)]
+pub struct Traffic {
+    pub in_msgs: f64,
+    pub out_msgs: f64,
+    pub in_bytes: f64,
+    pub out_bytes: f64,
 }
 
 /// The processes whose CPU is counted.
@@ -82,7 +89,7 @@ fn cpu(p: &Pids<'_>) -> [Duration; 3] {
 }
 
 /// `runs` broadcasts to every one of `hosts` workers, timed (as `jobs::broadcast_ids`) and counted: with
-/// `monitor`, nats-server's messages and bytes; CPU always. Returns the times, the last job's id and the
+/// With `monitor`, nats-server's messages and bytes; CPU always. Returns the times, the last job's id and the
 /// cost.
 pub fn broadcasts(
     api: &Api,
@@ -119,8 +126,14 @@ pub fn broadcasts(
             .map_err(|e| format!("reading {key}: {e}"))?
             .map_or(0, |e| e.value.len()))
     };
-    let mut cost = BroadcastCost {
+    let cost = BroadcastCost {
         runs,
+        traffic: per_job.map(|p| Traffic {
+            in_msgs: p.in_msgs,
+            out_msgs: p.out_msgs,
+            in_bytes: p.in_bytes,
+            out_bytes: p.out_bytes,
+        }),
         nats_cpu_ms: per_run(0) * 1e3,
         api_cpu_ms: per_run(1) * 1e3,
         worker_cpu_us: per_run(2) * 1e6 / pids.workers.len().max(1) as f64,
@@ -131,12 +144,7 @@ pub fn broadcasts(
         },
         job_record_bytes: size(keys::job(&last_id))?,
         run_record_bytes: size(keys::run(&last_id))?,
-        ..BroadcastCost::default()
     };
-    if let Some(p) = per_job {
-        (cost.in_msgs, cost.out_msgs) = (p.in_msgs, p.out_msgs);
-        (cost.in_bytes, cost.out_bytes) = (p.in_bytes, p.out_bytes);
-    }
     Ok((Summary::of(&times), last_id, cost))
 }
 

@@ -67,12 +67,18 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
         rows.push((
             format!("{p} one broadcast costs"),
             format!(
-                "nats-server {:.0} msgs in, {:.0} out, {:.0} KB in, {:.0} KB out, CPU {:.1} ms; \
+                "nats-server {}, CPU {:.1} ms; \
                  API CPU {:.1} ms; per worker CPU {:.0} µs, {:.1} context switches",
-                c.in_msgs,
-                c.out_msgs,
-                c.in_bytes / 1e3,
-                c.out_bytes / 1e3,
+                c.traffic.as_ref().map_or_else(
+                    || "messages not counted (no monitoring port on a cluster)".to_string(),
+                    |t| format!(
+                        "{:.0} msgs in, {:.0} out, {:.0} KB in, {:.0} KB out",
+                        t.in_msgs,
+                        t.out_msgs,
+                        t.in_bytes / 1e3,
+                        t.out_bytes / 1e3
+                    )
+                ),
                 c.nats_cpu_ms,
                 c.api_cpu_ms,
                 c.worker_cpu_us,
@@ -120,9 +126,12 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
 
 /// One broadcast's cost (fleet_cost.rs) for bench/results.json.
 fn cost_json(c: &crate::fleet_cost::BroadcastCost) -> Value {
+    let t = c.traffic.as_ref();
     json!({
-        "runs": c.runs, "nats_in_msgs": round3(c.in_msgs), "nats_out_msgs": round3(c.out_msgs),
-        "nats_in_bytes": round3(c.in_bytes), "nats_out_bytes": round3(c.out_bytes),
+        "runs": c.runs,
+        "nats_in_msgs": t.map(|t| round3(t.in_msgs)), "nats_out_msgs": t.map(|t| round3(t.out_msgs)),
+        "nats_in_bytes": t.map(|t| round3(t.in_bytes)),
+        "nats_out_bytes": t.map(|t| round3(t.out_bytes)),
         "nats_cpu_ms": round3(c.nats_cpu_ms), "api_cpu_ms": round3(c.api_cpu_ms),
         "worker_cpu_us": round3(c.worker_cpu_us), "worker_switches": round3(c.worker_switches),
         "job_record_bytes": c.job_record_bytes,
