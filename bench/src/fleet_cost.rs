@@ -9,7 +9,7 @@ use crate::client::Api;
 use crate::jobs;
 use crate::procs::cpu_time;
 use crate::stats::Summary;
-use crate::varz::{Monitor, Window};
+use crate::varz::{Monitor, PerJob, Window};
 use osapi_bus::Bus;
 use osapi_common::job::{JobDef, Operation};
 use osapi_common::names::{keys, Names};
@@ -21,11 +21,12 @@ use std::time::{Duration, Instant};
 const READ_TIMED: Duration = Duration::from_millis(500);
 
 /// One broadcast's share of the traffic and CPU, averaged over the timed broadcasts.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct BroadcastCost {
     pub runs: usize,
-    /// nats-server's messages and bytes in and out: `None` without a monitoring endpoint (a cluster).
-    pub traffic: Option<Traffic>,
+    /// nats-server's messages and bytes in and out per broadcast: `None` without a monitoring endpoint
+    /// (a cluster).
+    pub traffic: Option<PerJob>,
     pub nats_cpu_ms: f64,
     pub api_cpu_ms: f64,
     /// CPU µs one worker spends on one broadcast (every worker's time over the broadcasts, per worker).
@@ -37,15 +38,6 @@ pub struct BroadcastCost {
     pub job_record_bytes: usize,
     /// Bytes of `run.{id}` (the workers' copy), 0 when the API wrote none.
     pub run_record_bytes: usize,
-}
-
-/// A broadcast's messages and bytes through nats-server (its `/varz`, background subtracted).
-#[derive(Debug, Clone, Default)]
-pub struct Traffic {
-    pub in_msgs: f64,
-    pub out_msgs: f64,
-    pub in_bytes: f64,
-    pub out_bytes: f64,
 }
 
 /// The processes whose CPU is counted.
@@ -89,7 +81,7 @@ fn cpu(p: &Pids<'_>) -> [Duration; 3] {
 }
 
 /// `runs` broadcasts to every one of `hosts` workers, timed (as `jobs::broadcast_ids`) and counted: with
-/// With `monitor`, nats-server's messages and bytes; CPU always. Returns the times, the last job's id and the
+/// `monitor`, nats-server's messages and bytes; CPU always. Returns the times, the last job's id and the
 /// cost.
 pub fn broadcasts(
     api: &Api,
@@ -128,12 +120,7 @@ pub fn broadcasts(
     };
     let cost = BroadcastCost {
         runs,
-        traffic: per_job.map(|p| Traffic {
-            in_msgs: p.in_msgs,
-            out_msgs: p.out_msgs,
-            in_bytes: p.in_bytes,
-            out_bytes: p.out_bytes,
-        }),
+        traffic: per_job,
         nats_cpu_ms: per_run(0) * 1e3,
         api_cpu_ms: per_run(1) * 1e3,
         worker_cpu_us: per_run(2) * 1e6 / pids.workers.len().max(1) as f64,
