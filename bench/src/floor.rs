@@ -94,6 +94,7 @@ impl Floor {
                     back_off: vec![],
                     max_ack_pending: 1000,
                     max_waiting: 512,
+                    replicas: 0,
                 },
             )
             .map_err(err)?;

@@ -63,6 +63,8 @@ pub fn consumer_config(spec: &ConsumerSpec, cfg: &Config) -> ConsumerConfig {
         } else {
             OWN_MAX_WAITING
         },
+        // The shared consumer serves every host: it keeps the stream's copies, whatever a worker asks.
+        replicas: if spec.shared { 0 } else { c.replicas },
     }
 }
 

@@ -50,6 +50,8 @@ pub struct ConsumerConfig {
     pub max_ack_pending: i64,
     /// Most pull requests waiting at once: one per worker that pulls from this consumer.
     pub max_waiting: i64,
+    /// Copies in a cluster; 0: as many as the stream.
+    pub replicas: usize,
 }
 
 /// A stream's consumer limit (as the server reports it: -1 or 0 mean the server's default) and use.
@@ -207,6 +209,9 @@ impl Bus {
             "max_ack_pending": cfg.max_ack_pending,
             "max_waiting": cfg.max_waiting,
         });
+        if cfg.replicas > 0 {
+            config["num_replicas"] = json!(cfg.replicas);
+        }
         match cfg.filters.as_slice() {
             [one] => config["filter_subject"] = json!(one),
             several => config["filter_subjects"] = json!(several),

@@ -282,6 +282,13 @@ pub struct ConsumerConfig {
     pub ack_wait: Duration,
     pub back_off: Vec<Duration>,
     pub max_ack_pending: i64,
+    /// Copies each of this worker's own consumers keeps in a NATS cluster; 0: as many as the stream
+    /// (`nats.stream.replicas`). The shared `_any` consumer always has the stream's. On a cluster with
+    /// `replicas: 3` each consumer is its own replicated group whose upkeep the servers pay every second,
+    /// so a fleet's idle cost grows with its hosts; 1 keeps a host's consumer on one node (a third of
+    /// the upkeep), at a price: while that node is down the host gets no jobs but `_any` ones (they
+    /// wait in the stream, none is lost). Read when a consumer is created.
+    pub replicas: usize,
 }
 
 /// A config that cannot be used; the message names the key (and the env variable or file it came from).

@@ -90,6 +90,7 @@ impl Config {
                         ack_wait: secs(120),
                         back_off: vec![secs(30), secs(120), secs(300), secs(900)],
                         max_ack_pending: 1000,
+                        replicas: 0,
                     },
                     metrics: MetricsConfig {
                         listen: "127.0.0.1:9091".into(),

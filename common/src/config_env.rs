@@ -61,6 +61,7 @@ const LEAVES: &[(&str, bool)] = &[
     ("job.worker.consumer.ack_wait", true),
     ("job.worker.consumer.back_off", false),
     ("job.worker.consumer.max_ack_pending", false),
+    ("job.worker.consumer.replicas", false),
     ("job.worker.metrics.listen", true),
     ("job.worker.conditions.memory_pressure_percent", false),
     ("job.worker.conditions.high_load_per_cpu", false),

@@ -255,12 +255,14 @@ impl Decoder {
             "ack_wait",
             "back_off",
             "max_ack_pending",
+            "replicas",
         ];
         let c = self.child(&s, "consumer", &c_keys)?;
         self.string(&c, "name", &mut w.consumer.name)?;
         self.int(&c, "max_deliver", &mut w.consumer.max_deliver)?;
         self.duration(&c, "ack_wait", &mut w.consumer.ack_wait)?;
         self.duration_list(&c, "back_off", &mut w.consumer.back_off)?;
-        self.int(&c, "max_ack_pending", &mut w.consumer.max_ack_pending)
+        self.int(&c, "max_ack_pending", &mut w.consumer.max_ack_pending)?;
+        self.count(&c, "replicas", &mut w.consumer.replicas)
     }
 }

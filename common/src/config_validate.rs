@@ -253,6 +253,15 @@ impl Decoder {
             "job.worker.consumer.max_ack_pending",
             consumer.max_ack_pending,
             1,
-        )
+        )?;
+        if consumer.replicas > n.stream.replicas {
+            let msg = format!(
+                "{} is more than nats.stream.replicas ({}): NATS refuses a consumer with more copies \
+                 than its stream (0: as many as the stream)",
+                consumer.replicas, n.stream.replicas
+            );
+            return Err(self.err("job.worker.consumer.replicas", msg));
+        }
+        Ok(())
     }
 }

@@ -1,7 +1,9 @@
 //! NATS going away: while nats-server is down every endpoint answers 503 within `request_timeout` (2 s) plus
 //! slack, never 201; both daemons reconnect by themselves; jobs accepted before the outage complete after it;
 //! a restarted API finds every job again. With three clustered nats-servers and `replicas: 3`, losing one
-//! node under load loses no accepted job.
+//! node under load loses no accepted job; with a host's own consumers at one copy
+//! (`job.worker.consumer.replicas: 1`), losing their node holds that host's jobs until it is back while
+//! `_any` jobs go on.
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -311,6 +313,167 @@ fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
         .filter(|job| !accepted.iter().any(|id| job["id"] == id.as_str()))
         .collect();
     eprintln!("GHOSTS {}: {ghosts:#?}", ghosts.len());
+    for worker in &mut workers {
+        assert!(
+            worker.exited().is_none(),
+            "{} is still running",
+            worker.hostname()
+        );
+    }
+}
+
+/// The consumers of the job stream (`JOBS`, under the test's namespace) one node keeps a copy of: name -> (its leader's node, copies).
+fn job_consumers(monitor_url: &str) -> BTreeMap<String, (String, usize)> {
+    let jsz = monitor_json(&format!(
+        "{monitor_url}/jsz?accounts=true&streams=true&consumers=true&config=true"
+    ));
+    let streams = jsz["account_details"][0]["stream_detail"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    let jobs = streams
+        .iter()
+        .find(|s| {
+            s["name"]
+                .as_str()
+                .is_some_and(|n| n == "JOBS" || n.ends_with("-JOBS"))
+        })
+        .unwrap_or_else(|| panic!("no stream JOBS: {jsz:#}"));
+    let consumers = jobs["consumer_detail"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    consumers
+        .iter()
+        .map(|c| {
+            let name = c["name"].as_str().unwrap_or_default().to_string();
+            let leader = c["cluster"]["leader"]
+                .as_str()
+                .unwrap_or_default()
+                .to_string();
+            let followers = c["cluster"]["replicas"].as_array().map_or(0, Vec::len);
+            (name, (leader, 1 + followers))
+        })
+        .collect()
+}
+
+#[test]
+fn a_hosts_single_copy_consumer_waits_for_its_node_and_loses_no_job() {
+    let mut nats = NatsCluster::start(3);
+    let options = Options::default();
+    let extra = ExtraConfig {
+        nats_yaml: ["stream", "kv", "dlq"]
+            .iter()
+            .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
+            .collect(),
+        job_worker_yaml: vec![("consumer".into(), "{ replicas: 1 }".into())],
+        ..ExtraConfig::default()
+    };
+    let urls = nats.urls();
+    let api = Api::start_extra(&urls, &options, &extra);
+    let mut workers: Vec<Worker> = ["solo1", "solo2"]
+        .iter()
+        .map(|host| Worker::start_extra(&urls, host, &[], 2, &options, &extra))
+        .collect();
+    let base_url = api.base_url();
+    wait_until(
+        "solo1 and solo2 to be listed",
+        Duration::from_secs(30),
+        || {
+            let resp = call(&base_url, "GET", "/job/workers", None);
+            resp.body["total"] == 2
+        },
+    );
+
+    // The consumer that carries a host's own jobs: `{base}-own-{host}-{hash}` on 2.10+ (which also
+    // filters `_all` and labels), `{base}-host-{host}-{hash}` on 2.9 (beside `-all-` and `-label-` ones).
+    let carries = |name: &str, host: &str| {
+        name.contains(&format!("-own-{host}-")) || name.contains(&format!("-host-{host}-"))
+    };
+    let mut consumers = BTreeMap::new();
+    wait_until(
+        "both hosts' consumers to have leaders",
+        Duration::from_secs(30),
+        || {
+            // A node lists only the consumers it keeps a copy of.
+            consumers = (0..nats.size())
+                .flat_map(|index| job_consumers(&nats.monitor_url(index)))
+                .collect();
+            ["solo1", "solo2"]
+                .iter()
+                .all(|host| consumers.keys().any(|name| carries(name, host)))
+                && consumers.keys().any(|name| name.ends_with("-any"))
+                && consumers.values().all(|(leader, _)| !leader.is_empty())
+        },
+    );
+    // Each host's own consumers have one copy; the shared `_any` one keeps the stream's three.
+    for (name, (_, copies)) in &consumers {
+        let want = if name.ends_with("-any") { 3 } else { 1 };
+        assert_eq!(*copies, want, "{name} ({consumers:#?})");
+    }
+
+    // Stop the node holding the consumer of solo1's own jobs.
+    let holder = consumers
+        .iter()
+        .find(|(name, _)| carries(name, "solo1"))
+        .map(|(_, (leader, _))| leader.clone())
+        .unwrap_or_default();
+    let victim = (0..nats.size())
+        .find(|&index| nats.name(index) == holder)
+        .unwrap_or_else(|| panic!("no node named {holder}"));
+    eprintln!("stopping {holder}, which holds solo1's own consumer");
+    nats.stop(victim);
+
+    // A job for solo1 is accepted (the stream has two copies left) and waits for the node; `_any`
+    // jobs go on meanwhile. Submissions may be refused with 503 while the cluster fails over.
+    let submit = |target: &str| -> String {
+        let body =
+            json!({"operation": {"type": "test.ping.do", "data": {}}, "target_hostname": target})
+                .to_string();
+        let mut id = String::new();
+        wait_until(
+            &format!("a job for {target} to be accepted"),
+            RECOVERY_DEADLINE,
+            || {
+                let resp = call(&base_url, "POST", "/job", Some(&body));
+                match resp.status {
+                    201 => {
+                        id = resp.body["job_id"].as_str().unwrap_or_default().to_string();
+                        true
+                    }
+                    503 => false,
+                    other => panic!("POST /job for {target}: {other} {}", resp.text),
+                }
+            },
+        );
+        id
+    };
+    let waiting = submit("solo1");
+    let any: Vec<String> = (0..4).map(|_| submit("_any")).collect();
+    for id in &any {
+        let job = wait_job(&base_url, id, RECOVERY_DEADLINE);
+        assert_eq!(
+            job["status"], "completed",
+            "an _any job while a node is down: {job:#}"
+        );
+    }
+
+    // The price of one copy: with its consumer's node down, solo1's job cannot have reached it.
+    let meanwhile = call(&base_url, "GET", &format!("/job/{waiting}"), None);
+    assert_eq!(meanwhile.status, 200, "{}", meanwhile.text);
+    assert_ne!(
+        meanwhile.body["status"], "completed",
+        "{:#}",
+        meanwhile.body
+    );
+
+    nats.restart(victim);
+    let job = wait_job(&base_url, &waiting, Duration::from_secs(60));
+    assert_eq!(
+        job["status"], "completed",
+        "solo1's job once its node is back: {job:#}"
+    );
+    assert_eq!(job["hostname"], "solo1", "{job:#}");
     for worker in &mut workers {
         assert!(
             worker.exited().is_none(),

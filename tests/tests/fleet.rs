@@ -215,6 +215,7 @@ fn a_worker_removes_its_consumers_of_the_other_plan_after_a_server_upgrade() {
             back_off: vec![],
             max_ack_pending: 100,
             max_waiting: 512,
+            replicas: 0,
         };
         bus.consumer_ensure(&names.stream, &consumer)
             .unwrap_or_else(|e| panic!("{e}"));
