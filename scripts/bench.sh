@@ -8,9 +8,10 @@
 # BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3).
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
 # BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
-# replicas 3, of the last server, after the single servers). It runs on a fresh nats-server of each binary in
-# BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from scripts/ensure-nats-current.sh when it can
-# be had). BENCH_ONLY=fleet runs the fleet phase alone and replaces only `fleet` in the results file.
+# replicas 3, of the last server, after the single servers), BENCH_FLEET_CONSUMER_REPLICAS (0: the workers'
+# own consumers keep the stream's replicas; 1: one copy each, see docs/nats.md). It runs on a fresh
+# nats-server of each binary in BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from
+# scripts/ensure-nats-current.sh when it can be had). BENCH_ONLY=fleet runs the fleet phase alone and replaces only `fleet` in the results file.
 # BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
 # BENCH_PROFILE=debug: use target/debug binaries and build nothing (the caller built them).
 # BENCH_BIN_DIR: take the binaries from there instead. BENCH_OUT: results file (bench/results.json).
@@ -40,6 +41,7 @@ args=(
     --fleet-any "${BENCH_FLEET_ANY:-${defaults[13]}}"
     --fleet-heartbeat "${BENCH_FLEET_HEARTBEAT:-10s}"
     --fleet-cluster "${BENCH_FLEET_CLUSTER:-0}"
+    --fleet-consumer-replicas "${BENCH_FLEET_CONSUMER_REPLICAS:-0}"
 )
 case ${BENCH_ONLY:-} in
     '') ;;

@@ -36,6 +36,7 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --fleet-any D              `_any` throughput run with the fleet (10s)
   --fleet-heartbeat D        the fleet workers' job.worker.heartbeat (10s, the default)
   --fleet-cluster N          then N workers on a 3-node cluster (replicas 3) of the last --fleet-nats (0)
+  --fleet-consumer-replicas N  the fleet workers' job.worker.consumer.replicas (0: the stream's)
   --only fleet               run the fleet phase alone; its figures replace `fleet` in --out";
 
 /// Everything the phases need to know.
@@ -67,6 +68,7 @@ pub struct Args {
     pub fleet_any: Duration,
     pub fleet_heartbeat: String,
     pub fleet_cluster: usize,
+    pub fleet_consumer_replicas: usize,
     pub only_fleet: bool,
 }
 
@@ -119,6 +121,7 @@ impl Args {
             fleet_any: Duration::from_secs(10),
             fleet_heartbeat: "10s".into(),
             fleet_cluster: 0,
+            fleet_consumer_replicas: 0,
             only_fleet: false,
         };
         let mut it = argv.iter().skip(1);
@@ -169,6 +172,7 @@ impl Args {
                 "--fleet-idle" => a.fleet_idle = duration(flag, v)?,
                 "--fleet-runs" => a.fleet_runs = count(flag, v, 1)?,
                 "--fleet-cluster" => a.fleet_cluster = count(flag, v, 0)?,
+                "--fleet-consumer-replicas" => a.fleet_consumer_replicas = count(flag, v, 0)?,
                 "--fleet-any" => a.fleet_any = duration(flag, v)?,
                 "--fleet-heartbeat" => {
                     duration(flag, v)?;

@@ -170,10 +170,11 @@ fn run(
         }
     };
     let version = bus.server_version().map_err(|e| e.to_string())?;
-    let server = if nodes > 1 {
-        format!("{version} x{nodes} R{nodes}")
-    } else {
-        version
+    let consumers = a.fleet_consumer_replicas;
+    let server = match (nodes, consumers) {
+        (1, _) => version,
+        (_, 0) => format!("{version} x{nodes} R{nodes}"),
+        _ => format!("{version} x{nodes} R{nodes}, own consumers R{consumers}"),
     };
     let config_yaml = std::fs::read_to_string(&a.config)
         .map_err(|e| format!("cannot read {}: {e}", a.config.display()))?;
@@ -206,6 +207,11 @@ fn run(
             ("OSAPI_JOB_WORKER_MAX_JOBS", "1".into()),
             ("OSAPI_JOB_WORKER_HEARTBEAT", a.fleet_heartbeat.clone()),
             ("OSAPI_JOB_WORKER_LABELS", "{group: fleet}".into()),
+            // At most the stream's (the config refuses more): 1 on a single server.
+            (
+                "OSAPI_JOB_WORKER_CONSUMER_REPLICAS",
+                consumers.min(nodes).to_string(),
+            ),
         ]);
         pids.push(procs.spawn(&format!("fleet{i}-worker{n}"), "osapi-worker", &env)?);
     }
