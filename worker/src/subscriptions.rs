@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 /// nothing else: a stopping or drained fetcher leaves the pull within `osapi_bus::PULL_SLICE` and drops
 /// its inbox (the server then delivers nothing to it), and a reconnect starts a new pull at once.
 const PULL_WAIT: Duration = Duration::from_secs(30);
+/// The pull after a failed one: short, so a recovery shows at once.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
 /// Longest wait for a free pool thread before the `_any` fetcher looks at the shutdown flag again.
 const IDLE_WAIT: Duration = Duration::from_secs(1);
 /// Longest a fetcher waits for a pool thread before looking at the shutdown flag again.
@@ -76,13 +78,21 @@ impl Fetcher {
             }
             if ensure_again && self.bus.is_connected() {
                 // After an outage the consumer may be gone (server store wiped); this is a no-op otherwise.
+                // In a cluster it may also be there but out of reach: its one copy's node is down.
                 match ensure_consumer(&self.bus, &self.cfg, &self.names, &self.consumer) {
-                    Ok(()) => ensure_again = false,
+                    Ok(()) => {
+                        ensure_again = false;
+                        if !gone_why.is_empty() {
+                            log::info!("consumer {} is there again", self.spec.durable);
+                            self.subscription.set_present(&self.spec.durable);
+                            gone_why.clear();
+                        }
+                    }
                     Err(e) => {
                         let why = explain(&self.bus, &self.names, &e);
                         if why != gone_why {
                             log::error!(
-                                "consumer {} is gone and not created again: {why}",
+                                "consumer {} is out of reach and not created again: {why}",
                                 self.spec.durable
                             );
                             self.subscription
@@ -93,13 +103,20 @@ impl Fetcher {
                 }
             }
             let stop = || self.shutdown.is_triggered() || crate::drain::paused();
+            // After a failure short pulls, each followed by a check of the consumer, so a recovery shows
+            // within a second or two instead of at the end of a long poll.
+            let wait = if failing || ensure_again {
+                PROBE_WAIT
+            } else {
+                PULL_WAIT
+            };
             let pulled = match &puller {
-                Some(p) => p.next_until(PULL_WAIT, &stop),
+                Some(p) => p.next_until(wait, &stop),
                 None => self
                     .bus
                     .puller_with(&self.names.stream, &self.spec.durable, Some(self.taker()))
                     .and_then(|p| {
-                        let first = p.next_until(PULL_WAIT, &stop);
+                        let first = p.next_until(wait, &stop);
                         puller = Some(p);
                         first
                     }),
@@ -137,6 +154,14 @@ impl Fetcher {
                             self.spec.durable
                         );
                         failing = true;
+                    }
+                    // Nothing answers the pull: the consumer is gone, or (one copy in a cluster) its
+                    // node is down and it still exists, yet no job reaches it. Not subscribed until a
+                    // pull is answered again. (NATS away altogether is not this: no heartbeat goes out
+                    // then either.)
+                    if e.is_not_found() {
+                        self.subscription
+                            .set_missing(&self.spec.durable, format!("no job can be pulled: {e}"));
                     }
                     ensure_again = true;
                     self.shutdown.sleep(ERROR_BACKOFF);
