@@ -198,30 +198,48 @@ fn wait_job(base_url: &str, id: &str, deadline: Duration) -> Value {
     panic!("job {id} not terminal after {deadline:?}; last seen: {last:#}");
 }
 
-#[test]
-fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
-    const JOBS: usize = 60;
-    const STOP_AT: usize = 20;
-    let mut nats = NatsCluster::start(3);
+/// The API and a worker per host on `nats`, with `replicas: 3` for the stream, the buckets and the DLQ and
+/// `job_worker_yaml` for the workers; returns once every host is listed.
+fn start_replicated(
+    nats: &NatsCluster,
+    hosts: &[&str],
+    max_jobs: usize,
+    job_worker_yaml: Vec<(String, String)>,
+) -> (Api, Vec<Worker>) {
     let options = Options::default();
     let extra = ExtraConfig {
         nats_yaml: ["stream", "kv", "dlq"]
             .iter()
             .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
             .collect(),
+        job_worker_yaml,
         ..ExtraConfig::default()
     };
     let urls = nats.urls();
     let api = Api::start_extra(&urls, &options, &extra);
-    let mut workers: Vec<Worker> = ["c1", "c2"]
+    let workers: Vec<Worker> = hosts
         .iter()
-        .map(|host| Worker::start_extra(&urls, host, &[], 4, &options, &extra))
+        .map(|host| Worker::start_extra(&urls, host, &[], max_jobs, &options, &extra))
         .collect();
     let base_url = api.base_url();
-    wait_until("c1 and c2 to be listed", Duration::from_secs(30), || {
-        let resp = call(&base_url, "GET", "/job/workers", None);
-        resp.body["total"] == 2
-    });
+    wait_until(
+        &format!("{hosts:?} to be listed"),
+        Duration::from_secs(30),
+        || {
+            let resp = call(&base_url, "GET", "/job/workers", None);
+            resp.body["total"] == hosts.len()
+        },
+    );
+    (api, workers)
+}
+
+#[test]
+fn losing_one_of_three_clustered_nats_servers_loses_no_accepted_job() {
+    const JOBS: usize = 60;
+    const STOP_AT: usize = 20;
+    let mut nats = NatsCluster::start(3);
+    let (api, mut workers) = start_replicated(&nats, &["c1", "c2"], 4, Vec::new());
+    let base_url = api.base_url();
 
     // The hardest node to lose: the one the API is connected to (it must fail over to another).
     let victim = (0..nats.size())
@@ -360,30 +378,9 @@ fn job_consumers(monitor_url: &str) -> BTreeMap<String, (String, usize)> {
 #[test]
 fn a_hosts_single_copy_consumer_waits_for_its_node_and_loses_no_job() {
     let mut nats = NatsCluster::start(3);
-    let options = Options::default();
-    let extra = ExtraConfig {
-        nats_yaml: ["stream", "kv", "dlq"]
-            .iter()
-            .map(|key| (key.to_string(), "{ replicas: 3 }".to_string()))
-            .collect(),
-        job_worker_yaml: vec![("consumer".into(), "{ replicas: 1 }".into())],
-        ..ExtraConfig::default()
-    };
-    let urls = nats.urls();
-    let api = Api::start_extra(&urls, &options, &extra);
-    let mut workers: Vec<Worker> = ["solo1", "solo2"]
-        .iter()
-        .map(|host| Worker::start_extra(&urls, host, &[], 2, &options, &extra))
-        .collect();
+    let one_copy = vec![("consumer".into(), "{ replicas: 1 }".into())];
+    let (api, mut workers) = start_replicated(&nats, &["solo1", "solo2"], 2, one_copy);
     let base_url = api.base_url();
-    wait_until(
-        "solo1 and solo2 to be listed",
-        Duration::from_secs(30),
-        || {
-            let resp = call(&base_url, "GET", "/job/workers", None);
-            resp.body["total"] == 2
-        },
-    );
 
     // The consumer that carries a host's own jobs: `{base}-own-{host}-{hash}` on 2.10+ (which also
     // filters `_all` and labels), `{base}-host-{host}-{hash}` on 2.9 (beside `-all-` and `-label-` ones).
