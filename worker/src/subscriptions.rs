@@ -155,10 +155,10 @@ impl Fetcher {
                         );
                         failing = true;
                     }
-                    // Nothing answers the pull: the consumer is gone, or (one copy in a cluster) its
-                    // node is down and it still exists, yet no job reaches it. Not subscribed until a
-                    // pull is answered again. (NATS away altogether is not this: no heartbeat goes out
-                    // then either.)
+                    // No consumer answers the pull: it is gone, or (one copy in a cluster) its node is
+                    // down and it still exists, yet no job reaches it. Not subscribed until a pull is
+                    // answered again. (NATS away altogether is not this: no heartbeat goes out then
+                    // either; a pull that got no answer at all is settled by the check that follows.)
                     if e.is_not_found() {
                         self.subscription
                             .set_missing(&self.spec.durable, format!("no job can be pulled: {e}"));

@@ -71,6 +71,8 @@ fn has_status(msg: &nats::Message) -> bool {
         .is_some_and(|h| h.get("Status").is_some())
 }
 
+/// How long past a pull's expiry its answer may take before the pull counts as unanswered.
+pub const PULL_GRACE: Duration = Duration::from_millis(500);
 /// How often a long poll looks at its caller's stop condition and at the connection.
 pub const PULL_SLICE: Duration = Duration::from_secs(1);
 
@@ -86,7 +88,8 @@ pub struct Puller {
 }
 
 impl Puller {
-    /// Waits up to `wait` for the next message. `Ok(None)` when none came.
+    /// Waits up to `wait` for the next message. `Ok(None)` when none came (the server said so);
+    /// `Err(Unavailable)` when not even that answer came within [`PULL_GRACE`] more.
     pub fn next(&self, wait: Duration) -> Result<Option<JsMessage>, BusError> {
         self.next_until(wait, &|| false)
     }
@@ -116,11 +119,20 @@ impl Puller {
             .map_err(|e| BusError::Unavailable(format!("pull: {e}")))?;
         self.bus.kick_flush();
         let reconnects = self.bus.reconnects();
-        let deadline = Instant::now() + wait + Duration::from_millis(500);
+        let deadline = Instant::now() + wait + PULL_GRACE;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() || stop() || self.bus.reconnects() != reconnects {
+            if stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
+            }
+            if left.is_zero() {
+                // The server answers every pull when it expires (408): silence means nothing serves
+                // the consumer, e.g. the node holding its only copy went down with the pull.
+                return Err(BusError::Unavailable(format!(
+                    "no answer to the pull on {} within {:?}",
+                    self.next_subject,
+                    wait + PULL_GRACE
+                )));
             }
             let msg = match self.rx.recv_timeout(left.min(PULL_SLICE)) {
                 Ok(Pulled::Raw(msg)) => msg,
