@@ -30,6 +30,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const HAND_OFF_SLICE: Duration = Duration::from_secs(1);
 /// Pause after a NATS error before the next try.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
+/// While the consumer stays out of reach the pause doubles from [`ERROR_BACKOFF`] up to this: a node
+/// down behind hundreds of hosts' consumers costs NATS a few requests a second, not hundreds, and its
+/// return still shows within about ten seconds.
+const OUT_OF_REACH_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// Longest time a fetcher may keep running after shutdown is triggered (it leaves a pull in flight within
 /// `PULL_SLICE`, gives back what it holds, then returns).
@@ -67,6 +71,7 @@ impl Fetcher {
         let mut ensure_again = false;
         // The last reason the consumer could not be made again: logged once, not every second.
         let mut gone_why = String::new();
+        let mut out_of_reach_pause = ERROR_BACKOFF;
         while !self.shutdown.is_triggered() {
             // Drained (`drain.rs`): pull nothing; jobs for this host wait in NATS, `_any` ones go elsewhere.
             if crate::drain::paused() {
@@ -82,6 +87,7 @@ impl Fetcher {
                 match ensure_consumer(&self.bus, &self.cfg, &self.names, &self.consumer) {
                     Ok(()) => {
                         ensure_again = false;
+                        out_of_reach_pause = ERROR_BACKOFF;
                         if !gone_why.is_empty() {
                             log::info!("consumer {} is there again", self.spec.durable);
                             self.subscription.set_present(&self.spec.durable);
@@ -89,6 +95,7 @@ impl Fetcher {
                         }
                     }
                     Err(e) => {
+                        out_of_reach_pause = (out_of_reach_pause * 2).min(OUT_OF_REACH_BACKOFF_MAX);
                         let why = explain(&self.bus, &self.names, &e);
                         if why != gone_why {
                             log::error!(
@@ -164,7 +171,11 @@ impl Fetcher {
                             .set_missing(&self.spec.durable, format!("no job can be pulled: {e}"));
                     }
                     ensure_again = true;
-                    self.shutdown.sleep(ERROR_BACKOFF);
+                    self.shutdown.sleep(if gone_why.is_empty() {
+                        ERROR_BACKOFF
+                    } else {
+                        out_of_reach_pause
+                    });
                 }
             }
         }
