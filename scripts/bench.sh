@@ -11,7 +11,8 @@
 # replicas 3, of the last server, after the single servers), BENCH_FLEET_CONSUMER_REPLICAS (0: the workers'
 # own consumers keep the stream's replicas; 1: one copy each, see docs/nats.md). It runs on a fresh
 # nats-server of each binary in BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from
-# scripts/ensure-nats-current.sh when it can be had). BENCH_ONLY=fleet runs the fleet phase alone and replaces only `fleet` in the results file.
+# scripts/ensure-nats-current.sh when it can be had). BENCH_ONLY=fleet runs the fleet phase alone and
+# replaces only `fleet` in the results file.
 # BENCH_SMOKE=1: tiny defaults for all of them (a few seconds; tests/tests/bench_smoke.rs).
 # BENCH_PROFILE=debug: use target/debug binaries and build nothing (the caller built them).
 # BENCH_BIN_DIR: take the binaries from there instead. BENCH_OUT: results file (bench/results.json).

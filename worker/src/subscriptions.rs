@@ -30,10 +30,10 @@ const IDLE_WAIT: Duration = Duration::from_secs(1);
 const HAND_OFF_SLICE: Duration = Duration::from_secs(1);
 /// Pause after a NATS error before the next try.
 const ERROR_BACKOFF: Duration = Duration::from_secs(1);
-/// While the consumer stays out of reach the pause doubles from [`ERROR_BACKOFF`] up to this: a node
-/// down behind hundreds of hosts' consumers costs NATS a few requests a second, not hundreds, and its
-/// return still shows within about ten seconds.
-const OUT_OF_REACH_BACKOFF_MAX: Duration = Duration::from_secs(8);
+/// Each failed check of the consumer doubles that pause, up to this, until a check or a pull succeeds: a
+/// node down behind hundreds of hosts' consumers costs NATS a few requests a second, not hundreds, and
+/// its return still shows within about ten seconds.
+const ERROR_BACKOFF_MAX: Duration = Duration::from_secs(8);
 
 /// Longest time a fetcher may keep running after shutdown is triggered (it leaves a pull in flight within
 /// `PULL_SLICE`, gives back what it holds, then returns).
@@ -71,7 +71,7 @@ impl Fetcher {
         let mut ensure_again = false;
         // The last reason the consumer could not be made again: logged once, not every second.
         let mut gone_why = String::new();
-        let mut out_of_reach_pause = ERROR_BACKOFF;
+        let mut error_pause = ERROR_BACKOFF;
         while !self.shutdown.is_triggered() {
             // Drained (`drain.rs`): pull nothing; jobs for this host wait in NATS, `_any` ones go elsewhere.
             if crate::drain::paused() {
@@ -87,7 +87,7 @@ impl Fetcher {
                 match ensure_consumer(&self.bus, &self.cfg, &self.names, &self.consumer) {
                     Ok(()) => {
                         ensure_again = false;
-                        out_of_reach_pause = ERROR_BACKOFF;
+                        error_pause = ERROR_BACKOFF;
                         if !gone_why.is_empty() {
                             log::info!("consumer {} is there again", self.spec.durable);
                             self.subscription.set_present(&self.spec.durable);
@@ -95,7 +95,7 @@ impl Fetcher {
                         }
                     }
                     Err(e) => {
-                        out_of_reach_pause = (out_of_reach_pause * 2).min(OUT_OF_REACH_BACKOFF_MAX);
+                        error_pause = (error_pause * 2).min(ERROR_BACKOFF_MAX);
                         let why = explain(&self.bus, &self.names, &e);
                         if why != gone_why {
                             log::error!(
@@ -140,6 +140,7 @@ impl Fetcher {
                         log::info!("pulling jobs from {} again", self.spec.durable);
                         self.subscription.set_present(&self.spec.durable);
                         gone_why.clear();
+                        error_pause = ERROR_BACKOFF;
                         failing = false;
                     }
                     match got {
@@ -156,10 +157,7 @@ impl Fetcher {
                 }
                 Err(e) => {
                     if !failing {
-                        log::warn!(
-                            "pulling jobs from {}: {e}; retrying every second",
-                            self.spec.durable
-                        );
+                        log::warn!("pulling jobs from {}: {e}; retrying", self.spec.durable);
                         failing = true;
                     }
                     // No consumer answers the pull: it is gone, or (one copy in a cluster) its node is
@@ -171,11 +169,7 @@ impl Fetcher {
                             .set_missing(&self.spec.durable, format!("no job can be pulled: {e}"));
                     }
                     ensure_again = true;
-                    self.shutdown.sleep(if gone_why.is_empty() {
-                        ERROR_BACKOFF
-                    } else {
-                        out_of_reach_pause
-                    });
+                    self.shutdown.sleep(error_pause);
                 }
             }
         }
