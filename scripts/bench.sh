@@ -5,7 +5,8 @@
 #
 # Sizes (env): JOBS (300), BENCH_DURATION (20s), BENCH_CLIENTS (16), BENCH_WORKERS (2), BENCH_MAX_JOBS (8),
 # BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
-# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3).
+# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3). BENCH_HTTP_CLIENT: the throughput clients' HTTP code,
+# lean (default: a hand-written keep-alive client, bench/src/lean.rs) or ureq.
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
 # BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
 # replicas 3, of the last server, after the single servers), BENCH_FLEET_CONSUMER_REPLICAS (0: the workers'
@@ -29,6 +30,7 @@ args=(
     --jobs "${JOBS:-${defaults[0]}}"
     --duration "${BENCH_DURATION:-${defaults[1]}}"
     --clients "${BENCH_CLIENTS:-${defaults[2]}}"
+    --http-client "${BENCH_HTTP_CLIENT:-lean}"
     --workers "${BENCH_WORKERS:-${defaults[3]}}"
     --max-jobs "${BENCH_MAX_JOBS:-${defaults[4]}}"
     --broadcast-workers "${BENCH_BROADCAST_WORKERS:-${defaults[5]}}"

@@ -22,6 +22,8 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --jobs N                   sequential jobs for the floor and the round trip (300)
   --duration D               throughput phase length, e.g. 20s or 500ms (20s)
   --clients N                concurrent throughput clients (16)
+  --http-client lean|ureq    the throughput clients' HTTP code: a hand-written keep-alive client (lean,
+                             the default) or ureq (what a Rust script would use; ~3x the client CPU)
   --workers N                throughput workers bench1..benchN (2)
   --max-jobs N               their job.worker.max_jobs (8)
   --broadcast-workers N      workers for the `_all` phase, bench1..benchN (10)
@@ -54,6 +56,8 @@ pub struct Args {
     pub jobs: usize,
     pub duration: Duration,
     pub clients: usize,
+    /// The throughput clients use ureq instead of the lean client.
+    pub ureq_clients: bool,
     pub workers: usize,
     pub max_jobs: usize,
     pub broadcast_workers: usize,
@@ -107,6 +111,7 @@ impl Args {
             jobs: 300,
             duration: Duration::from_secs(20),
             clients: 16,
+            ureq_clients: false,
             workers: 2,
             max_jobs: 8,
             broadcast_workers: 10,
@@ -148,6 +153,13 @@ impl Args {
                     a.duration = parse_duration(v).map_err(|e| format!("--duration: {e}"))?
                 }
                 "--clients" => a.clients = count(flag, v, 1)?,
+                "--http-client" => {
+                    a.ureq_clients = match v {
+                        "lean" => false,
+                        "ureq" => true,
+                        _ => return Err(format!("--http-client: lean or ureq, not '{v}'")),
+                    }
+                }
                 "--workers" => a.workers = count(flag, v, 1)?,
                 "--max-jobs" => a.max_jobs = count(flag, v, 1)?,
                 "--broadcast-workers" => a.broadcast_workers = count(flag, v, 1)?,

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 const HTTP_TIMEOUT: Duration = Duration::from_secs(40);
 /// What `GET /job/{id}?wait=` asks for; a job that takes longer is an error of the run.
 pub const JOB_WAIT: &str = "30s";
-const JOB_WAIT_MAX: Duration = Duration::from_secs(30);
+pub const JOB_WAIT_MAX: Duration = Duration::from_secs(30);
 const POLL: Duration = Duration::from_millis(50);
 
 /// One client: one agent (one kept-alive connection per thread that uses it).

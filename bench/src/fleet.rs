@@ -293,7 +293,13 @@ fn measure(
     let listing = timed_reads(api, "/job/workers")?;
 
     eprintln!("osapi-bench [7] _any throughput with the fleet");
-    let any = jobs::throughput(api.base(), a.clients, a.fleet_any, &[api_pid])?;
+    let any = jobs::throughput(
+        api.base(),
+        a.ureq_clients,
+        a.clients,
+        a.fleet_any,
+        &[api_pid],
+    )?;
     Ok(FleetResult {
         server,
         workers,

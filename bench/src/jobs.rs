@@ -1,7 +1,8 @@
 //! Phases 2-4, through HTTP like a user: the sequential round trip, throughput with concurrent clients
 //! (sampling the daemons' RSS meanwhile), and a broadcast to every worker.
 
-use crate::client::Api;
+use crate::client::{Api, JOB_WAIT, JOB_WAIT_MAX};
+use crate::lean::Lean;
 use crate::procs::rss_kib;
 use crate::stats::ms;
 use std::collections::BTreeMap;
@@ -47,9 +48,11 @@ impl Throughput {
 }
 
 /// `clients` threads, each creating a job and waiting for it, again and again, for `duration`; the
-/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS.
+/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS. The
+/// clients are [`Lean`] ones unless `ureq`.
 pub fn throughput(
     api_url: &str,
+    ureq: bool,
     clients: usize,
     duration: Duration,
     watch_pids: &[u32],
@@ -75,24 +78,25 @@ pub fn throughput(
     let end = start + duration;
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let api = Api::new(api_url);
-            std::thread::spawn(move || -> Result<(Vec<f64>, usize, usize), String> {
-                let (mut lat, mut failed, mut early) = (Vec::new(), 0, 0);
-                while Instant::now() < end {
-                    let t = Instant::now();
-                    let id = api.create("system.hostname.get", "_any")?;
-                    let done = api.wait(&id)?;
-                    early += done.gets - 1;
-                    if done.detail["status"] == "completed" {
-                        lat.push(ms(t.elapsed()));
-                    } else {
-                        failed += 1;
+            let mut client = Client::new(api_url, ureq)?;
+            Ok(std::thread::spawn(
+                move || -> Result<(Vec<f64>, usize, usize), String> {
+                    let (mut lat, mut failed, mut early) = (Vec::new(), 0, 0);
+                    while Instant::now() < end {
+                        let t = Instant::now();
+                        let (status, gets) = client.create_and_wait()?;
+                        early += gets - 1;
+                        if status == "completed" {
+                            lat.push(ms(t.elapsed()));
+                        } else {
+                            failed += 1;
+                        }
                     }
-                }
-                Ok((lat, failed, early))
-            })
+                    Ok((lat, failed, early))
+                },
+            ))
         })
-        .collect();
+        .collect::<Result<_, String>>()?;
     let mut result = Throughput {
         completed: 0,
         failed: 0,
@@ -121,6 +125,49 @@ pub fn throughput(
     match first_error {
         Some(e) => Err(e),
         None => Ok(result),
+    }
+}
+
+/// One throughput client: the lean one or ureq's.
+enum Client {
+    Lean(Lean),
+    Ureq(Api),
+}
+
+impl Client {
+    fn new(api_url: &str, ureq: bool) -> Result<Client, String> {
+        Ok(match ureq {
+            true => Client::Ureq(Api::new(api_url)),
+            false => Client::Lean(Lean::new(api_url)?),
+        })
+    }
+
+    /// Creates a `system.hostname.get` job for `_any` and waits for it: its final status and the
+    /// `?wait=` requests it took.
+    fn create_and_wait(&mut self) -> Result<(String, usize), String> {
+        match self {
+            Client::Ureq(api) => {
+                let id = api.create("system.hostname.get", "_any")?;
+                let done = api.wait(&id)?;
+                let status = done.detail["status"].as_str().unwrap_or("").to_string();
+                Ok((status, done.gets))
+            }
+            Client::Lean(lean) => {
+                let id = lean.create("system.hostname.get", "_any")?;
+                let deadline = Instant::now() + JOB_WAIT_MAX;
+                let mut gets = 0;
+                loop {
+                    let status = lean.wait(&id, JOB_WAIT)?;
+                    gets += 1;
+                    if matches!(status.as_str(), "completed" | "failed" | "partial_failure") {
+                        return Ok((status, gets));
+                    }
+                    if Instant::now() > deadline {
+                        return Err(format!("job {id} still {status} after {JOB_WAIT_MAX:?}"));
+                    }
+                }
+            }
+        }
     }
 }
 
