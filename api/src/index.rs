@@ -8,7 +8,8 @@
 //! JetStream stays the only state; a restarted API rebuilds it. This API's own writes are tracked by
 //! revision (`wrote`), so readers that must see them wait for the watch (`wait_own_writes`).
 //!
-//! Invariants (ARCHITECTURE.md): only the watches write it; every entry carries the KV revision it came
+//! Invariants (ARCHITECTURE.md): only the watches write it, and this API its own job creations, each
+//! once acknowledged and at the revision of the acknowledgement (`apply_own_job`); every entry carries the KV revision it came
 //! from and an older revision never overwrites a newer one; a deleted job leaves a tombstone (until the
 //! bucket's TTL) so no late record brings it back; `ttl 0` never prunes; it says it is not ready
 //! whenever a watch is being re-created or has not been checked since NATS came back. A job's status is
@@ -121,6 +122,22 @@ impl Index {
         self.state.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// A job this API has just created, applied as its watch will deliver it (the record as written,
+    /// at the revision its write was acknowledged with), so that its creator's next request finds it
+    /// without waiting for the watch. The watch's progress does not move (other writers' earlier
+    /// records may still be on their way), and the watch's own delivery of the record later changes
+    /// nothing: the revision rule (an entry is replaced only by a newer revision, a tombstone holds
+    /// off older ones) makes whichever comes second a no-op.
+    pub fn apply_own_job(&self, record: &Record<'_>, now_us: i64) {
+        let mut st = self.lock();
+        st.now_us = st.now_us.max(now_us);
+        let finished = self.apply_job_record(&mut st, record);
+        drop(st);
+        if finished {
+            self.notify_finished(record.key);
+        }
+    }
+
     /// Applies one record of `source`'s bucket, as delivered by its watch, at `now_us`.
     pub fn apply(&self, source: Source, record: &Record<'_>, now_us: i64) {
         if source == Source::Responses {
@@ -145,10 +162,15 @@ impl Index {
         // Waiters wait for a terminal status (or the job's removal): waking them at every
         // acknowledged/started write would only make each look and sleep again.
         if finished {
-            match job_of(record.key) {
-                Some(id) => self.finished[wait_shard(&id)].notify_all(),
-                None => self.finished.iter().for_each(Wakeup::notify_all),
-            }
+            self.notify_finished(record.key);
+        }
+    }
+
+    /// Wakes the waiters of the job `key` belongs to (every waiter when it names none).
+    fn notify_finished(&self, key: &str) {
+        match job_of(key) {
+            Some(id) => self.finished[wait_shard(&id)].notify_all(),
+            None => self.finished.iter().for_each(Wakeup::notify_all),
         }
     }
 

@@ -348,3 +348,49 @@ fn a_reader_waits_for_the_writes_this_api_made_before_it() {
         Some(JobStatus::Pending)
     );
 }
+
+#[test]
+fn an_own_job_is_known_at_once_and_whichever_copy_comes_second_changes_nothing() {
+    let index = Index::new(GRACE);
+    let own = |n: u128, revision: u64| {
+        let bytes = serde_json::to_vec(&def(n, "_any", 1, &[])).unwrap_or_default();
+        let record = Record {
+            key: &job_key(n),
+            value: Some(&bytes),
+            revision,
+        };
+        index.apply_own_job(&record, 0);
+    };
+    let (one, two, three) = (Uuid::from_u128(1), Uuid::from_u128(2), Uuid::from_u128(3));
+    own(1, 5);
+    assert_eq!(index.status(&one, 10), Some(JobStatus::Pending));
+    assert_eq!(
+        index.applied(Source::Jobs),
+        0,
+        "the watch's progress does not move: earlier records may still be on their way"
+    );
+    // The worker's final state comes through the watch, then the watch's copy of the create.
+    put(
+        &index,
+        &state_key(1, "a"),
+        &state("a", HostStatus::Completed, 1, 2),
+        6,
+    );
+    put(&index, &job_key(1), &def(1, "_any", 1, &[]), 5);
+    assert_eq!(index.status(&one, 10), Some(JobStatus::Completed));
+    // The watch came first (create and final state); the API's own copy comes late.
+    put(&index, &job_key(2), &def(2, "_any", 1, &[]), 7);
+    put(
+        &index,
+        &state_key(2, "a"),
+        &state("a", HostStatus::Completed, 1, 2),
+        8,
+    );
+    own(2, 7);
+    assert_eq!(index.status(&two, 10), Some(JobStatus::Completed));
+    // Created and deleted before the creator got round to it: it stays deleted.
+    put(&index, &job_key(3), &def(3, "_any", 1, &[]), 9);
+    delete(&index, &job_key(3), 10, 10);
+    own(3, 9);
+    assert_eq!(index.status(&three, 10), None);
+}

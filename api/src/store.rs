@@ -1,13 +1,14 @@
 //! The API's view of NATS and of its index, in domain terms, and the handlers' only door to either:
 //! submit a job (KV first, then the notification), read job details (from the index's detail cache,
 //! else batched KV gets for the hosts the index knows), delete, list, count, live workers, `?wait=`,
-//! readiness. The store never writes the index: the watches do (`watch.rs`). A create returns at once
-//! and records its revision; a reader that must see it waits until the watch applied it
+//! readiness. The watches write the index (`watch.rs`); the store only applies a job it has just
+//! created, as the watch will (`Index::apply_own_job`), so its creator finds it at once. A create also
+//! records its revision; a reader of anything else this API wrote waits until the watch applied it
 //! (`see_own_writes`); a delete or cancel waits for its own write before answering.
 
 use crate::ctx::now_us;
 use crate::index::detail::{Lookup, Parts};
-use crate::index::{Index, Source, Stats};
+use crate::index::{Index, Record, Source, Stats};
 use osapi_bus::{Bus, BusError, Write};
 use osapi_common::job::{JobDef, Operation, WorkerInfo};
 use osapi_common::names::{keys, Names};
@@ -220,8 +221,15 @@ impl Store {
             .and_then(|a| a.as_ref().ok())
             .copied()
             .unwrap_or(0);
-        // No wait for the index here: readers that need this job wait for it (`see_own_writes`).
+        // The job goes into the index now, as the watch will deliver it, so its creator's `GET` finds
+        // it at once. Readers of anything else this API wrote wait for the watch (`see_own_writes`).
         self.index.wrote(Source::Jobs, revision);
+        let record = Record {
+            key: &job_key,
+            value: Some(&value),
+            revision,
+        };
+        self.index.apply_own_job(&record, now_us());
         crate::metrics::job_created();
         log::info!(
             "job {id} submitted: {} -> {}",
