@@ -10,7 +10,8 @@
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
 # BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
 # replicas 3, of the last server, after the single servers), BENCH_FLEET_CONSUMER_REPLICAS (0: the workers'
-# own consumers keep the stream's replicas; 1: one copy each, see docs/nats.md). It runs on a fresh
+# own consumers keep the stream's replicas; 1: one copy each, see docs/nats.md), BENCH_FLEET_NODE_DOWN (0;
+# a duration D: then the cluster idles D with all nodes and D with one stopped, then it restarts). It runs on a fresh
 # nats-server of each binary in BENCH_FLEET_NATS (default: the run's server, then 2.15.1 from
 # scripts/ensure-nats-current.sh when it can be had). BENCH_ONLY=fleet runs the fleet phase alone and
 # replaces only `fleet` in the results file.
@@ -45,6 +46,7 @@ args=(
     --fleet-heartbeat "${BENCH_FLEET_HEARTBEAT:-10s}"
     --fleet-cluster "${BENCH_FLEET_CLUSTER:-0}"
     --fleet-consumer-replicas "${BENCH_FLEET_CONSUMER_REPLICAS:-0}"
+    --fleet-node-down "${BENCH_FLEET_NODE_DOWN:-0}"
 )
 case ${BENCH_ONLY:-} in
     '') ;;

@@ -39,6 +39,8 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --fleet-heartbeat D        the fleet workers' job.worker.heartbeat (10s, the default)
   --fleet-cluster N          then N workers on a 3-node cluster (replicas 3) of the last --fleet-nats (0)
   --fleet-consumer-replicas N  the fleet workers' job.worker.consumer.replicas (0: the stream's)
+  --fleet-node-down D        then, on the cluster, idle D with all nodes and D with one stopped (CPU,
+                             hosts out of reach), and the time until all are back once it restarts
   --only fleet               run the fleet phase alone; its figures replace `fleet` in --out";
 
 /// Everything the phases need to know.
@@ -73,6 +75,7 @@ pub struct Args {
     pub fleet_heartbeat: String,
     pub fleet_cluster: usize,
     pub fleet_consumer_replicas: usize,
+    pub fleet_node_down: Option<Duration>,
     pub only_fleet: bool,
 }
 
@@ -127,6 +130,7 @@ impl Args {
             fleet_heartbeat: "10s".into(),
             fleet_cluster: 0,
             fleet_consumer_replicas: 0,
+            fleet_node_down: None,
             only_fleet: false,
         };
         let mut it = argv.iter().skip(1);
@@ -186,6 +190,8 @@ impl Args {
                 "--fleet-cluster" => a.fleet_cluster = count(flag, v, 0)?,
                 "--fleet-consumer-replicas" => a.fleet_consumer_replicas = count(flag, v, 0)?,
                 "--fleet-any" => a.fleet_any = duration(flag, v)?,
+                "--fleet-node-down" if v == "0" => a.fleet_node_down = None,
+                "--fleet-node-down" => a.fleet_node_down = Some(duration(flag, v)?),
                 "--fleet-heartbeat" => {
                     duration(flag, v)?;
                     a.fleet_heartbeat = v.to_string();

@@ -10,6 +10,7 @@
 use crate::args::Args;
 use crate::client::Api;
 use crate::fleet_cost::{self, BroadcastCost, Pids, ReadCost};
+use crate::fleet_down::{self, Cluster, Node, NodeDown};
 use crate::jobs;
 use crate::procs::{cpu_time, free_port, rss_kib, Procs};
 use crate::stats::{ms, Summary};
@@ -55,6 +56,8 @@ pub struct FleetResult {
     pub workers_bytes: usize,
     pub detail_get: Summary,
     pub detail_bytes: usize,
+    /// The cluster with one node stopped (`--fleet-node-down`).
+    pub node_down: Option<NodeDown>,
 }
 
 /// Runs the fleet on each server of `a.fleet_nats` in turn, then (`--fleet-cluster N`) N workers on a
@@ -70,19 +73,19 @@ pub fn run_all(a: &Args, procs: &mut Procs) -> Result<Vec<FleetResult>, String> 
     Ok(out)
 }
 
-/// `nodes` fresh nats-servers (clustered when more than one), their client URLs and pids, and a
-/// single server's monitoring endpoint (`-m`).
+/// `nodes` fresh nats-servers (clustered when more than one), their client URLs, the nodes (name,
+/// arguments, pid), and a single server's monitoring endpoint (`-m`).
 fn start_servers(
     procs: &mut Procs,
     dir: &Path,
     i: usize,
     nats_bin: &Path,
     nodes: usize,
-) -> Result<(String, Vec<u32>, Option<Monitor>), String> {
+) -> Result<(String, Vec<Node>, Option<Monitor>), String> {
     let ports: Vec<(u16, u16)> = (0..nodes)
         .map(|_| Ok((free_port()?, free_port()?)))
         .collect::<Result<_, String>>()?;
-    let mut pids = Vec::new();
+    let mut started = Vec::new();
     let mut monitor_url = None;
     for (n, (port, cluster_port)) in ports.iter().enumerate() {
         let mut args: Vec<String> = vec![
@@ -121,7 +124,9 @@ fn start_servers(
             "-sd".into(),
             dir.join(format!("nats{n}")).display().to_string(),
         ]);
-        pids.push(procs.program(&format!("fleet{i}-nats{n}"), nats_bin, &args)?);
+        let name = format!("fleet{i}-nats{n}");
+        let pid = procs.program(&name, nats_bin, &args)?;
+        started.push((name, args, pid));
     }
     let urls: Vec<String> = ports
         .iter()
@@ -129,7 +134,7 @@ fn start_servers(
         .collect();
     Ok((
         urls.join(","),
-        pids,
+        started,
         monitor_url.as_deref().map(Monitor::new),
     ))
 }
@@ -149,7 +154,8 @@ fn run(
             std::env::temp_dir().join(format!("osapi-fleet{i}-{}", std::process::id()))
         });
     std::fs::create_dir_all(&dir).map_err(|e| format!("{}: {e}", dir.display()))?;
-    let (nats_url, nats_pids, monitor) = start_servers(procs, &dir, i, nats_bin, nodes)?;
+    let (nats_url, mut nats_nodes, monitor) = start_servers(procs, &dir, i, nats_bin, nodes)?;
+    let nats_pids: Vec<u32> = nats_nodes.iter().map(|n| n.2).collect();
     let started = Instant::now();
     let bus = loop {
         let opts = ConnectOptions {
@@ -215,7 +221,7 @@ fn run(
         ]);
         pids.push(procs.spawn(&format!("fleet{i}-worker{n}"), "osapi-worker", &env)?);
     }
-    let result = measure(
+    let mut result = measure(
         a,
         (&api, &bus, &names, monitor.as_ref()),
         Pids {
@@ -226,9 +232,21 @@ fn run(
         (t, workers),
         server,
     );
+    if let (Ok(r), Some(len), true) = (&mut result, a.fleet_node_down, nodes > 1) {
+        let cluster = Cluster {
+            nats_bin,
+            api: api_pid,
+            workers: &pids,
+        };
+        let api = Api::new(&api_url);
+        match fleet_down::run(procs, &api, &mut nats_nodes, &cluster, workers, len) {
+            Ok(down) => r.node_down = Some(down),
+            Err(e) => result = Err(e),
+        }
+    }
     procs.stop_all(&pids);
     procs.stop(api_pid);
-    procs.stop_all(&nats_pids);
+    procs.stop_all(&nats_nodes.iter().map(|n| n.2).collect::<Vec<_>>());
     result
 }
 
@@ -320,6 +338,7 @@ fn measure(
         workers_bytes: listing.1,
         detail_get: detail.0,
         detail_bytes: detail.1,
+        node_down: None,
     })
 }
 

@@ -17,6 +17,7 @@ mod args;
 mod client;
 mod fleet;
 mod fleet_cost;
+mod fleet_down;
 mod floor;
 mod jobs;
 mod lean;

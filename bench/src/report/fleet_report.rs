@@ -117,6 +117,26 @@ pub fn fleet_table(fleet: &[FleetResult]) -> String {
             format!("{p} GET /job/{{id}} of a broadcast"),
             format!("{}, {} bytes", lat(&f.detail_get), f.detail_bytes),
         ));
+        if let Some(d) = &f.node_down {
+            let w = |w: &crate::fleet_down::Window| {
+                format!(
+                    "2 nodes {:.1}%, workers {:.1}%, API {:.1}%",
+                    w.nodes, w.workers, w.api
+                )
+            };
+            rows.push((
+                format!("{p} idle {:.0} s, all nodes up, CPU", d.window_s),
+                w(&d.up),
+            ));
+            rows.push((
+                format!("{p} idle {:.0} s, one node down, CPU", d.window_s),
+                format!("{}; {} hosts out of reach", w(&d.down), d.out_of_reach),
+            ));
+            rows.push((
+                format!("{p} node restarted: all hosts back in"),
+                format!("{:.1} s", d.back_s),
+            ));
+        }
     }
     let mut out = rows_text(&rows);
     out.push_str("\nfleet targets\n");
@@ -161,6 +181,12 @@ pub fn fleet_json(fleet: &[FleetResult], a: &Args) -> Value {
                 "api_rss_mib": kib(f.api_rss_kib),
                 "workers_get": f.workers_get.json(), "workers_bytes": f.workers_bytes,
                 "detail_get": f.detail_get.json(), "detail_bytes": f.detail_bytes,
+                "node_down": f.node_down.as_ref().map(|d| {
+                    let w = |w: &crate::fleet_down::Window| json!({"nodes_cpu_percent": round3(w.nodes),
+                        "workers_cpu_percent": round3(w.workers), "api_cpu_percent": round3(w.api)});
+                    json!({"window_s": round3(d.window_s), "up": w(&d.up), "down": w(&d.down),
+                        "out_of_reach": d.out_of_reach, "back_s": round3(d.back_s)})
+                }),
             })
         })
         .collect();
