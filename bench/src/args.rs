@@ -43,6 +43,23 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
                              hosts out of reach), and the time until all are back once it restarts
   --only fleet               run the fleet phase alone; its figures replace `fleet` in --out";
 
+/// The throughput clients' HTTP code (`--http-client`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum HttpClient {
+    /// `bench/src/lean.rs`, the default.
+    Lean,
+    Ureq,
+}
+
+impl HttpClient {
+    pub fn name(self) -> &'static str {
+        match self {
+            HttpClient::Lean => "lean",
+            HttpClient::Ureq => "ureq",
+        }
+    }
+}
+
 /// Everything the phases need to know.
 #[derive(Debug, Clone)]
 pub struct Args {
@@ -58,8 +75,7 @@ pub struct Args {
     pub jobs: usize,
     pub duration: Duration,
     pub clients: usize,
-    /// The throughput clients use ureq instead of the lean client.
-    pub ureq_clients: bool,
+    pub http_client: HttpClient,
     pub workers: usize,
     pub max_jobs: usize,
     pub broadcast_workers: usize,
@@ -114,7 +130,7 @@ impl Args {
             jobs: 300,
             duration: Duration::from_secs(20),
             clients: 16,
-            ureq_clients: false,
+            http_client: HttpClient::Lean,
             workers: 2,
             max_jobs: 8,
             broadcast_workers: 10,
@@ -158,9 +174,9 @@ impl Args {
                 }
                 "--clients" => a.clients = count(flag, v, 1)?,
                 "--http-client" => {
-                    a.ureq_clients = match v {
-                        "lean" => false,
-                        "ureq" => true,
+                    a.http_client = match v {
+                        "lean" => HttpClient::Lean,
+                        "ureq" => HttpClient::Ureq,
                         _ => return Err(format!("--http-client: lean or ureq, not '{v}'")),
                     }
                 }

@@ -1,6 +1,7 @@
 //! A small HTTP client for the API under test: a keep-alive agent with the bearer token, JSON in and out,
 //! and the two waits every phase needs (a job to finish, the worker list to show a set of hosts).
 
+use osapi_common::status::JobStatus;
 use serde_json::Value;
 use std::collections::BTreeSet;
 use std::time::{Duration, Instant};
@@ -84,14 +85,26 @@ impl Api {
         loop {
             let detail = self.get_ok(&format!("/job/{id}?wait={JOB_WAIT}"))?;
             gets += 1;
-            let status = detail["status"].as_str().unwrap_or("");
-            if matches!(status, "completed" | "failed" | "partial_failure") {
+            let status = status_of(&detail);
+            if status.is_some_and(JobStatus::is_terminal) {
                 return Ok(Finished { detail, gets });
             }
             if Instant::now() > deadline {
-                return Err(format!("job {id} still {status} after {JOB_WAIT_MAX:?}"));
+                return Err(format!(
+                    "job {id} still {} after {JOB_WAIT_MAX:?}",
+                    detail["status"]
+                ));
             }
         }
+    }
+
+    /// How many hosts `GET /job/workers` lists as subscribed, and how many as not.
+    pub fn subscription_counts(&self) -> Result<(usize, usize), String> {
+        let v = self.get_ok("/job/workers")?;
+        let ws = v["workers"].as_array().map_or(&[][..], Vec::as_slice);
+        let yes = ws.iter().filter(|w| w["subscribed"] == true).count();
+        let no = ws.iter().filter(|w| w["subscribed"] == false).count();
+        Ok((yes, no))
     }
 
     /// Waits until `GET /job/workers` lists every host of `hosts` as subscribed (routable).
@@ -118,6 +131,11 @@ impl Api {
             std::thread::sleep(POLL);
         }
     }
+}
+
+/// A job detail's `status`, when it is one.
+pub fn status_of(detail: &Value) -> Option<JobStatus> {
+    serde_json::from_value(detail["status"].clone()).ok()
 }
 
 fn answer(r: Result<ureq::Response, ureq::Error>, path: &str) -> Result<(u16, Value), String> {

@@ -263,10 +263,7 @@ fn measure(
         JOIN_WITHIN,
         "every fleet worker to be listed as subscribed",
         || {
-            let v = api.get_ok("/job/workers")?;
-            last_count = v["workers"].as_array().map_or(0, |ws| {
-                ws.iter().filter(|w| w["subscribed"] == true).count()
-            });
+            last_count = api.subscription_counts()?.0;
             Ok(last_count >= workers)
         },
     )
@@ -313,7 +310,7 @@ fn measure(
     eprintln!("osapi-bench [7] _any throughput with the fleet");
     let any = jobs::throughput(
         api.base(),
-        a.ureq_clients,
+        a.http_client,
         a.clients,
         a.fleet_any,
         &[api_pid],

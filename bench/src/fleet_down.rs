@@ -76,11 +76,8 @@ fn watch(api: &Api, len: Duration) -> usize {
     let t = Instant::now();
     let mut most = 0;
     while t.elapsed() < len {
-        if let Ok(v) = api.get_ok("/job/workers") {
-            let n = v["workers"].as_array().map_or(0, |ws| {
-                ws.iter().filter(|w| w["subscribed"] == false).count()
-            });
-            most = most.max(n);
+        if let Ok((_, not)) = api.subscription_counts() {
+            most = most.max(not);
         }
         std::thread::sleep(Duration::from_secs(1).min(len.saturating_sub(t.elapsed())));
     }
@@ -110,11 +107,7 @@ pub fn run(
     *pid = procs.program(name, c.nats_bin, args)?;
     loop {
         // Not 200 (the API itself reconnecting): none counted this time.
-        let subscribed = api.get_ok("/job/workers").map_or(0, |v| {
-            v["workers"].as_array().map_or(0, |ws| {
-                ws.iter().filter(|w| w["subscribed"] == true).count()
-            })
-        });
+        let subscribed = api.subscription_counts().map_or(0, |(yes, _)| yes);
         if subscribed >= hosts {
             break;
         }

@@ -1,10 +1,12 @@
 //! Phases 2-4, through HTTP like a user: the sequential round trip, throughput with concurrent clients
 //! (sampling the daemons' RSS meanwhile), and a broadcast to every worker.
 
-use crate::client::{Api, JOB_WAIT, JOB_WAIT_MAX};
+use crate::args::HttpClient;
+use crate::client::{status_of, Api};
 use crate::lean::Lean;
 use crate::procs::rss_kib;
 use crate::stats::ms;
+use osapi_common::status::JobStatus;
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -48,11 +50,10 @@ impl Throughput {
 }
 
 /// `clients` threads, each creating a job and waiting for it, again and again, for `duration`; the
-/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS. The
-/// clients are [`Lean`] ones unless `ureq`.
+/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS.
 pub fn throughput(
     api_url: &str,
-    ureq: bool,
+    http: HttpClient,
     clients: usize,
     duration: Duration,
     watch_pids: &[u32],
@@ -78,7 +79,7 @@ pub fn throughput(
     let end = start + duration;
     let threads: Vec<_> = (0..clients)
         .map(|_| {
-            let mut client = Client::new(api_url, ureq)?;
+            let mut client = Client::new(api_url, http)?;
             Ok(std::thread::spawn(
                 move || -> Result<(Vec<f64>, usize, usize), String> {
                     let (mut lat, mut failed, mut early) = (Vec::new(), 0, 0);
@@ -86,7 +87,7 @@ pub fn throughput(
                         let t = Instant::now();
                         let (status, gets) = client.create_and_wait()?;
                         early += gets - 1;
-                        if status == "completed" {
+                        if status == JobStatus::Completed {
                             lat.push(ms(t.elapsed()));
                         } else {
                             failed += 1;
@@ -135,37 +136,27 @@ enum Client {
 }
 
 impl Client {
-    fn new(api_url: &str, ureq: bool) -> Result<Client, String> {
-        Ok(match ureq {
-            true => Client::Ureq(Api::new(api_url)),
-            false => Client::Lean(Lean::new(api_url)?),
+    fn new(api_url: &str, http: HttpClient) -> Result<Client, String> {
+        Ok(match http {
+            HttpClient::Ureq => Client::Ureq(Api::new(api_url)),
+            HttpClient::Lean => Client::Lean(Lean::new(api_url)?),
         })
     }
 
     /// Creates a `system.hostname.get` job for `_any` and waits for it: its final status and the
     /// `?wait=` requests it took.
-    fn create_and_wait(&mut self) -> Result<(String, usize), String> {
+    fn create_and_wait(&mut self) -> Result<(JobStatus, usize), String> {
         match self {
             Client::Ureq(api) => {
                 let id = api.create("system.hostname.get", "_any")?;
                 let done = api.wait(&id)?;
-                let status = done.detail["status"].as_str().unwrap_or("").to_string();
+                let status = status_of(&done.detail)
+                    .ok_or_else(|| format!("job {id}: status {}", done.detail["status"]))?;
                 Ok((status, done.gets))
             }
             Client::Lean(lean) => {
                 let id = lean.create("system.hostname.get", "_any")?;
-                let deadline = Instant::now() + JOB_WAIT_MAX;
-                let mut gets = 0;
-                loop {
-                    let status = lean.wait(&id, JOB_WAIT)?;
-                    gets += 1;
-                    if matches!(status.as_str(), "completed" | "failed" | "partial_failure") {
-                        return Ok((status, gets));
-                    }
-                    if Instant::now() > deadline {
-                        return Err(format!("job {id} still {status} after {JOB_WAIT_MAX:?}"));
-                    }
-                }
+                lean.wait_terminal(&id)
             }
         }
     }

@@ -7,16 +7,19 @@
 //! machine spends on one (docs/benchmarks.md). The raw floor's lanes pay nothing of the kind. This
 //! client does the same exchanges for a fraction of that; `--http-client ureq` measures with ureq.
 
+use crate::client::{JOB_WAIT, JOB_WAIT_MAX};
+use osapi_common::status::JobStatus;
 use serde::Deserialize;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::TcpStream;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 /// Bound on one exchange (the wait asks the API for 30 s).
 const TIMEOUT: Duration = Duration::from_secs(40);
 /// Bound on a status line or a header line, and on a body.
 const MAX_LINE: usize = 8 * 1024;
 const MAX_BODY: usize = 4 * 1024 * 1024;
+const MAX_HEADERS: usize = 100;
 
 #[derive(Deserialize)]
 struct Created {
@@ -25,11 +28,11 @@ struct Created {
 
 #[derive(Deserialize)]
 struct Status {
-    status: String,
+    status: JobStatus,
 }
 
 pub struct Lean {
-    addr: String,
+    /// `host:port`: where to connect and the `Host` header.
     host: String,
     auth: String,
     conn: Option<BufReader<TcpStream>>,
@@ -46,7 +49,6 @@ impl Lean {
             .trim_end_matches('/')
             .to_string();
         Ok(Lean {
-            addr: host.clone(),
             host,
             auth: std::env::var("OSAPI_TOKEN").unwrap_or_default(),
             conn: None,
@@ -68,14 +70,26 @@ impl Lean {
         }
     }
 
-    /// `GET /job/{id}?wait=`: the job's status as it stood when the API answered.
-    pub fn wait(&mut self, id: &str, wait: &str) -> Result<String, String> {
-        let path = format!("/job/{id}?wait={wait}");
-        match self.exchange("GET", &path, b"")? {
-            200 => serde_json::from_slice::<Status>(&self.body)
-                .map(|s| s.status)
-                .map_err(|e| format!("GET {path}: no status ({e})")),
-            code => Err(format!("GET {path}: {code} {}", self.text())),
+    /// `GET /job/{id}?wait=` until the job is terminal (within [`JOB_WAIT_MAX`]): its status and how
+    /// many requests it took (more than 1: the API's waiter slots were full and it answered at once).
+    pub fn wait_terminal(&mut self, id: &str) -> Result<(JobStatus, usize), String> {
+        let path = format!("/job/{id}?wait={JOB_WAIT}");
+        let deadline = Instant::now() + JOB_WAIT_MAX;
+        let mut gets = 0;
+        loop {
+            let status = match self.exchange("GET", &path, b"")? {
+                200 => serde_json::from_slice::<Status>(&self.body)
+                    .map(|s| s.status)
+                    .map_err(|e| format!("GET {path}: no status ({e})"))?,
+                code => return Err(format!("GET {path}: {code} {}", self.text())),
+            };
+            gets += 1;
+            if status.is_terminal() {
+                return Ok((status, gets));
+            }
+            if Instant::now() > deadline {
+                return Err(format!("job {id} still {status:?} after {JOB_WAIT_MAX:?}"));
+            }
         }
     }
 
@@ -100,7 +114,7 @@ impl Lean {
 
     fn try_exchange(&mut self, method: &str, path: &str, body: &[u8]) -> Result<u16, String> {
         if self.conn.is_none() {
-            let s = TcpStream::connect(&self.addr).map_err(|e| e.to_string())?;
+            let s = TcpStream::connect(&self.host).map_err(|e| e.to_string())?;
             s.set_nodelay(true).map_err(|e| e.to_string())?;
             s.set_read_timeout(Some(TIMEOUT))
                 .map_err(|e| e.to_string())?;
@@ -165,7 +179,10 @@ fn read_head(conn: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool), Stri
         .and_then(|c| c.parse().ok())
         .ok_or_else(|| format!("bad status line {line:?}"))?;
     let (mut length, mut close) = (None, false);
-    loop {
+    for n in 0.. {
+        if n == MAX_HEADERS {
+            return Err(format!("more than {MAX_HEADERS} header lines"));
+        }
         next(&mut line)?;
         let header = line.trim_end();
         if header.is_empty() {

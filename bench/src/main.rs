@@ -184,7 +184,7 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let floor_jobs = (floor_jobs_per_s * a.duration.as_secs_f64()).max(1.0);
     let cpu_before = cpu_of(&groups);
     let window = monitor.as_ref().map(varz::Window::open).transpose()?;
-    let throughput = jobs::throughput(&a.api_url, a.ureq_clients, a.clients, a.duration, &watched)?;
+    let throughput = jobs::throughput(&a.api_url, a.http_client, a.clients, a.duration, &watched)?;
     let cpu_load: Vec<(String, Duration)> = cpu_of(&groups)
         .into_iter()
         .zip(cpu_before)

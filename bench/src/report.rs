@@ -150,7 +150,7 @@ pub fn table(r: &Results, a: &Args) -> String {
         format!(
             "3 throughput: {} {} clients, {} workers x {} jobs, {:.0?}",
             a.clients,
-            if a.ureq_clients { "ureq" } else { "lean" },
+            a.http_client.name(),
             a.workers,
             a.max_jobs,
             a.duration
@@ -284,7 +284,7 @@ pub fn json(r: &Results, a: &Args) -> Value {
     let kib = |k: Option<u64>| k.map(|k| round3(mib(k)));
     json!({
         "config": {
-            "jobs": a.jobs, "duration_s": a.duration.as_secs_f64(), "clients": a.clients, "http_client": if a.ureq_clients { "ureq" } else { "lean" }, "workers": a.workers,
+            "jobs": a.jobs, "duration_s": a.duration.as_secs_f64(), "clients": a.clients, "http_client": a.http_client.name(), "workers": a.workers,
             "max_jobs": a.max_jobs, "broadcast_workers": a.broadcast_workers, "broadcast_runs": a.broadcast_runs,
             "scaling": a.scaling, "scaling_samples": a.scaling_samples, "ready_runs": a.ready_runs,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),
