@@ -151,6 +151,24 @@ impl ClientConnection {
                 Err(e) => return Err(ReadError::ReadIoError(e)),
             };
 
+            // osapi patch: a whole line already in the buffer (the usual case) is taken in one piece,
+            // into a buffer of its own size, rather than byte by byte into a growing one. Only a line
+            // that ends in CRLF within both bounds takes this path; anything else goes the long way.
+            if buf.is_empty() {
+                if let Some(end) = available.iter().position(|&b| b == b'\n') {
+                    if end > 0
+                        && available[end - 1] == b'\r'
+                        && end < LINE_BYTES_MAX
+                        && budget.bytes + end < HEAD_BYTES_MAX
+                    {
+                        let line = available[..end - 1].to_vec();
+                        budget.bytes += end + 1;
+                        reader.consume(end + 1);
+                        return ascii_line(line);
+                    }
+                }
+            }
+
             let mut used = 0;
             let mut outcome = None;
             for &byte in available {
@@ -181,14 +199,7 @@ impl ClientConnection {
             match outcome {
                 None => continue,
                 Some(Err(e)) => return Err(e),
-                Some(Ok(())) => {
-                    return AsciiString::from_ascii(buf).map_err(|_| {
-                        ReadError::ReadIoError(IoError::new(
-                            ErrorKind::InvalidInput,
-                            "Header is not in ASCII",
-                        ))
-                    })
-                }
+                Some(Ok(())) => return ascii_line(buf),
             }
         }
     }
@@ -445,6 +456,16 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
     method
         .and_then(|method| Some((method, path?, version?)))
         .ok_or(ReadError::WrongRequestLine)
+}
+
+/// A head line read, as the ASCII it must be.
+fn ascii_line(line: Vec<u8>) -> Result<AsciiString, ReadError> {
+    AsciiString::from_ascii(line).map_err(|_| {
+        ReadError::ReadIoError(IoError::new(
+            ErrorKind::InvalidInput,
+            "Header is not in ASCII",
+        ))
+    })
 }
 
 #[cfg(test)]
