@@ -5,7 +5,8 @@
 #
 # Sizes (env): JOBS (300), BENCH_DURATION (20s), BENCH_CLIENTS (16), BENCH_WORKERS (2), BENCH_MAX_JOBS (8),
 # BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
-# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3). BENCH_HTTP_CLIENT: the throughput clients' HTTP code,
+# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3), BENCH_SLICES (4: phase 3's raw floor and HTTP load take
+# turns in that many slices of the duration each). BENCH_HTTP_CLIENT: the throughput clients' HTTP code,
 # lean (default: a hand-written keep-alive client, bench/src/lean.rs) or ureq.
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),
 # BENCH_FLEET_ANY (10s), BENCH_FLEET_HEARTBEAT (10s), BENCH_FLEET_CLUSTER (0: workers on a 3-node cluster,
@@ -23,14 +24,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 if [[ ${BENCH_SMOKE:-0} == 1 ]]; then
-    defaults=(5 1s 4 2 2 2 2 50,100 3 1 3 1s 2 1s)
+    defaults=(5 1s 4 2 2 2 2 50,100 3 1 3 1s 2 1s 2)
 else
-    defaults=(300 20s 16 2 8 10 5 10000,50000 30 3 1000 60s 5 10s)
+    defaults=(300 20s 16 2 8 10 5 10000,50000 30 3 1000 60s 5 10s 4)
 fi
 args=(
     --jobs "${JOBS:-${defaults[0]}}"
     --duration "${BENCH_DURATION:-${defaults[1]}}"
     --clients "${BENCH_CLIENTS:-${defaults[2]}}"
+    --slices "${BENCH_SLICES:-${defaults[14]}}"
     --http-client "${BENCH_HTTP_CLIENT:-lean}"
     --workers "${BENCH_WORKERS:-${defaults[3]}}"
     --max-jobs "${BENCH_MAX_JOBS:-${defaults[4]}}"

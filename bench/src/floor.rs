@@ -193,39 +193,45 @@ pub fn interleaved(
     Ok((raw, http))
 }
 
-/// `lanes` loops at once for `duration` on one client and `worker_connections` worker connections:
-/// jobs completed per second.
-pub fn concurrent(
+/// Runs `lanes` loops at once for a given time, on one client and `worker_connections` worker connections
+/// set up once: `body` gets the runner and may call it again and again (phase 3 alternates it with the
+/// HTTP load); each call returns the jobs completed and the time they took.
+pub fn with_lanes<T>(
     url: &str,
     lanes: usize,
     worker_connections: usize,
-    duration: Duration,
-) -> Result<f64, String> {
+    body: impl FnOnce(
+        &mut dyn FnMut(Duration) -> Result<(usize, Duration), String>,
+    ) -> Result<T, String>,
+) -> Result<T, String> {
     let floor = Floor::new(url, worker_connections)?;
     let lanes = (0..lanes)
         .map(|n| floor.lane(n))
         .collect::<Result<Vec<_>, _>>()?;
-    let start = Instant::now();
-    let end = start + duration;
-    let counts: Vec<Result<usize, String>> = std::thread::scope(|s| {
-        let handles: Vec<_> = lanes
-            .iter()
-            .map(|lane| {
-                s.spawn(move || {
-                    let mut done = 0;
-                    while Instant::now() < end {
-                        lane.job()?;
-                        done += 1;
-                    }
-                    Ok(done)
+    let mut run = |duration: Duration| -> Result<(usize, Duration), String> {
+        let start = Instant::now();
+        let end = start + duration;
+        let counts: Vec<Result<usize, String>> = std::thread::scope(|s| {
+            let handles: Vec<_> = lanes
+                .iter()
+                .map(|lane| {
+                    s.spawn(move || {
+                        let mut done = 0;
+                        while Instant::now() < end {
+                            lane.job()?;
+                            done += 1;
+                        }
+                        Ok(done)
+                    })
                 })
-            })
-            .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().unwrap_or_else(|_| Err("a lane panicked".into())))
-            .collect()
-    });
-    let total: usize = counts.into_iter().sum::<Result<usize, String>>()?;
-    Ok(total as f64 / start.elapsed().as_secs_f64())
+                .collect();
+            handles
+                .into_iter()
+                .map(|h| h.join().unwrap_or_else(|_| Err("a lane panicked".into())))
+                .collect()
+        });
+        let total: usize = counts.into_iter().sum::<Result<usize, String>>()?;
+        Ok((total, start.elapsed()))
+    };
+    body(&mut run)
 }

@@ -31,6 +31,7 @@ pub fn one_round_trip(api: &Api) -> Result<f64, String> {
     Ok(ms(t.elapsed()))
 }
 
+#[derive(Default)]
 pub struct Throughput {
     pub completed: usize,
     pub failed: usize,
@@ -46,6 +47,19 @@ pub struct Throughput {
 impl Throughput {
     pub fn jobs_per_s(&self) -> f64 {
         self.completed as f64 / self.elapsed.as_secs_f64()
+    }
+
+    /// Adds a later slice of the same load: counts and times summed, latencies pooled, RSS the highest.
+    pub fn merge(&mut self, other: Throughput) {
+        self.completed += other.completed;
+        self.failed += other.failed;
+        self.elapsed += other.elapsed;
+        self.latencies.extend(other.latencies);
+        self.early_answers += other.early_answers;
+        for (pid, kib) in other.rss_max_kib {
+            let e = self.rss_max_kib.entry(pid).or_default();
+            *e = (*e).max(kib);
+        }
     }
 }
 

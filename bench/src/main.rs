@@ -160,39 +160,21 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     phase(
         3,
         &format!(
-            "throughput, {} clients for {:?}, raw then HTTP",
-            a.clients, a.duration
+            "throughput, {} clients for {:?}, raw and HTTP in turn, {} slices each",
+            a.clients, a.duration, a.slices
         ),
     );
-    let watched: Vec<u32> = a.api_pid.iter().chain(&worker_pids).copied().collect();
-    let groups = [
-        (
-            "nats-server",
-            a.nats_pid.iter().copied().collect::<Vec<_>>(),
-        ),
-        ("API", a.api_pid.iter().copied().collect()),
-        ("workers", worker_pids.clone()),
-    ];
-    let nats_before = cpu_of(&groups[..1]);
-    // The floor's lanes run in this process: its own CPU is the floor's "API and workers".
-    let own_before = procs::cpu_time("self").unwrap_or_default();
-    let floor_jobs_per_s = floor::concurrent(&a.nats_url, a.clients, a.workers, a.duration)?;
-    let floor_own_cpu = procs::cpu_time("self")
-        .unwrap_or_default()
-        .saturating_sub(own_before);
-    let floor_nats_cpu = cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
-    let floor_jobs = (floor_jobs_per_s * a.duration.as_secs_f64()).max(1.0);
-    let cpu_before = cpu_of(&groups);
-    let window = monitor.as_ref().map(varz::Window::open).transpose()?;
-    let throughput = jobs::throughput(&a.api_url, a.http_client, a.clients, a.duration, &watched)?;
-    let cpu_load: Vec<(String, Duration)> = cpu_of(&groups)
-        .into_iter()
-        .zip(cpu_before)
-        .map(|((name, after), (_, before))| (name, after.saturating_sub(before)))
-        .collect();
-    let nats_throughput = window
-        .map(|w| w.close_within(throughput.completed, LOAD_IDLE))
-        .transpose()?;
+    let load = throughput_phase(a, &worker_pids, monitor.as_ref())?;
+    let Load {
+        throughput,
+        cpu_load,
+        nats_throughput,
+        floor_jobs,
+        floor_nats_cpu,
+        floor_own_cpu,
+    } = load;
+    let floor_jobs_per_s = floor_jobs.0 as f64 / floor_jobs.1.as_secs_f64().max(1e-9);
+    let floor_jobs = (floor_jobs.0 as f64).max(1.0);
     let api_load_kib = a
         .api_pid
         .and_then(|p| throughput.rss_max_kib.get(&p).copied());
@@ -260,6 +242,86 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         },
     };
     Ok((results, fleet))
+}
+
+/// Phase 3's figures: both loads, each summed over its slices.
+struct Load {
+    throughput: jobs::Throughput,
+    /// CPU of each group (and the bench's HTTP clients, last) during the HTTP slices.
+    cpu_load: Vec<(String, Duration)>,
+    /// NATS messages a job, counted over the last HTTP slice.
+    nats_throughput: Option<varz::PerJob>,
+    /// The floor's jobs and the time its slices took.
+    floor_jobs: (usize, Duration),
+    floor_nats_cpu: Duration,
+    floor_own_cpu: Duration,
+}
+
+/// The raw floor's 16 lanes and the HTTP clients in turn, `--slices` slices of each, so that a slow
+/// or fast stretch of the shared machine (its speed drifts by a tenth and more within a minute) lands
+/// on both sides of the share alike rather than on whichever load ran in it.
+fn throughput_phase(
+    a: &Args,
+    worker_pids: &[u32],
+    monitor: Option<&varz::Monitor>,
+) -> Result<Load, String> {
+    let watched: Vec<u32> = a.api_pid.iter().chain(worker_pids).copied().collect();
+    let groups = [
+        (
+            "nats-server",
+            a.nats_pid.iter().copied().collect::<Vec<_>>(),
+        ),
+        ("API", a.api_pid.iter().copied().collect()),
+        ("workers", worker_pids.to_vec()),
+    ];
+    let slices = a.slices.max(1);
+    let slice = a.duration / slices as u32;
+    floor::with_lanes(&a.nats_url, a.clients, a.workers, |run_floor| {
+        let mut load = Load {
+            throughput: jobs::Throughput::default(),
+            cpu_load: Vec::new(),
+            nats_throughput: None,
+            floor_jobs: (0, Duration::ZERO),
+            floor_nats_cpu: Duration::ZERO,
+            floor_own_cpu: Duration::ZERO,
+        };
+        for n in 0..slices {
+            let nats_before = cpu_of(&groups[..1]);
+            // The floor's lanes run in this process: its own CPU is the floor's "API and workers".
+            let own_before = procs::cpu_time("self").unwrap_or_default();
+            let (jobs, took) = run_floor(slice)?;
+            load.floor_own_cpu += procs::cpu_time("self")
+                .unwrap_or_default()
+                .saturating_sub(own_before);
+            load.floor_nats_cpu += cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
+            load.floor_jobs.0 += jobs;
+            load.floor_jobs.1 += took;
+
+            let cpu_before = cpu_of(&groups);
+            let last = n + 1 == slices;
+            let window = monitor
+                .filter(|_| last)
+                .map(varz::Window::open)
+                .transpose()?;
+            let http = jobs::throughput(&a.api_url, a.http_client, a.clients, slice, &watched)?;
+            let spent = cpu_of(&groups)
+                .into_iter()
+                .zip(cpu_before)
+                .map(|((name, after), (_, before))| (name, after.saturating_sub(before)));
+            if load.cpu_load.is_empty() {
+                load.cpu_load = spent.collect();
+            } else {
+                for (sum, (_, d)) in load.cpu_load.iter_mut().zip(spent) {
+                    sum.1 += d;
+                }
+            }
+            if let Some(w) = window {
+                load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
+            }
+            load.throughput.merge(http);
+        }
+        Ok(load)
+    })
 }
 
 /// CPU time so far of each named group of processes, and of this process (the HTTP clients) last.

@@ -164,7 +164,10 @@ pub fn table(r: &Results, a: &Args) -> String {
     );
     row("3 throughput create + wait".into(), lat(&tl));
     row(
-        format!("3 raw NATS floor, {} lanes at once", a.clients),
+        format!(
+            "3 raw NATS floor, {} lanes, {} turns with HTTP",
+            a.clients, a.slices
+        ),
         format!(
             "{:.0} jobs/s (HTTP reaches {:.0}%); nats-server {:.0} µs CPU per job",
             r.floor_jobs_per_s,
@@ -284,7 +287,7 @@ pub fn json(r: &Results, a: &Args) -> Value {
     let kib = |k: Option<u64>| k.map(|k| round3(mib(k)));
     json!({
         "config": {
-            "jobs": a.jobs, "duration_s": a.duration.as_secs_f64(), "clients": a.clients, "http_client": a.http_client.name(), "workers": a.workers,
+            "jobs": a.jobs, "duration_s": a.duration.as_secs_f64(), "clients": a.clients, "slices": a.slices, "http_client": a.http_client.name(), "workers": a.workers,
             "max_jobs": a.max_jobs, "broadcast_workers": a.broadcast_workers, "broadcast_runs": a.broadcast_runs,
             "scaling": a.scaling, "scaling_samples": a.scaling_samples, "ready_runs": a.ready_runs,
             "cores": std::thread::available_parallelism().map_or(0, |n| n.get()),

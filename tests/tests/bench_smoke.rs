@@ -80,7 +80,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "2 HTTP create + wait, sequential",
         "2 round trip / floor",
         "3 throughput:",
-        "3 raw NATS floor, 4 lanes at once",
+        "3 raw NATS floor, 4 lanes, 2 turns with HTTP",
         "3 CPU per job in all, HTTP / raw floor",
         "4 broadcast _all to 2 workers",
         "5 bucket of 50 jobs",
