@@ -258,8 +258,9 @@ struct Load {
 }
 
 /// The raw floor's 16 lanes and the HTTP clients in turn, `--slices` slices of each, so that a slow
-/// or fast stretch of the shared machine (its speed drifts by a tenth and more within a minute) lands
-/// on both sides of the share alike rather than on whichever load ran in it.
+/// or fast spell of the shared machine lands on both sides of the share alike rather than on whichever
+/// load ran in it. (It evens out drift between the loads; the share still moves with the machine's
+/// state from run to run: docs/benchmarks.md, round 11.)
 fn throughput_phase(
     a: &Args,
     worker_pids: &[u32],
