@@ -57,10 +57,15 @@ impl Throughput {
         self.latencies.extend(other.latencies);
         self.early_answers += other.early_answers;
         for (pid, kib) in other.rss_max_kib {
-            let e = self.rss_max_kib.entry(pid).or_default();
-            *e = (*e).max(kib);
+            keep_max(&mut self.rss_max_kib, pid, kib);
         }
     }
+}
+
+/// Records `kib` for `pid` when it is the highest seen.
+fn keep_max(rss: &mut BTreeMap<u32, u64>, pid: u32, kib: u64) {
+    let e = rss.entry(pid).or_default();
+    *e = (*e).max(kib);
 }
 
 /// `clients` threads, each creating a job and waiting for it, again and again, for `duration`; the
@@ -81,8 +86,7 @@ pub fn throughput(
                 for &pid in &pids {
                     if let Some(kib) = rss_kib(pid) {
                         let mut m = rss.lock().unwrap_or_else(|p| p.into_inner());
-                        let e = m.entry(pid).or_default();
-                        *e = (*e).max(kib);
+                        keep_max(&mut m, pid, kib);
                     }
                 }
                 std::thread::sleep(RSS_EVERY);

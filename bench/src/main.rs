@@ -170,11 +170,12 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         cpu_load,
         nats_throughput,
         floor_jobs,
+        floor_time,
         floor_nats_cpu,
         floor_own_cpu,
     } = load;
-    let floor_jobs_per_s = floor_jobs.0 as f64 / floor_jobs.1.as_secs_f64().max(1e-9);
-    let floor_jobs = (floor_jobs.0 as f64).max(1.0);
+    let floor_jobs_per_s = floor_jobs as f64 / floor_time.as_secs_f64().max(1e-9);
+    let floor_jobs = (floor_jobs as f64).max(1.0);
     let api_load_kib = a
         .api_pid
         .and_then(|p| throughput.rss_max_kib.get(&p).copied());
@@ -251,8 +252,9 @@ struct Load {
     cpu_load: Vec<(String, Duration)>,
     /// NATS messages a job, counted over the last HTTP slice.
     nats_throughput: Option<varz::PerJob>,
-    /// The floor's jobs and the time its slices took.
-    floor_jobs: (usize, Duration),
+    /// The floor's jobs, and the time its slices took.
+    floor_jobs: usize,
+    floor_time: Duration,
     floor_nats_cpu: Duration,
     floor_own_cpu: Duration,
 }
@@ -280,9 +282,13 @@ fn throughput_phase(
     floor::with_lanes(&a.nats_url, a.clients, a.workers, |run_floor| {
         let mut load = Load {
             throughput: jobs::Throughput::default(),
-            cpu_load: Vec::new(),
+            cpu_load: cpu_of(&groups)
+                .into_iter()
+                .map(|(name, _)| (name, Duration::ZERO))
+                .collect(),
             nats_throughput: None,
-            floor_jobs: (0, Duration::ZERO),
+            floor_jobs: 0,
+            floor_time: Duration::ZERO,
             floor_nats_cpu: Duration::ZERO,
             floor_own_cpu: Duration::ZERO,
         };
@@ -295,8 +301,8 @@ fn throughput_phase(
                 .unwrap_or_default()
                 .saturating_sub(own_before);
             load.floor_nats_cpu += cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
-            load.floor_jobs.0 += jobs;
-            load.floor_jobs.1 += took;
+            load.floor_jobs += jobs;
+            load.floor_time += took;
 
             let cpu_before = cpu_of(&groups);
             let last = n + 1 == slices;
@@ -305,16 +311,11 @@ fn throughput_phase(
                 .map(varz::Window::open)
                 .transpose()?;
             let http = jobs::throughput(&a.api_url, a.http_client, a.clients, slice, &watched)?;
-            let spent = cpu_of(&groups)
-                .into_iter()
-                .zip(cpu_before)
-                .map(|((name, after), (_, before))| (name, after.saturating_sub(before)));
-            if load.cpu_load.is_empty() {
-                load.cpu_load = spent.collect();
-            } else {
-                for (sum, (_, d)) in load.cpu_load.iter_mut().zip(spent) {
-                    sum.1 += d;
-                }
+            let after = cpu_of(&groups);
+            for ((sum, (_, after)), (_, before)) in
+                load.cpu_load.iter_mut().zip(after).zip(cpu_before)
+            {
+                sum.1 += after.saturating_sub(before);
             }
             if let Some(w) = window {
                 load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
