@@ -5,14 +5,19 @@
 //! (OSAPI's tokens carry one) is accepted, and must name `api.server.security.audience` when that is
 //! set. The check needs only the request head: the server calls it before reading any body. The
 //! signature check (HMAC, compared in constant time) is jsonwebtoken's, on ring; nothing here is
-//! hand-rolled crypto.
+//! hand-rolled crypto. A token that passed is remembered until its `exp` (`cache.rs`), so the check
+//! runs once per token rather than once per request.
+
+mod cache;
 
 use crate::error::ApiError;
+use cache::TokenCache;
 use jsonwebtoken::{Algorithm, DecodingKey, Validation};
 use osapi_common::config::RoleConfig;
 use osapi_common::permission;
 use serde::Deserialize;
 use std::collections::{BTreeMap, BTreeSet};
+use std::sync::Arc;
 
 /// The `iss` every osapi token carries.
 const ISSUER: &str = "osapi";
@@ -25,6 +30,8 @@ struct Claims {
     roles: Vec<String>,
     #[serde(default)]
     permissions: Option<Vec<String>>,
+    /// Required and checked by jsonwebtoken; read here to know how long the verdict may be kept.
+    exp: u64,
 }
 
 /// Who made a request: the token's `sub` and `roles` (empty without authentication).
@@ -39,6 +46,15 @@ pub struct Auth {
     key: Option<DecodingKey>,
     validation: Validation,
     roles: BTreeMap<String, RoleConfig>,
+    /// Tokens that passed, until they expire.
+    passed: TokenCache,
+}
+
+/// What a validly signed, current token grants: who it is and every permission its roles give.
+#[derive(Debug)]
+pub struct Grant {
+    pub caller: Caller,
+    pub granted: BTreeSet<String>,
 }
 
 impl Auth {
@@ -61,6 +77,7 @@ impl Auth {
                 .then(|| DecodingKey::from_secret(signing_key.as_bytes())),
             validation,
             roles,
+            passed: TokenCache::default(),
         }
     }
 
@@ -68,37 +85,56 @@ impl Auth {
     /// from the head, before any body is read); what it found then answers both "may it?" (`allow`)
     /// and "who was it?" (the audit trail).
     pub fn verify(&self, authorization: Option<&str>) -> Verdict {
+        self.verify_at(authorization, jsonwebtoken::get_current_timestamp())
+    }
+
+    /// [`Auth::verify`] at `now` (seconds since the epoch), the time the cache judges expiry by;
+    /// jsonwebtoken reads the clock itself.
+    fn verify_at(&self, authorization: Option<&str>, now: u64) -> Verdict {
         let Some(key) = &self.key else {
             return Verdict::Open;
         };
-        match self.decode(key, authorization) {
-            Ok(claims) => Verdict::Valid {
-                granted: permission::granted(
-                    &claims.roles,
-                    claims.permissions.as_deref(),
-                    &self.roles,
-                ),
-                caller: Caller {
-                    sub: claims.sub,
-                    roles: claims.roles,
-                },
-            },
-            Err(e) => Verdict::Invalid(e),
+        let token = match bearer(authorization) {
+            Ok(token) => token,
+            Err(e) => return Verdict::Invalid(e),
+        };
+        if let Some(grant) = self.passed.get(token, now) {
+            return Verdict::Valid(grant);
+        }
+        match jsonwebtoken::decode::<Claims>(token, key, &self.validation) {
+            Ok(data) => {
+                let claims = data.claims;
+                let grant = Arc::new(Grant {
+                    granted: permission::granted(
+                        &claims.roles,
+                        claims.permissions.as_deref(),
+                        &self.roles,
+                    ),
+                    caller: Caller {
+                        sub: claims.sub,
+                        roles: claims.roles,
+                    },
+                });
+                self.passed.put(token, claims.exp, grant.clone(), now);
+                Verdict::Valid(grant)
+            }
+            Err(e) => Verdict::Invalid(ApiError::unauthorized(format!(
+                "invalid token: {}",
+                reason(e.kind())
+            ))),
         }
     }
+}
 
-    fn decode(&self, key: &DecodingKey, authorization: Option<&str>) -> Result<Claims, ApiError> {
-        let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
-        let token = header
-            .strip_prefix("Bearer ")
-            .or_else(|| header.strip_prefix("bearer "))
-            .map(str::trim)
-            .filter(|t| !t.is_empty())
-            .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer TOKEN'"))?;
-        jsonwebtoken::decode::<Claims>(token, key, &self.validation)
-            .map(|data| data.claims)
-            .map_err(|e| ApiError::unauthorized(format!("invalid token: {}", reason(e.kind()))))
-    }
+/// The token of an `Authorization: Bearer TOKEN` header.
+fn bearer(authorization: Option<&str>) -> Result<&str, ApiError> {
+    let header = authorization.ok_or_else(|| ApiError::unauthorized("missing bearer token"))?;
+    header
+        .strip_prefix("Bearer ")
+        .or_else(|| header.strip_prefix("bearer "))
+        .map(str::trim)
+        .filter(|t| !t.is_empty())
+        .ok_or_else(|| ApiError::unauthorized("Authorization must be 'Bearer TOKEN'"))
 }
 
 /// What one request's token turned out to be.
@@ -106,10 +142,7 @@ pub enum Verdict {
     /// The API runs without authentication (`--no-auth`): everything is allowed, to nobody in particular.
     Open,
     /// A validly signed, current token: who it is and every permission its roles grant.
-    Valid {
-        caller: Caller,
-        granted: BTreeSet<String>,
-    },
+    Valid(Arc<Grant>),
     /// No token, or one that is not valid: the 401 to answer when a route needs a permission.
     Invalid(ApiError),
 }
@@ -120,10 +153,10 @@ impl Verdict {
     pub fn allow(&self, needed: &str) -> Result<Caller, ApiError> {
         match self {
             Verdict::Open => Ok(Caller::default()),
-            Verdict::Valid { caller, granted } if permission::allows(granted, needed) => {
-                Ok(caller.clone())
+            Verdict::Valid(grant) if permission::allows(&grant.granted, needed) => {
+                Ok(grant.caller.clone())
             }
-            Verdict::Valid { .. } => Err(ApiError::forbidden(format!(
+            Verdict::Valid(_) => Err(ApiError::forbidden(format!(
                 "token lacks permission {needed}"
             ))),
             Verdict::Invalid(e) => Err(e.clone()),
@@ -133,7 +166,7 @@ impl Verdict {
     /// The caller of a validly signed token, whatever it may do (for the audit trail).
     pub fn caller(&self) -> Option<&Caller> {
         match self {
-            Verdict::Valid { caller, .. } => Some(caller),
+            Verdict::Valid(grant) => Some(&grant.caller),
             _ => None,
         }
     }
@@ -154,3 +187,6 @@ fn reason(kind: &jsonwebtoken::errors::ErrorKind) -> &'static str {
         _ => "malformed (expected an HS256 JWT)",
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -182,3 +182,47 @@ fn open_endpoints_need_no_token() {
     assert_eq!(c.http_as(None, "GET", "/nope", None).status, 404);
     assert_eq!(c.http_as(None, "PUT", "/job", None).status, 405);
 }
+
+/// The API remembers tokens that passed (so the check runs once per token): what it remembers must
+/// still end at the token's `exp`, and must never vouch for different bytes carrying its signature.
+#[test]
+fn a_token_used_while_valid_is_refused_once_it_expires_and_vouches_for_nothing_else() {
+    let c = Cluster::start(&[]);
+    let now = jsonwebtoken::get_current_timestamp();
+    let mut short = claims(&["read"], None);
+    short["exp"] = json!(now + 2);
+    let short = sign(&short, SIGNING_KEY);
+    assert_eq!(c.http_as(Some(&short), "GET", "/job", None).status, 200);
+    // Its signature on claims that say admin.
+    let admin = token(&["admin"], None);
+    let signature = short.rsplit_once('.').map(|(_, s)| s).unwrap_or_default();
+    let head_claims = admin.rsplit_once('.').map(|(h, _)| h).unwrap_or_default();
+    let forged = format!("{head_claims}.{signature}");
+    let resp = c.http_as(Some(&forged), "POST", "/job", Some(JOB));
+    assert_eq!(resp.status, 401, "forged: {}", resp.text);
+    assert!(resp.text.contains("bad signature"), "{}", resp.text);
+    // Used again and again until it expires: the answer turns to 401 "expired", not before its exp.
+    let now_s = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .map(|d| d.as_secs())
+            .unwrap_or(0)
+    };
+    let mut last = None;
+    osapi_tests::wait_until(
+        "the expired token's 401",
+        std::time::Duration::from_secs(15),
+        || {
+            let resp = c.http_as(Some(&short), "GET", "/job", None);
+            let refused = resp.status == 401;
+            if !refused {
+                assert_eq!(resp.status, 200, "{}", resp.text);
+            }
+            last = Some((resp, now_s()));
+            refused
+        },
+    );
+    let (resp, at) = last.unwrap_or_else(|| panic!("no answer"));
+    assert!(resp.text.contains("expired"), "{}", resp.text);
+    assert!(at > now + 2, "refused at {at}, before its exp {}", now + 2);
+}
