@@ -170,9 +170,14 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => keyed(ctx, req, &caller.sub, || {
-            job::create(ctx, req.body, &caller.sub)
-        }),
+        Route::Create => {
+            req.query.only(&["wait"])?;
+            let wait = job::parse_wait(req.query)?;
+            let created = keyed(ctx, req, &caller.sub, || {
+                job::create(ctx, req.body, &caller.sub)
+            })?;
+            job::created_waited(ctx, created, wait)
+        }
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),

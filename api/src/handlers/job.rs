@@ -268,35 +268,80 @@ pub fn parse_id(raw: &str) -> Result<Uuid, ApiError> {
     Uuid::parse_str(raw).map_err(|_| ApiError::bad_request(format!("job id '{raw}' is not a UUID")))
 }
 
-/// `GET /job/{id}?wait=30s`: with `wait`, holds the request until the job is terminal or time is up,
-/// woken by the index's watch (no polling of NATS). Waiters are bounded: past the bound, no wait.
-pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
-    let id = parse_id(raw_id)?;
-    q.only(&["wait"])?;
-    let wait = match q.get("wait") {
-        None | Some("") => Duration::ZERO,
-        Some(w) => parse_duration(w)
+/// `?wait=`: how long a request may hold its answer for the job to end (none without it; at most
+/// [`WAIT_MAX`]).
+pub fn parse_wait(q: &Query) -> Result<Duration, ApiError> {
+    match q.get("wait") {
+        None | Some("") => Ok(Duration::ZERO),
+        Some(w) => Ok(parse_duration(w)
             .map_err(|e| ApiError::bad_request(format!("wait: {e}")))?
-            .min(WAIT_MAX),
-    };
-    ctx.require_nats()?;
-    let mut known = ctx.store.knows(&id);
+            .min(WAIT_MAX)),
+    }
+}
+
+/// Holds the calling request until job `id` is terminal or `wait` has passed, woken by the index's
+/// watch (no polling of NATS). Waiters are bounded: past `api.server.max_waiters`, no wait.
+fn hold(ctx: &Ctx, id: &Uuid, wait: Duration) {
+    let mut known = ctx.store.knows(id);
     if !known {
         // Perhaps created by this API a moment ago, its watch not there yet: read your own writes.
         ctx.store.see_own_writes();
-        known = ctx.store.knows(&id);
+        known = ctx.store.knows(id);
     }
     if !wait.is_zero() && known {
         let slots = &ctx.waiters;
         if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
-            ctx.store.wait_terminal(&id, Instant::now() + wait);
+            ctx.store.wait_terminal(id, Instant::now() + wait);
         }
         slots.fetch_sub(1, Ordering::SeqCst);
     }
+}
+
+/// `GET /job/{id}?wait=30s`: with `wait`, holds the request until the job is terminal or time is up
+/// ([`hold`]), then answers the job as it stands.
+pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
+    let id = parse_id(raw_id)?;
+    q.only(&["wait"])?;
+    let wait = parse_wait(q)?;
+    ctx.require_nats()?;
+    hold(ctx, &id, wait);
     match ctx.store.details(&[id])?.pop() {
         Some(detail) => Reply::json_of(200, &detail),
         None => Err(ApiError::not_found(format!("job {id} not found"))),
     }
+}
+
+/// `POST /job?wait=30s`: the creation's answer (`created`, a 201, perhaps an idempotent replay), and
+/// with `wait` the job held for as `GET /job/{id}?wait=` holds it: then the 201 carries the job's
+/// detail (its status as it stands, its result when it has one) beside `job_id`, `revision` and
+/// `timestamp`. One request where a client would otherwise make two. A job gone before it could be
+/// read (deleted at once) answers the creation as it was.
+pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply, ApiError> {
+    if wait.is_zero() || created.status != 201 {
+        return Ok(created);
+    }
+    let mut head = match &created.body {
+        super::Body::Json(v) => v.clone(),
+        super::Body::JsonBytes(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
+        _ => Value::Null,
+    };
+    let Some(id) = head["job_id"]
+        .as_str()
+        .and_then(|s| Uuid::parse_str(s).ok())
+    else {
+        return Ok(created);
+    };
+    hold(ctx, &id, wait);
+    let Some(detail) = ctx.store.details(&[id])?.pop() else {
+        return Ok(created);
+    };
+    let mut body = serde_json::to_value(&detail)
+        .map_err(|e| ApiError::unavailable(format!("encoding: {e}")))?;
+    if let (Some(body), Some(head)) = (body.as_object_mut(), head.as_object_mut()) {
+        head.remove("status");
+        body.extend(std::mem::take(head));
+    }
+    Ok(Reply::json(201, body))
 }
 
 /// `DELETE /job/{id}`.
