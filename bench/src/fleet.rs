@@ -311,6 +311,7 @@ fn measure(
     let any = jobs::throughput(
         api.base(),
         a.http_client,
+        jobs::Form::CreateThenWait,
         a.clients,
         a.fleet_any,
         &[api_pid],

@@ -68,11 +68,22 @@ fn keep_max(rss: &mut BTreeMap<u32, u64>, pid: u32, kib: u64) {
     *e = (*e).max(kib);
 }
 
-/// `clients` threads, each creating a job and waiting for it, again and again, for `duration`; the
-/// jobs started before the end are waited for and counted. `watch_pids` are sampled for RSS.
+/// How a throughput client has a job done.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Form {
+    /// `POST /job`, then `GET /job/{id}?wait=`: two requests, as the upstream API's clients do.
+    CreateThenWait,
+    /// `POST /job?wait=`: one request (always the lean client).
+    OneRequest,
+}
+
+/// `clients` threads, each creating a job and waiting for it (in `form`), again and again, for
+/// `duration`; the jobs started before the end are waited for and counted. `watch_pids` are sampled
+/// for RSS.
 pub fn throughput(
     api_url: &str,
     http: HttpClient,
+    form: Form,
     clients: usize,
     duration: Duration,
     watch_pids: &[u32],
@@ -97,13 +108,17 @@ pub fn throughput(
     let end = start + duration;
     let threads: Vec<_> = (0..clients)
         .map(|_| {
+            let http = match form {
+                Form::OneRequest => HttpClient::Lean,
+                Form::CreateThenWait => http,
+            };
             let mut client = Client::new(api_url, http)?;
             Ok(std::thread::spawn(
                 move || -> Result<(Vec<f64>, usize, usize), String> {
                     let (mut lat, mut failed, mut early) = (Vec::new(), 0, 0);
                     while Instant::now() < end {
                         let t = Instant::now();
-                        let (status, gets) = client.create_and_wait()?;
+                        let (status, gets) = client.create_and_wait(form)?;
                         early += gets - 1;
                         if status == JobStatus::Completed {
                             lat.push(ms(t.elapsed()));
@@ -163,8 +178,11 @@ impl Client {
 
     /// Creates a `system.hostname.get` job for `_any` and waits for it: its final status and the
     /// `?wait=` requests it took.
-    fn create_and_wait(&mut self) -> Result<(JobStatus, usize), String> {
+    fn create_and_wait(&mut self, form: Form) -> Result<(JobStatus, usize), String> {
         match self {
+            Client::Lean(lean) if form == Form::OneRequest => {
+                lean.create_waited("system.hostname.get", "_any")
+            }
             Client::Ureq(api) => {
                 let id = api.create("system.hostname.get", "_any")?;
                 let done = api.wait(&id)?;

@@ -27,6 +27,12 @@ struct Created {
 }
 
 #[derive(Deserialize)]
+struct CreatedWaited {
+    job_id: String,
+    status: JobStatus,
+}
+
+#[derive(Deserialize)]
 struct Status {
     status: JobStatus,
 }
@@ -68,6 +74,26 @@ impl Lean {
                 .map_err(|e| format!("POST /job: no job_id ({e})")),
             code => Err(format!("POST /job: {code} {}", self.text())),
         }
+    }
+
+    /// `POST /job?wait=` of `op` to `target`: created and waited for in one request (then, should the
+    /// job still be running when that wait ends, [`Lean::wait_terminal`]). Its final status and the
+    /// requests it took (more than 1: answered before the job ended).
+    pub fn create_waited(&mut self, op: &str, target: &str) -> Result<(JobStatus, usize), String> {
+        let body = format!(
+            r#"{{"operation":{{"type":"{op}","data":{{}}}},"target_hostname":"{target}"}}"#
+        );
+        let path = format!("/job?wait={JOB_WAIT}");
+        let created = match self.exchange("POST", &path, body.as_bytes())? {
+            201 => serde_json::from_slice::<CreatedWaited>(&self.body)
+                .map_err(|e| format!("POST {path}: no job_id and status ({e})"))?,
+            code => return Err(format!("POST {path}: {code} {}", self.text())),
+        };
+        if created.status.is_terminal() {
+            return Ok((created.status, 1));
+        }
+        let (status, gets) = self.wait_terminal(&created.job_id)?;
+        Ok((status, gets + 1))
     }
 
     /// `GET /job/{id}?wait=` until the job is terminal (within [`JOB_WAIT_MAX`]): its status and how

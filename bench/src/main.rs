@@ -168,6 +168,8 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     let Load {
         throughput,
         cpu_load,
+        one_request,
+        cpu_one_request,
         nats_throughput,
         floor_jobs,
         floor_time,
@@ -226,6 +228,8 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         nats_throughput,
         throughput,
         cpu_load,
+        one_request,
+        cpu_one_request,
         floor_jobs_per_s,
         floor_nats_cpu_us_per_job: floor_nats_cpu.as_secs_f64() * 1e6 / floor_jobs,
         floor_cpu_us_per_job: (floor_nats_cpu + floor_own_cpu).as_secs_f64() * 1e6 / floor_jobs,
@@ -245,11 +249,14 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
     Ok((results, fleet))
 }
 
-/// Phase 3's figures: both loads, each summed over its slices.
+/// Phase 3's figures: the three loads, each summed over its slices.
 struct Load {
     throughput: jobs::Throughput,
     /// CPU of each group (and the bench's HTTP clients, last) during the HTTP slices.
     cpu_load: Vec<(String, Duration)>,
+    /// The same two for the one-request form (`POST /job?wait=`).
+    one_request: jobs::Throughput,
+    cpu_one_request: Vec<(String, Duration)>,
     /// NATS messages a job, counted over the last HTTP slice.
     nats_throughput: Option<varz::PerJob>,
     /// The floor's jobs, and the time its slices took.
@@ -259,9 +266,9 @@ struct Load {
     floor_own_cpu: Duration,
 }
 
-/// The raw floor's 16 lanes and the HTTP clients in turn, `--slices` slices of each, so that a slow
-/// or fast spell of the shared machine lands on both sides of the share alike rather than on whichever
-/// load ran in it. (It evens out drift between the loads; the share still moves with the machine's
+/// The raw floor's 16 lanes and the HTTP clients in turn (create then wait, then the same jobs in
+/// one request each), `--slices` slices of each, so that a slow or fast spell of the shared machine
+/// lands on every side of the share alike rather than on whichever load ran in it. (It evens out drift between the loads; the share still moves with the machine's
 /// state from run to run: docs/benchmarks.md, round 11.)
 fn throughput_phase(
     a: &Args,
@@ -279,13 +286,18 @@ fn throughput_phase(
     ];
     let slices = a.slices.max(1);
     let slice = a.duration / slices as u32;
+    let zero = || -> Vec<(String, Duration)> {
+        cpu_of(&groups)
+            .into_iter()
+            .map(|(name, _)| (name, Duration::ZERO))
+            .collect()
+    };
     floor::with_lanes(&a.nats_url, a.clients, a.workers, |run_floor| {
         let mut load = Load {
             throughput: jobs::Throughput::default(),
-            cpu_load: cpu_of(&groups)
-                .into_iter()
-                .map(|(name, _)| (name, Duration::ZERO))
-                .collect(),
+            cpu_load: zero(),
+            one_request: jobs::Throughput::default(),
+            cpu_one_request: zero(),
             nats_throughput: None,
             floor_jobs: 0,
             floor_time: Duration::ZERO,
@@ -310,20 +322,45 @@ fn throughput_phase(
                 .filter(|_| last)
                 .map(varz::Window::open)
                 .transpose()?;
-            let http = jobs::throughput(&a.api_url, a.http_client, a.clients, slice, &watched)?;
-            let after = cpu_of(&groups);
-            for ((sum, (_, after)), (_, before)) in
-                load.cpu_load.iter_mut().zip(after).zip(cpu_before)
-            {
-                sum.1 += after.saturating_sub(before);
-            }
+            let http = jobs::throughput(
+                &a.api_url,
+                a.http_client,
+                jobs::Form::CreateThenWait,
+                a.clients,
+                slice,
+                &watched,
+            )?;
+            add_cpu(&mut load.cpu_load, cpu_before, cpu_of(&groups));
             if let Some(w) = window {
                 load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
             }
             load.throughput.merge(http);
+
+            let cpu_before = cpu_of(&groups);
+            let one = jobs::throughput(
+                &a.api_url,
+                a.http_client,
+                jobs::Form::OneRequest,
+                a.clients,
+                slice,
+                &watched,
+            )?;
+            add_cpu(&mut load.cpu_one_request, cpu_before, cpu_of(&groups));
+            load.one_request.merge(one);
         }
         Ok(load)
     })
+}
+
+/// Adds what each group used between `before` and `after` to `sums`.
+fn add_cpu(
+    sums: &mut [(String, Duration)],
+    before: Vec<(String, Duration)>,
+    after: Vec<(String, Duration)>,
+) {
+    for ((sum, (_, after)), (_, before)) in sums.iter_mut().zip(after).zip(before) {
+        sum.1 += after.saturating_sub(before);
+    }
 }
 
 /// CPU time so far of each named group of processes, and of this process (the HTTP clients) last.

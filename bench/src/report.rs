@@ -51,6 +51,9 @@ pub struct Results {
     pub throughput: Throughput,
     /// CPU time each side used during the throughput phase.
     pub cpu_load: Vec<(String, std::time::Duration)>,
+    /// The same load with each job created and waited for in one request (`POST /job?wait=`).
+    pub one_request: Throughput,
+    pub cpu_one_request: Vec<(String, std::time::Duration)>,
     /// The raw floor with as many lanes as clients: the most jobs/s NATS allows here.
     pub floor_jobs_per_s: f64,
     /// nats-server CPU per job of that raw run.
@@ -65,8 +68,24 @@ pub struct Results {
 
 /// All CPU per HTTP job in the throughput phase: nats-server, the API, the workers and the clients.
 fn http_cpu_us_per_job(r: &Results) -> f64 {
-    let total: f64 = r.cpu_load.iter().map(|(_, d)| d.as_secs_f64()).sum();
-    total * 1e6 / r.throughput.completed.max(1) as f64
+    cpu_us_per_job(&r.cpu_load, &r.throughput)
+}
+
+/// `cpu`'s sum over `t`'s completed jobs, µs.
+fn cpu_us_per_job(cpu: &[(String, std::time::Duration)], t: &Throughput) -> f64 {
+    let total: f64 = cpu.iter().map(|(_, d)| d.as_secs_f64()).sum();
+    total * 1e6 / t.completed.max(1) as f64
+}
+
+/// Each group's CPU a job of `t`, for the table.
+fn fmt_cpu_split(cpu: &[(String, std::time::Duration)], t: &Throughput) -> String {
+    cpu.iter()
+        .map(|(name, d)| {
+            let per_job = d.as_secs_f64() * 1e6 / t.completed.max(1) as f64;
+            format!("{name} {per_job:.0}")
+        })
+        .collect::<Vec<_>>()
+        .join(", ")
 }
 
 /// One phase's messages per job, for the table.
@@ -183,18 +202,11 @@ pub fn table(r: &Results, a: &Args) -> String {
     let busy: f64 = r.cpu_load.iter().map(|(_, d)| d.as_secs_f64()).sum();
     row(
         "3 CPU per job, µs (share of all cores)".into(),
-        r.cpu_load
-            .iter()
-            .map(|(name, d)| {
-                let per_job = d.as_secs_f64() * 1e6 / t.completed.max(1) as f64;
-                format!("{name} {per_job:.0}")
-            })
-            .chain([format!(
-                "(busy {:.0}%)",
-                busy * 100.0 / (t.elapsed.as_secs_f64() * cores)
-            )])
-            .collect::<Vec<_>>()
-            .join(", "),
+        format!(
+            "{}, (busy {:.0}%)",
+            fmt_cpu_split(&r.cpu_load, t),
+            busy * 100.0 / (t.elapsed.as_secs_f64() * cores)
+        ),
     );
     let all = http_cpu_us_per_job(r);
     row(
@@ -204,6 +216,27 @@ pub fn table(r: &Results, a: &Args) -> String {
             r.floor_cpu_us_per_job,
             all / r.floor_cpu_us_per_job,
             r.floor_cpu_us_per_job / 0.75
+        ),
+    );
+    let one = &r.one_request;
+    row(
+        "3 one request a job (POST /job?wait=), lean".into(),
+        format!(
+            "{:.0} jobs/s (reaches {:.0}% of the floor; {} completed, {} failed, {} answered early)",
+            one.jobs_per_s(),
+            one.jobs_per_s() * 100.0 / r.floor_jobs_per_s,
+            one.completed,
+            one.failed,
+            one.early_answers
+        ),
+    );
+    row(
+        "3 one request a job: CPU per job, µs".into(),
+        format!(
+            "{}; in all {:.0} ({:.2}x the floor's)",
+            fmt_cpu_split(&r.cpu_one_request, one),
+            cpu_us_per_job(&r.cpu_one_request, one),
+            cpu_us_per_job(&r.cpu_one_request, one) / r.floor_cpu_us_per_job
         ),
     );
     row(
@@ -316,6 +349,17 @@ pub fn json(r: &Results, a: &Args) -> Value {
             "cpu_us_per_job": r.cpu_load.iter()
                 .map(|(n, d)| (n.clone(), json!(round3(d.as_secs_f64() * 1e6 / t.completed.max(1) as f64))))
                 .collect::<serde_json::Map<_, _>>(),
+            "one_request": {
+                "request": "POST /job?wait=, lean client",
+                "jobs_per_s": round3(r.one_request.jobs_per_s()), "completed": r.one_request.completed,
+                "failed": r.one_request.failed, "early_wait_answers": r.one_request.early_answers,
+                "latency": Summary::of(&r.one_request.latencies).json(),
+                "floor_share_percent": round3(r.one_request.jobs_per_s() * 100.0 / r.floor_jobs_per_s),
+                "cpu_us_per_job_all": round3(cpu_us_per_job(&r.cpu_one_request, &r.one_request)),
+                "cpu_us_per_job": r.cpu_one_request.iter()
+                    .map(|(n, d)| (n.clone(), json!(round3(d.as_secs_f64() * 1e6 / r.one_request.completed.max(1) as f64))))
+                    .collect::<serde_json::Map<_, _>>(),
+            },
         },
         "nats_per_job": match (&r.nats_floor, &r.nats_round_trip) {
             (Some(f), Some(h)) => json!({

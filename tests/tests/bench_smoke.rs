@@ -82,6 +82,8 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "3 throughput:",
         "3 raw NATS floor, 4 lanes, 2 turns with HTTP",
         "3 CPU per job in all, HTTP / raw floor",
+        "3 one request a job (POST /job?wait=), lean",
+        "3 one request a job: CPU per job",
         "4 broadcast _all to 2 workers",
         "5 bucket of 50 jobs",
         "5 bucket of 100 jobs",
@@ -131,6 +133,10 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     for cpu in ["cpu_us_per_job_all", "raw_floor_cpu_us_per_job_all"] {
         assert!(v["throughput"][cpu].as_f64() > Some(0.0), "{cpu}: {v:#}");
     }
+    let one = &v["throughput"]["one_request"];
+    assert!(one["completed"].as_u64() > Some(0), "{v:#}");
+    assert_eq!(one["failed"], 0, "{v:#}");
+    assert!(one["cpu_us_per_job_all"].as_f64() > Some(0.0), "{v:#}");
     assert_eq!(v["broadcast"]["workers"], 2, "{v:#}");
     let sizes: Vec<u64> = v["scaling"]
         .as_array()
@@ -211,6 +217,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     for name in [
         "round trip p50 / floor p50",
         "throughput / raw floor (same lanes)",
+        "throughput / raw floor, one request a job",
         "nats-server CPU per HTTP job / per raw job",
         "API RSS under load",
         "API RSS with 100 jobs in the bucket",
