@@ -70,6 +70,9 @@ pub fn is_audited(method: &str, code: u16) -> bool {
 
 /// The job a request concerns: the one its answer created (`job_id`), else the `{id}` in `/job/{id}...`.
 fn job_id_of(path: &str, reply: Option<&Reply>) -> Option<String> {
+    if let Some(id) = reply.and_then(|r| r.job_id.clone()) {
+        return Some(id);
+    }
     if let Some(Reply {
         body: Body::Json(body),
         ..

@@ -121,6 +121,7 @@ fn answer_and_record(
         Ok(Reply {
             status,
             body: Body::Json(body),
+            ..
         }) => {
             claim.answer = Some(Answer {
                 status: *status,

@@ -4,7 +4,7 @@
 
 use std::time::{Duration, Instant};
 
-use osapi_tests::{admin_token, request_with, Cluster, Response};
+use osapi_tests::{admin_token, request_with, wait_until, Cluster, Response};
 
 const PING: &str = r#"{"operation":{"type":"test.ping.do","data":{}},"target_hostname":"_any"}"#;
 
@@ -44,6 +44,24 @@ fn one_request_creates_the_job_and_answers_it_finished() {
     assert_eq!(got.status, 200, "{}", got.text);
     assert_eq!(got.body["status"], "completed");
     assert_eq!(got.body["result"], b["result"]);
+    // On the audit trail like any creation, with its job.
+    wait_until(
+        "the audit entry of the waited POST",
+        Duration::from_secs(20),
+        || {
+            let trail = cluster.http("GET", "/audit?limit=100", None);
+            trail.body["items"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .any(|e| {
+                    e["method"] == "POST"
+                        && e["path"] == "/job"
+                        && e["code"] == 201
+                        && e["job_id"] == id
+                })
+        },
+    );
     // Without `wait` the answer is the creation's, as before.
     let plain = post(&cluster, "/job", PING, &[]);
     assert_eq!(plain.status, 201, "{}", plain.text);

@@ -29,5 +29,6 @@ pub fn spec() -> Reply {
     Reply {
         status: 200,
         body: Body::Text(SPEC, "application/yaml"),
+        job_id: None,
     }
 }

@@ -115,10 +115,12 @@ fn parse_operation(v: Option<&Value>) -> Result<Operation, ApiError> {
 }
 
 fn created_reply(c: crate::store::Created) -> Reply {
-    Reply::json(
+    let mut reply = Reply::json(
         201,
-        json!({ "job_id": c.id, "status": JobStatus::Pending, "revision": c.revision, "timestamp": c.timestamp }),
-    )
+        json!({ "job_id": &c.id, "status": JobStatus::Pending, "revision": c.revision, "timestamp": c.timestamp }),
+    );
+    reply.job_id = Some(c.id);
+    reply
 }
 
 /// `POST /job`.
@@ -320,28 +322,51 @@ pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply
     if wait.is_zero() || created.status != 201 {
         return Ok(created);
     }
-    let mut head = match &created.body {
-        super::Body::Json(v) => v.clone(),
-        super::Body::JsonBytes(b) => serde_json::from_slice(b).unwrap_or(Value::Null),
-        _ => Value::Null,
-    };
-    let Some(id) = head["job_id"]
-        .as_str()
-        .and_then(|s| Uuid::parse_str(s).ok())
-    else {
+    let head: Created = match &created.body {
+        super::Body::Json(v) => serde_json::from_value(v.clone()),
+        super::Body::JsonBytes(b) => serde_json::from_slice(b),
+        _ => return Ok(created),
+    }
+    .map_err(|e| ApiError::unavailable(format!("reading the creation's answer: {e}")))?;
+    let Ok(id) = Uuid::parse_str(&head.job_id) else {
         return Ok(created);
     };
     hold(ctx, &id, wait);
     let Some(detail) = ctx.store.details(&[id])?.pop() else {
         return Ok(created);
     };
-    let mut body = serde_json::to_value(&detail)
-        .map_err(|e| ApiError::unavailable(format!("encoding: {e}")))?;
-    if let (Some(body), Some(head)) = (body.as_object_mut(), head.as_object_mut()) {
-        head.remove("status");
-        body.extend(std::mem::take(head));
-    }
-    Ok(Reply::json(201, body))
+    let mut reply = Reply::json_of(
+        201,
+        &Waited {
+            job_id: &head.job_id,
+            revision: head.revision,
+            timestamp: &head.timestamp,
+            detail: &detail,
+        },
+    )?;
+    reply.job_id = Some(head.job_id);
+    Ok(reply)
+}
+
+/// What a `POST /job` answers (`created_reply`, or its idempotent replay).
+#[derive(serde::Deserialize)]
+struct Created {
+    job_id: String,
+    #[serde(default)]
+    revision: u64,
+    #[serde(default)]
+    timestamp: String,
+}
+
+/// `POST /job?wait=`'s answer: the creation's fields, then the job's detail (encoded straight from
+/// its types, as `GET /job/{id}` encodes it).
+#[derive(serde::Serialize)]
+struct Waited<'a> {
+    job_id: &'a str,
+    revision: u64,
+    timestamp: &'a str,
+    #[serde(flatten)]
+    detail: &'a osapi_common::view::JobDetail,
 }
 
 /// `DELETE /job/{id}`.

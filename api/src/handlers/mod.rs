@@ -22,6 +22,8 @@ pub enum Body {
 pub struct Reply {
     pub status: u16,
     pub body: Body,
+    /// The job the answer created, for the audit trail (which would otherwise look in a JSON body).
+    pub job_id: Option<String>,
 }
 
 impl Reply {
@@ -29,6 +31,7 @@ impl Reply {
         Reply {
             status,
             body: Body::Json(body),
+            job_id: None,
         }
     }
 
@@ -43,6 +46,7 @@ impl Reply {
         Ok(Reply {
             status,
             body: Body::JsonBytes(bytes),
+            job_id: None,
         })
     }
 
@@ -50,6 +54,7 @@ impl Reply {
         Reply {
             status,
             body: Body::None,
+            job_id: None,
         }
     }
 }
