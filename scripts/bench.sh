@@ -5,7 +5,7 @@
 #
 # Sizes (env): JOBS (300), BENCH_DURATION (20s), BENCH_CLIENTS (16), BENCH_WORKERS (2), BENCH_MAX_JOBS (8),
 # BENCH_BROADCAST_WORKERS (10), BENCH_BROADCAST_RUNS (5), BENCH_SCALING (10000,50000),
-# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3), BENCH_SLICES (4: phase 3's raw floor and HTTP load take
+# BENCH_SCALING_SAMPLES (30), BENCH_READY_RUNS (3), BENCH_SLICES (4: phase 3's raw floor and two HTTP loads take
 # turns in that many slices of the duration each). BENCH_HTTP_CLIENT: the throughput clients' HTTP code,
 # lean (default: a hand-written keep-alive client, bench/src/lean.rs) or ureq.
 # Fleet phase: BENCH_FLEET (1000 worker processes; 0 skips it), BENCH_FLEET_IDLE (60s), BENCH_FLEET_RUNS (5),

@@ -21,7 +21,7 @@ the workers and extra API processes it needs from --bin-dir with --config (OSAPI
   --out PATH                 also write the results as JSON here
   --jobs N                   sequential jobs for the floor and the round trip (300)
   --duration D               throughput phase length, e.g. 20s or 500ms (20s)
-  --slices N                 the phase's raw floor and HTTP load take turns in N slices of D/N each (4)
+  --slices N                 the phase's raw floor and two HTTP loads take turns in N slices of D/N each (4)
   --clients N                concurrent throughput clients (16)
   --http-client lean|ureq    the throughput clients' HTTP code: a hand-written keep-alive client (lean,
                              the default) or ureq (what a Rust script would use; ~3x the client CPU)
@@ -77,7 +77,7 @@ pub struct Args {
     pub duration: Duration,
     pub clients: usize,
     pub http_client: HttpClient,
-    /// Phase 3's turns: the floor and the HTTP load each run `slices` times for `duration / slices`.
+    /// Phase 3's turns: the floor and the two HTTP loads each run `slices` times for `duration / slices`.
     pub slices: usize,
     pub workers: usize,
     pub max_jobs: usize,
