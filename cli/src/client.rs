@@ -61,6 +61,17 @@ impl Client {
         self.send("POST", path, Duration::ZERO, body, idempotency_key)
     }
 
+    /// [`Client::post`] of a request the server may hold for `hold` (`?wait=`), added to the timeout.
+    pub fn post_held(
+        &self,
+        path: &str,
+        body: Option<&Value>,
+        idempotency_key: Option<&str>,
+        hold: Duration,
+    ) -> Result<Reply, CliError> {
+        self.send("POST", path, hold, body, idempotency_key)
+    }
+
     pub fn delete(&self, path: &str) -> Result<Reply, CliError> {
         self.send("DELETE", path, Duration::ZERO, None, None)
     }

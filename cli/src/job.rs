@@ -28,10 +28,20 @@ pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Outp
         }
         JobCommand::Run(submit) => {
             let started = std::time::Instant::now();
-            let reply = create(client, submit)?;
-            let id = job_id(&reply.json()?)?;
             let limit = submit.timeout.unwrap_or(DEFAULT_JOB_TIMEOUT);
-            wait::until_done(client, &id, started, limit, json)
+            let data = read_data(&submit.data)?;
+            wait::run(client, started, limit, json, |hold| {
+                let path = format!("/job?wait={}ms", hold.as_millis());
+                let body = create_body(submit, data);
+                let reply = client.post_held(
+                    &path,
+                    Some(&body),
+                    submit.idempotency_key.as_deref(),
+                    hold,
+                )?;
+                let id = job_id(&reply.json()?)?;
+                Ok((id, reply.body))
+            })
         }
         JobCommand::Get { id, wait } => {
             let mut path = format!("/job/{}", encode(id));

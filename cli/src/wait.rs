@@ -1,5 +1,6 @@
-//! `osapi job run`'s wait: long-polls `GET /job/{id}?wait=` until the job is terminal or the time
-//! limit passes, with a spinner on stderr when stderr is a terminal.
+//! `osapi job run`'s wait: the job is created by a `POST /job?wait=` the server holds until the job
+//! is terminal (one request for a quick job), then, if it is not, `GET /job/{id}?wait=` is long-polled
+//! until it is or the time limit passes; a spinner on stderr when stderr is a terminal.
 
 use crate::client::{encode, Client};
 use crate::error::CliError;
@@ -21,18 +22,41 @@ const HOLD_MAX: Duration = Duration::from_secs(30);
 const DEADLINE_GRACE: Duration = Duration::from_secs(2);
 const SPINNER_TICK: Duration = Duration::from_millis(100);
 
-/// Waits for job `id`, created at `started`, for at most `limit` (+ grace). Exit code: 0 completed,
-/// 1 failed or partial_failure, 3 still unfinished when time ran out.
-pub fn until_done(
+/// Creates a job with `create` (given how long the server may hold the answer; returns the job's id
+/// and the answer's body) and waits for it, for at most `limit` (+ grace) from `started`. Exit
+/// code: 0 completed, 1 failed or partial_failure, 3 still unfinished when time ran out. A server
+/// that answers the creation at once (one without `POST /job?wait=`) is waited for the same way.
+pub fn run(
+    client: &Client,
+    started: Instant,
+    limit: Duration,
+    json: bool,
+    create: impl FnOnce(Duration) -> Result<(String, String), CliError>,
+) -> Result<Output, CliError> {
+    let hold = (limit + DEADLINE_GRACE)
+        .min(HOLD_MAX)
+        .max(Duration::from_millis(1));
+    let spinner = Spinner::start_if_terminal("the new job", started);
+    let (id, body) = create(hold)?;
+    drop(spinner);
+    match status_of(&body) {
+        Some(status) if status.is_terminal() => finished(&id, status, body, json),
+        _ => until_done(client, &id, started, limit, json, Some(body)),
+    }
+}
+
+/// Waits for job `id`, created at `started`, for at most `limit` (+ grace); `last` is its detail as
+/// last seen. Exit code as [`run`]'s.
+fn until_done(
     client: &Client,
     id: &str,
     started: Instant,
     limit: Duration,
     json: bool,
+    mut last: Option<String>,
 ) -> Result<Output, CliError> {
     let deadline = started + limit + DEADLINE_GRACE;
-    let _spinner = Spinner::start_if_terminal(id, started);
-    let mut last: Option<String> = None;
+    let _spinner = Spinner::start_if_terminal(&format!("job {id}"), started);
     loop {
         let remaining = deadline.saturating_duration_since(Instant::now());
         if remaining.is_zero() {
@@ -92,13 +116,14 @@ struct Spinner {
 }
 
 impl Spinner {
-    fn start_if_terminal(id: &str, started: Instant) -> Option<Spinner> {
+    /// `what`: "job ID", or "the new job" while it is being created.
+    fn start_if_terminal(what: &str, started: Instant) -> Option<Spinner> {
         if !stderr_is_terminal() {
             return None;
         }
         let stop = Arc::new(AtomicBool::new(false));
         let flag = Arc::clone(&stop);
-        let label = format!("waiting for job {id}");
+        let label = format!("waiting for {what}");
         let thread = std::thread::spawn(move || {
             let frames = ['|', '/', '-', '\\'];
             let mut tick = 0usize;
