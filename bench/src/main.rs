@@ -296,6 +296,13 @@ fn throughput_phase(
             .map(|(name, _)| (name, Duration::ZERO))
             .collect()
     };
+    // One HTTP form for half a slice, its groups' CPU added to `cpu`.
+    let run_http = |form, cpu: &mut Vec<(String, Duration)>| {
+        let before = cpu_of(&groups);
+        let done = jobs::throughput(&a.api_url, a.http_client, form, a.clients, half, &watched)?;
+        add_cpu(cpu, before, cpu_of(&groups));
+        Ok::<_, String>(done)
+    };
     floor::with_lanes(&a.nats_url, a.clients, a.workers, |run_floor| {
         let mut load = Load {
             throughput: jobs::Throughput::default(),
@@ -320,36 +327,17 @@ fn throughput_phase(
             load.floor_jobs += jobs;
             load.floor_time += took;
 
-            let cpu_before = cpu_of(&groups);
             let last = n + 1 == slices;
             let window = monitor
                 .filter(|_| last)
                 .map(varz::Window::open)
                 .transpose()?;
-            let http = jobs::throughput(
-                &a.api_url,
-                a.http_client,
-                jobs::Form::CreateThenWait,
-                a.clients,
-                half,
-                &watched,
-            )?;
-            add_cpu(&mut load.cpu_load, cpu_before, cpu_of(&groups));
+            let http = run_http(jobs::Form::CreateThenWait, &mut load.cpu_load)?;
             if let Some(w) = window {
                 load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
             }
             load.throughput.merge(http);
-
-            let cpu_before = cpu_of(&groups);
-            let one = jobs::throughput(
-                &a.api_url,
-                a.http_client,
-                jobs::Form::OneRequest,
-                a.clients,
-                half,
-                &watched,
-            )?;
-            add_cpu(&mut load.cpu_one_request, cpu_before, cpu_of(&groups));
+            let one = run_http(jobs::Form::OneRequest, &mut load.cpu_one_request)?;
             load.one_request.merge(one);
         }
         Ok(load)
