@@ -183,9 +183,14 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => keyed(ctx, req, &caller.sub, || {
-            job::retry(ctx, id, req.body, &caller.sub)
-        }),
+        Route::Retry(id) => {
+            req.query.only(&["wait"])?;
+            let wait = job::parse_wait(req.query)?;
+            let created = keyed(ctx, req, &caller.sub, || {
+                job::retry(ctx, id, req.body, &caller.sub)
+            })?;
+            job::created_waited(ctx, created, wait)
+        }
         Route::Cancel(id) => cancel::cancel(ctx, id, req.body, &caller.sub),
         Route::Drain(host, on) => drain::set(ctx, host, on, req.body, &caller.sub),
         Route::Audit => crate::audit::list(ctx, req.query),

@@ -1,6 +1,7 @@
 //! `POST /job?wait=`: a job created and waited for in one request, against a real nats-server, the
 //! real API and a real worker: the 201 carries the finished job, a bad `wait` is a 400 that creates
-//! nothing, a job that cannot finish in time answers as it stands, and an idempotent replay waits too.
+//! nothing, a job that cannot finish in time answers as it stands, an idempotent replay waits too, and
+//! `POST /job/{id}/retry?wait=` does the same for the new job.
 
 use std::time::{Duration, Instant};
 
@@ -117,4 +118,26 @@ fn an_idempotent_replay_with_wait_answers_the_same_finished_job() {
     assert_eq!(again.body["job_id"], first.body["job_id"]);
     assert_eq!(again.body["status"], "completed", "{}", again.text);
     assert_eq!(total_jobs(&cluster), before, "the replay created nothing");
+}
+
+#[test]
+fn a_retry_with_wait_answers_the_new_job_finished() {
+    let cluster = Cluster::start(&[("web1", &[], 2)]);
+    let first = post(&cluster, "/job?wait=20s", PING, &[]);
+    assert_eq!(first.status, 201, "{}", first.text);
+    let id = first.body["job_id"]
+        .as_str()
+        .unwrap_or_default()
+        .to_string();
+    let before = total_jobs(&cluster);
+    let bad = post(&cluster, &format!("/job/{id}/retry?wait=soon"), "", &[]);
+    assert_eq!(bad.status, 400, "{}", bad.text);
+    assert!(bad.text.contains("wait"), "{}", bad.text);
+    assert_eq!(total_jobs(&cluster), before, "a bad wait created nothing");
+    let retry = post(&cluster, &format!("/job/{id}/retry?wait=20s"), "", &[]);
+    assert_eq!(retry.status, 201, "{}", retry.text);
+    assert_eq!(retry.body["status"], "completed", "{}", retry.text);
+    assert_eq!(retry.body["retry_of"], id.as_str(), "{}", retry.text);
+    assert_ne!(retry.body["job_id"], id.as_str(), "{}", retry.text);
+    assert_eq!(retry.body["id"], retry.body["job_id"], "{}", retry.text);
 }

@@ -313,7 +313,7 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
     }
 }
 
-/// `POST /job?wait=30s`: the creation's answer (`created`, a 201, perhaps an idempotent replay), and
+/// `POST /job?wait=30s` (and `POST /job/{id}/retry?wait=30s`): the creation's answer (`created`, a 201, perhaps an idempotent replay), and
 /// with `wait` the job held for as `GET /job/{id}?wait=` holds it: then the 201 carries the job's
 /// detail (its status as it stands, its result when it has one) beside `job_id`, `revision` and
 /// `timestamp`. One request where a client would otherwise make two. A job gone before it could be
