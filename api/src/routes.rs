@@ -141,6 +141,20 @@ fn keyed(
     crate::idempotency::guard(ctx, req.idempotency_key, user, req.path, req.body, handler)
 }
 
+/// A request that creates a job (`POST /job`, `.../retry`): under its `Idempotency-Key`, then, with
+/// `?wait=`, held until the new job ends (a bad `wait` is refused before anything is created).
+fn submission(
+    ctx: &Ctx,
+    req: &Incoming<'_>,
+    user: &str,
+    handler: impl FnOnce() -> Result<Reply, ApiError>,
+) -> Result<Reply, ApiError> {
+    req.query.only(&["wait"])?;
+    let wait = job::parse_wait(req.query)?;
+    let created = keyed(ctx, req, user, handler)?;
+    job::created_waited(ctx, created, wait)
+}
+
 fn segments(path: &str) -> Vec<&str> {
     path.trim_end_matches('/').split('/').skip(1).collect()
 }
@@ -170,27 +184,17 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => {
-            req.query.only(&["wait"])?;
-            let wait = job::parse_wait(req.query)?;
-            let created = keyed(ctx, req, &caller.sub, || {
-                job::create(ctx, req.body, &caller.sub)
-            })?;
-            job::created_waited(ctx, created, wait)
-        }
+        Route::Create => submission(ctx, req, &caller.sub, || {
+            job::create(ctx, req.body, &caller.sub)
+        }),
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => {
-            req.query.only(&["wait"])?;
-            let wait = job::parse_wait(req.query)?;
-            let created = keyed(ctx, req, &caller.sub, || {
-                job::retry(ctx, id, req.body, &caller.sub)
-            })?;
-            job::created_waited(ctx, created, wait)
-        }
+        Route::Retry(id) => submission(ctx, req, &caller.sub, || {
+            job::retry(ctx, id, req.body, &caller.sub)
+        }),
         Route::Cancel(id) => cancel::cancel(ctx, id, req.body, &caller.sub),
         Route::Drain(host, on) => drain::set(ctx, host, on, req.body, &caller.sub),
         Route::Audit => crate::audit::list(ctx, req.query),

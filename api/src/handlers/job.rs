@@ -313,11 +313,11 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
     }
 }
 
-/// `POST /job?wait=30s` (and `POST /job/{id}/retry?wait=30s`): the creation's answer (`created`, a 201, perhaps an idempotent replay), and
-/// with `wait` the job held for as `GET /job/{id}?wait=` holds it: then the 201 carries the job's
-/// detail (its status as it stands, its result when it has one) beside `job_id`, `revision` and
-/// `timestamp`. One request where a client would otherwise make two. A job gone before it could be
-/// read (deleted at once) answers the creation as it was.
+/// `POST /job?wait=30s` (and `POST /job/{id}/retry?wait=30s`): the creation's answer (`created`, a
+/// 201, perhaps an idempotent replay), and with `wait` the job held for as `GET /job/{id}?wait=` holds
+/// it: then the 201 carries the job's detail (its status as it stands, its result when it has one)
+/// beside `job_id`, `revision` and `timestamp`. One request where a client would otherwise make two.
+/// A job gone before it could be read (deleted at once) answers the creation as it was.
 pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply, ApiError> {
     if wait.is_zero() || created.status != 201 {
         return Ok(created);
