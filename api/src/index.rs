@@ -10,11 +10,11 @@
 //!
 //! Invariants (ARCHITECTURE.md): only the watches write it, and this API its own job creations, each
 //! once acknowledged and at the revision of the acknowledgement (`apply_own_job`); every entry
-//! carries the KV revision it came from and an older revision never overwrites a newer one; a deleted job leaves a tombstone (until the
-//! bucket's TTL) so no late record brings it back; `ttl 0` never prunes; it says it is not ready
-//! whenever a watch is being re-created or has not been checked since NATS came back. A job's status is
-//! `common::status::job_status`, the same rule the job view uses. The index reads no clock: callers pass
-//! `now`.
+//! carries the KV revision it came from and an older revision never overwrites a newer one; a deleted
+//! job leaves a tombstone (until the bucket's TTL) so no late record brings it back; `ttl 0` never
+//! prunes; it says it is not ready whenever a watch is being re-created or has not been checked since
+//! NATS came back. A job's status is `common::status::job_status`, the same rule the job view uses.
+//! The index reads no clock: callers pass `now`.
 
 use osapi_bus::sync::Wakeup;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};

@@ -65,9 +65,7 @@ impl Lean {
 
     /// `POST /job` of `op` to `target`; the new job's id.
     pub fn create(&mut self, op: &str, target: &str) -> Result<String, String> {
-        let body = format!(
-            r#"{{"operation":{{"type":"{op}","data":{{}}}},"target_hostname":"{target}"}}"#
-        );
+        let body = job_body(op, target);
         match self.exchange("POST", "/job", body.as_bytes())? {
             201 => serde_json::from_slice::<Created>(&self.body)
                 .map(|c| c.job_id)
@@ -80,9 +78,7 @@ impl Lean {
     /// job still be running when that wait ends, [`Lean::wait_terminal`]). Its final status and the
     /// requests it took (more than 1: answered before the job ended).
     pub fn create_waited(&mut self, op: &str, target: &str) -> Result<(JobStatus, usize), String> {
-        let body = format!(
-            r#"{{"operation":{{"type":"{op}","data":{{}}}},"target_hostname":"{target}"}}"#
-        );
+        let body = job_body(op, target);
         let path = format!("/job?wait={JOB_WAIT}");
         let created = match self.exchange("POST", &path, body.as_bytes())? {
             201 => serde_json::from_slice::<CreatedWaited>(&self.body)
@@ -183,6 +179,11 @@ impl Lean {
 
 /// The status line and headers: the status, Content-Length, and whether the API closes the
 /// connection.
+/// The `POST /job` body of an `op` job (no data) for `target`.
+fn job_body(op: &str, target: &str) -> String {
+    format!(r#"{{"operation":{{"type":"{op}","data":{{}}}},"target_hostname":"{target}"}}"#)
+}
+
 fn read_head(conn: &mut BufReader<TcpStream>) -> Result<(u16, usize, bool), String> {
     let mut line = String::new();
     let mut next = |line: &mut String| -> Result<(), String> {

@@ -20,7 +20,7 @@ const DATA_FILE_BYTES_MAX: u64 = 16 * 1024 * 1024;
 pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Output, CliError> {
     match command {
         JobCommand::Add(submit) => {
-            let reply = create(client, submit)?;
+            let reply = create(client, submit, Duration::ZERO)?;
             if json {
                 return Ok(Output::text(reply.body));
             }
@@ -29,18 +29,9 @@ pub fn execute(client: &Client, command: &JobCommand, json: bool) -> Result<Outp
         JobCommand::Run(submit) => {
             let started = std::time::Instant::now();
             let limit = submit.timeout.unwrap_or(DEFAULT_JOB_TIMEOUT);
-            let data = read_data(&submit.data)?;
             wait::run(client, started, limit, json, |hold| {
-                let path = format!("/job?wait={}ms", hold.as_millis());
-                let body = create_body(submit, data);
-                let reply = client.post_held(
-                    &path,
-                    Some(&body),
-                    submit.idempotency_key.as_deref(),
-                    hold,
-                )?;
-                let id = job_id(&reply.json()?)?;
-                Ok((id, reply.body))
+                let reply = create(client, submit, hold)?;
+                Ok((job_id(&reply.json()?)?, reply.body))
             })
         }
         JobCommand::Get { id, wait } => {
@@ -142,9 +133,20 @@ fn human_or_raw(
 }
 
 /// `POST /job` with the operation, target and timeout of `submit`.
-fn create(client: &Client, submit: &Submit) -> Result<crate::client::Reply, CliError> {
+/// `POST /job`; with a `hold`, `POST /job?wait=` (the server answers once the job is done, or after
+/// `hold`).
+fn create(
+    client: &Client,
+    submit: &Submit,
+    hold: Duration,
+) -> Result<crate::client::Reply, CliError> {
     let body = create_body(submit, read_data(&submit.data)?);
-    client.post("/job", Some(&body), submit.idempotency_key.as_deref())
+    let key = submit.idempotency_key.as_deref();
+    if hold.is_zero() {
+        return client.post("/job", Some(&body), key);
+    }
+    let path = format!("/job?wait={}ms", hold.as_millis());
+    client.post_held(&path, Some(&body), key, hold)
 }
 
 /// The `POST /job` body: the target and timeout only when given (the server defaults them).

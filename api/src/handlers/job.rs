@@ -9,6 +9,7 @@ use osapi_common::job::Operation;
 use osapi_common::operation::OperationType;
 use osapi_common::status::JobStatus;
 use osapi_common::target::Target;
+use serde::Deserialize;
 use serde_json::{json, Map, Value};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -323,7 +324,7 @@ pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply
         return Ok(created);
     }
     let head: Created = match &created.body {
-        super::Body::Json(v) => serde_json::from_value(v.clone()),
+        super::Body::Json(v) => Created::deserialize(v),
         super::Body::JsonBytes(b) => serde_json::from_slice(b),
         _ => return Ok(created),
     }
@@ -349,7 +350,7 @@ pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply
 }
 
 /// What a `POST /job` answers (`created_reply`, or its idempotent replay).
-#[derive(serde::Deserialize)]
+#[derive(Deserialize)]
 struct Created {
     job_id: String,
     #[serde(default)]
