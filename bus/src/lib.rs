@@ -35,7 +35,7 @@ pub use kv::{KvEntry, KvOp, KvWatch};
 pub(crate) use request::parse_api_answer;
 pub use request::{headers, observe_requests, BATCH_MAX};
 pub use seqlog::StreamBounds;
-pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig, Taker};
+pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig, Taker, Took};
 pub use subscribe::Subscription;
 pub use write::Write;
 

@@ -8,7 +8,7 @@ use std::time::Duration;
 
 mod pull;
 
-pub use pull::{JsMessage, Puller, Taker};
+pub use pull::{JsMessage, Puller, Taker, Took};
 
 /// The window in which a publish with a seen `Nats-Msg-Id` is dropped as a retry: 2 minutes, but never
 /// longer than what the stream keeps (the server refuses a window over `max_age`, so a short

@@ -82,7 +82,12 @@ impl PoolState {
 
     /// Waits up to `wait` for a pool thread that nobody has claimed; true when there is one.
     pub fn wait_idle(&self, wait: Duration) -> bool {
-        self.wait_until(wait, |s| s.spoken_for() < s.max_jobs)
+        self.wait_until(wait, PoolState::has_idle)
+    }
+
+    /// Whether a pool thread is free that nobody has claimed ([`PoolState::wait_idle`] without waiting).
+    pub fn has_idle(&self) -> bool {
+        self.spoken_for() < self.max_jobs
     }
 
     /// Marks a fetcher as offering a message. The claim ends when the guard drops (not taken) or, once a

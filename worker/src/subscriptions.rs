@@ -11,9 +11,10 @@ use crate::consumers::{ensure_consumer, explain, Subscription};
 use crate::handoff::{NotTaken, Offer};
 use crate::pool::PoolState;
 use crate::shutdown::Shutdown;
-use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller, Taker};
+use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller, Taker, Took};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -72,6 +73,8 @@ impl Fetcher {
         // The last reason the consumer could not be made again: logged once, not every second.
         let mut gone_why = String::new();
         let mut error_pause = ERROR_BACKOFF;
+        // The pull in flight is a long poll after a successful one (not a probe after a failure).
+        let steady = Arc::new(AtomicBool::new(false));
         while !self.shutdown.is_triggered() {
             // Drained (`drain.rs`): pull nothing; jobs for this host wait in NATS, `_any` ones go elsewhere.
             if crate::drain::paused() {
@@ -117,11 +120,17 @@ impl Fetcher {
             } else {
                 PULL_WAIT
             };
+            // The reading thread renews only a steady long poll; probes report back each time.
+            steady.store(wait == PULL_WAIT, Ordering::SeqCst);
             let pulled = match &puller {
                 Some(p) => p.next_until(wait, &stop),
                 None => self
                     .bus
-                    .puller_with(&self.names.stream, &self.spec.durable, Some(self.taker()))
+                    .puller_with(
+                        &self.names.stream,
+                        &self.spec.durable,
+                        Some(self.taker(steady.clone())),
+                    )
                     .and_then(|p| {
                         let first = p.next_until(wait, &stop);
                         puller = Some(p);
@@ -179,19 +188,28 @@ impl Fetcher {
     /// to a pool thread that waits for one, with the same claim as [`Fetcher::hand_off`] (so the
     /// `_any` fetcher never counts a thread free that is not), or give it back to this fetcher (no
     /// thread free, drained, stopping), which then waits for one. Never blocks.
-    fn taker(&self) -> Taker {
+    ///
+    /// A message handed over renews a steady long poll at once when this fetcher would pull again
+    /// anyway (the `_any` one only while another pool thread is free), so under load the fetcher
+    /// thread is not woken for every job.
+    fn taker(&self, steady: Arc<AtomicBool>) -> Taker {
         let (jobs, pool, shutdown) = (self.jobs.clone(), self.pool.clone(), self.shutdown.clone());
+        let shared = self.spec.shared;
         Arc::new(move |msg: JsMessage| {
-            if shutdown.is_triggered() || crate::drain::paused() {
-                return Some(msg);
+            let stopping = || shutdown.is_triggered() || crate::drain::paused();
+            if stopping() {
+                return Took::Back(msg);
             }
             let offer = pool.handing_off();
             match jobs.send_timeout(msg, Duration::ZERO) {
                 Ok(()) => {
                     offer.taken();
-                    None
+                    let again = steady.load(Ordering::SeqCst)
+                        && !stopping()
+                        && (!shared || pool.has_idle());
+                    Took::Taken { again }
                 }
-                Err(NotTaken::Timeout(m) | NotTaken::Disconnected(m)) => Some(m),
+                Err(NotTaken::Timeout(m) | NotTaken::Disconnected(m)) => Took::Back(m),
             }
         })
     }

@@ -5,12 +5,22 @@ use super::AckMeta;
 use crate::sync::{queue, QueueRx, RecvError};
 use crate::{Bus, BusError};
 use serde_json::json;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
-/// Takes a pulled message on the connection's reading thread (`None`: taken), or gives it back for
-/// the puller's own caller. It must not block: the reading thread delivers everything else too.
-pub type Taker = Arc<dyn Fn(JsMessage) -> Option<JsMessage> + Send + Sync>;
+/// Takes a pulled message on the connection's reading thread, or gives it back for the puller's own
+/// caller. It must not block: the reading thread delivers everything else too.
+pub type Taker = Arc<dyn Fn(JsMessage) -> Took + Send + Sync>;
+
+/// What a [`Taker`] did with a message.
+pub enum Took {
+    /// Not taken: the caller of [`Puller::next_until`] gets it.
+    Back(JsMessage),
+    /// Taken. `again`: ask for the next message at once, from the reading thread, while the caller
+    /// goes on waiting in [`Puller::next_until`] (one thread fewer woken a message); otherwise that
+    /// pull is over and the caller is told so.
+    Taken { again: bool },
+}
 
 /// What the reading thread leaves for the puller's caller.
 enum Pulled {
@@ -39,14 +49,23 @@ impl Bus {
     ) -> Result<Puller, BusError> {
         let inbox = self.new_inbox();
         let (tx, rx) = queue();
+        let pull = Arc::new(Pull {
+            next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
+            inbox: inbox.clone(),
+            renewable: Mutex::new(None),
+        });
         // The handler holds the connection (to ack); it is dropped with the subscription.
-        let bus = self.clone();
+        let (bus, renew) = (self.clone(), pull.clone());
         let sub = self
             .nc()
             .subscribe_inline(&inbox, move |msg| {
                 let pulled = match (&taker, has_status(&msg)) {
                     (Some(taker), false) => match accept(&bus, msg) {
-                        Some(m) => taker(m).map_or(Pulled::Taken, Pulled::Ready),
+                        Some(m) => match taker(m) {
+                            Took::Back(m) => Pulled::Ready(m),
+                            Took::Taken { again: true } if renew.again(&bus) => return,
+                            Took::Taken { .. } => Pulled::Taken,
+                        },
                         None => return,
                     },
                     _ => Pulled::Raw(msg),
@@ -57,11 +76,52 @@ impl Bus {
             .map_err(|e| BusError::Unavailable(format!("subscribe {inbox}: {e}")))?;
         Ok(Puller {
             bus: self.clone(),
-            next_subject: format!("$JS.API.CONSUMER.MSG.NEXT.{stream}.{durable}"),
-            inbox,
+            pull,
             _sub: sub,
             rx,
         })
+    }
+}
+
+/// Where a puller's pulls go, and the pull its caller waits on, which the reading thread may ask again.
+struct Pull {
+    next_subject: String,
+    inbox: String,
+    /// While the caller waits in [`Puller::next_until`]: the pull's body and when it was last sent.
+    renewable: Mutex<Option<(String, Instant)>>,
+}
+
+impl Pull {
+    fn renewable(&self) -> MutexGuard<'_, Option<(String, Instant)>> {
+        self.renewable.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn send(&self, bus: &Bus, body: &str) -> Result<(), BusError> {
+        bus.check_connected()?;
+        bus.nc()
+            .publish_request(&self.next_subject, &self.inbox, body.as_bytes())
+            .map_err(|e| BusError::Unavailable(format!("pull: {e}")))?;
+        bus.kick_flush();
+        Ok(())
+    }
+
+    /// Sends the waiting caller's pull again (its last one was answered by a message the taker ran);
+    /// false when the caller no longer waits or the pull cannot be sent (the caller then pulls itself).
+    fn again(&self, bus: &Bus) -> bool {
+        let mut renewable = self.renewable();
+        let Some((body, sent)) = renewable.as_mut() else {
+            return false;
+        };
+        match self.send(bus, body) {
+            Ok(()) => {
+                *sent = Instant::now();
+                true
+            }
+            Err(e) => {
+                log::debug!("pulling again from the reading thread: {e}");
+                false
+            }
+        }
     }
 }
 
@@ -79,8 +139,7 @@ pub const PULL_SLICE: Duration = Duration::from_secs(1);
 /// Pulls one message at a time from a durable consumer, with a bounded long poll.
 pub struct Puller {
     bus: Bus,
-    next_subject: String,
-    inbox: String,
+    pull: Arc<Pull>,
     /// Unsubscribed when dropped (the reading thread then drops the sender).
     _sub: nats::Subscription,
     /// One thread pulls.
@@ -96,6 +155,8 @@ impl Puller {
 
     /// [`Puller::next`] for a long poll: also `Ok(None)` within `PULL_SLICE` of `stop()` turning true,
     /// and after a reconnect (a restarted server forgot the pull: ask again rather than wait it out).
+    /// While it waits, a message the taker runs with `again` renews the pull (the wait then counts
+    /// from the renewal); one it runs without ends the call with `Ok(None)`.
     /// A caller that stops for good closes the puller ([`Puller::close`]): its inbox's UNSUB ends the
     /// server's interest, and the server gives a waiting pull without interest nothing (checked on
     /// 2.9.10 and 2.15.1).
@@ -110,17 +171,20 @@ impl Puller {
                 return Ok(Some(m));
             }
         }
-        self.bus.check_connected()?;
         let expires = wait.as_nanos() as u64;
         let body = json!({ "batch": 1, "expires": expires }).to_string();
-        self.bus
-            .nc()
-            .publish_request(&self.next_subject, &self.inbox, body.as_bytes())
-            .map_err(|e| BusError::Unavailable(format!("pull: {e}")))?;
-        self.bus.kick_flush();
         let reconnects = self.bus.reconnects();
-        let deadline = Instant::now() + wait + PULL_GRACE;
+        {
+            // Sent under the lock, so the reading thread renews only a pull that was sent.
+            let mut renewable = self.pull.renewable();
+            self.pull.send(&self.bus, &body)?;
+            *renewable = Some((body, Instant::now()));
+        }
+        // However the wait ends, the reading thread renews nothing more for it.
+        let _stop_renewing = StopRenewing(&self.pull);
         loop {
+            let sent = self.pull.renewable().as_ref().map(|(_, at)| *at);
+            let deadline = sent.unwrap_or_else(Instant::now) + wait + PULL_GRACE;
             let left = deadline.saturating_duration_since(Instant::now());
             if stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
@@ -130,7 +194,7 @@ impl Puller {
                 // the consumer, e.g. the node holding its only copy went down with the pull.
                 return Err(BusError::Unavailable(format!(
                     "no answer to the pull on {} within {:?}",
-                    self.next_subject,
+                    self.pull.next_subject,
                     wait + PULL_GRACE
                 )));
             }
@@ -152,13 +216,13 @@ impl Puller {
                         return Err(BusError::Api {
                             code: 404,
                             err_code: 0,
-                            description: format!("no consumer answers {}", self.next_subject),
+                            description: format!("no consumer answers {}", self.pull.next_subject),
                         })
                     }
                     "409" => {
                         return Err(BusError::Unavailable(format!(
                             "pull on {} refused: {}",
-                            self.next_subject,
+                            self.pull.next_subject,
                             msg.headers
                                 .as_ref()
                                 .and_then(|h| h.get("Description"))
@@ -198,6 +262,15 @@ impl Puller {
             Pulled::Raw(msg) if !has_status(&msg) => accept(&self.bus, msg),
             Pulled::Raw(_) | Pulled::Taken => None,
         }
+    }
+}
+
+/// Ends a wait's renewals when the wait ends, however it ends.
+struct StopRenewing<'a>(&'a Pull);
+
+impl Drop for StopRenewing<'_> {
+    fn drop(&mut self) {
+        *self.0.renewable() = None;
     }
 }
 

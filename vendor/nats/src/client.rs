@@ -92,7 +92,7 @@ pub(crate) type Preprocessor = Box<dyn Fn(u64, &Message) -> bool + Send + Sync>;
 
 /// osapi patch 2: a handler the reading thread gives each message of a subscription to, by value,
 /// instead of queueing it on the subscription's channel (see PATCHES.md).
-pub(crate) type Inline = Box<dyn Fn(Message) + Send + Sync>;
+pub(crate) type Inline = Arc<dyn Fn(Message) + Send + Sync>;
 
 /// A registered subscription.
 pub(crate) struct Subscription {
@@ -972,6 +972,21 @@ impl Client {
 
                     let mut read = self.state.read.lock();
 
+                    // osapi patch 2: handed over on this thread, never queued, and without the read
+                    // lock (the handler may write on the connection).
+                    if let Some(inline) = read.subscriptions.get(&sid).and_then(|s| s.inline.clone()) {
+                        drop(read);
+                        inline(Message {
+                            subject,
+                            reply: reply_to,
+                            data: payload,
+                            headers: None,
+                            client: Some(self.clone()),
+                            double_acked: Default::default(),
+                        });
+                        continue;
+                    }
+
                     // Send the message to matching subscription.
                     if let Some(subscription) = read.subscriptions.get(&sid) {
                         let msg = Message {
@@ -982,12 +997,6 @@ impl Client {
                             client: Some(self.clone()),
                             double_acked: Default::default(),
                         };
-
-                        // osapi patch 2: handed over on this thread, never queued.
-                        if let Some(inline) = &subscription.inline {
-                            inline(msg);
-                            continue;
-                        }
 
                         // Preprocess and drop the message from the buffer if it the predicate
                         // returns true
@@ -1035,6 +1044,20 @@ impl Client {
                     }
 
                     let read = self.state.read.lock();
+                    // osapi patch 2: as for `Msg` above.
+                    if let Some(inline) = read.subscriptions.get(&sid).and_then(|s| s.inline.clone()) {
+                        drop(read);
+                        inline(Message {
+                            subject,
+                            reply: reply_to,
+                            data: payload,
+                            headers: Some(headers),
+                            client: Some(self.clone()),
+                            double_acked: Default::default(),
+                        });
+                        continue;
+                    }
+
                     // Send the message to matching subscription.
                     if let Some(subscription) = read.subscriptions.get(&sid) {
                         let msg = Message {
@@ -1045,12 +1068,6 @@ impl Client {
                             client: Some(self.clone()),
                             double_acked: Default::default(),
                         };
-
-                        // osapi patch 2: handed over on this thread, never queued.
-                        if let Some(inline) = &subscription.inline {
-                            inline(msg);
-                            continue;
-                        }
 
                         // Preprocess and drop the message from the buffer if it the predicate
                         // returns true

@@ -726,14 +726,14 @@ impl Connection {
     /// osapi patch 2: subscribes to `subject` and hands every message to `handler` on the connection's
     /// reading thread, by value, instead of queueing it for the returned subscription (whose `next`
     /// then never yields anything; dropping or unsubscribing it ends the interest as usual). The
-    /// handler runs while the client holds its read lock: it must be quick and must not call into the
-    /// connection (see PATCHES.md).
+    /// handler runs without the client's read lock, on the thread that reads everything: it may publish
+    /// but must be quick and must never wait for what that thread delivers (see PATCHES.md).
     pub fn subscribe_inline(
         &self,
         subject: &str,
         handler: impl Fn(Message) + Send + Sync + 'static,
     ) -> io::Result<Subscription> {
-        let (sid, receiver) = self.0.client.subscribe_inline(subject, Box::new(handler))?;
+        let (sid, receiver) = self.0.client.subscribe_inline(subject, std::sync::Arc::new(handler))?;
         Ok(Subscription::new(
             sid,
             subject.to_string(),
