@@ -343,6 +343,47 @@ impl Index {
         }
     }
 
+    /// Blocks until a job this API is creating is terminal or gone, `stop()` holds (its writes were
+    /// refused, or their acks are overdue: see [`Index::wake_waiters`]) or `deadline` passes. Unlike
+    /// [`Index::wait_terminal`] a job the index does not hold yet is waited for: the watch brings its
+    /// record before any host's. Looks at `stop` again at `acks_due` (when its answer may change
+    /// without a wake-up).
+    pub fn wait_created(
+        &self,
+        id: &Uuid,
+        deadline: Instant,
+        acks_due: Instant,
+        stop: impl Fn() -> bool,
+        now_us: impl Fn() -> i64,
+    ) {
+        let mut st = self.lock();
+        loop {
+            let done = stop()
+                || st.tombstones.contains_key(id)
+                || st
+                    .jobs
+                    .get(id)
+                    .is_some_and(|e| e.status(self.grace, now_us()).0.is_terminal());
+            let now = Instant::now();
+            let left = deadline.saturating_duration_since(now);
+            if done || left.is_zero() {
+                return;
+            }
+            let mut sleep = left.min(Duration::from_secs(1));
+            if acks_due > now {
+                sleep = sleep.min(acks_due - now);
+            }
+            st = self.finished[wait_shard(id)].wait_timeout(st, sleep);
+        }
+    }
+
+    /// Wakes whoever waits for job `id` ([`Index::wait_created`]: its creation failed). Taking the
+    /// lock first orders this after a waiter's look, so the wake-up is not lost.
+    pub fn wake_waiters(&self, id: &Uuid) {
+        drop(self.lock());
+        self.finished[wait_shard(id)].notify_all();
+    }
+
     /// Forgets what JetStream has expired (it leaves no marker): jobs created, tombstones laid and
     /// heartbeats written more than `ttl` ago. A `ttl` of zero means records never expire: nothing goes.
     pub fn prune(&self, now_us: i64, ttl: Duration) {

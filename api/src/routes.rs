@@ -6,6 +6,7 @@ pub use crate::ctx::{Ctx, Query};
 use crate::error::ApiError;
 use crate::handlers::{cancel, drain, health, job, Reply};
 use osapi_common::permission;
+use std::time::Instant;
 
 /// One request as the router sees it.
 pub struct Incoming<'a> {
@@ -142,17 +143,22 @@ fn keyed(
 }
 
 /// A request that creates a job (`POST /job`, `.../retry`): under its `Idempotency-Key`, then, with
-/// `?wait=`, held until the new job ends (a bad `wait` is refused before anything is created).
+/// `?wait=`, held until the new job ends or the wait is over (a bad `wait` is refused before anything
+/// is created). Without a key (whose record is written once the handler answers, and which a replay
+/// may be waiting on) the handler is given the wait's end to hold within the creation; it may ignore
+/// it, and what it held counts against the wait.
 fn submission(
     ctx: &Ctx,
     req: &Incoming<'_>,
     user: &str,
-    handler: impl FnOnce() -> Result<Reply, ApiError>,
+    handler: impl FnOnce(Option<Instant>) -> Result<Reply, ApiError>,
 ) -> Result<Reply, ApiError> {
     req.query.only(&["wait"])?;
     let wait = job::parse_wait(req.query)?;
-    let created = keyed(ctx, req, user, handler)?;
-    job::created_waited(ctx, created, wait)
+    let until = Instant::now() + wait;
+    let hold = (!wait.is_zero() && req.idempotency_key.is_none()).then_some(until);
+    let created = keyed(ctx, req, user, || handler(hold))?;
+    job::created_waited(ctx, created, wait, until)
 }
 
 fn segments(path: &str) -> Vec<&str> {
@@ -184,15 +190,15 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Health => Ok(health::live()),
         Route::Ready => Ok(health::ready(ctx)),
         Route::Spec => Ok(health::spec()),
-        Route::Create => submission(ctx, req, &caller.sub, || {
-            job::create(ctx, req.body, &caller.sub)
+        Route::Create => submission(ctx, req, &caller.sub, |hold| {
+            job::create(ctx, req.body, &caller.sub, hold)
         }),
         Route::List => job::list(ctx, req.query),
         Route::Stats => job::stats(ctx),
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => submission(ctx, req, &caller.sub, || {
+        Route::Retry(id) => submission(ctx, req, &caller.sub, |_| {
             job::retry(ctx, id, req.body, &caller.sub)
         }),
         Route::Cancel(id) => cancel::cancel(ctx, id, req.body, &caller.sub),

@@ -17,6 +17,7 @@ use osapi_common::target::Target;
 use osapi_common::timefmt::format_micros;
 use osapi_common::trust::{self, JobSigningKey};
 use osapi_common::view::{self, JobDetail};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -42,6 +43,46 @@ pub struct Submission {
     pub retry_of: Option<String>,
     /// The token's `sub`.
     pub submitted_by: String,
+}
+
+/// A job about to be submitted: its signed record and what its submission writes.
+struct Prepared {
+    uuid: Uuid,
+    id: String,
+    def: JobDef,
+    /// The record, `jobs.{id}`.
+    value: Vec<u8>,
+    /// A broadcast's copy for its hosts, `run.{id}`.
+    copy: Option<Vec<u8>>,
+    /// The notification's subject.
+    subject: String,
+    job_key: String,
+    run_key: String,
+}
+
+impl Prepared {
+    /// The record (and a broadcast's copy), then the notification (the id only).
+    fn writes<'a>(&'a self, names: &'a Names) -> Vec<Write<'a>> {
+        let bucket = &names.bucket;
+        let mut writes = vec![Write::KvCreate {
+            bucket,
+            key: &self.job_key,
+            value: &self.value,
+        }];
+        if let Some(copy) = &self.copy {
+            writes.push(Write::KvPut {
+                bucket,
+                key: &self.run_key,
+                value: copy,
+            });
+        }
+        writes.push(Write::Publish {
+            subject: &self.subject,
+            msg_id: &self.id,
+            payload: self.id.as_bytes(),
+        });
+        writes
+    }
 }
 
 /// Cheap to clone; shared by the handler threads.
@@ -149,7 +190,43 @@ impl Store {
     /// created. The notification may be stored before the record: a worker that reads nothing for a
     /// fresh notification reads again (worker/src/run.rs).
     pub fn submit(&self, sub: Submission) -> Result<Created, BusError> {
-        let id = Uuid::new_v4().to_string();
+        let job = self.prepare(sub)?;
+        let acks = self.bus.write_many(&job.writes(&self.names));
+        self.settle(job, acks)
+    }
+
+    /// [`Store::submit`], then holds until the job is terminal or gone, or `until` (as
+    /// `GET /job/{id}?wait=` holds): for `POST /job?wait=`. The acks are not waited for on their own:
+    /// the caller sleeps once, until the job's end comes through the watch, and is woken early only
+    /// when a write is refused (or its acks are overdue). The job is accepted, or undone, exactly as
+    /// by [`Store::submit`]; when the wait is over first the acks are then waited for.
+    pub fn submit_and_wait(&self, sub: Submission, until: Instant) -> Result<Created, BusError> {
+        let job = self.prepare(sub)?;
+        let id = job.uuid;
+        let refused = Arc::new(AtomicBool::new(false));
+        let on_refusal = {
+            let (index, refused) = (self.index.clone(), refused.clone());
+            Box::new(move || {
+                refused.store(true, Ordering::SeqCst);
+                index.wake_waiters(&id);
+            })
+        };
+        let pending = self.bus.send_writes(&job.writes(&self.names), on_refusal)?;
+        let acks_due = pending.deadline();
+        self.index.wait_created(
+            &id,
+            until,
+            acks_due,
+            || refused.load(Ordering::SeqCst) || (Instant::now() >= acks_due && !pending.acked()),
+            now_us,
+        );
+        self.settle(job, pending.acks())
+    }
+
+    /// A job's record, signed, and what else its submission writes.
+    fn prepare(&self, sub: Submission) -> Result<Prepared, BusError> {
+        let uuid = Uuid::new_v4();
+        let id = uuid.to_string();
         let now = now_us();
         let broadcast = sub.target.is_broadcast();
         let expected_hosts = if broadcast {
@@ -190,30 +267,33 @@ impl Store {
         let subject = self
             .names
             .job_subject(def.operation.op_type.kind(), &sub.target);
-        let (bucket, job_key, run_key) = (&self.names.bucket, keys::job(&id), keys::run(&id));
-        let mut writes = vec![Write::KvCreate {
-            bucket,
-            key: &job_key,
-            value: &value,
-        }];
-        if let Some(copy) = &copy {
-            writes.push(Write::KvPut {
-                bucket,
-                key: &run_key,
-                value: copy,
-            });
-        }
-        writes.push(Write::Publish {
-            subject: &subject,
-            msg_id: &id,
-            payload: id.as_bytes(),
-        });
-        let acks = self.bus.write_many(&writes);
+        Ok(Prepared {
+            job_key: keys::job(&id),
+            run_key: keys::run(&id),
+            uuid,
+            id,
+            def,
+            value,
+            copy,
+            subject,
+        })
+    }
+
+    /// Accepts a job whose writes were all acked, or undoes what was written of one that was refused.
+    fn settle(&self, job: Prepared, acks: Vec<Result<u64, BusError>>) -> Result<Created, BusError> {
+        let Prepared {
+            id,
+            def,
+            value,
+            copy,
+            job_key,
+            ..
+        } = job;
         if let Some(e) = acks.iter().find_map(|a| a.as_ref().err()) {
             // The notification may be stored though a record was refused (a full bucket): take it
             // back too, so a refused job leaves nothing for the workers to wait for.
             let notified = acks.last().and_then(|a| a.as_ref().ok()).copied();
-            self.undo_submit(&id, broadcast, notified, e);
+            self.undo_submit(&id, copy.is_some(), notified, e);
             return Err(e.clone());
         }
         let revision = acks

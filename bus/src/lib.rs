@@ -37,7 +37,7 @@ pub use request::{headers, observe_requests, BATCH_MAX};
 pub use seqlog::StreamBounds;
 pub use stream::{ConsumerConfig, ConsumerRoom, JsMessage, Puller, StreamConfig, Taker, Took};
 pub use subscribe::Subscription;
-pub use write::Write;
+pub use write::{PendingWrites, Write};
 
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::Arc;

@@ -86,12 +86,33 @@ impl Bus {
             }
             return out;
         }
-        if let Err(e) = self.check_connected() {
-            return requests.iter().map(|_| Err(e.clone())).collect();
-        }
+        self.send_many(requests, None).answers()
+    }
+
+    /// Sends at most [`BATCH_MAX`] requests at once (one flush); their answers are collected by
+    /// [`Sent::answers`]. `watch`, when given, judges each answer on the reading thread as it arrives:
+    /// the first it refuses (or a request that could not be sent) calls its `failed`, once.
+    pub(crate) fn send_many(
+        &self,
+        requests: &[(&str, Option<&HeaderMap>, &[u8])],
+        watch: Option<Watch>,
+    ) -> Sent {
+        let subjects = requests.iter().map(|(s, _, _)| s.to_string()).collect();
         // One batch for all of them: the caller is woken once, when the last answer is in (or at
         // the timeout), not once for each answer the reading thread hands over.
-        let batch = Arc::new(Batch::new(requests.len()));
+        let batch = Arc::new(Batch::new(requests.len(), watch));
+        if let Err(e) = self.check_connected() {
+            for i in 0..requests.len() {
+                batch.give_up(i);
+            }
+            return Sent {
+                bus: self.clone(),
+                batch,
+                tokens: requests.iter().map(|_| Err(e.clone())).collect(),
+                subjects,
+                sent_at: Instant::now(),
+            };
+        }
         let mut tokens: Vec<Result<u64, BusError>> = Vec::with_capacity(requests.len());
         for (i, (subject, headers, payload)) in requests.iter().enumerate() {
             let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
@@ -110,31 +131,13 @@ impl Bus {
             });
         }
         self.kick_flush();
-        let sent_at = Instant::now();
-        let mut got = batch.wait(sent_at + self.inner.request_timeout);
-        let answers = tokens
-            .into_iter()
-            .zip(requests)
-            .enumerate()
-            .map(|(i, (token, (subject, _, _)))| {
-                let token = token?;
-                let msg = got.get_mut(i).and_then(Option::take);
-                let Some(msg) = msg else {
-                    self.waiting().remove(&token);
-                    return Err(BusError::Unavailable(format!(
-                        "no answer from {subject} in time"
-                    )));
-                };
-                if msg.is_no_responders() {
-                    return Err(BusError::Unavailable(format!("no responders on {subject}")));
-                }
-                Ok(msg)
-            })
-            .collect();
-        if let Some(observe) = REQUEST_OBSERVER.get() {
-            observe(sent_at.elapsed());
+        Sent {
+            bus: self.clone(),
+            batch,
+            tokens,
+            subjects,
+            sent_at: Instant::now(),
         }
-        answers
     }
 
     fn waiting(&self) -> MutexGuard<'_, HashMap<u64, (Arc<Batch>, usize)>> {
@@ -170,26 +173,98 @@ pub(crate) fn parse_api_answer(data: &[u8]) -> Result<serde_json::Value, BusErro
     Ok(v)
 }
 
-/// The answers of one [`Bus::request_many`] call, filled in by the reading thread.
+/// Requests sent at once ([`Bus::send_many`]), their answers still to collect.
+pub(crate) struct Sent {
+    bus: Bus,
+    batch: Arc<Batch>,
+    tokens: Vec<Result<u64, BusError>>,
+    subjects: Vec<String>,
+    sent_at: Instant,
+}
+
+impl Sent {
+    /// Whether every answer is in (or will never come: the request was not sent).
+    pub(crate) fn complete(&self) -> bool {
+        self.batch.lock().left == 0
+    }
+
+    /// When the answers still missing stop being waited for.
+    pub(crate) fn deadline(&self) -> Instant {
+        self.sent_at + self.bus.inner.request_timeout
+    }
+
+    /// Every answer, in request order, waiting until [`Sent::deadline`] for those not in yet.
+    pub(crate) fn answers(self) -> Vec<Result<Message, BusError>> {
+        let mut got = self.batch.wait(self.deadline());
+        let answers = self
+            .tokens
+            .into_iter()
+            .zip(&self.subjects)
+            .enumerate()
+            .map(|(i, (token, subject))| {
+                let token = token?;
+                let msg = got.get_mut(i).and_then(Option::take);
+                let Some(msg) = msg else {
+                    self.bus.waiting().remove(&token);
+                    return Err(BusError::Unavailable(format!(
+                        "no answer from {subject} in time"
+                    )));
+                };
+                if msg.is_no_responders() {
+                    return Err(BusError::Unavailable(format!("no responders on {subject}")));
+                }
+                Ok(msg)
+            })
+            .collect();
+        if let Some(observe) = REQUEST_OBSERVER.get() {
+            observe(self.sent_at.elapsed());
+        }
+        answers
+    }
+}
+
+/// What the reading thread checks of a batch's answers as they arrive ([`Bus::send_many`]): `accept`
+/// judges one answer; the first refused (or a request never sent) calls `failed`, once. Both run on
+/// the reading thread: quick, never waiting for anything it delivers.
+pub(crate) struct Watch {
+    pub accept: fn(&Message) -> bool,
+    pub failed: Box<dyn Fn() + Send + Sync>,
+}
+
+/// The answers of one [`Bus::send_many`] call, filled in by the reading thread.
 pub(crate) struct Batch {
     state: Mutex<BatchState>,
     done: Condvar,
+    watch: Option<Watch>,
 }
 
 struct BatchState {
     answers: Vec<Option<Message>>,
     /// Answers still to come (requests that could not be sent count as come).
     left: usize,
+    /// The watch's `failed` has been called.
+    failed: bool,
 }
 
 impl Batch {
-    fn new(n: usize) -> Batch {
+    fn new(n: usize, watch: Option<Watch>) -> Batch {
         Batch {
             state: Mutex::new(BatchState {
                 answers: (0..n).map(|_| None).collect(),
                 left: n,
+                failed: false,
             }),
             done: Condvar::new(),
+            watch,
+        }
+    }
+
+    /// Calls the watch's `failed` unless it was called already (outside the batch's lock).
+    fn fail(&self, mut st: MutexGuard<'_, BatchState>) {
+        let first = !std::mem::replace(&mut st.failed, true);
+        drop(st);
+        if let (true, Some(watch)) = (first, &self.watch) {
+            (watch.failed)();
         }
     }
 
@@ -201,6 +276,7 @@ impl Batch {
     /// under it, the caller would at once block on the lock the reading thread still holds: two more
     /// futex calls and a context switch a request).
     fn put(&self, i: usize, msg: Message) {
+        let refused = self.watch.as_ref().is_some_and(|w| !(w.accept)(&msg));
         let mut st = self.lock();
         let last = match st.answers.get_mut(i) {
             Some(slot @ None) => {
@@ -210,7 +286,11 @@ impl Batch {
             }
             _ => false,
         };
-        drop(st);
+        if refused {
+            self.fail(st);
+        } else {
+            drop(st);
+        }
         if last {
             self.done.notify_one();
         }
@@ -222,6 +302,7 @@ impl Batch {
         if st.answers.get(i).is_some_and(Option::is_none) {
             st.left = st.left.saturating_sub(1);
         }
+        self.fail(st);
     }
 
     /// Every answer, or those in by `deadline`.
@@ -297,7 +378,7 @@ mod tests {
     #[test]
     fn a_batch_wakes_its_caller_once_every_answer_is_in() {
         let waiting = Arc::new(Waiting::default());
-        let batch = Arc::new(Batch::new(3));
+        let batch = Arc::new(Batch::new(3, None));
         for (token, i) in [(7, 0), (8, 1), (9, 2)] {
             waiting.lock().insert(token, (batch.clone(), i));
         }
@@ -328,7 +409,7 @@ mod tests {
     #[test]
     fn a_batch_returns_what_came_by_its_deadline_and_drops_what_comes_after() {
         let waiting = Waiting::default();
-        let batch = Arc::new(Batch::new(3));
+        let batch = Arc::new(Batch::new(3, None));
         for (token, i) in [(1, 0), (2, 1)] {
             waiting.lock().insert(token, (batch.clone(), i));
         }
@@ -350,7 +431,7 @@ mod tests {
 
     #[test]
     fn a_batch_of_requests_that_were_never_sent_does_not_wait() {
-        let batch = Batch::new(2);
+        let batch = Batch::new(2, None);
         batch.give_up(0);
         batch.give_up(1);
         let started = Instant::now();

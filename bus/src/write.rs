@@ -4,8 +4,10 @@
 //! so a reader of one must not count on the other being there yet.
 
 use crate::kv::{check_value, pub_ack_seq, subject};
+use crate::request::{Sent, Watch};
 use crate::{headers, Bus, BusError};
 use nats::header::HeaderMap;
+use std::time::Instant;
 
 /// One write of [`Bus::write_many`].
 #[derive(Debug, Clone, Copy)]
@@ -30,51 +32,71 @@ pub enum Write<'a> {
     },
 }
 
+/// Writes sent by [`Bus::send_writes`], their acks still to come.
+pub struct PendingWrites(Sent);
+
+impl PendingWrites {
+    /// Whether every ack is in (or will never come: the write could not be sent).
+    pub fn acked(&self) -> bool {
+        self.0.complete()
+    }
+
+    /// When acks still missing stop being waited for (the request timeout after sending).
+    pub fn deadline(&self) -> Instant {
+        self.0.deadline()
+    }
+
+    /// The revision or stream sequence of each write, in order, as [`Bus::write_many`] answers;
+    /// waits until [`PendingWrites::deadline`] for acks not in yet.
+    pub fn acks(self) -> Vec<Result<u64, BusError>> {
+        self.0
+            .answers()
+            .into_iter()
+            .map(|answer| pub_ack_seq(&answer?.data))
+            .collect()
+    }
+}
+
 impl Bus {
     /// Sends `writes` at once and waits for every ack (within the request timeout): the revision or
     /// stream sequence of each, in order. A KV value too large to store fails the whole call before
     /// anything is sent.
     pub fn write_many(&self, writes: &[Write<'_>]) -> Vec<Result<u64, BusError>> {
-        for w in writes {
-            if let Write::KvCreate { key, value, .. } | Write::KvPut { key, value, .. } = w {
-                if let Err(e) = check_value(key, value) {
-                    return writes.iter().map(|_| Err(e.clone())).collect();
-                }
-            }
-        }
-        // Each write's subject and headers: a create only if the key's last sequence is 0 (never
-        // written), a publish de-duplicated by its id (docs/nats.md, crate fact 9).
-        let parts: Vec<(String, Option<HeaderMap>)> = writes
-            .iter()
-            .map(|w| match w {
-                Write::KvCreate { bucket, key, .. } => (
-                    subject(bucket, key),
-                    Some(headers(&[("Nats-Expected-Last-Subject-Sequence", "0")])),
-                ),
-                Write::KvPut { bucket, key, .. } => (subject(bucket, key), None),
-                Write::Publish {
-                    subject, msg_id, ..
-                } => (
-                    subject.to_string(),
-                    Some(headers(&[("Nats-Msg-Id", msg_id)])),
-                ),
-            })
-            .collect();
-        let requests: Vec<_> = writes
-            .iter()
-            .zip(&parts)
-            .map(|(w, (subject, h))| {
-                let body = match w {
-                    Write::KvCreate { value, .. } | Write::KvPut { value, .. } => *value,
-                    Write::Publish { payload, .. } => *payload,
-                };
-                (subject.as_str(), h.as_ref(), body)
-            })
-            .collect();
-        self.request_many(&requests)
+        let parts = match write_parts(writes) {
+            Ok(parts) => parts,
+            Err(e) => return writes.iter().map(|_| Err(e.clone())).collect(),
+        };
+        self.request_many(&requests(writes, &parts))
             .into_iter()
             .map(|answer| pub_ack_seq(&answer?.data))
             .collect()
+    }
+
+    /// [`Bus::write_many`] without the wait: sends `writes` at once (at most [`crate::BATCH_MAX`]) and
+    /// returns. `failed` runs on the connection's reading thread at the first ack that refuses a write,
+    /// or at once when one could not be sent; never when every write is stored. It must be quick and
+    /// must not wait for anything that thread delivers. A caller that waits elsewhere (for what the
+    /// writes start) is so woken only when they failed. A value too large fails before anything is sent.
+    pub fn send_writes(
+        &self,
+        writes: &[Write<'_>],
+        failed: Box<dyn Fn() + Send + Sync>,
+    ) -> Result<PendingWrites, BusError> {
+        if writes.len() > crate::BATCH_MAX {
+            return Err(BusError::Protocol(format!(
+                "{} writes sent at once, at most {}",
+                writes.len(),
+                crate::BATCH_MAX
+            )));
+        }
+        let parts = write_parts(writes)?;
+        let watch = Watch {
+            accept: |msg| !msg.is_no_responders() && pub_ack_seq(&msg.data).is_ok(),
+            failed,
+        };
+        Ok(PendingWrites(
+            self.send_many(&requests(writes, &parts), Some(watch)),
+        ))
     }
 
     /// One write, acked ([`Bus::write_many`] of one).
@@ -83,4 +105,49 @@ impl Bus {
             .pop()
             .unwrap_or_else(|| Err(BusError::Protocol("no answer slot".into())))
     }
+}
+
+/// Each write's subject and headers: a create only if the key's last sequence is 0 (never written), a
+/// publish de-duplicated by its id (docs/nats.md, crate fact 9). A KV value too large to store is an
+/// error for the whole lot.
+fn write_parts(writes: &[Write<'_>]) -> Result<Vec<(String, Option<HeaderMap>)>, BusError> {
+    for w in writes {
+        if let Write::KvCreate { key, value, .. } | Write::KvPut { key, value, .. } = w {
+            check_value(key, value)?;
+        }
+    }
+    Ok(writes
+        .iter()
+        .map(|w| match w {
+            Write::KvCreate { bucket, key, .. } => (
+                subject(bucket, key),
+                Some(headers(&[("Nats-Expected-Last-Subject-Sequence", "0")])),
+            ),
+            Write::KvPut { bucket, key, .. } => (subject(bucket, key), None),
+            Write::Publish {
+                subject, msg_id, ..
+            } => (
+                subject.to_string(),
+                Some(headers(&[("Nats-Msg-Id", msg_id)])),
+            ),
+        })
+        .collect())
+}
+
+/// The requests that carry `writes` (subjects and headers from [`write_parts`]).
+fn requests<'a>(
+    writes: &[Write<'a>],
+    parts: &'a [(String, Option<HeaderMap>)],
+) -> Vec<(&'a str, Option<&'a HeaderMap>, &'a [u8])> {
+    writes
+        .iter()
+        .zip(parts)
+        .map(|(w, (subject, h))| {
+            let body = match w {
+                Write::KvCreate { value, .. } | Write::KvPut { value, .. } => *value,
+                Write::Publish { payload, .. } => *payload,
+            };
+            (subject.as_str(), h.as_ref(), body)
+        })
+        .collect()
 }

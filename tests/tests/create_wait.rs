@@ -141,3 +141,19 @@ fn a_retry_with_wait_answers_the_new_job_finished() {
     assert_ne!(retry.body["job_id"], id.as_str(), "{}", retry.text);
     assert_eq!(retry.body["id"], retry.body["job_id"], "{}", retry.text);
 }
+
+#[test]
+fn the_wait_bounds_the_whole_request_not_each_part_of_it() {
+    // The creation holds the job first, then the answer is read: together no longer than `wait`. A
+    // job that outlasts it is answered running, never held for the wait a second time.
+    let cluster = Cluster::start(&[("web1", &[], 2)]);
+    let sleeper = r#"{"operation":{"type":"test.sleep.do","data":{"seconds":15}}}"#;
+    let t = Instant::now();
+    let resp = post(&cluster, "/job?wait=4s", sleeper, &[]);
+    let took = t.elapsed();
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    assert_eq!(resp.body["status"], "running", "{}", resp.text);
+    assert!(took >= Duration::from_secs(4), "answered after {took:?}");
+    // Held twice, it would answer after 8 s.
+    assert!(took < Duration::from_secs(7), "answered after {took:?}");
+}

@@ -218,3 +218,54 @@ fn a_full_job_bucket_is_503_store_full_and_the_fleet_stays_listed() {
         cluster.http("GET", "/health/ready", None).status == 200
     });
 }
+
+#[test]
+fn a_job_held_by_its_post_and_refused_by_a_full_bucket_is_503_at_once_and_leaves_nothing() {
+    // `POST /job?wait=` sends the writes and sleeps until the job ends; a refused write must wake it
+    // and be answered as a plain POST's is, not after the wait, with the notification taken back.
+    let extra = nats_extra("kv", "{ max_bytes: 65536 }");
+    let cluster = Cluster::start_extra(&[], &Options::default(), &extra);
+    let body = json!({
+        "operation": { "type": "test.echo.do", "data": { "pad": "p".repeat(4000) } },
+        "target_hostname": "no-such-host",
+    })
+    .to_string();
+    let mut accepted = 0;
+    loop {
+        let resp = cluster.http_raw("POST", "/job", Some(&body));
+        if resp.status != 201 {
+            assert_store_full(&resp);
+            break;
+        }
+        accepted += 1;
+        assert!(
+            accepted < 100,
+            "100 jobs of 4 KB never filled a 64 KiB bucket"
+        );
+    }
+    for _ in 0..3 {
+        let started = Instant::now();
+        let held = cluster.http_raw("POST", "/job?wait=30s", Some(&body));
+        assert_store_full(&held);
+        assert!(
+            started.elapsed() < Duration::from_secs(15),
+            "a refused job was held for its wait: {:?}",
+            started.elapsed()
+        );
+    }
+    let nats = Attacker::connect(
+        &cluster.nats.url(),
+        &Options::default().namespace,
+        Default::default(),
+    )
+    .expect("connects");
+    let notifications = nats
+        .bus
+        .stream_messages(&nats.names.stream)
+        .expect("the stream");
+    assert_eq!(
+        notifications, accepted,
+        "notifications of refused held jobs stayed in the stream"
+    );
+    assert_eq!(total_jobs(&cluster), accepted, "refused jobs left records");
+}

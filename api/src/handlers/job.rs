@@ -11,7 +11,7 @@ use osapi_common::status::JobStatus;
 use osapi_common::target::Target;
 use serde::Deserialize;
 use serde_json::{json, Map, Value};
-use std::sync::atomic::Ordering;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -124,8 +124,16 @@ fn created_reply(c: crate::store::Created) -> Reply {
     reply
 }
 
-/// `POST /job`.
-pub fn create(ctx: &Ctx, body: &[u8], submitted_by: &str) -> Result<Reply, ApiError> {
+/// `POST /job`. With `hold_until` (`?wait=` without an `Idempotency-Key`), the creation itself holds
+/// until the job ends or then, waiting once rather than for the acks and then for the end
+/// (`Store::submit_and_wait`; within the waiter slots, as [`hold`]); [`created_waited`] then finds it
+/// ended.
+pub fn create(
+    ctx: &Ctx,
+    body: &[u8],
+    submitted_by: &str,
+    hold_until: Option<Instant>,
+) -> Result<Reply, ApiError> {
     let map = parse_object(body)?;
     reject_unknown(&map, &["operation", "target_hostname", "timeout"], "job")?;
     let operation = parse_operation(map.get("operation"))?;
@@ -137,7 +145,29 @@ pub fn create(ctx: &Ctx, body: &[u8], submitted_by: &str) -> Result<Reply, ApiEr
         retry_of: None,
         submitted_by: submitted_by.to_string(),
     };
-    Ok(created_reply(ctx.store.submit(submission)?))
+    let held = hold_until.and_then(|until| Some((until, WaiterSlot::take(ctx)?)));
+    let created = match held {
+        Some((until, _slot)) => ctx.store.submit_and_wait(submission, until)?,
+        None => ctx.store.submit(submission)?,
+    };
+    Ok(created_reply(created))
+}
+
+/// One of the `api.server.max_waiters` slots of requests held for a job; given back when dropped.
+struct WaiterSlot<'a>(&'a AtomicUsize);
+
+impl<'a> WaiterSlot<'a> {
+    /// A slot, or `None` when all are taken (the request then answers without holding).
+    fn take(ctx: &'a Ctx) -> Option<WaiterSlot<'a>> {
+        let slot = WaiterSlot(&ctx.waiters);
+        (slot.0.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max).then_some(slot)
+    }
+}
+
+impl Drop for WaiterSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
 }
 
 /// 413 when `operation.data` (as JSON) is over `api.server.max_job_data_bytes`: what one job may make
@@ -292,11 +322,9 @@ fn hold(ctx: &Ctx, id: &Uuid, wait: Duration) {
         known = ctx.store.knows(id);
     }
     if !wait.is_zero() && known {
-        let slots = &ctx.waiters;
-        if slots.fetch_add(1, Ordering::SeqCst) < ctx.waiters_max {
+        if let Some(_slot) = WaiterSlot::take(ctx) {
             ctx.store.wait_terminal(id, Instant::now() + wait);
         }
-        slots.fetch_sub(1, Ordering::SeqCst);
     }
 }
 
@@ -319,7 +347,12 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
 /// it: then the 201 carries the job's detail (its status as it stands, its result when it has one)
 /// beside `job_id`, `revision` and `timestamp`. One request where a client would otherwise make two.
 /// A job gone before it could be read (deleted at once) answers the creation as it was.
-pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply, ApiError> {
+pub fn created_waited(
+    ctx: &Ctx,
+    created: Reply,
+    wait: Duration,
+    until: Instant,
+) -> Result<Reply, ApiError> {
     if wait.is_zero() || created.status != 201 {
         return Ok(created);
     }
@@ -332,7 +365,7 @@ pub fn created_waited(ctx: &Ctx, created: Reply, wait: Duration) -> Result<Reply
     let Ok(id) = Uuid::parse_str(&head.job_id) else {
         return Ok(created);
     };
-    hold(ctx, &id, wait);
+    hold(ctx, &id, until.saturating_duration_since(Instant::now()));
     let Some(detail) = ctx.store.details(&[id])?.pop() else {
         return Ok(created);
     };
