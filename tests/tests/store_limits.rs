@@ -36,6 +36,19 @@ fn assert_store_full(resp: &Response) {
     );
 }
 
+/// The notifications the job stream holds, read as an operator would, straight from NATS.
+fn stored_notifications(cluster: &Cluster) -> u64 {
+    let nats = Attacker::connect(
+        &cluster.nats.url(),
+        &Options::default().namespace,
+        Default::default(),
+    )
+    .expect("connects");
+    nats.bus
+        .stream_messages(&nats.names.stream)
+        .expect("the stream")
+}
+
 fn total_jobs(cluster: &Cluster) -> u64 {
     let resp = cluster.http("GET", "/job/status", None);
     assert_eq!(resp.status, 200, "{}", resp.text);
@@ -192,16 +205,7 @@ fn a_full_job_bucket_is_503_store_full_and_the_fleet_stays_listed() {
     for _ in 0..5 {
         assert_store_full(&cluster.http_raw("POST", "/job", Some(&body)));
     }
-    let nats = Attacker::connect(
-        &cluster.nats.url(),
-        &Options::default().namespace,
-        Default::default(),
-    )
-    .expect("connects");
-    let notifications = nats
-        .bus
-        .stream_messages(&nats.names.stream)
-        .expect("the stream");
+    let notifications = stored_notifications(&cluster);
     assert_eq!(
         notifications, accepted,
         "notifications of refused jobs stayed in the stream"
@@ -253,16 +257,7 @@ fn a_job_held_by_its_post_and_refused_by_a_full_bucket_is_503_at_once_and_leaves
             started.elapsed()
         );
     }
-    let nats = Attacker::connect(
-        &cluster.nats.url(),
-        &Options::default().namespace,
-        Default::default(),
-    )
-    .expect("connects");
-    let notifications = nats
-        .bus
-        .stream_messages(&nats.names.stream)
-        .expect("the stream");
+    let notifications = stored_notifications(&cluster);
     assert_eq!(
         notifications, accepted,
         "notifications of refused held jobs stayed in the stream"

@@ -125,9 +125,9 @@ fn created_reply(c: crate::store::Created) -> Reply {
 }
 
 /// `POST /job`. With `hold_until` (`?wait=` without an `Idempotency-Key`), the creation itself holds
-/// until the job ends or then, waiting once rather than for the acks and then for the end
-/// (`Store::submit_and_wait`; within the waiter slots, as [`hold`]); [`created_waited`] then finds it
-/// ended.
+/// until the job ends or that instant comes, sleeping once rather than for the acks and then for the
+/// end (`Store::submit_and_wait`; within the waiter slots, as [`hold`]); [`created_waited`] then finds
+/// it ended.
 pub fn create(
     ctx: &Ctx,
     body: &[u8],
