@@ -145,8 +145,8 @@ fn keyed(
 /// A request that creates a job (`POST /job`, `.../retry`): under its `Idempotency-Key`, then, with
 /// `?wait=`, held until the new job ends or the wait is over (a bad `wait` is refused before anything
 /// is created). Without a key (whose record is written once the handler answers, and which a replay
-/// may be waiting on) the handler is given the wait's end to hold within the creation; it may ignore
-/// it, and what it held counts against the wait.
+/// may be waiting on) the handler is given the wait's end to hold within the creation, and what it
+/// held counts against the wait.
 fn submission(
     ctx: &Ctx,
     req: &Incoming<'_>,
@@ -198,8 +198,8 @@ pub fn route(ctx: &Ctx, req: &Incoming<'_>) -> Result<Reply, ApiError> {
         Route::Workers => job::workers(ctx),
         Route::Get(id) => job::get(ctx, id, req.query),
         Route::Delete(id) => job::delete(ctx, id),
-        Route::Retry(id) => submission(ctx, req, &caller.sub, |_| {
-            job::retry(ctx, id, req.body, &caller.sub)
+        Route::Retry(id) => submission(ctx, req, &caller.sub, |hold| {
+            job::retry(ctx, id, req.body, &caller.sub, hold)
         }),
         Route::Cancel(id) => cancel::cancel(ctx, id, req.body, &caller.sub),
         Route::Drain(host, on) => drain::set(ctx, host, on, req.body, &caller.sub),

@@ -145,6 +145,15 @@ pub fn create(
         retry_of: None,
         submitted_by: submitted_by.to_string(),
     };
+    submit(ctx, submission, hold_until)
+}
+
+/// Submits the job, holding it until `hold_until` when given and a waiter slot is free.
+fn submit(
+    ctx: &Ctx,
+    submission: Submission,
+    hold_until: Option<Instant>,
+) -> Result<Reply, ApiError> {
     let held = hold_until.and_then(|until| Some((until, WaiterSlot::take(ctx)?)));
     let created = match held {
         Some((until, _slot)) => ctx.store.submit_and_wait(submission, until)?,
@@ -414,8 +423,14 @@ pub fn delete(ctx: &Ctx, raw_id: &str) -> Result<Reply, ApiError> {
 }
 
 /// `POST /job/{id}/retry`: a new job with the same operation; the original stays. The target is the
-/// body's `target_hostname`, else the original job's target.
-pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8], submitted_by: &str) -> Result<Reply, ApiError> {
+/// body's `target_hostname`, else the original job's target. `hold_until` as for [`create`].
+pub fn retry(
+    ctx: &Ctx,
+    raw_id: &str,
+    body: &[u8],
+    submitted_by: &str,
+    hold_until: Option<Instant>,
+) -> Result<Reply, ApiError> {
     let id = parse_id(raw_id)?;
     let override_target = if body.iter().all(u8::is_ascii_whitespace) {
         None
@@ -436,12 +451,12 @@ pub fn retry(ctx: &Ctx, raw_id: &str, body: &[u8], submitted_by: &str) -> Result
             .parse()
             .map_err(ApiError::bad_request)?,
     };
-    let created = ctx.store.submit(Submission {
+    let submission = Submission {
         operation: original.operation,
         target,
         timeout_ms: original.timeout_ms,
         retry_of: Some(original.id),
         submitted_by: submitted_by.to_string(),
-    })?;
-    Ok(created_reply(created))
+    };
+    submit(ctx, submission, hold_until)
 }
