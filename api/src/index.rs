@@ -328,19 +328,11 @@ impl Index {
 
     /// Blocks until the job is terminal, gone, or `deadline` passes.
     pub fn wait_terminal(&self, id: &Uuid, deadline: Instant, now_us: impl Fn() -> i64) {
-        let mut st = self.lock();
-        loop {
-            let done = st
-                .jobs
+        self.wait_for(id, deadline, deadline, |st| {
+            st.jobs
                 .get(id)
-                .is_none_or(|e| e.status(self.grace, now_us()).0.is_terminal());
-            let left = deadline.saturating_duration_since(Instant::now());
-            if done || left.is_zero() {
-                return;
-            }
-            // Wake at least every second: a silent host fails by the clock, not by a record.
-            st = self.finished[wait_shard(id)].wait_timeout(st, left.min(Duration::from_secs(1)));
-        }
+                .is_none_or(|e| e.status(self.grace, now_us()).0.is_terminal())
+        });
     }
 
     /// Blocks until a job this API is creating is terminal or gone, `stop()` holds (its writes were
@@ -356,22 +348,35 @@ impl Index {
         stop: impl Fn() -> bool,
         now_us: impl Fn() -> i64,
     ) {
-        let mut st = self.lock();
-        loop {
-            let done = stop()
+        self.wait_for(id, deadline, acks_due, |st| {
+            stop()
                 || st.tombstones.contains_key(id)
                 || st
                     .jobs
                     .get(id)
-                    .is_some_and(|e| e.status(self.grace, now_us()).0.is_terminal());
+                    .is_some_and(|e| e.status(self.grace, now_us()).0.is_terminal())
+        });
+    }
+
+    /// Blocks, woken with job `id`'s shard, until `done` holds or `deadline` passes; looks again at
+    /// least every second (a silent host fails by the clock, not by a record) and at `look_at`.
+    fn wait_for(
+        &self,
+        id: &Uuid,
+        deadline: Instant,
+        look_at: Instant,
+        done: impl Fn(&State) -> bool,
+    ) {
+        let mut st = self.lock();
+        loop {
             let now = Instant::now();
             let left = deadline.saturating_duration_since(now);
-            if done || left.is_zero() {
+            if done(&st) || left.is_zero() {
                 return;
             }
             let mut sleep = left.min(Duration::from_secs(1));
-            if acks_due > now {
-                sleep = sleep.min(acks_due - now);
+            if look_at > now {
+                sleep = sleep.min(look_at - now);
             }
             st = self.finished[wait_shard(id)].wait_timeout(st, sleep);
         }

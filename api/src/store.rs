@@ -17,7 +17,6 @@ use osapi_common::target::Target;
 use osapi_common::timefmt::format_micros;
 use osapi_common::trust::{self, JobSigningKey};
 use osapi_common::view::{self, JobDetail};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Instant;
 use uuid::Uuid;
@@ -203,21 +202,14 @@ impl Store {
     pub fn submit_and_wait(&self, sub: Submission, until: Instant) -> Result<Created, BusError> {
         let job = self.prepare(sub)?;
         let id = job.uuid;
-        let refused = Arc::new(AtomicBool::new(false));
-        let on_refusal = {
-            let (index, refused) = (self.index.clone(), refused.clone());
-            Box::new(move || {
-                refused.store(true, Ordering::SeqCst);
-                index.wake_waiters(&id);
-            })
-        };
+        let index = self.index.clone();
+        let on_refusal = Box::new(move || index.wake_waiters(&id));
         let pending = self.bus.send_writes(&job.writes(&self.names), on_refusal)?;
-        let acks_due = pending.deadline();
         self.index.wait_created(
             &id,
             until,
-            acks_due,
-            || refused.load(Ordering::SeqCst) || (Instant::now() >= acks_due && !pending.acked()),
+            pending.deadline(),
+            || pending.given_up(),
             now_us,
         );
         self.settle(job, pending.acks())

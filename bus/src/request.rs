@@ -188,6 +188,11 @@ impl Sent {
         self.batch.lock().left == 0
     }
 
+    /// Whether the watch refused an answer or a request could not be sent.
+    pub(crate) fn failed(&self) -> bool {
+        self.batch.lock().failed
+    }
+
     /// When the answers still missing stop being waited for.
     pub(crate) fn deadline(&self) -> Instant {
         self.sent_at + self.bus.inner.request_timeout

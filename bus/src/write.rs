@@ -36,9 +36,10 @@ pub enum Write<'a> {
 pub struct PendingWrites(Sent);
 
 impl PendingWrites {
-    /// Whether every ack is in (or will never come: the write could not be sent).
-    pub fn acked(&self) -> bool {
-        self.0.complete()
+    /// Whether the writes can no longer all be stored: an ack refused one (or one could not be sent),
+    /// or acks are still missing at [`PendingWrites::deadline`]. [`PendingWrites::acks`] then says why.
+    pub fn given_up(&self) -> bool {
+        self.0.failed() || (Instant::now() >= self.deadline() && !self.0.complete())
     }
 
     /// When acks still missing stop being waited for (the request timeout after sending).
@@ -74,7 +75,8 @@ impl Bus {
 
     /// [`Bus::write_many`] without the wait: sends `writes` at once (at most [`crate::BATCH_MAX`]) and
     /// returns. `failed` runs on the connection's reading thread at the first ack that refuses a write,
-    /// or at once when one could not be sent; never when every write is stored. It must be quick and
+    /// or at once when one could not be sent (after [`PendingWrites::given_up`] turned true); never
+    /// when every write is stored. It must be quick and
     /// must not wait for anything that thread delivers. A caller that waits elsewhere (for what the
     /// writes start) is so woken only when they failed. A value too large fails before anything is sent.
     pub fn send_writes(

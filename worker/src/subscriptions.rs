@@ -14,7 +14,6 @@ use crate::shutdown::Shutdown;
 use osapi_bus::{Bus, ConsumerConfig, JsMessage, Puller, Taker, Took};
 use osapi_common::config::Config;
 use osapi_common::names::{ConsumerSpec, Names};
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -73,8 +72,6 @@ impl Fetcher {
         // The last reason the consumer could not be made again: logged once, not every second.
         let mut gone_why = String::new();
         let mut error_pause = ERROR_BACKOFF;
-        // The pull in flight is a long poll after a successful one (not a probe after a failure).
-        let steady = Arc::new(AtomicBool::new(false));
         while !self.shutdown.is_triggered() {
             // Drained (`drain.rs`): pull nothing; jobs for this host wait in NATS, `_any` ones go elsewhere.
             if crate::drain::paused() {
@@ -115,24 +112,16 @@ impl Fetcher {
             let stop = || self.shutdown.is_triggered() || crate::drain::paused();
             // After a failure short pulls, each followed by a check of the consumer, so a recovery shows
             // within a second or two instead of at the end of a long poll.
-            let wait = if failing || ensure_again {
-                PROBE_WAIT
-            } else {
-                PULL_WAIT
-            };
             // The reading thread renews only a steady long poll; probes report back each time.
-            steady.store(wait == PULL_WAIT, Ordering::SeqCst);
+            let steady = !(failing || ensure_again);
+            let wait = if steady { PULL_WAIT } else { PROBE_WAIT };
             let pulled = match &puller {
-                Some(p) => p.next_until(wait, &stop),
+                Some(p) => p.next_until(wait, steady, &stop),
                 None => self
                     .bus
-                    .puller_with(
-                        &self.names.stream,
-                        &self.spec.durable,
-                        Some(self.taker(steady.clone())),
-                    )
+                    .puller_with(&self.names.stream, &self.spec.durable, Some(self.taker()))
                     .and_then(|p| {
-                        let first = p.next_until(wait, &stop);
+                        let first = p.next_until(wait, steady, &stop);
                         puller = Some(p);
                         first
                     }),
@@ -189,10 +178,10 @@ impl Fetcher {
     /// `_any` fetcher never counts a thread free that is not), or give it back to this fetcher (no
     /// thread free, drained, stopping), which then waits for one. Never blocks.
     ///
-    /// A message handed over renews a steady long poll at once when this fetcher would pull again
-    /// anyway (the `_any` one only while another pool thread is free), so under load the fetcher
+    /// A message handed over renews the pull at once (a steady long poll only: `next_until`'s
+    /// `renew`) when this fetcher would pull again anyway (the `_any` one only while another pool thread is free), so under load the fetcher
     /// thread is not woken for every job.
-    fn taker(&self, steady: Arc<AtomicBool>) -> Taker {
+    fn taker(&self) -> Taker {
         let (jobs, pool, shutdown) = (self.jobs.clone(), self.pool.clone(), self.shutdown.clone());
         let shared = self.spec.shared;
         Arc::new(move |msg: JsMessage| {
@@ -204,9 +193,7 @@ impl Fetcher {
             match jobs.send_timeout(msg, Duration::ZERO) {
                 Ok(()) => {
                     offer.taken();
-                    let again = steady.load(Ordering::SeqCst)
-                        && !stopping()
-                        && (!shared || pool.has_idle());
+                    let again = !stopping() && (!shared || pool.has_idle());
                     Took::Taken { again }
                 }
                 Err(NotTaken::Timeout(m) | NotTaken::Disconnected(m)) => Took::Back(m),

@@ -150,19 +150,20 @@ impl Puller {
     /// Waits up to `wait` for the next message. `Ok(None)` when none came (the server said so);
     /// `Err(Unavailable)` when not even that answer came within [`PULL_GRACE`] more.
     pub fn next(&self, wait: Duration) -> Result<Option<JsMessage>, BusError> {
-        self.next_until(wait, &|| false)
+        self.next_until(wait, false, &|| false)
     }
 
     /// [`Puller::next`] for a long poll: also `Ok(None)` within `PULL_SLICE` of `stop()` turning true,
     /// and after a reconnect (a restarted server forgot the pull: ask again rather than wait it out).
-    /// While it waits, a message the taker runs with `again` renews the pull (the wait then counts
-    /// from the renewal); one it runs without ends the call with `Ok(None)`.
+    /// With `renew`, while it waits, a message the taker runs with `again` renews the pull (the wait
+    /// then counts from the renewal); one it runs otherwise ends the call with `Ok(None)`.
     /// A caller that stops for good closes the puller ([`Puller::close`]): its inbox's UNSUB ends the
     /// server's interest, and the server gives a waiting pull without interest nothing (checked on
     /// 2.9.10 and 2.15.1).
     pub fn next_until(
         &self,
         wait: Duration,
+        renew: bool,
         stop: &dyn Fn() -> bool,
     ) -> Result<Option<JsMessage>, BusError> {
         // A message left over from an earlier pull that we stopped waiting for comes first.
@@ -178,13 +179,14 @@ impl Puller {
             // Sent under the lock, so the reading thread renews only a pull that was sent.
             let mut renewable = self.pull.renewable();
             self.pull.send(&self.bus, &body)?;
-            *renewable = Some((body, Instant::now()));
+            *renewable = renew.then(|| (body, Instant::now()));
         }
+        let first_sent = Instant::now();
         // However the wait ends, the reading thread renews nothing more for it.
         let _stop_renewing = StopRenewing(&self.pull);
         loop {
             let sent = self.pull.renewable().as_ref().map(|(_, at)| *at);
-            let deadline = sent.unwrap_or_else(Instant::now) + wait + PULL_GRACE;
+            let deadline = sent.unwrap_or(first_sent) + wait + PULL_GRACE;
             let left = deadline.saturating_duration_since(Instant::now());
             if stop() || self.bus.reconnects() != reconnects {
                 return Ok(None);
