@@ -23,7 +23,7 @@ use osapi_common::operation::OperationType;
 use osapi_common::status::{Grace, JobStatus};
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::atomic::AtomicU64;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Mutex, MutexGuard, TryLockError};
 use std::time::{Duration, Instant};
 use uuid::Uuid;
 
@@ -145,7 +145,32 @@ impl Index {
                 .apply_response(record.key, record.revision, record.value);
             return;
         }
-        let mut st = self.lock();
+        self.apply_locked(self.lock(), source, record, now_us);
+    }
+
+    /// [`Index::apply`] if the index is not locked by another thread; false, with nothing applied,
+    /// if it is (the watch applies the record on the NATS connection's reading thread, which must not
+    /// wait on a reader's lock: `watch.rs`). The response bucket's records are never applied here.
+    pub fn try_apply(&self, source: Source, record: &Record<'_>, now_us: i64) -> bool {
+        if source == Source::Responses {
+            return false;
+        }
+        let st = match self.state.try_lock() {
+            Ok(st) => st,
+            Err(TryLockError::Poisoned(p)) => p.into_inner(),
+            Err(TryLockError::WouldBlock) => return false,
+        };
+        self.apply_locked(st, source, record, now_us);
+        true
+    }
+
+    fn apply_locked(
+        &self,
+        mut st: MutexGuard<'_, State>,
+        source: Source,
+        record: &Record<'_>,
+        now_us: i64,
+    ) {
         st.now_us = st.now_us.max(now_us);
         let finished = match source {
             Source::Jobs => self.apply_job_record(&mut st, record),

@@ -1,12 +1,16 @@
-//! Keeps the [`Index`] in step with one bucket: a thread per bucket runs a KV watch and is the index's
-//! only writer for it (the response bucket's feeds only the index's detail cache, from the bucket's end). It marks its part ready once the history is replayed; when the watch errs (a gap
-//! in its deliveries, silence, a consumer gone) or NATS came back and the consumer cannot be vouched for,
-//! it marks its part not ready with the reason and re-creates the watch from the last revision applied.
-//! It also prunes what the bucket's TTL has expired (JetStream leaves no marker for that).
+//! Keeps the [`Index`] in step with one bucket: a thread per bucket runs a KV watch, which is the
+//! index's only writer for it (the response bucket's feeds only the index's detail cache, from the
+//! bucket's end). Past the replay most records are applied by the NATS connection's reading thread as
+//! they arrive (when the index is not locked; `osapi_bus::Bus::kv_watch_applying`), the rest by this
+//! thread, in the stream's order either way. It marks its part ready once the history is replayed; when
+//! the watch errs (a gap in its deliveries, silence, a consumer gone) or NATS came back and the consumer
+//! cannot be vouched for, it marks its part not ready with the reason and re-creates the watch from the
+//! last revision applied. It also prunes what the bucket's TTL has expired (JetStream leaves no marker
+//! for that).
 
 use crate::ctx::now_us;
 use crate::index::{Index, Record, Source};
-use osapi_bus::{Bus, KvOp, KvWatch};
+use osapi_bus::{Bus, KvEntry, KvOp, KvWatch, WatchApply};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -54,7 +58,7 @@ fn run(w: &Watched) {
             rev => Some(rev),
         };
         let reconnects = w.bus.reconnects();
-        let mut watch = match w.bus.kv_watch(&w.bucket, resume) {
+        let mut watch = match w.bus.kv_watch_applying(&w.bucket, resume, applier(w)) {
             Ok(watch) => watch,
             Err(e) => {
                 w.index
@@ -75,7 +79,27 @@ fn run(w: &Watched) {
     }
 }
 
-/// Applies the watch's records until it fails; returns why.
+/// What the watch does with each record: apply it to the index. Past the replay the NATS connection's
+/// reading thread applies most records (`may_wait` false: only if the index is not locked), which saves
+/// waking this bucket's thread for each; the thread applies the rest, in order.
+fn applier(w: &Watched) -> WatchApply {
+    let (index, source) = (w.index.clone(), w.source);
+    Box::new(move |entry: &KvEntry, may_wait: bool| {
+        let record = Record {
+            key: &entry.key,
+            value: (entry.op == KvOp::Put).then_some(entry.value.as_slice()),
+            revision: entry.revision,
+        };
+        if may_wait {
+            index.apply(source, &record, now_us());
+            true
+        } else {
+            index.try_apply(source, &record, now_us())
+        }
+    })
+}
+
+/// Keeps the watch going (its records are applied as they come) until it fails; returns why.
 fn follow(
     w: &Watched,
     watch: &mut KvWatch,
@@ -100,17 +124,8 @@ fn follow(
                 crate::alloc::trim();
             }
         }
-        match watch.next(POLL) {
-            Ok(Some(entry)) => {
-                let record = Record {
-                    key: &entry.key,
-                    value: (entry.op == KvOp::Put).then_some(entry.value.as_slice()),
-                    revision: entry.revision,
-                };
-                w.index.apply(w.source, &record, now_us());
-            }
-            Ok(None) => {}
-            Err(e) => return e.to_string(),
+        if let Err(e) = watch.next(POLL) {
+            return e.to_string();
         }
         if last_trim.elapsed() >= crate::alloc::TRIM_EVERY {
             crate::alloc::trim();

@@ -1,6 +1,7 @@
 //! A subscription whose messages the connection's reading thread puts straight into a queue
 //! (vendor/nats, osapi patch 2; `sync.rs`), for the subscriptions a thread blocks on: KV watches
-//! (pullers have their own, which can hand a job over on the reading thread: stream/pull.rs).
+//! (pullers have their own, which can hand a job over on the reading thread: stream/pull.rs; a KV
+//! watch may apply its records there: kv/watch.rs).
 //!
 //! The crate queues each message on a crossbeam channel instead, and a crossbeam receiver about to
 //! block first calls `sched_yield` several times: on a busy host each of those is a context switch,
@@ -30,14 +31,22 @@ impl Inbox {
 }
 
 impl Bus {
-    /// Subscribes to `subject`, delivering into an [`Inbox`].
-    pub(crate) fn inbox(&self, subject: &str) -> Result<Inbox, BusError> {
+    /// Subscribes to `subject`, delivering into an [`Inbox`] what `take`, called on the reading thread
+    /// with each message, gives back (`Some` to queue them all); what it keeps is done with (a KV
+    /// watch's records applied there: kv/watch.rs).
+    pub(crate) fn inbox(
+        &self,
+        subject: &str,
+        take: impl Fn(Message) -> Option<Message> + Send + Sync + 'static,
+    ) -> Result<Inbox, BusError> {
         let (tx, rx) = queue();
         let sub = self
             .nc()
             .subscribe_inline(subject, move |msg| {
-                // The reader gone: it dropped the inbox, nobody wants the message.
-                let _ = tx.send(msg);
+                if let Some(msg) = take(msg) {
+                    // The reader gone: it dropped the inbox, nobody wants the message.
+                    let _ = tx.send(msg);
+                }
             })
             .map_err(|e| BusError::Unavailable(format!("subscribe {subject}: {e}")))?;
         Ok(Inbox { _sub: sub, rx })

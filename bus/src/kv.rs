@@ -12,7 +12,7 @@ mod watch;
 
 #[cfg(test)]
 pub(crate) use watch::consumer_seq;
-pub use watch::KvWatch;
+pub use watch::{Apply as WatchApply, KvWatch};
 
 /// Largest value we write: below the server's 1 MiB max payload (a larger put never returns: docs/nats.md).
 pub const VALUE_BYTES_MAX: usize = 1024 * 1024 - 4096;

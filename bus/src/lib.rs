@@ -31,7 +31,7 @@ mod write;
 
 pub use error::BusError;
 pub use identity::Identity;
-pub use kv::{KvEntry, KvOp, KvWatch};
+pub use kv::{KvEntry, KvOp, KvWatch, WatchApply};
 pub(crate) use request::parse_api_answer;
 pub use request::{headers, observe_requests, BATCH_MAX};
 pub use seqlog::StreamBounds;

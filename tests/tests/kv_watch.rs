@@ -5,11 +5,13 @@
 //! no replay consumer behind. (nats-server 2.9.10 recounts a caught-up last-per-key consumer's pending
 //! records over every key of the bucket at each record it delivers.)
 
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use serde_json::{json, Value};
 
-use osapi_bus::{Bus, KvEntry, KvWatch, StreamConfig};
+use osapi_bus::{Bus, KvEntry, KvWatch, StreamConfig, WatchApply};
 use osapi_tests::{wait_until, Cluster, NatsServer};
 
 const BUCKET: &str = "watched";
@@ -134,6 +136,88 @@ fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
     );
     bus.kv_watch_verify(&watch)
         .unwrap_or_else(|e| panic!("the server sent no more than arrived: {e}"));
+}
+
+/// An applying watch (the API's) hands most records to its applier on the connection's reading thread;
+/// what that thread may not apply at once (here every third record: the applier says it would have to
+/// wait) waits for the watch's own thread, and every record after it too until that thread has caught
+/// up: each record is applied once, in the stream's order, by one thread or the other.
+#[test]
+fn an_applying_watch_applies_every_record_once_in_order_on_either_thread() {
+    let nats = NatsServer::start();
+    let bus = nats.bus("kv watch test");
+    bucket(&bus);
+    for i in 0..10 {
+        bus.kv_put(BUCKET, &format!("k{i}"), b"v1")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    // (revision, applied on the reading thread)
+    let applied: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
+    let log = applied.clone();
+    let mut offered = 0u64;
+    let apply: WatchApply = Box::new(move |entry: &KvEntry, may_wait: bool| {
+        if !may_wait {
+            offered += 1;
+            if offered.is_multiple_of(3) {
+                return false;
+            }
+        }
+        log.lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .push((entry.revision, !may_wait));
+        true
+    });
+    let mut watch = bus
+        .kv_watch_applying(BUCKET, None, apply)
+        .unwrap_or_else(|e| panic!("{e}"));
+    let stop = Arc::new(AtomicBool::new(false));
+    let stopped = stop.clone();
+    let own_thread = std::thread::spawn(move || {
+        while !stopped.load(Ordering::SeqCst) {
+            match watch.next(Duration::from_millis(100)) {
+                Ok(None) => {}
+                Ok(Some(entry)) => return Err(format!("handed out, not applied: {entry:?}")),
+                Err(e) => return Err(e.to_string()),
+            }
+        }
+        Ok(watch)
+    });
+    let count = || applied.lock().unwrap_or_else(|p| p.into_inner()).len();
+    wait_until("the replay applied", Duration::from_secs(5), || {
+        count() == 10
+    });
+    for i in 0..300 {
+        bus.kv_put(BUCKET, &format!("k{}", i % 20), b"v2")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    wait_until("all 310 records applied", Duration::from_secs(10), || {
+        count() >= 310
+    });
+    stop.store(true, Ordering::SeqCst);
+    let watch = match own_thread.join() {
+        Ok(Ok(watch)) => watch,
+        Ok(Err(e)) => panic!("the watch's thread: {e}"),
+        Err(_) => panic!("the watch's thread panicked"),
+    };
+    bus.kv_watch_verify(&watch)
+        .unwrap_or_else(|e| panic!("the server sent no more than arrived: {e}"));
+    let got = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
+    let revisions: Vec<u64> = got.iter().map(|(rev, _)| *rev).collect();
+    assert_eq!(
+        revisions,
+        (1..=310).collect::<Vec<u64>>(),
+        "each record once, in order"
+    );
+    let inline = got.iter().filter(|(_, inline)| *inline).count();
+    let own = got
+        .iter()
+        .filter(|(rev, inline)| !inline && *rev > 10)
+        .count();
+    assert!(inline > 0, "the reading thread applied none");
+    assert!(
+        own > 0,
+        "the watch's thread applied none of what the reading thread left"
+    );
 }
 
 #[test]

@@ -2,13 +2,14 @@
 //! before, so a gap, a silence or a consumer gone after a reconnect is an error the caller sees.
 
 use super::{op_from_headers, stream_name, KvEntry};
-use crate::{Bus, BusError};
+use crate::{Bus, BusError, Message};
 use serde_json::{json, Value};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 impl Bus {
     /// Starts watching every key of `bucket`: the last record of each key first (from `after_seq + 1` when
-    /// resuming), then every change.
+    /// resuming), then every change; [`KvWatch::next`] hands each record out.
     ///
     /// A replay's consumer delivers the last record per key; once it has, the watch moves to a consumer
     /// that starts after the last record delivered (see [`KvWatch::next`]): nats-server 2.9.10
@@ -16,28 +17,70 @@ impl Bus {
     /// bucket each time it delivers one while it is caught up, so a long-lived one costs the server
     /// O(keys) a record, and every reader of the bucket waits on it (fixed in later 2.9 releases).
     pub fn kv_watch(&self, bucket: &str, after_seq: Option<u64>) -> Result<KvWatch, BusError> {
+        self.start_watch(bucket, after_seq, None)
+    }
+
+    /// [`Bus::kv_watch`] whose records go to `apply` instead of out of [`KvWatch::next`]. Past the
+    /// replay, the connection's reading thread applies each record as it arrives (`may_wait` false),
+    /// which saves waking the watch's own thread for it; whatever it cannot apply at once (`apply`
+    /// answered false, a record out of turn, a heartbeat, flow control) it queues for that thread, which
+    /// applies it in order (`may_wait` true) when it calls `next`. Records are applied one at a time, in
+    /// the stream's order, and none after the watch is dropped.
+    pub fn kv_watch_applying(
+        &self,
+        bucket: &str,
+        after_seq: Option<u64>,
+        apply: Apply,
+    ) -> Result<KvWatch, BusError> {
+        self.start_watch(bucket, after_seq, Some(apply))
+    }
+
+    fn start_watch(
+        &self,
+        bucket: &str,
+        after_seq: Option<u64>,
+        apply: Option<Apply>,
+    ) -> Result<KvWatch, BusError> {
         let start = after_seq.map(|seq| seq + 1);
-        let created = self.watch_consumer(bucket, start)?;
+        let prefix_len = format!("$KV.{bucket}.").len();
+        let follow = Arc::new(Mutex::new(Follow {
+            deliveries: Deliveries::default(),
+            last_seq: after_seq.unwrap_or(0),
+            caught_up: false,
+            last_seen: Instant::now(),
+            // A replay goes through the queue, paced by flow control.
+            inline: if apply.is_some() && start.is_some() {
+                Some(0)
+            } else {
+                None
+            },
+            apply,
+        }));
+        let created = self.watch_consumer(bucket, start, Inline::new(&follow, 0, prefix_len))?;
+        lock(&follow).caught_up |= created.pending == 0;
         Ok(KvWatch {
             bus: self.clone(),
             bucket: bucket.to_string(),
             sub: created.sub,
             stream: stream_name(bucket),
             consumer: created.name,
-            prefix_len: format!("$KV.{bucket}.").len(),
-            caught_up: created.pending == 0,
+            prefix_len,
             replaying: start.is_none(),
-            last_seq: after_seq.unwrap_or(0),
-            last_seen: Instant::now(),
-            deliveries: Deliveries::default(),
+            generation: 0,
+            follow,
         })
     }
 
     /// Creates a watch's consumer and the inbox it pushes to: from `start` (a stream sequence) on, or,
     /// without one, the last record of each key first.
-    fn watch_consumer(&self, bucket: &str, start: Option<u64>) -> Result<Created, BusError> {
+    fn watch_consumer(
+        &self,
+        bucket: &str,
+        start: Option<u64>,
+        inline: Inline,
+    ) -> Result<Created, BusError> {
         let inbox = self.new_inbox();
-        let sub = self.inbox(&inbox)?;
+        let sub = self.inbox(&inbox, move |msg| inline.take(msg))?;
         let mut config = json!({
             "deliver_subject": inbox,
             "ack_policy": "none",
@@ -84,7 +127,7 @@ impl Bus {
             .pointer("/delivered/consumer_seq")
             .and_then(Value::as_u64)
             .unwrap_or(0);
-        watch.deliveries.server_sent(sent)
+        lock(&watch.follow).deliveries.server_sent(sent)
     }
 }
 
@@ -98,6 +141,12 @@ pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
 
 /// How often a quiet watch hears from the server; three missed beats mean the watch is dead.
 pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
+
+/// What an applying watch does with a record ([`Bus::kv_watch_applying`]): applies it and answers
+/// true; or, when `may_wait` is false and applying it would mean waiting (for a lock another thread
+/// holds), answers false and leaves it (the watch's own thread calls again with `may_wait` true). It
+/// runs on the connection's reading thread: it must never wait for anything NATS delivers.
+pub type Apply = Box<dyn FnMut(&KvEntry, bool) -> bool + Send>;
 
 /// A watch consumer just created.
 struct Created {
@@ -114,14 +163,128 @@ pub struct KvWatch {
     stream: String,
     consumer: String,
     prefix_len: usize,
-    caught_up: bool,
     /// The consumer delivers the last record per key (a replay), not every record from a sequence on;
-    /// once `caught_up`, the watch moves to a consumer from `last_seq + 1` before reading on.
+    /// once caught up, the watch moves to a consumer from `last_seq + 1` before reading on.
     replaying: bool,
-    /// The stream sequence of the last record handed out (or resumed after).
-    last_seq: u64,
-    last_seen: Instant,
+    /// Counts the watch's consumers (its inboxes): a delivery is applied on the reading thread only
+    /// when it comes from the consumer `follow.inline` names.
+    generation: u64,
+    follow: Arc<Mutex<Follow>>,
+}
+
+/// Where a watch stands, shared by its own thread and the reading thread's handler: every record is
+/// counted and applied under this lock, so the two never apply out of turn.
+struct Follow {
     deliveries: Deliveries,
+    /// The stream sequence of the last record handed out or applied (or resumed after).
+    last_seq: u64,
+    /// Every record that existed when the watch started has been delivered.
+    caught_up: bool,
+    last_seen: Instant,
+    /// The consumer (its generation) whose records the reading thread may apply; `None` while
+    /// replaying, for a watch that hands records out, and once the watch is dropped.
+    inline: Option<u64>,
+    apply: Option<Apply>,
+}
+
+fn lock(follow: &Mutex<Follow>) -> MutexGuard<'_, Follow> {
+    follow.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+impl Follow {
+    /// Counts a record delivery (its sequences from the reply subject).
+    fn arrived(&mut self, meta: &Meta) -> Result<(), BusError> {
+        self.deliveries.arrived(meta.consumer_seq)?;
+        if meta.pending == 0 {
+            self.caught_up = true;
+        }
+        self.last_seq = meta.stream_seq;
+        self.last_seen = Instant::now();
+        Ok(())
+    }
+}
+
+/// What a record delivery's reply subject says.
+struct Meta {
+    consumer_seq: u64,
+    stream_seq: u64,
+    pending: u64,
+}
+
+impl Meta {
+    /// A record's (not a heartbeat's or flow control's: those carry a status, and no reply subject
+    /// or no ack one).
+    fn of(msg: &Message) -> Option<Meta> {
+        if msg
+            .headers
+            .as_ref()
+            .is_some_and(|h| h.get("Status").is_some())
+        {
+            return None;
+        }
+        let reply = msg.reply.as_deref()?;
+        let meta = crate::stream::AckMeta::parse(reply)?;
+        Some(Meta {
+            consumer_seq: consumer_seq(reply).unwrap_or(0),
+            stream_seq: meta.stream_seq,
+            pending: meta.pending,
+        })
+    }
+}
+
+/// The record a delivery carries; takes its payload.
+fn entry(msg: &mut Message, prefix_len: usize, revision: u64) -> KvEntry {
+    KvEntry {
+        key: msg.subject.get(prefix_len..).unwrap_or("").to_string(),
+        op: op_from_headers(msg.headers.as_ref()),
+        value: std::mem::take(&mut msg.data),
+        revision,
+    }
+}
+
+/// The reading thread's side of one of a watch's consumers.
+struct Inline {
+    follow: Arc<Mutex<Follow>>,
+    generation: u64,
+    prefix_len: usize,
+}
+
+impl Inline {
+    fn new(follow: &Arc<Mutex<Follow>>, generation: u64, prefix_len: usize) -> Inline {
+        Inline {
+            follow: follow.clone(),
+            generation,
+            prefix_len,
+        }
+    }
+
+    /// Applies `msg` if it is the next record of the consumer the watch follows and nothing has to
+    /// wait for it; otherwise gives it back, to be queued for the watch's thread. A record queued
+    /// before it (out of turn, or the lock busy) keeps every later one out of turn until that thread
+    /// has applied it, so the order holds.
+    fn take(&self, mut msg: Message) -> Option<Message> {
+        let Ok(mut f) = self.follow.try_lock() else {
+            return Some(msg);
+        };
+        if f.inline != Some(self.generation) {
+            return Some(msg);
+        }
+        let Some(meta) = Meta::of(&msg) else {
+            return Some(msg);
+        };
+        if meta.consumer_seq != f.deliveries.received + 1 {
+            return Some(msg);
+        }
+        let entry = entry(&mut msg, self.prefix_len, meta.stream_seq);
+        let applied = f.apply.as_mut().is_some_and(|apply| apply(&entry, false));
+        if !applied {
+            msg.data = entry.value;
+            return Some(msg);
+        }
+        // Its turn was checked above.
+        let _ = f.arrived(&meta);
+        None
+    }
 }
 
 /// The consumer sequences a watch has received: each delivery must be the next one, and the server may
@@ -157,66 +320,61 @@ impl Deliveries {
 }
 
 impl KvWatch {
-    /// The next change, waiting at most `wait`. Errors when the watch has been silent for three heartbeats
-    /// (server restarted, consumer gone) or skipped a delivery (the client dropped messages, or they were
-    /// lost in a disconnect): re-create it from the last revision applied.
+    /// The next change, waiting at most `wait`; for an applying watch ([`Bus::kv_watch_applying`])
+    /// the records the reading thread left are applied here, one a call, and `None` is returned.
+    /// Errors when the watch has been silent for three heartbeats (server restarted, consumer gone)
+    /// or skipped a delivery (the client dropped messages, or they were lost in a disconnect):
+    /// re-create it from the last revision applied.
     pub fn next(&mut self, wait: Duration) -> Result<Option<KvEntry>, BusError> {
-        if self.replaying && self.caught_up {
+        if self.replaying && lock(&self.follow).caught_up {
             self.leave_replay()?;
         }
         let deadline = Instant::now() + wait;
         loop {
             let left = deadline.saturating_duration_since(Instant::now());
-            match self.sub.next_timeout(left) {
-                Ok(msg) => {
-                    self.last_seen = Instant::now();
-                    let status = msg.headers.as_ref().and_then(|h| h.get("Status")).cloned();
-                    // An idle heartbeat names the last delivery the consumer made: later than ours
-                    // means some never arrived.
-                    let last_sent = msg
-                        .headers
-                        .as_ref()
-                        .and_then(|h| h.get("Nats-Last-Consumer"))
-                        .and_then(|v| v.parse::<u64>().ok());
-                    if let Some(sent) = last_sent {
-                        self.deliveries.server_sent(sent)?;
-                    }
-                    if status.is_some() || msg.reply.is_none() {
-                        // Idle heartbeat or flow control: answer flow control, otherwise nothing to do.
-                        if let (Some(reply), Some(_)) = (&msg.reply, &status) {
-                            let _ = msg.respond(b"");
-                            log::trace!("flow control answered on {reply}");
-                        }
-                        if Instant::now() >= deadline {
-                            return Ok(None);
-                        }
-                        continue;
-                    }
-                    let Some(meta) = msg.reply.as_deref().and_then(crate::stream::AckMeta::parse)
-                    else {
-                        continue;
-                    };
-                    let seq = msg.reply.as_deref().and_then(consumer_seq).unwrap_or(0);
-                    self.deliveries.arrived(seq)?;
-                    if meta.pending == 0 {
-                        self.caught_up = true;
-                    }
-                    self.last_seq = meta.stream_seq;
-                    let key = msg.subject.get(self.prefix_len..).unwrap_or("").to_string();
-                    return Ok(Some(KvEntry {
-                        key,
-                        op: op_from_headers(msg.headers.as_ref()),
-                        value: msg.data,
-                        revision: meta.stream_seq,
-                    }));
+            let Ok(mut msg) = self.sub.next_timeout(left) else {
+                let f = lock(&self.follow);
+                if f.last_seen.elapsed() > WATCH_HEARTBEAT * 3 {
+                    return Err(BusError::Unavailable("watch went silent".into()));
                 }
-                Err(_) => {
-                    if self.last_seen.elapsed() > WATCH_HEARTBEAT * 3 {
-                        return Err(BusError::Unavailable("watch went silent".into()));
-                    }
+                return Ok(None);
+            };
+            let mut f = lock(&self.follow);
+            let Some(meta) = Meta::of(&msg) else {
+                f.last_seen = Instant::now();
+                // An idle heartbeat names the last delivery the consumer made: later than ours
+                // means some never arrived.
+                let last_sent = msg
+                    .headers
+                    .as_ref()
+                    .and_then(|h| h.get("Nats-Last-Consumer"))
+                    .and_then(|v| v.parse::<u64>().ok());
+                if let Some(sent) = last_sent {
+                    f.deliveries.server_sent(sent)?;
+                }
+                // Flow control (a status and a reply subject) is answered: we have read up to here.
+                let status = msg
+                    .headers
+                    .as_ref()
+                    .is_some_and(|h| h.get("Status").is_some());
+                if let (Some(reply), true) = (&msg.reply, status) {
+                    let _ = msg.respond(b"");
+                    log::trace!("flow control answered on {reply}");
+                }
+                if Instant::now() >= deadline {
                     return Ok(None);
                 }
-            }
+                continue;
+            };
+            f.arrived(&meta)?;
+            let entry = entry(&mut msg, self.prefix_len, meta.stream_seq);
+            return Ok(match f.apply.as_mut() {
+                Some(apply) => {
+                    apply(&entry, true);
+                    None
+                }
+                None => Some(entry),
+            });
         }
     }
 
@@ -224,14 +382,27 @@ impl KvWatch {
     /// What the old one had pushed and was not read yet is dropped with its inbox: the new one sends
     /// it again, in order, from the next sequence.
     fn leave_replay(&mut self) -> Result<(), BusError> {
-        let created = self
-            .bus
-            .watch_consumer(&self.bucket, Some(self.last_seq + 1))?;
+        let generation = self.generation + 1;
+        let from = lock(&self.follow).last_seq + 1;
+        let created = self.bus.watch_consumer(
+            &self.bucket,
+            Some(from),
+            Inline::new(&self.follow, generation, self.prefix_len),
+        )?;
         let old = std::mem::replace(&mut self.consumer, created.name);
         self.sub = created.sub;
+        self.generation = generation;
         self.replaying = false;
-        self.deliveries = Deliveries::default();
-        self.last_seen = Instant::now();
+        {
+            // The new consumer's first deliveries were queued (not yet its turn); counting starts
+            // over for it, and the reading thread may apply its records from now on.
+            let mut f = lock(&self.follow);
+            f.deliveries = Deliveries::default();
+            f.last_seen = Instant::now();
+            if f.apply.is_some() {
+                f.inline = Some(generation);
+            }
+        }
         // Without its inbox the old consumer has no interest and the server drops it after
         // `inactive_threshold`; deleting it now frees it at once.
         if let Err(e) = self.bus.js_api(
@@ -244,16 +415,23 @@ impl KvWatch {
             );
         }
         log::debug!(
-            "watch on {}: replay done, following from sequence {}",
-            self.bucket,
-            self.last_seq + 1
+            "watch on {}: replay done, following from sequence {from}",
+            self.bucket
         );
         Ok(())
     }
 
     /// True once every record that existed when the watch started has been delivered.
     pub fn caught_up(&self) -> bool {
-        self.caught_up
+        lock(&self.follow).caught_up
+    }
+}
+
+impl Drop for KvWatch {
+    /// No record is applied once the watch is gone (its owner may be re-creating it from the last
+    /// revision applied), though a delivery may still reach the handler as the inbox goes.
+    fn drop(&mut self) {
+        lock(&self.follow).inline = None;
     }
 }
 
