@@ -95,6 +95,11 @@ fn warn_if_too_few_fds(max_connections: usize) {
     }
 }
 
+thread_local! {
+    /// This connection thread runs as `SCHED_BATCH` already.
+    static BATCHED: std::cell::Cell<bool> = const { std::cell::Cell::new(false) };
+}
+
 /// Serves until `shutdown` is set, then lets the handler threads finish what they hold.
 ///
 /// A handler first checks the head (token, then declared size); a request with no body, or a small body
@@ -119,6 +124,11 @@ pub fn serve(
         let (ctx, tx, readers) = (ctx.clone(), tx.clone(), readers.clone());
         let (inline, shutdown) = (inline.clone(), shutdown.clone());
         Arc::new(move |req| {
+            BATCHED.with(|b| {
+                if !b.replace(true) {
+                    osapi_bus::sync::batch_scheduling();
+                }
+            });
             let pending = Pending::new(req);
             match inline.enter(&shutdown) {
                 Some(_slot) => handle(&ctx, &readers, pending, max_body_bytes),

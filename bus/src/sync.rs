@@ -199,6 +199,36 @@ impl<T> Drop for QueueRx<T> {
     }
 }
 
+/// Runs the calling thread as `SCHED_BATCH`: the same share of the CPU (nice unchanged), but a wake-up
+/// does not preempt the running thread. For the threads the connection's reading thread wakes (a
+/// worker's pool threads: a job handed over, the answers to its reads and writes; the API's connection
+/// threads: a job finished): woken, such a thread waits for the reading thread to sleep instead of
+/// preempting it while it still has deliveries to hand out. A process it starts inherits the policy:
+/// see [`normal_scheduling`]. A refusal is logged, nothing more.
+pub fn batch_scheduling() {
+    if !set_scheduling(libc::SCHED_BATCH) {
+        log::debug!(
+            "thread stays SCHED_OTHER: {}",
+            std::io::Error::last_os_error()
+        );
+    }
+}
+
+/// Runs the calling thread (or a process about to `exec`) as `SCHED_OTHER`, the default; for the
+/// child of a [`batch_scheduling`] thread (the kernel's `SCHED_RESET_ON_FORK` resets only real-time
+/// policies), from `CommandExt::pre_exec`: one system call, nothing else (no lock, no log), so it is
+/// safe between `fork` and `exec`. A refusal leaves the policy as it was.
+pub fn normal_scheduling() {
+    set_scheduling(libc::SCHED_OTHER);
+}
+
+/// Whether the calling thread now runs under `policy`.
+fn set_scheduling(policy: libc::c_int) -> bool {
+    let param = libc::sched_param { sched_priority: 0 };
+    // SAFETY: a system call about the calling thread (0), with a valid parameter.
+    unsafe { libc::sched_setscheduler(0, policy, &param) == 0 }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -294,6 +324,51 @@ mod tests {
         assert!(
             start.elapsed() < Duration::from_secs(5),
             "woken, not timed out"
+        );
+    }
+
+    /// The scheduling policy of a process or thread, from field 41 of its `stat`.
+    fn policy_in(stat: &str) -> Option<i32> {
+        // The command name (field 2) may hold spaces: count from the ')' that ends it.
+        let rest = &stat[stat.rfind(')')? + 2..];
+        rest.split(' ').nth(38)?.parse().ok()
+    }
+
+    /// The scheduling policy `cat /proc/self/stat` reports, started from the calling thread.
+    fn policy_of_a_child(reset: bool) -> Option<i32> {
+        use std::os::unix::process::CommandExt;
+        let mut cat = std::process::Command::new("cat");
+        cat.arg("/proc/self/stat");
+        if reset {
+            // SAFETY: only a system call between fork and exec.
+            unsafe {
+                cat.pre_exec(|| {
+                    normal_scheduling();
+                    Ok(())
+                });
+            }
+        }
+        let out = cat.output().ok()?;
+        policy_in(&String::from_utf8_lossy(&out.stdout))
+    }
+
+    #[test]
+    fn a_batch_thread_is_batch_and_a_child_it_resets_is_not() {
+        let (own, inherited, reset) = thread::spawn(|| {
+            batch_scheduling();
+            // SAFETY: asks about the calling thread.
+            let own = unsafe { libc::sched_getscheduler(0) };
+            (own, policy_of_a_child(false), policy_of_a_child(true))
+        })
+        .join()
+        .expect("the thread ends");
+        assert_eq!(own, libc::SCHED_BATCH);
+        assert_eq!(inherited, Some(libc::SCHED_BATCH), "a child inherits it");
+        assert_eq!(reset, Some(libc::SCHED_OTHER), "unless it resets it");
+        assert_eq!(
+            policy_of_a_child(false),
+            Some(libc::SCHED_OTHER),
+            "the test's own thread is left as it was"
         );
     }
 }

@@ -105,6 +105,11 @@ impl Worker {
         self.daemon.kill();
     }
 
+    /// The process id, to read `/proc/PID` (threads).
+    pub fn pid(&self) -> u32 {
+        self.daemon.child.as_ref().map_or(0, Child::id)
+    }
+
     /// The last lines of the worker's log.
     pub fn log_tail(&self) -> String {
         self.daemon.tail()

@@ -182,6 +182,7 @@ pub fn start(
             .name(format!("job-{i}"))
             .spawn(move || {
                 let _done = done;
+                osapi_bus::sync::batch_scheduling();
                 while let Some(msg) = jobs.recv() {
                     let mut running = Running::begin(&state);
                     if shutdown.is_triggered() {

@@ -58,14 +58,23 @@ fn is_executable(path: &Path) -> bool {
 /// Runs `program args...` and waits at most `limit`: then SIGINT, and SIGKILL [`INTERRUPT_GRACE`] later.
 /// When the job is cancelled meanwhile (`cancel::requested`): SIGTERM, and SIGKILL [`CANCEL_GRACE`] later.
 pub fn run(program: &Path, args: &[String], limit: Duration) -> io::Result<Output> {
-    let mut child = Command::new(program)
+    let mut command = Command::new(program);
+    command
         .args(args)
         .env("LC_ALL", "C")
         .stdin(Stdio::null())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
-        .process_group(0)
-        .spawn()?;
+        .process_group(0);
+    // The pool thread runs as SCHED_BATCH (pool.rs); the command runs as any other process would.
+    // SAFETY: only a system call between fork and exec.
+    unsafe {
+        command.pre_exec(|| {
+            osapi_bus::sync::normal_scheduling();
+            Ok(())
+        });
+    }
+    let mut child = command.spawn()?;
     let stdout = reader(child.stdout.take());
     let stderr = reader(child.stderr.take());
     let started = Instant::now();
@@ -153,6 +162,20 @@ mod tests {
 
     fn sh() -> PathBuf {
         find_program("sh", &["/bin/sh"]).expect("a shell for the test")
+    }
+
+    /// Pool threads run as SCHED_BATCH (pool.rs); the commands their operations start do not.
+    #[test]
+    fn a_command_started_from_a_batch_thread_runs_with_the_default_policy() {
+        let args = ["-c".to_string(), "chrt -p $$".to_string()];
+        let out = std::thread::spawn(move || {
+            osapi_bus::sync::batch_scheduling();
+            run(&sh(), &args, Duration::from_secs(5))
+        })
+        .join()
+        .expect("the thread ends")
+        .expect("run sh");
+        assert!(out.stdout.contains("SCHED_OTHER"), "{}", out.stdout);
     }
 
     #[test]
