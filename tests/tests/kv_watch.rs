@@ -30,6 +30,17 @@ fn bucket(bus: &Bus) {
         .unwrap_or_else(|e| panic!("{e}"));
 }
 
+/// A connection to `nats` whose bucket holds `k0` to `k9` (revisions 1 to 10).
+fn ten_keys(nats: &NatsServer) -> Bus {
+    let bus = nats.bus("kv watch test");
+    bucket(&bus);
+    for i in 0..10 {
+        bus.kv_put(BUCKET, &format!("k{i}"), b"v1")
+            .unwrap_or_else(|e| panic!("{e}"));
+    }
+    bus
+}
+
 /// Every consumer of `stream`: `(name, config)`.
 fn consumers(bus: &Bus, stream: &str) -> Vec<(String, Value)> {
     let list = bus
@@ -73,12 +84,7 @@ fn keys_and_revisions(entries: &[KvEntry]) -> Vec<(String, u64)> {
 #[test]
 fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
     let nats = NatsServer::start();
-    let bus = nats.bus("kv watch test");
-    bucket(&bus);
-    for i in 0..10 {
-        bus.kv_put(BUCKET, &format!("k{i}"), b"v1")
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let bus = ten_keys(&nats);
     let mut watch = bus.kv_watch(BUCKET, None).unwrap_or_else(|e| panic!("{e}"));
     let replayed = read(&mut watch, 10);
     assert!(watch.caught_up());
@@ -145,12 +151,7 @@ fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
 #[test]
 fn an_applying_watch_applies_every_record_once_in_order_on_either_thread() {
     let nats = NatsServer::start();
-    let bus = nats.bus("kv watch test");
-    bucket(&bus);
-    for i in 0..10 {
-        bus.kv_put(BUCKET, &format!("k{i}"), b"v1")
-            .unwrap_or_else(|e| panic!("{e}"));
-    }
+    let bus = ten_keys(&nats);
     // (revision, applied on the reading thread)
     let applied: Arc<Mutex<Vec<(u64, bool)>>> = Arc::default();
     let log = applied.clone();
