@@ -2,7 +2,8 @@
 //! over KV's largest value is a 413 (not "try again later"); a full job stream or job bucket is a 503
 //! "job store is full" with `Retry-After` and stores nothing, so every 201 is a job that runs (a refused
 //! broadcast leaves no hosts' copy behind either); and a full job bucket does not hide the fleet
-//! (heartbeats have their own bucket).
+//! (heartbeats have their own bucket). And what the worker does when the bucket refuses a job's final
+//! record: the job is delivered again, not acked, and completes once there is room.
 
 use std::time::{Duration, Instant};
 
@@ -263,4 +264,62 @@ fn a_job_held_by_its_post_and_refused_by_a_full_bucket_is_503_at_once_and_leaves
         "notifications of refused held jobs stayed in the stream"
     );
     assert_eq!(total_jobs(&cluster), accepted, "refused jobs left records");
+}
+
+/// A job whose final record (its answer) a full bucket refuses is not lost: the worker does not ack its
+/// notification but has it delivered again a second later, and once the operator has made room the job
+/// completes, with its answer.
+#[test]
+fn a_final_record_refused_by_a_full_bucket_is_written_once_there_is_room() {
+    let mut extra = nats_extra("kv", "{ max_bytes: 65536 }");
+    // Deliveries enough for the time the test takes to make room (one a second).
+    extra.job_worker_yaml = vec![("consumer".into(), "{ max_deliver: 30 }".into())];
+    let cluster = Cluster::start_extra(&[("w1", &[][..], 2)], &Options::default(), &extra);
+    // 20 KB of another job first, so the 25 KB job fits in the 64 KiB bucket and its 25 KB answer
+    // does not.
+    let filler = json!({
+        "operation": { "type": "test.echo.do", "data": { "pad": "f".repeat(20_000) } },
+        "target_hostname": "no-such-host",
+    });
+    let resp = cluster.http("POST", "/job", Some(filler));
+    assert_eq!(resp.status, 201, "{}", resp.text);
+    let pad = "p".repeat(25_000);
+    let id = cluster.create_job("test.echo.do", json!({ "pad": pad }), "w1");
+    wait_until(
+        "the worker to find its final record refused",
+        Duration::from_secs(20),
+        || {
+            cluster.workers[0]
+                .log_tail()
+                .contains("writing the completed state failed")
+        },
+    );
+    let job = cluster.job(&id);
+    assert_ne!(job["status"], "completed", "no answer was stored: {job:#}");
+
+    // Room, as an operator makes it: a larger bucket.
+    let nats = Attacker::connect(
+        &cluster.nats.url(),
+        &Options::default().namespace,
+        Default::default(),
+    )
+    .expect("connects");
+    let stream = format!("KV_{}", nats.names.bucket);
+    let info = nats
+        .bus
+        .js_api(&format!("STREAM.INFO.{stream}"), &json!({}))
+        .expect("the bucket's stream");
+    let mut config = info["config"].clone();
+    config["max_bytes"] = json!(1024 * 1024);
+    nats.bus
+        .js_api(&format!("STREAM.UPDATE.{stream}"), &config)
+        .expect("the bucket grows");
+
+    let done = cluster.wait_job(&id, Duration::from_secs(30));
+    assert_eq!(done["status"], "completed", "{done:#}");
+    assert_eq!(
+        done["responses"]["w1"]["data"]["pad"].as_str(),
+        Some(pad.as_str()),
+        "the answer is the one the job gave"
+    );
 }
