@@ -124,14 +124,15 @@ mod tests {
 
     #[test]
     fn a_watch_reads_the_consumer_sequence_of_each_delivery() {
+        let consumer_seq = |reply| crate::stream::AckMeta::parse(reply).map(|m| m.consumer_seq);
         assert_eq!(
-            crate::kv::consumer_seq("$JS.ACK.KV_b.c.1.42.7.1700000000000000000.0"),
+            consumer_seq("$JS.ACK.KV_b.c.1.42.7.1700000000000000000.0"),
             Some(7)
         );
         assert_eq!(
-            crate::kv::consumer_seq("$JS.ACK.dom.hash.KV_b.c.1.42.9.1700000000000000000.3.rnd"),
+            consumer_seq("$JS.ACK.dom.hash.KV_b.c.1.42.9.1700000000000000000.3.rnd"),
             Some(9)
         );
-        assert_eq!(crate::kv::consumer_seq("_INBOX.x"), None);
+        assert_eq!(consumer_seq("_INBOX.x"), None);
     }
 }

@@ -10,8 +10,6 @@ use serde_json::{json, Value};
 
 mod watch;
 
-#[cfg(test)]
-pub(crate) use watch::consumer_seq;
 pub use watch::{Apply as WatchApply, KvWatch};
 
 /// Largest value we write: below the server's 1 MiB max payload (a larger put never returns: docs/nats.md).

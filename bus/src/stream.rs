@@ -66,6 +66,8 @@ pub struct ConsumerRoom {
 pub(crate) struct AckMeta {
     pub delivered: u64,
     pub stream_seq: u64,
+    /// The consumer's own count of its deliveries (a KV watch checks each follows the last).
+    pub consumer_seq: u64,
     /// When the stream stored it (Unix ns, the server's clock).
     pub stored_ns: u64,
     pub pending: u64,
@@ -84,6 +86,7 @@ impl AckMeta {
         Some(AckMeta {
             delivered: num(base)?,
             stream_seq: num(base + 1)?,
+            consumer_seq: num(base + 2)?,
             stored_ns: num(base + 3)?,
             pending: num(base + 4)?,
         })
@@ -266,6 +269,7 @@ mod tests {
             Some(AckMeta {
                 delivered: 3,
                 stream_seq: 17,
+                consumer_seq: 9,
                 stored_ns: 1764392400000000000,
                 pending: 2
             })
@@ -276,6 +280,7 @@ mod tests {
             Some(AckMeta {
                 delivered: 1,
                 stream_seq: 5,
+                consumer_seq: 4,
                 stored_ns: 1764392400000000000,
                 pending: 0
             })

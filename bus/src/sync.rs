@@ -3,7 +3,8 @@
 //! std's `Condvar::notify_*` is a futex call even when no thread waits, and std's channel wakes a
 //! sleeping receiver while it holds the channel's waker lock, which the receiver, once awake, may find
 //! still held. Each costs a system call, and a contended lock a context switch more, per message: on the
-//! API's watch and the worker's pool that is several per job (docs/benchmarks.md).
+//! API's watch and the worker's pool that is several per job (docs/benchmarks.md). And the scheduling
+//! policy of the threads those wake (`batch_scheduling`), so that a wake-up does not preempt the waker.
 
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicUsize, Ordering};

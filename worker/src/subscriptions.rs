@@ -109,7 +109,7 @@ impl Fetcher {
                     }
                 }
             }
-            let stop = || self.shutdown.is_triggered() || crate::drain::paused();
+            let stop = || stopping(&self.shutdown);
             // After a failure short pulls, each followed by a check of the consumer, so a recovery shows
             // within a second or two instead of at the end of a long poll.
             // The reading thread renews only a steady long poll; probes report back each time.
@@ -185,15 +185,14 @@ impl Fetcher {
         let (jobs, pool, shutdown) = (self.jobs.clone(), self.pool.clone(), self.shutdown.clone());
         let shared = self.spec.shared;
         Arc::new(move |msg: JsMessage| {
-            let stopping = || shutdown.is_triggered() || crate::drain::paused();
-            if stopping() {
+            if stopping(&shutdown) {
                 return Took::Back(msg);
             }
             let offer = pool.handing_off();
             match jobs.send_timeout(msg, Duration::ZERO) {
                 Ok(()) => {
                     offer.taken();
-                    let again = !stopping() && (!shared || pool.has_idle());
+                    let again = !stopping(&shutdown) && (!shared || pool.has_idle());
                     Took::Taken { again }
                 }
                 Err(NotTaken::Timeout(m) | NotTaken::Disconnected(m)) => Took::Back(m),
@@ -232,4 +231,9 @@ impl Fetcher {
             }
         }
     }
+}
+
+/// Whether fetchers stop taking jobs: the worker shuts down or is drained.
+fn stopping(shutdown: &Shutdown) -> bool {
+    shutdown.is_triggered() || crate::drain::paused()
 }

@@ -2,6 +2,7 @@
 //! before, so a gap, a silence or a consumer gone after a reconnect is an error the caller sees.
 
 use super::{op_from_headers, stream_name, KvEntry};
+use crate::stream::AckMeta;
 use crate::{Bus, BusError, Message};
 use serde_json::{json, Value};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -48,14 +49,13 @@ impl Bus {
             last_seq: after_seq.unwrap_or(0),
             caught_up: false,
             last_seen: Instant::now(),
-            // A replay goes through the queue, paced by flow control.
-            inline: if apply.is_some() && start.is_some() {
-                Some(0)
-            } else {
-                None
-            },
+            inline: None,
             apply,
         }));
+        if start.is_some() {
+            // A replay goes through the queue, paced by flow control: applied inline only from here.
+            lock(&follow).apply_inline(0);
+        }
         let created = self.watch_consumer(bucket, start, Inline::new(&follow, 0, prefix_len))?;
         lock(&follow).caught_up |= created.pending == 0;
         Ok(KvWatch {
@@ -131,14 +131,6 @@ impl Bus {
     }
 }
 
-/// The consumer sequence of a delivery: `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>`,
-/// or the longer form with domain and account hash in front.
-pub(crate) fn consumer_seq(reply: &str) -> Option<u64> {
-    let t: Vec<&str> = reply.split('.').collect();
-    let base = if t.len() == 9 { 4 } else { 6 };
-    t.get(base + 2)?.parse().ok()
-}
-
 /// How often a quiet watch hears from the server; three missed beats mean the watch is dead.
 pub const WATCH_HEARTBEAT: Duration = Duration::from_secs(2);
 
@@ -192,8 +184,13 @@ fn lock(follow: &Mutex<Follow>) -> MutexGuard<'_, Follow> {
 }
 
 impl Follow {
+    /// Lets the reading thread apply the records of consumer `generation` (if there is an applier).
+    fn apply_inline(&mut self, generation: u64) {
+        self.inline = self.apply.is_some().then_some(generation);
+    }
+
     /// Counts a record delivery (its sequences from the reply subject).
-    fn arrived(&mut self, meta: &Meta) -> Result<(), BusError> {
+    fn arrived(&mut self, meta: &AckMeta) -> Result<(), BusError> {
         self.deliveries.arrived(meta.consumer_seq)?;
         if meta.pending == 0 {
             self.caught_up = true;
@@ -204,32 +201,17 @@ impl Follow {
     }
 }
 
-/// What a record delivery's reply subject says.
-struct Meta {
-    consumer_seq: u64,
-    stream_seq: u64,
-    pending: u64,
-}
-
-impl Meta {
-    /// A record's (not a heartbeat's or flow control's: those carry a status, and no reply subject
-    /// or no ack one).
-    fn of(msg: &Message) -> Option<Meta> {
-        if msg
-            .headers
-            .as_ref()
-            .is_some_and(|h| h.get("Status").is_some())
-        {
-            return None;
-        }
-        let reply = msg.reply.as_deref()?;
-        let meta = crate::stream::AckMeta::parse(reply)?;
-        Some(Meta {
-            consumer_seq: consumer_seq(reply).unwrap_or(0),
-            stream_seq: meta.stream_seq,
-            pending: meta.pending,
-        })
+/// What a record delivery's reply subject says (`None` for a heartbeat or flow control: those carry a
+/// status, and no reply subject or no ack one).
+fn record_meta(msg: &Message) -> Option<AckMeta> {
+    if msg
+        .headers
+        .as_ref()
+        .is_some_and(|h| h.get("Status").is_some())
+    {
+        return None;
     }
+    AckMeta::parse(msg.reply.as_deref()?)
 }
 
 /// The record a delivery carries; takes its payload.
@@ -269,7 +251,7 @@ impl Inline {
         if f.inline != Some(self.generation) {
             return Some(msg);
         }
-        let Some(meta) = Meta::of(&msg) else {
+        let Some(meta) = record_meta(&msg) else {
             return Some(msg);
         };
         if meta.consumer_seq != f.deliveries.received + 1 {
@@ -340,7 +322,7 @@ impl KvWatch {
                 return Ok(None);
             };
             let mut f = lock(&self.follow);
-            let Some(meta) = Meta::of(&msg) else {
+            let Some(meta) = record_meta(&msg) else {
                 f.last_seen = Instant::now();
                 // An idle heartbeat names the last delivery the consumer made: later than ours
                 // means some never arrived.
@@ -352,6 +334,8 @@ impl KvWatch {
                 if let Some(sent) = last_sent {
                     f.deliveries.server_sent(sent)?;
                 }
+                // Not held for a publish: the reading thread finds it free and applies records itself.
+                drop(f);
                 // Flow control (a status and a reply subject) is answered: we have read up to here.
                 let status = msg
                     .headers
@@ -399,9 +383,7 @@ impl KvWatch {
             let mut f = lock(&self.follow);
             f.deliveries = Deliveries::default();
             f.last_seen = Instant::now();
-            if f.apply.is_some() {
-                f.inline = Some(generation);
-            }
+            f.apply_inline(generation);
         }
         // Without its inbox the old consumer has no interest and the server drops it after
         // `inactive_threshold`; deleting it now frees it at once.
