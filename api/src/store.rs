@@ -204,7 +204,9 @@ impl Store {
         let id = job.uuid;
         let index = self.index.clone();
         let on_refusal = Box::new(move || index.wake_waiters(&id));
-        let pending = self.bus.send_writes(&job.writes(&self.names), on_refusal)?;
+        let pending = self
+            .bus
+            .send_writes(&job.writes(&self.names), on_refusal, None)?;
         self.index.wait_created(
             &id,
             until,

@@ -61,6 +61,16 @@ impl Bus {
         Ok(())
     }
 
+    /// [`Bus::publish`] left in the connection's buffer: it goes out with the connection's next write
+    /// (another caller's flush, or the crate's flush thread within 5 ms). For the reading thread, which
+    /// then makes no socket write of its own for it.
+    pub(crate) fn publish_unflushed(&self, subject: &str, payload: &[u8]) -> Result<(), BusError> {
+        self.check_connected()?;
+        self.nc()
+            .publish(subject, payload)
+            .map_err(|e| BusError::Unavailable(format!("publish {subject}: {e}")))
+    }
+
     /// One request with the configured timeout.
     pub fn request(
         &self,
@@ -229,11 +239,13 @@ impl Sent {
 }
 
 /// What the reading thread checks of a batch's answers as they arrive ([`Bus::send_many`]): `accept`
-/// judges one answer; the first refused (or a request never sent) calls `failed`, once. Both run on
-/// the reading thread: quick, never waiting for anything it delivers.
+/// judges one answer; the first refused (or a request never sent) calls `failed`, once; the last
+/// answer, when none was refused, calls `stored`, once. All run on the reading thread: quick, never
+/// waiting for anything it delivers.
 pub(crate) struct Watch {
     pub accept: fn(&Message) -> bool,
     pub failed: Box<dyn Fn() + Send + Sync>,
+    pub stored: Option<Box<dyn Fn() + Send + Sync>>,
 }
 
 /// The answers of one [`Bus::send_many`] call, filled in by the reading thread.
@@ -294,7 +306,14 @@ impl Batch {
         if refused {
             self.fail(st);
         } else {
+            let accepted = last && !st.failed;
             drop(st);
+            if let (true, Some(stored)) = (
+                accepted,
+                self.watch.as_ref().and_then(|w| w.stored.as_ref()),
+            ) {
+                stored();
+            }
         }
         if last {
             self.done.notify_one();

@@ -76,13 +76,17 @@ impl Bus {
     /// [`Bus::write_many`] without the wait: sends `writes` at once (at most [`crate::BATCH_MAX`]) and
     /// returns. `failed` runs on the connection's reading thread at the first ack that refuses a write,
     /// or at once when one could not be sent (after [`PendingWrites::given_up`] turned true); never
-    /// when every write is stored. It must be quick and
-    /// must not wait for anything that thread delivers. A caller that waits elsewhere (for what the
-    /// writes start) is so woken only when they failed. A value too large fails before anything is sent.
+    /// when every write is stored. `stored`, when given, runs on that thread when the last ack is in
+    /// and every write was stored; never when one was refused, nor for acks that come after
+    /// [`PendingWrites::acks`] gave up on them. Both must be quick and must not wait for anything that
+    /// thread delivers; either may run before this call returns. A caller that waits elsewhere (for
+    /// what the writes start) is so woken only when they failed. A value too large fails before
+    /// anything is sent.
     pub fn send_writes(
         &self,
         writes: &[Write<'_>],
         failed: Box<dyn Fn() + Send + Sync>,
+        stored: Option<Box<dyn Fn() + Send + Sync>>,
     ) -> Result<PendingWrites, BusError> {
         if writes.len() > crate::BATCH_MAX {
             return Err(BusError::Protocol(format!(
@@ -95,6 +99,7 @@ impl Bus {
         let watch = Watch {
             accept: |msg| !msg.is_no_responders() && pub_ack_seq(&msg.data).is_ok(),
             failed,
+            stored,
         };
         Ok(PendingWrites(
             self.send_many(&requests(writes, &parts), Some(watch)),

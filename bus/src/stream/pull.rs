@@ -309,6 +309,13 @@ impl JsMessage {
         self.bus.publish(&self.reply, b"+ACK")
     }
 
+    /// [`JsMessage::ack`] without a socket write of its own: it goes out with the connection's next write,
+    /// within 5 ms. For the connection's reading thread (a job acked when its record's ack comes): under
+    /// load the next pull or request carries it.
+    pub fn ack_unflushed(&self) -> Result<(), BusError> {
+        self.bus.publish_unflushed(&self.reply, b"+ACK")
+    }
+
     /// Redeliver after `delay` (0.26 has no delayed NAK of its own: docs/nats.md, crate fact 5).
     pub fn nak(&self, delay: Duration) -> Result<(), BusError> {
         let body = format!("-NAK {{\"delay\": {}}}", delay.as_nanos());
