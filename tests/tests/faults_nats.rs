@@ -154,6 +154,37 @@ fn a_nats_outage_is_503_at_once_and_loses_no_accepted_job() {
     );
 }
 
+/// The worker sends a job's `completed` record and goes on without waiting for its ack; the ack settles
+/// the job. Here the ack never comes (nats-server frozen as the record goes out): the job is not acked
+/// but handed back at the request timeout, and once NATS answers again it ends `completed` with its
+/// answer.
+#[test]
+fn a_completed_record_whose_ack_never_comes_is_handed_back_and_the_job_completes() {
+    let cluster = Cluster::start_with(&[("w1", &[], 1)], &short_ack_wait());
+    let id = cluster.create_job("test.sleep.do", json!({"seconds": 1}), "w1");
+    wait_until("the sleep to run", Duration::from_secs(20), || {
+        cluster.job(&id)["status"] == "running"
+    });
+    {
+        let _paused = cluster.nats.paused();
+        wait_until(
+            "the worker to give up on the completed record's ack",
+            Duration::from_secs(20),
+            || {
+                cluster.workers[0]
+                    .log_tail()
+                    .contains("writing the completed state failed")
+            },
+        );
+    }
+    let job = cluster.wait_job(&id, RECOVERY_DEADLINE);
+    assert_eq!(job["status"], "completed", "{job:#}");
+    assert_eq!(
+        job["responses"]["w1"]["data"]["slept_seconds"], 1.0,
+        "{job:#}"
+    );
+}
+
 /// One request as admin; a transport failure (no answer at all) fails the test.
 fn call(base_url: &str, method: &str, path: &str, body: Option<&str>) -> Response {
     request_as(Some(&admin_token()), base_url, method, path, body)

@@ -18,7 +18,7 @@ mod metrics;
 mod ops;
 mod pool;
 mod run;
-
+mod settling;
 mod shutdown;
 mod subscriptions;
 
@@ -244,19 +244,15 @@ fn run(cfg: Config) -> Result<(), String> {
         cancels: cancels.clone(),
         refresh_every: run::refresh_interval(w.consumer.ack_wait),
         fresh: run::Fresh::default(),
+        settling: Arc::default(),
         gate: gate::Gate {
             trust,
             hostname: hostname.clone(),
             labels: w.labels.clone(),
         },
     });
-    std::thread::Builder::new()
-        .name("job-fresh".into())
-        .spawn({
-            let runner = runner.clone();
-            move || runner.keep_fresh()
-        })
-        .map_err(|e| format!("starting threads: {e}"))?;
+    start_runner_thread(&runner, "job-fresh", Runner::keep_fresh)?;
+    start_runner_thread(&runner, "job-settle", Runner::keep_settling)?;
     cancel::start_listener(bus.clone(), &names, cancels)
         .map_err(|e| format!("starting threads: {e}"))?;
     let (jobs_tx, jobs_rx) = handoff::channel();
@@ -335,8 +331,18 @@ fn run(cfg: Config) -> Result<(), String> {
     drop(jobs_tx);
 
     while !shutdown.sleep(Duration::from_secs(3600)) {}
-    stop(&cfg, &pool, &done_rx, &heartbeat, beating);
+    stop(&cfg, &pool, &done_rx, &runner, &heartbeat, beating);
     Ok(())
+}
+
+/// Starts the thread `name`, which runs `work` for the life of the process.
+fn start_runner_thread(runner: &Arc<Runner>, name: &str, work: fn(&Runner)) -> Result<(), String> {
+    let runner = runner.clone();
+    std::thread::Builder::new()
+        .name(name.into())
+        .spawn(move || work(&runner))
+        .map(|_| ())
+        .map_err(|e| format!("starting threads: {e}"))
 }
 
 /// Waits until every pool thread has ended (the `done` channel disconnects), or `deadline`.
@@ -352,11 +358,13 @@ fn wait_drained(done: &crossbeam_channel::Receiver<()>, deadline: Instant) -> bo
 }
 
 /// The graceful stop: fetchers give back what they hold, running jobs get `shutdown_grace`, jobs still
-/// running after that are handed back for redelivery, and the heartbeat key goes.
+/// running after that are handed back for redelivery, finished ones are settled, and the heartbeat key
+/// goes.
 fn stop(
     cfg: &Config,
     pool: &pool::PoolState,
     pool_done: &crossbeam_channel::Receiver<()>,
+    runner: &Runner,
     heartbeat: &Heartbeat,
     beating: std::thread::JoinHandle<()>,
 ) {
@@ -382,6 +390,14 @@ fn stop(
         }
         // Fetchers give back what a last pull brings; they are done within STOP_WITHIN of the signal.
         wait_drained(pool_done, started + subscriptions::STOP_WITHIN);
+    }
+    // A finished job's notification is settled when its record's ack comes, or by the settling
+    // thread within the request timeout (plus one write more when the record was refused).
+    let timeout = runner.bus.request_timeout();
+    if !runner.settling.wait_empty(Instant::now() + timeout * 2) {
+        log::warn!(
+            "finished jobs left unsettled: JetStream redelivers them (one whose record was stored is then acked as done)"
+        );
     }
     if beating.join().is_err() {
         log::warn!("heartbeat thread panicked");

@@ -1,7 +1,8 @@
 //! One job notification, start to finish: read the job (and this host's earlier state) from KV, note
 //! `acknowledged` + `started` (written as the `running` record only if the job still runs after 100 ms:
 //! run/fresh.rs), run the operation, write the final state (which carries every event and the answer),
-//! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`.
+//! then settle the message: ack (done), nak with back-off (retry), or give up after `max_deliver`. A
+//! `completed` record is acked when its ack comes, on the connection's reading thread (`settling.rs`).
 //!
 //! Before anything else the job must pass `gate.rs`: signed by a trusted key (else `failed`, `rejected: ...`),
 //! addressed to this host (else skipped), and reaching this host before its deadline (else `failed`,
@@ -17,12 +18,14 @@ use crate::clock::now_us;
 use crate::gate::{self, Decision, Gate};
 use crate::jobdef;
 use crate::ops::{self, ErrorKind, OpContext};
+use crate::settling::Settling;
 use osapi_bus::{Bus, BusError, JsMessage};
 use osapi_common::job::{event, Event, HostState, JobDef, Response};
 use osapi_common::names::{keys, Names};
 use osapi_common::status::HostStatus;
 use osapi_common::timefmt::format_micros;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 mod cancelled;
@@ -57,6 +60,8 @@ pub struct Runner {
     pub refresh_every: Duration,
     /// The running jobs whose record [`Runner::keep_fresh`] rewrites.
     pub fresh: Fresh,
+    /// The finished jobs whose `completed` record's ack settles them ([`Runner::keep_settling`]).
+    pub settling: Arc<Settling>,
 }
 
 /// The API counts a host `running` with no new record for `ack_wait` past the deadline as lost
@@ -104,24 +109,22 @@ impl Runner {
         }
     }
 
-    fn put_json<T: serde::Serialize>(
-        &self,
-        bucket: &str,
-        key: &str,
-        value: &T,
-    ) -> Result<(), BusError> {
-        let bytes = serde_json::to_vec(value)
-            .map_err(|e| BusError::Protocol(format!("encode {key}: {e}")))?;
-        self.bus.kv_put(bucket, key, &bytes).map(|_| ())
-    }
-
-    fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
-        // When it was written: the API counts a host silent too long in `running` as lost.
+    /// `state` as its record, stamped with when it was written (the API counts a host silent too long
+    /// in `running` as lost).
+    fn state_record(&self, state: &HostState) -> Result<Vec<u8>, BusError> {
         let state = HostState {
             updated_us: now_us(),
             ..state.clone()
         };
-        self.put_json(&self.names.bucket, &keys::state(id, &self.hostname), &state)
+        serde_json::to_vec(&state).map_err(|e| BusError::Protocol(format!("encode state: {e}")))
+    }
+
+    fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
+        let record = self.state_record(state)?;
+        let key = keys::state(id, &self.hostname);
+        self.bus
+            .kv_put(&self.names.bucket, &key, &record)
+            .map(|_| ())
     }
 
     /// This host's answer, carried by its final state.
@@ -157,7 +160,7 @@ impl Runner {
     }
 
     /// Handles one notification. Never panics on bad input; every outcome settles the message.
-    pub fn handle(&self, msg: &JsMessage) {
+    pub fn handle(&self, msg: &Arc<JsMessage>) {
         let Some(id) = job_id(&msg.data) else {
             log::warn!(
                 "notification with a bad job id {:?} on {}: dropped",
@@ -300,7 +303,7 @@ impl Runner {
     fn run(
         &self,
         job: &Job<'_>,
-        msg: &JsMessage,
+        msg: &Arc<JsMessage>,
         def: &JobDef,
         mut state: HostState,
         running: &cancel::Running,
@@ -358,6 +361,13 @@ impl Runner {
                 self.fail(job, msg, state, error, Some(took), Finish::GiveUp);
             }
         }
+    }
+
+    /// Settles, on the calling thread for the life of the process, each job whose `completed` record
+    /// was refused or whose ack is overdue (`settling.rs`); the reading thread settles the others.
+    pub fn keep_settling(&self) {
+        self.settling
+            .run(|done, outcome| self.not_stored(done, outcome));
     }
 
     /// Rewrites the `running` record of each job running longer than `refresh_every` (fresh.rs), on

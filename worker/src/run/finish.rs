@@ -1,21 +1,26 @@
 //! How a job that ran ends on this host: the final state, carrying the answer (so a reader that sees
-//! `completed` always has the result), then the notification settled: acked when done, nak'ed with
+//! `completed` always has the result), then the notification settled: acked when done (when the
+//! `completed` record's ack comes, on the connection's reading thread: `settling.rs`), nak'ed with
 //! the back-off step for a retry, nak'ed for the last time when its deliveries are used up.
 
 use super::{format_duration, settle, Job, Runner, RETRY_DEFAULT};
-use osapi_bus::JsMessage;
+use crate::settling::Final;
+use osapi_bus::{BusError, JsMessage, Write};
 use osapi_common::job::{event, HostState};
+use osapi_common::names::keys;
 use osapi_common::status::HostStatus;
 use serde_json::Value;
+use std::sync::Arc;
 use std::time::Duration;
 
 impl Runner {
-    /// The operation succeeded: the `completed` state with its data, then ack. A result that cannot be
-    /// stored (too large) fails the job instead.
+    /// The operation succeeded: the `completed` state with its data, sent; its ack settles the
+    /// notification on the connection's reading thread (`settling.rs`), so this thread goes on to its
+    /// next job at once. A result that cannot be stored (too large) fails the job instead.
     pub(super) fn complete(
         &self,
         job: &Job<'_>,
-        msg: &JsMessage,
+        msg: &Arc<JsMessage>,
         state: HostState,
         data: Value,
         took: String,
@@ -26,12 +31,43 @@ impl Runner {
         done.status = HostStatus::Completed;
         done.duration = Some(took.clone());
         done.response = self.answer(HostStatus::Completed, data, None);
-        if let Err(e) = self.put_state(job.id, &done) {
-            if !e.is_transient() {
-                let error = format!("result not stored: {e}");
-                return self.fail(job, msg, state, error, Some(took), Finish::Ack);
+        let key = keys::state(job.id, &self.hostname);
+        let record = self.state_record(&done);
+        let entry = self.settling.enter(Final {
+            id: job.id.to_string(),
+            target: job.target.clone(),
+            msg: msg.clone(),
+            state,
+            took: took.clone(),
+        });
+        let sent = record.and_then(|value| {
+            let write = Write::KvPut {
+                bucket: &self.names.bucket,
+                key: &key,
+                value: &value,
+            };
+            let (on_stored, on_refused) = (self.settling.clone(), self.settling.clone());
+            let stored = Box::new(move || {
+                if let Some(done) = on_stored.claim(entry) {
+                    let job = Job {
+                        id: &done.id,
+                        target: done.target,
+                    };
+                    settle(&job, "ack", done.msg.ack_unflushed());
+                }
+            });
+            let refused = Box::new(move || on_refused.refused());
+            self.bus.send_writes(&[write], refused, Some(stored))
+        });
+        match sent {
+            Ok(pending) => self.settling.attach(entry, pending),
+            Err(e) => {
+                // Nothing was sent, so nobody else can have claimed it.
+                if let Some(done) = self.settling.claim(entry) {
+                    self.not_stored(done, Err(e));
+                }
+                return;
             }
-            return self.nats_failed(job, msg, "writing the completed state", &e);
         }
         log::info!(
             "job {} target {} on {}: completed in {took}",
@@ -39,7 +75,31 @@ impl Runner {
             job.target,
             self.hostname
         );
-        settle(job, "ack", msg.ack());
+    }
+
+    /// Settles a job whose `completed` record is given up on or came through late (`settling.rs`):
+    /// acked when it was stored after all; a record that cannot be stored fails the job; one refused
+    /// for now (store full, NATS unavailable, no ack in time) is redelivered soon.
+    pub fn not_stored(&self, done: Final, outcome: Result<u64, BusError>) {
+        let job = Job {
+            id: &done.id,
+            target: done.target.clone(),
+        };
+        match outcome {
+            Ok(_) => settle(&job, "ack", done.msg.ack()),
+            Err(e) if !e.is_transient() => {
+                let error = format!("result not stored: {e}");
+                self.fail(
+                    &job,
+                    &done.msg,
+                    done.state,
+                    error,
+                    Some(done.took),
+                    Finish::Ack,
+                );
+            }
+            Err(e) => self.nats_failed(&job, &done.msg, "writing the completed state", &e),
+        }
     }
 
     /// Records a final failure (the `failed` state with its error), then settles the message as `finish`
