@@ -41,6 +41,14 @@ struct Entries {
     jobs: HashMap<u64, Entry>,
     /// `Some` while the thread waits (set under the lock before it waits): until then.
     sleeping_until: Option<Instant>,
+    /// Jobs the thread took out and is settling now.
+    resolving: usize,
+}
+
+impl Entries {
+    fn settled(&self) -> bool {
+        self.jobs.is_empty() && self.resolving == 0
+    }
 }
 
 /// The jobs between their final record's send and its ack.
@@ -89,9 +97,9 @@ impl Settling {
     pub fn claim(&self, key: u64) -> Option<Final> {
         let mut entries = self.entries();
         let entry = entries.jobs.remove(&key)?;
-        let empty = entries.jobs.is_empty();
+        let settled = entries.settled();
         drop(entries);
-        if empty {
+        if settled {
             self.emptied.notify_all();
         }
         Some(entry.job)
@@ -115,6 +123,13 @@ impl Settling {
                     .pop()
                     .unwrap_or_else(|| Err(BusError::Protocol("no answer slot".into())));
                 resolve(job, outcome);
+                let mut entries = self.entries();
+                entries.resolving -= 1;
+                let settled = entries.settled();
+                drop(entries);
+                if settled {
+                    self.emptied.notify_all();
+                }
             }
         }
     }
@@ -130,15 +145,13 @@ impl Settling {
                 .map(|(key, _)| *key)
                 .collect();
             if !out.is_empty() {
-                let taken = out
+                let taken: Vec<_> = out
                     .into_iter()
                     .filter_map(|key| entries.jobs.remove(&key))
                     .filter_map(|e| e.pending.map(|p| (e.job, p)))
                     .collect();
-                if entries.jobs.is_empty() {
-                    drop(entries);
-                    self.emptied.notify_all();
-                }
+                // Settled only once `resolve` is done with them (`run`).
+                entries.resolving += taken.len();
                 return taken;
             }
             let next = entries
@@ -155,11 +168,12 @@ impl Settling {
         }
     }
 
-    /// Waits until every job is settled, or `deadline`; whether none is left.
+    /// Waits until every job is settled (a refused or overdue one too: its nak sent, or its failure
+    /// written), or `deadline`; whether none is left.
     pub fn wait_empty(&self, deadline: Instant) -> bool {
         let mut entries = self.entries();
         loop {
-            if entries.jobs.is_empty() {
+            if entries.settled() {
                 return true;
             }
             let left = deadline.saturating_duration_since(Instant::now());
