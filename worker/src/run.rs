@@ -111,16 +111,13 @@ impl Runner {
 
     /// `state` as its record, stamped with when it was written (the API counts a host silent too long
     /// in `running` as lost).
-    fn state_record(&self, state: &HostState) -> Result<Vec<u8>, BusError> {
-        let state = HostState {
-            updated_us: now_us(),
-            ..state.clone()
-        };
+    fn state_record(&self, mut state: HostState) -> Result<Vec<u8>, BusError> {
+        state.updated_us = now_us();
         serde_json::to_vec(&state).map_err(|e| BusError::Protocol(format!("encode state: {e}")))
     }
 
     fn put_state(&self, id: &str, state: &HostState) -> Result<(), BusError> {
-        let record = self.state_record(state)?;
+        let record = self.state_record(state.clone())?;
         let key = keys::state(id, &self.hostname);
         self.bus
             .kv_put(&self.names.bucket, &key, &record)

@@ -32,7 +32,7 @@ impl Runner {
         done.duration = Some(took.clone());
         done.response = self.answer(HostStatus::Completed, data, None);
         let key = keys::state(job.id, &self.hostname);
-        let record = self.state_record(&done);
+        let record = self.state_record(done);
         let entry = self.settling.enter(Final {
             id: job.id.to_string(),
             target: job.target.clone(),
