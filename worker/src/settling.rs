@@ -1,8 +1,8 @@
 //! Jobs whose final record is sent and whose notification the record's ack settles. A pool thread that
 //! finished a job sends the `completed` record and goes on to its next job without waiting for the ack
 //! (one sleep and one wake-up a job less): the connection's reading thread acks the notification when
-//! the record's ack comes and says it was stored. What goes wrong is this module's own thread's: a
-//! refused record, or an ack missing at the request timeout, is handed to `resolve`, which does what
+//! the record's ack comes and says it was stored. What goes wrong is left to this module's own thread:
+//! a refused record, or an ack missing at the request timeout, is handed to `resolve`, which does what
 //! the pool thread did before (fail the job, or nak it for redelivery).
 //!
 //! Invariant: a notification is settled once, by whichever of the two claims its entry first, and only
@@ -55,7 +55,7 @@ impl Entries {
 #[derive(Default)]
 pub struct Settling {
     entries: Mutex<Entries>,
-    /// The thread: a record refused.
+    /// Wakes the thread: a record refused, or one sent whose ack is due before the thread's wake-up.
     changed: Wakeup,
     /// A waiter in [`Settling::wait_empty`]: the last entry went.
     emptied: Wakeup,
