@@ -43,6 +43,26 @@ impl Wakeup {
         guard
     }
 
+    /// Waits until `ready` holds for what the mutex guards, or `deadline`: the guard, and whether it
+    /// holds.
+    pub fn wait_until<'a, T>(
+        &self,
+        mut guard: MutexGuard<'a, T>,
+        deadline: Instant,
+        mut ready: impl FnMut(&T) -> bool,
+    ) -> (MutexGuard<'a, T>, bool) {
+        loop {
+            if ready(&guard) {
+                return (guard, true);
+            }
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() {
+                return (guard, false);
+            }
+            guard = self.wait_timeout(guard, left);
+        }
+    }
+
     /// `Condvar::wait`, counted; a poisoned lock is taken as it is.
     pub fn wait<'a, T>(&self, guard: MutexGuard<'a, T>) -> MutexGuard<'a, T> {
         self.waiting.fetch_add(1, Ordering::SeqCst);
@@ -302,6 +322,19 @@ mod tests {
     }
 
     #[test]
+    fn a_wait_until_a_condition_that_never_holds_ends_at_its_deadline() {
+        let (lock, wakeup) = (Mutex::new(3), Wakeup::new());
+        let start = Instant::now();
+        let (guard, held) = wakeup.wait_until(
+            lock.lock().unwrap(),
+            start + Duration::from_millis(30),
+            |n| *n > 3,
+        );
+        assert!(!held && *guard == 3);
+        assert!(start.elapsed() >= Duration::from_millis(30));
+    }
+
+    #[test]
     fn a_wakeup_reaches_a_waiter_and_costs_nothing_without_one() {
         let lock = Arc::new(Mutex::new(false));
         let wakeup = Arc::new(Wakeup::new());
@@ -311,11 +344,8 @@ mod tests {
             let (lock, wakeup) = (lock.clone(), wakeup.clone());
             thread::spawn(move || {
                 let deadline = Instant::now() + Duration::from_secs(10);
-                let mut done = lock.lock().unwrap();
-                while !*done && Instant::now() < deadline {
-                    done = wakeup.wait_timeout(done, Duration::from_secs(10));
-                }
-                *done
+                let done = lock.lock().unwrap();
+                wakeup.wait_until(done, deadline, |done| *done).1
             })
         };
         let start = Instant::now();

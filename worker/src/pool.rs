@@ -67,17 +67,8 @@ impl PoolState {
     /// Waits up to `wait` until `ready()` holds; returns whether it does.
     fn wait_until(&self, wait: Duration, ready: impl Fn(&PoolState) -> bool) -> bool {
         let deadline = Instant::now() + wait;
-        let mut guard = self.lock_changed();
-        loop {
-            if ready(self) {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            guard = self.changed.wait_timeout(guard, left);
-        }
+        let guard = self.lock_changed();
+        self.changed.wait_until(guard, deadline, |_| ready(self)).1
     }
 
     /// Waits up to `wait` for a pool thread that nobody has claimed; true when there is one.

@@ -171,16 +171,9 @@ impl Settling {
     /// Waits until every job is settled (a refused or overdue one too: its nak sent, or its failure
     /// written), or `deadline`; whether none is left.
     pub fn wait_empty(&self, deadline: Instant) -> bool {
-        let mut entries = self.entries();
-        loop {
-            if entries.settled() {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            entries = self.emptied.wait_timeout(entries, left);
-        }
+        let entries = self.entries();
+        self.emptied
+            .wait_until(entries, deadline, Entries::settled)
+            .1
     }
 }

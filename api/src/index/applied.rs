@@ -32,17 +32,10 @@ impl Index {
     /// Blocks until `source`'s watch (`Jobs` or `Workers`) has applied `revision` (a caller's own write)
     /// or `deadline` passes; true when it has.
     pub fn wait_applied(&self, source: Source, revision: u64, deadline: Instant) -> bool {
-        let mut st = self.lock();
-        loop {
-            if st.applied[source.slot()] >= revision {
-                return true;
-            }
-            let left = deadline.saturating_duration_since(Instant::now());
-            if left.is_zero() {
-                return false;
-            }
-            st = self.applied.wait_timeout(st, left);
-        }
+        let st = self.lock();
+        self.applied
+            .wait_until(st, deadline, |st| st.applied[source.slot()] >= revision)
+            .1
     }
 
     /// `source`'s watch is current as of reconnect number `reconnects`.
