@@ -17,6 +17,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// What the reading thread runs for a record's acks ([`osapi_bus::Bus::send_writes`]).
+pub type Callback = Box<dyn Fn() + Send + Sync>;
+
 /// How long the thread sleeps with no record sent whose ack could be overdue.
 const IDLE: Duration = Duration::from_secs(3600);
 
@@ -67,8 +70,41 @@ impl Settling {
         self.entries.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Sends `job`'s final record by `send` (a [`osapi_bus::Bus::send_writes`] of it, given the
+    /// callbacks to pass: refused, stored) and returns: the reading thread acks the notification when
+    /// the record is stored, this module's thread takes it when refused or overdue. When nothing could
+    /// be sent the job comes back with the error, for the caller to settle.
+    pub fn send(
+        self: &Arc<Self>,
+        job: Final,
+        send: impl FnOnce(Callback, Callback) -> Result<PendingWrites, BusError>,
+    ) -> Option<(Final, BusError)> {
+        // Registered first: the ack may come before `send` returns.
+        let key = self.enter(job);
+        let (on_refused, on_stored) = (self.clone(), self.clone());
+        let refused: Callback = Box::new(move || on_refused.refused());
+        let stored: Callback = Box::new(move || {
+            if let Some(done) = on_stored.claim(key) {
+                if let Err(e) = done.msg.ack_unflushed() {
+                    log::warn!(
+                        "job {} (ack): could not settle the notification: {e}",
+                        done.id
+                    );
+                }
+            }
+        });
+        match send(refused, stored) {
+            Ok(pending) => {
+                self.attach(key, pending);
+                None
+            }
+            // Nothing was sent, so nobody else can have claimed it.
+            Err(e) => self.claim(key).map(|job| (job, e)),
+        }
+    }
+
     /// Registers `job` before its record is sent; the key names it to the other calls.
-    pub fn enter(&self, job: Final) -> u64 {
+    fn enter(&self, job: Final) -> u64 {
         let key = self.next.fetch_add(1, Ordering::Relaxed);
         self.entries()
             .jobs
@@ -79,7 +115,7 @@ impl Settling {
     /// The record of `key` was sent: its acks are `pending`. Nothing to keep when the ack came already.
     /// Wakes the thread when the record was refused already, or when the thread sleeps past the
     /// deadline of its ack (it sleeps until the earliest: under load no entry wakes it).
-    pub fn attach(&self, key: u64, pending: PendingWrites) {
+    fn attach(&self, key: u64, pending: PendingWrites) {
         let (refused, deadline) = (pending.given_up(), pending.deadline());
         let mut entries = self.entries();
         let Some(entry) = entries.jobs.get_mut(&key) else {
@@ -94,7 +130,7 @@ impl Settling {
     }
 
     /// Takes `key`'s job out (the caller settles it); `None` when another did.
-    pub fn claim(&self, key: u64) -> Option<Final> {
+    fn claim(&self, key: u64) -> Option<Final> {
         let mut entries = self.entries();
         let entry = entries.jobs.remove(&key)?;
         let settled = entries.settled();
@@ -108,7 +144,7 @@ impl Settling {
     /// On the reading thread: a record of this module was refused; the thread looks. (Taking the lock
     /// orders the wake-up after the thread's look, so none is lost: the refusal is marked in the
     /// record's acks before this runs.)
-    pub fn refused(&self) {
+    fn refused(&self) {
         drop(self.entries());
         self.changed.notify_all();
     }

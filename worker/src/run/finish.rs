@@ -25,49 +25,34 @@ impl Runner {
         data: Value,
         took: String,
     ) {
-        let mut done = state.clone();
-        done.events
+        let mut done_state = state.clone();
+        done_state
+            .events
             .push(self.event(event::COMPLETED, format!("completed in {took}"), None));
-        done.status = HostStatus::Completed;
-        done.duration = Some(took.clone());
-        done.response = self.answer(HostStatus::Completed, data, None);
+        done_state.status = HostStatus::Completed;
+        done_state.duration = Some(took.clone());
+        done_state.response = self.answer(HostStatus::Completed, data, None);
         let key = keys::state(job.id, &self.hostname);
-        let record = self.state_record(done);
-        let entry = self.settling.enter(Final {
+        let done = Final {
             id: job.id.to_string(),
             target: job.target.clone(),
             msg: msg.clone(),
             state,
             took: took.clone(),
-        });
-        let sent = record.and_then(|value| {
-            let write = Write::KvPut {
-                bucket: &self.names.bucket,
-                key: &key,
-                value: &value,
-            };
-            let (on_stored, on_refused) = (self.settling.clone(), self.settling.clone());
-            let stored = Box::new(move || {
-                if let Some(done) = on_stored.claim(entry) {
-                    let job = Job {
-                        id: &done.id,
-                        target: done.target,
-                    };
-                    settle(&job, "ack", done.msg.ack_unflushed());
-                }
-            });
-            let refused = Box::new(move || on_refused.refused());
-            self.bus.send_writes(&[write], refused, Some(stored))
-        });
-        match sent {
-            Ok(pending) => self.settling.attach(entry, pending),
-            Err(e) => {
-                // Nothing was sent, so nobody else can have claimed it.
-                if let Some(done) = self.settling.claim(entry) {
-                    self.not_stored(done, Err(e));
-                }
-                return;
-            }
+        };
+        let unsent = match self.state_record(done_state) {
+            Ok(value) => self.settling.send(done, |refused, stored| {
+                let write = Write::KvPut {
+                    bucket: &self.names.bucket,
+                    key: &key,
+                    value: &value,
+                };
+                self.bus.send_writes(&[write], refused, Some(stored))
+            }),
+            Err(e) => Some((done, e)),
+        };
+        if let Some((done, e)) = unsent {
+            return self.not_stored(done, Err(e));
         }
         log::info!(
             "job {} target {} on {}: completed in {took}",
