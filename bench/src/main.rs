@@ -175,6 +175,7 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         floor_time,
         floor_nats_cpu,
         floor_own_cpu,
+        turns,
     } = load;
     let floor_jobs_per_s = floor_jobs as f64 / floor_time.as_secs_f64().max(1e-9);
     let floor_jobs = (floor_jobs as f64).max(1.0);
@@ -233,6 +234,7 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         floor_jobs_per_s,
         floor_nats_cpu_us_per_job: floor_nats_cpu.as_secs_f64() * 1e6 / floor_jobs,
         floor_cpu_us_per_job: (floor_nats_cpu + floor_own_cpu).as_secs_f64() * 1e6 / floor_jobs,
+        turns,
         broadcast,
         broadcast_hosts: hosts.len(),
         scaling,
@@ -264,6 +266,8 @@ struct Load {
     floor_time: Duration,
     floor_nats_cpu: Duration,
     floor_own_cpu: Duration,
+    /// Each turn's jobs/s.
+    turns: Vec<report::Turn>,
 }
 
 /// The raw floor's 16 lanes and the HTTP clients in turn (create then wait, then the same jobs in
@@ -314,6 +318,7 @@ fn throughput_phase(
             floor_time: Duration::ZERO,
             floor_nats_cpu: Duration::ZERO,
             floor_own_cpu: Duration::ZERO,
+            turns: Vec::with_capacity(slices),
         };
         for n in 0..slices {
             let nats_before = cpu_of(&groups[..1]);
@@ -326,6 +331,7 @@ fn throughput_phase(
             load.floor_nats_cpu += cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
             load.floor_jobs += jobs;
             load.floor_time += took;
+            let floor_per_s = jobs as f64 / took.as_secs_f64().max(1e-9);
 
             let last = n + 1 == slices;
             let window = monitor
@@ -336,8 +342,13 @@ fn throughput_phase(
             if let Some(w) = window {
                 load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
             }
-            load.throughput.merge(http);
             let one = run_http(jobs::Form::OneRequest, &mut load.cpu_one_request)?;
+            load.turns.push(report::Turn {
+                floor: floor_per_s,
+                create_then_wait: http.jobs_per_s(),
+                one_request: one.jobs_per_s(),
+            });
+            load.throughput.merge(http);
             load.one_request.merge(one);
         }
         Ok(load)

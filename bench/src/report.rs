@@ -60,10 +60,27 @@ pub struct Results {
     pub floor_nats_cpu_us_per_job: f64,
     /// All CPU per job of that raw run: nats-server's and the floor's own process (its lanes).
     pub floor_cpu_us_per_job: f64,
+    /// Each turn of phase 3 on its own: its spread within one run shows how much of a run's share
+    /// is the machine's moment.
+    pub turns: Vec<Turn>,
     pub broadcast: Summary,
     pub broadcast_hosts: usize,
     pub scaling: Vec<ScaleLevel>,
     pub footprint: Footprint,
+}
+
+/// One turn of phase 3: the floor's slice, then the two HTTP forms' halves, jobs/s each.
+pub struct Turn {
+    pub floor: f64,
+    pub create_then_wait: f64,
+    pub one_request: f64,
+}
+
+impl Turn {
+    /// `jobs_per_s` as a share of this turn's floor, %.
+    pub fn share(&self, jobs_per_s: f64) -> f64 {
+        jobs_per_s * 100.0 / self.floor.max(1e-9)
+    }
 }
 
 /// All CPU per HTTP job in the throughput phase: nats-server, the API, the workers and the clients.
@@ -192,6 +209,22 @@ pub fn table(r: &Results, a: &Args) -> String {
             r.floor_jobs_per_s,
             t.jobs_per_s() * 100.0 / r.floor_jobs_per_s,
             r.floor_nats_cpu_us_per_job
+        ),
+    );
+    let turns = |pick: fn(&Turn) -> f64| {
+        r.turns
+            .iter()
+            .map(|t| format!("{:.0}", pick(t)))
+            .collect::<Vec<_>>()
+            .join(", ")
+    };
+    row("3 each turn: floor jobs/s".into(), turns(|t| t.floor));
+    row(
+        "3 each turn: share, %".into(),
+        format!(
+            "create + wait {}; one request {}",
+            turns(|t| t.share(t.create_then_wait)),
+            turns(|t| t.share(t.one_request))
         ),
     );
     row(
@@ -343,6 +376,13 @@ pub fn json(r: &Results, a: &Args) -> Value {
             "raw_floor_jobs_per_s": round3(r.floor_jobs_per_s),
             "raw_floor_nats_cpu_us_per_job": round3(r.floor_nats_cpu_us_per_job),
             "floor_share_percent": round3(t.jobs_per_s() * 100.0 / r.floor_jobs_per_s),
+            "turns": r.turns.iter().map(|t| json!({
+                "raw_floor_jobs_per_s": round3(t.floor),
+                "jobs_per_s": round3(t.create_then_wait),
+                "floor_share_percent": round3(t.share(t.create_then_wait)),
+                "one_request_jobs_per_s": round3(t.one_request),
+                "one_request_floor_share_percent": round3(t.share(t.one_request)),
+            })).collect::<Vec<_>>(),
             "nats_cpu_ratio_to_raw": round3(nats_cpu_us_per_http_job(r) / r.floor_nats_cpu_us_per_job),
             "cpu_us_per_job_all": round3(http_cpu_us_per_job(r)),
             "raw_floor_cpu_us_per_job_all": round3(r.floor_cpu_us_per_job),

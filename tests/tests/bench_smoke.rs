@@ -133,6 +133,17 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
     for cpu in ["cpu_us_per_job_all", "raw_floor_cpu_us_per_job_all"] {
         assert!(v["throughput"][cpu].as_f64() > Some(0.0), "{cpu}: {v:#}");
     }
+    // Each of the smoke run's two turns on its own, beside the pooled share.
+    let each = v["throughput"]["turns"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    assert_eq!(each.len(), 2, "{v:#}");
+    for t in &each {
+        for share in ["floor_share_percent", "one_request_floor_share_percent"] {
+            assert!(t[share].as_f64() > Some(0.0), "{share}: {v:#}");
+        }
+    }
     let one = &v["throughput"]["one_request"];
     assert!(one["completed"].as_u64() > Some(0), "{v:#}");
     assert_eq!(one["failed"], 0, "{v:#}");
