@@ -111,6 +111,9 @@ env "${clean_env[@]}" "$bin/osapi" keys generate --out "$dir/job.key" >/dev/null
 cat >"$dir/osapi.yaml" <<YAML
 nats:
   url: 'nats://127.0.0.1:$nats_port'
+  # Phase 3 leaves ~60,000 jobs (~1.5 KB each) in the bucket in 20 s on a quick 2-core machine: the
+  # default 100 MiB would refuse writes in a longer BENCH_DURATION or on a quicker machine.
+  kv: { max_bytes: 1073741824 }
 api:
   server:
     listen: '127.0.0.1:$api_port'
