@@ -147,9 +147,13 @@ fn a_replay_gives_way_to_a_consumer_from_its_last_record_and_loses_nothing() {
 /// An applying watch (the API's) hands most records to its applier on the connection's reading thread;
 /// what that thread may not apply at once (here every third record: the applier says it would have to
 /// wait) waits for the watch's own thread, and every record after it too until that thread has caught
-/// up: each record is applied once, in the stream's order, by one thread or the other.
+/// up: each record is applied once, in the stream's order, by one thread or the other. The bucket
+/// keeps one record a key, so a record its key's next put replaced before the watch read it is gone
+/// from the stream and never delivered (seen on nats-server 2.15.1 with four tests at once: four
+/// records skipped 20 puts behind); what must hold is the order, no record twice, and each key's last
+/// record applied.
 #[test]
-fn an_applying_watch_applies_every_record_once_in_order_on_either_thread() {
+fn an_applying_watch_applies_records_once_in_order_on_either_thread_and_each_keys_last() {
     let nats = NatsServer::start();
     let bus = ten_keys(&nats);
     // (revision, applied on the reading thread)
@@ -191,9 +195,18 @@ fn an_applying_watch_applies_every_record_once_in_order_on_either_thread() {
         bus.kv_put(BUCKET, &format!("k{}", i % 20), b"v2")
             .unwrap_or_else(|e| panic!("{e}"));
     }
-    wait_until("all 310 records applied", Duration::from_secs(10), || {
-        count() >= 310
-    });
+    let applied_last = || {
+        applied
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .last()
+            .is_some_and(|(rev, _)| *rev == 310)
+    };
+    wait_until(
+        "the last record applied",
+        Duration::from_secs(10),
+        applied_last,
+    );
     stop.store(true, Ordering::SeqCst);
     let watch = match own_thread.join() {
         Ok(Ok(watch)) => watch,
@@ -204,11 +217,17 @@ fn an_applying_watch_applies_every_record_once_in_order_on_either_thread() {
         .unwrap_or_else(|e| panic!("the server sent no more than arrived: {e}"));
     let got = applied.lock().unwrap_or_else(|p| p.into_inner()).clone();
     let revisions: Vec<u64> = got.iter().map(|(rev, _)| *rev).collect();
-    assert_eq!(
-        revisions,
-        (1..=310).collect::<Vec<u64>>(),
-        "each record once, in order"
+    assert!(
+        revisions.windows(2).all(|w| w[0] < w[1]),
+        "each record once, in order: {revisions:?}"
     );
+    // The replay (the ten keys' records) and the last put of each of the 20 keys.
+    for rev in (1..=10).chain(291..=310) {
+        assert!(
+            revisions.contains(&rev),
+            "record {rev} applied: {revisions:?}"
+        );
+    }
     let inline = got.iter().filter(|(_, inline)| *inline).count();
     let own = got
         .iter()

@@ -10,7 +10,9 @@ use std::time::{Duration, Instant};
 
 impl Bus {
     /// Starts watching every key of `bucket`: the last record of each key first (from `after_seq + 1` when
-    /// resuming), then every change; [`KvWatch::next`] hands each record out.
+    /// resuming), then every change; [`KvWatch::next`] hands each record out. A bucket keeps one record
+    /// a key: a change replaced by its key's next one before the watch read it is gone and skipped, so
+    /// a watch that falls behind sees each key's last record, in order, not every change.
     ///
     /// A replay's consumer delivers the last record per key; once it has, the watch moves to a consumer
     /// that starts after the last record delivered (see [`KvWatch::next`]): nats-server 2.9.10
