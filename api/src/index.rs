@@ -64,6 +64,7 @@ pub struct Record<'a> {
 
 mod applied;
 pub mod detail;
+mod jobs;
 mod state;
 use detail::DetailCache;
 use state::State;

@@ -1,20 +1,21 @@
 //! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
 //! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
 //!
-//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 160
-//! heap bytes a job with one host, ~120 of them the job map, ~30 its place in a status set, which is
-//! repacked as it grows: `StatusSet`): the job map
-//! is an `IndexMap` (its entries in one vector, the hash table holds 8-byte positions) and not a
-//! `HashMap`, whose table of whole entries doubles at 7/8 full, so past 28,672 jobs it held 65,536 slots
-//! of 80 bytes, all touched by the rehash (5 MiB of RSS for 30,000 jobs, and the old table beside it
-//! while it moved); the entries' vector grows in place (`mremap`) and only its used part is resident.
+//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 136
+//! heap bytes a job with one host, ~107 of them the job map, ~30 its place in a status set, which is
+//! repacked as it grows: `StatusSet`): the job map is a `JobMap` (`index/jobs.rs`: the entries in one
+//! vector, the hash table holds 4-byte positions) and not a `HashMap`, whose table of whole entries
+//! doubles at 7/8 full, so past 28,672 jobs it held 65,536 slots of 80 bytes, all touched by the rehash
+//! (5 MiB of RSS for 30,000 jobs, and the old table beside it while it moved); the entries' vector grows
+//! in place (`mremap`) and only its used part is resident.
 //! A job's one host record (most jobs have one) lives in the entry (`Hosts::One`: no block of its own,
 //! so nothing small and long-lived per job sits among the heap's short-lived blocks); several are an
 //! exact-size slice. Host names are interned (`State::names`: one [`Name`] per host name, shared by
-//! every job that names it, not a string per job; a thin pointer, 8 bytes where an `Arc<str>` takes 16), ids are `Uuid`s (16 bytes), not strings, the rarely
-//! set fields are thin (`expected`, `timer`), and no second ordered set repeats the status sets.
+//! every job that names it, not a string per job; a thin pointer, 8 bytes where an `Arc<str>` takes
+//! 16), ids are `Uuid`s (16 bytes), not strings, the rarely set fields are thin (`expected`, `timer`),
+//! the deadline is kept as the timeout (4 bytes), and no second ordered set repeats the status sets.
 
-use indexmap::IndexMap;
+use super::jobs::JobMap;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
 use osapi_common::status::{self, Grace, HostRecord, HostStatus, JobStatus, Timing};
@@ -66,7 +67,9 @@ impl std::ops::Deref for Hosts {
 pub(super) struct JobEntry {
     pub(super) revision: u64,
     pub(super) created_us: i64,
-    pub(super) deadline_us: i64,
+    /// The deadline is `created_us` plus this (the API accepts at most 24 h; a record's longer timeout
+    /// saturates at ~49 days, 4 bytes where the deadline took 8).
+    timeout_ms: u32,
     pub(super) op: OperationType,
     /// Broadcast jobs: the live workers that matched at submission (interned); `None` for the others.
     /// A thin pointer: 8 bytes in every entry rather than 16, since most jobs expect none.
@@ -87,6 +90,29 @@ pub(super) struct JobEntry {
 const NO_TIMER: i64 = i64::MIN;
 
 impl JobEntry {
+    /// A pending job created at 0 with a 1 s timeout (tests of the containers that hold entries).
+    #[cfg(test)]
+    pub(super) fn for_tests(revision: u64) -> JobEntry {
+        JobEntry {
+            revision,
+            created_us: 0,
+            timeout_ms: 1_000,
+            op: OperationType::SystemHostnameGet,
+            expected: None,
+            any: true,
+            hosts: Hosts::default(),
+            cancelled: false,
+            filed: JobStatus::Pending,
+            timer: NO_TIMER,
+        }
+    }
+
+    /// As `JobDef::deadline_us`.
+    pub(super) fn deadline_us(&self) -> i64 {
+        self.created_us
+            .saturating_add(i64::from(self.timeout_ms).saturating_mul(1000))
+    }
+
     /// Broadcast jobs: the live workers that matched at submission.
     pub(super) fn expected(&self) -> &[Name] {
         self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
@@ -118,7 +144,7 @@ impl JobEntry {
     /// The job's status by `common::status::job_status`, and when the clock alone may next change it.
     pub(super) fn status(&self, grace: Grace, now_us: i64) -> (JobStatus, Option<i64>) {
         let timing = Timing {
-            deadline_us: self.deadline_us,
+            deadline_us: self.deadline_us(),
             grace,
             cancelled: self.cancelled,
         };
@@ -196,7 +222,7 @@ impl StatusSet {
 #[derive(Default)]
 pub(super) struct State {
     /// Removal is `swap_remove` (order means nothing here: the status sets order).
-    pub(super) jobs: IndexMap<Uuid, JobEntry>,
+    pub(super) jobs: JobMap,
     /// The same jobs by their filed status, each set in creation order, so a filtered page and the
     /// counts never walk the bucket. Every job is in exactly one set, so together they are the jobs in
     /// creation order too (`page` without a filter merges them; a set of its own would cost 50 bytes a
@@ -241,7 +267,7 @@ impl State {
         JobEntry {
             revision,
             created_us: def.created_us,
-            deadline_us: def.deadline_us(),
+            timeout_ms: u32::try_from(def.timeout_ms).unwrap_or(u32::MAX),
             op: def.operation.op_type,
             expected: match def.expected_hosts.is_empty() {
                 true => None,

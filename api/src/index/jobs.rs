@@ -1,0 +1,153 @@
+//! The index's jobs by id (`JobMap`): their entries in one vector and a hash table of 4-byte positions
+//! in it, so a job costs its id and entry (88 bytes) plus ~1.6 table slots of 5 bytes.
+//!
+//! Why not `IndexMap`, which has the same shape: it keeps each key's 8-byte hash beside the entry and
+//! 8-byte positions, 14 bytes a job more (~0.8 MiB at 60,000 jobs, what a 20 s `make bench` phase 3
+//! leaves in the bucket). A `Uuid` hashes in a few nanoseconds, so a position's hash is computed again
+//! when the table grows and when `swap_remove` moves the last entry, rather than stored. Hashing is
+//! std's keyed `RandomState`: ids come from KV keys, which anyone allowed to write the bucket chooses.
+//! Positions are `u32`: 2^32 jobs would need 350 GiB of entries, so `insert` refuses the one past it.
+
+use super::state::JobEntry;
+use hashbrown::HashTable;
+use std::hash::{BuildHasher, RandomState};
+use uuid::Uuid;
+
+#[derive(Default)]
+pub(super) struct JobMap {
+    entries: Vec<(Uuid, JobEntry)>,
+    /// Positions in `entries`, by the hash of the id there.
+    table: HashTable<u32>,
+    hasher: RandomState,
+}
+
+impl JobMap {
+    pub(super) fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub(super) fn get(&self, id: &Uuid) -> Option<&JobEntry> {
+        let at = self.position(self.hasher.hash_one(id), id)?;
+        self.entries.get(at).map(|(_, e)| e)
+    }
+
+    pub(super) fn get_mut(&mut self, id: &Uuid) -> Option<&mut JobEntry> {
+        let at = self.position(self.hasher.hash_one(id), id)?;
+        self.entries.get_mut(at).map(|(_, e)| e)
+    }
+
+    /// Inserts `entry` under `id`, returning the entry it replaces (`None` also when the map already
+    /// holds `u32::MAX` jobs and refuses it).
+    pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) -> Option<JobEntry> {
+        let hash = self.hasher.hash_one(id);
+        if let Some(at) = self.position(hash, &id) {
+            let (_, old) = self.entries.get_mut(at)?;
+            return Some(std::mem::replace(old, entry));
+        }
+        let at = u32::try_from(self.entries.len()).ok()?;
+        let Self {
+            entries,
+            table,
+            hasher,
+        } = self;
+        table.insert_unique(hash, at, |at| hash_at(hasher, entries, *at));
+        if entries.len() == entries.capacity() {
+            // As many entries as the table has room for (7/8 of its slots), rather than the vector's
+            // own doubling: 57,344 entries, not 65,536, once the table has 65,536 slots.
+            entries.reserve_exact(table.capacity().saturating_sub(entries.len()).max(1));
+        }
+        entries.push((id, entry));
+        None
+    }
+
+    /// Removes `id`'s entry; the last entry takes its place in the vector (order means nothing here).
+    pub(super) fn swap_remove(&mut self, id: &Uuid) -> Option<JobEntry> {
+        let hash = self.hasher.hash_one(id);
+        let Self { entries, table, .. } = self;
+        let found = table
+            .find_entry(hash, |at| {
+                entries.get(*at as usize).is_some_and(|(k, _)| k == id)
+            })
+            .ok()?;
+        let (at, _) = found.remove();
+        let last = entries.len().checked_sub(1)?;
+        // The last entry moves to `at`: its position in the table follows.
+        let moved = entries.get(last).map(|(k, _)| self.hasher.hash_one(k));
+        if let (true, Some(moved)) = (at as usize != last, moved) {
+            if let Some(slot) = table.find_mut(moved, |p| *p as usize == last) {
+                *slot = at;
+            }
+        }
+        Some(entries.swap_remove(at as usize).1)
+    }
+
+    /// Where `id` (whose hash is `hash`) sits in `entries`.
+    fn position(&self, hash: u64, id: &Uuid) -> Option<usize> {
+        let entries = &self.entries;
+        self.table
+            .find(hash, |at| {
+                entries.get(*at as usize).is_some_and(|(k, _)| k == id)
+            })
+            .map(|at| *at as usize)
+    }
+}
+
+/// The hash of the id at position `at` (0 for a position past the end, which the map never holds).
+fn hash_at(hasher: &RandomState, entries: &[(Uuid, JobEntry)], at: u32) -> u64 {
+    entries
+        .get(at as usize)
+        .map_or(0, |(id, _)| hasher.hash_one(id))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::state::JobEntry;
+    use super::JobMap;
+    use std::collections::HashMap;
+    use uuid::Uuid;
+
+    fn entry(revision: u64) -> JobEntry {
+        JobEntry::for_tests(revision)
+    }
+
+    /// Against a `HashMap` model, through inserts, replacements and removals from the middle, the end
+    /// and of ids it never held, across several growths of the table.
+    #[test]
+    fn the_map_holds_exactly_what_a_hash_map_would() {
+        let mut map = JobMap::default();
+        let mut model: HashMap<Uuid, u64> = HashMap::new();
+        for n in 0..20_000u64 {
+            let id = Uuid::from_u128(u128::from(n % 7_001) * 0x9e37_79b9);
+            match n % 5 {
+                0..=2 => {
+                    let old = map.insert(id, entry(n)).map(|e| e.revision);
+                    assert_eq!(old, model.insert(id, n));
+                }
+                3 => {
+                    let gone = map.swap_remove(&id).map(|e| e.revision);
+                    assert_eq!(gone, model.remove(&id));
+                }
+                _ => {
+                    let never = Uuid::from_u128(u128::from(n) << 64);
+                    assert!(map.swap_remove(&never).is_none());
+                    assert!(map.get(&never).is_none());
+                }
+            }
+            assert_eq!(map.len(), model.len());
+        }
+        for (id, revision) in &model {
+            assert_eq!(map.get(id).map(|e| e.revision), Some(*revision));
+        }
+        let ids: Vec<Uuid> = model.keys().copied().collect();
+        for id in ids {
+            if let Some(e) = map.get_mut(&id) {
+                e.revision += 1;
+            }
+            assert_eq!(
+                map.swap_remove(&id).map(|e| e.revision),
+                model.remove(&id).map(|r| r + 1)
+            );
+        }
+        assert_eq!(map.len(), 0);
+    }
+}
