@@ -300,12 +300,14 @@ fn throughput_phase(
             .map(|(name, _)| (name, Duration::ZERO))
             .collect()
     };
-    // One HTTP form for half a slice, its groups' CPU added to `cpu`.
+    // One HTTP form for half a slice, its groups' CPU added to `cpu`; with the CPU all of them used.
     let run_http = |form, cpu: &mut Vec<(String, Duration)>| {
         let before = cpu_of(&groups);
         let done = jobs::throughput(&a.api_url, a.http_client, form, a.clients, half, &watched)?;
-        add_cpu(cpu, before, cpu_of(&groups));
-        Ok::<_, String>(done)
+        let after = cpu_of(&groups);
+        let used = total(&after).saturating_sub(total(&before));
+        add_cpu(cpu, before, after);
+        Ok::<_, String>((done, used))
     };
     floor::with_lanes(&a.nats_url, a.clients, a.workers, |run_floor| {
         let mut load = Load {
@@ -325,10 +327,12 @@ fn throughput_phase(
             // The floor's lanes run in this process: its own CPU is the floor's "API and workers".
             let own_before = procs::cpu_time("self").unwrap_or_default();
             let (jobs, took) = run_floor(slice)?;
-            load.floor_own_cpu += procs::cpu_time("self")
+            let own = procs::cpu_time("self")
                 .unwrap_or_default()
                 .saturating_sub(own_before);
-            load.floor_nats_cpu += cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
+            let nats = cpu_of(&groups[..1])[0].1.saturating_sub(nats_before[0].1);
+            load.floor_own_cpu += own;
+            load.floor_nats_cpu += nats;
             load.floor_jobs += jobs;
             load.floor_time += took;
             let floor_per_s = jobs as f64 / took.as_secs_f64().max(1e-9);
@@ -338,15 +342,17 @@ fn throughput_phase(
                 .filter(|_| last)
                 .map(varz::Window::open)
                 .transpose()?;
-            let http = run_http(jobs::Form::CreateThenWait, &mut load.cpu_load)?;
+            let (http, http_cpu) = run_http(jobs::Form::CreateThenWait, &mut load.cpu_load)?;
             if let Some(w) = window {
                 load.nats_throughput = Some(w.close_within(http.completed, LOAD_IDLE)?);
             }
-            let one = run_http(jobs::Form::OneRequest, &mut load.cpu_one_request)?;
+            let (one, _) = run_http(jobs::Form::OneRequest, &mut load.cpu_one_request)?;
             load.turns.push(report::Turn {
                 floor: floor_per_s,
                 create_then_wait: http.jobs_per_s(),
                 one_request: one.jobs_per_s(),
+                floor_cpu_us: per_job_us(own + nats, jobs),
+                create_then_wait_cpu_us: per_job_us(http_cpu, http.completed),
             });
             load.throughput.merge(http);
             load.one_request.merge(one);
@@ -364,6 +370,16 @@ fn add_cpu(
     for ((sum, (_, after)), (_, before)) in sums.iter_mut().zip(after).zip(before) {
         sum.1 += after.saturating_sub(before);
     }
+}
+
+/// The sum of `cpu_of`'s groups.
+fn total(cpu: &[(String, Duration)]) -> Duration {
+    cpu.iter().map(|(_, d)| *d).sum()
+}
+
+/// `cpu` spread over `jobs` jobs, µs a job (0 for none).
+fn per_job_us(cpu: Duration, jobs: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / jobs.max(1) as f64
 }
 
 /// CPU time so far of each named group of processes, and of this process (the HTTP clients) last.

@@ -74,12 +74,21 @@ pub struct Turn {
     pub floor: f64,
     pub create_then_wait: f64,
     pub one_request: f64,
+    /// CPU a job of every process the load ran on (nats-server and this process for the floor; with
+    /// the API and the workers for HTTP), µs: whether a turn's share moved with what a job cost.
+    pub floor_cpu_us: f64,
+    pub create_then_wait_cpu_us: f64,
 }
 
 impl Turn {
     /// `jobs_per_s` as a share of this turn's floor, %.
     pub fn share(&self, jobs_per_s: f64) -> f64 {
         jobs_per_s * 100.0 / self.floor.max(1e-9)
+    }
+
+    /// Create-then-wait's CPU a job over the floor's, this turn.
+    pub fn cpu_ratio(&self) -> f64 {
+        self.create_then_wait_cpu_us / self.floor_cpu_us.max(1e-9)
     }
 }
 
@@ -227,6 +236,13 @@ pub fn table(r: &Results, a: &Args) -> String {
             turns(|t| t.share(t.one_request))
         ),
     );
+    let ratios = r
+        .turns
+        .iter()
+        .map(|t| format!("{:.2}", t.cpu_ratio()))
+        .collect::<Vec<_>>()
+        .join(", ");
+    row("3 each turn: HTTP / floor CPU a job".into(), ratios);
     row(
         "3 ?wait= answered early (waiter slots full)".into(),
         t.early_answers.to_string(),
@@ -382,6 +398,8 @@ pub fn json(r: &Results, a: &Args) -> Value {
                 "floor_share_percent": round3(t.share(t.create_then_wait)),
                 "one_request_jobs_per_s": round3(t.one_request),
                 "one_request_floor_share_percent": round3(t.share(t.one_request)),
+                "raw_floor_cpu_us_per_job_all": round3(t.floor_cpu_us),
+                "cpu_us_per_job_all": round3(t.create_then_wait_cpu_us),
             })).collect::<Vec<_>>(),
             "nats_cpu_ratio_to_raw": round3(nats_cpu_us_per_http_job(r) / r.floor_nats_cpu_us_per_job),
             "cpu_us_per_job_all": round3(http_cpu_us_per_job(r)),

@@ -81,6 +81,7 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         "2 round trip / floor",
         "3 throughput:",
         "3 raw NATS floor, 4 lanes, 2 turns with HTTP",
+        "3 each turn: HTTP / floor CPU a job",
         "3 CPU per job in all, HTTP / raw floor",
         "3 one request a job (POST /job?wait=), lean",
         "3 one request a job: CPU per job",
@@ -140,8 +141,13 @@ fn bench_smoke_runs_every_phase_and_writes_json() {
         .unwrap_or_default();
     assert_eq!(each.len(), 2, "{v:#}");
     for t in &each {
-        for share in ["floor_share_percent", "one_request_floor_share_percent"] {
-            assert!(t[share].as_f64() > Some(0.0), "{share}: {v:#}");
+        for figure in [
+            "floor_share_percent",
+            "one_request_floor_share_percent",
+            "raw_floor_cpu_us_per_job_all",
+            "cpu_us_per_job_all",
+        ] {
+            assert!(t[figure].as_f64() > Some(0.0), "{figure}: {v:#}");
         }
     }
     let one = &v["throughput"]["one_request"];
