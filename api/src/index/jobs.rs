@@ -1,5 +1,6 @@
-//! The index's jobs by id (`JobMap`): their entries in one vector and a hash table of 4-byte positions
-//! in it, so a job costs its id and entry (88 bytes) plus ~1.6 table slots of 5 bytes.
+//! The index's jobs by id (`JobMap`, generic over what it holds of a job): their entries in one vector
+//! and a hash table of 4-byte positions in it, so a job costs its id and entry (88 bytes with the
+//! index's `JobEntry`) plus ~1.6 table slots of 5 bytes.
 //!
 //! Why not `IndexMap`, which has the same shape: it keeps each key's 8-byte hash beside the entry and
 //! 8-byte positions, 14 bytes a job more (~0.8 MiB at 60,000 jobs, what a 20 s `make bench` phase 3
@@ -8,37 +9,45 @@
 //! std's keyed `RandomState`: ids come from KV keys, which anyone allowed to write the bucket chooses.
 //! Positions are `u32`: 2^32 jobs would need 350 GiB of entries, so `insert` refuses the one past it.
 
-use super::state::JobEntry;
 use hashbrown::HashTable;
 use std::hash::{BuildHasher, RandomState};
 use uuid::Uuid;
 
-#[derive(Default)]
-pub(super) struct JobMap {
-    entries: Vec<(Uuid, JobEntry)>,
+pub(super) struct JobMap<T> {
+    entries: Vec<(Uuid, T)>,
     /// Positions in `entries`, by the hash of the id there.
     table: HashTable<u32>,
     hasher: RandomState,
 }
 
-impl JobMap {
+impl<T> Default for JobMap<T> {
+    fn default() -> Self {
+        JobMap {
+            entries: Vec::new(),
+            table: HashTable::new(),
+            hasher: RandomState::new(),
+        }
+    }
+}
+
+impl<T> JobMap<T> {
     pub(super) fn len(&self) -> usize {
         self.entries.len()
     }
 
-    pub(super) fn get(&self, id: &Uuid) -> Option<&JobEntry> {
+    pub(super) fn get(&self, id: &Uuid) -> Option<&T> {
         let at = self.position(self.hasher.hash_one(id), id)?;
         self.entries.get(at).map(|(_, e)| e)
     }
 
-    pub(super) fn get_mut(&mut self, id: &Uuid) -> Option<&mut JobEntry> {
+    pub(super) fn get_mut(&mut self, id: &Uuid) -> Option<&mut T> {
         let at = self.position(self.hasher.hash_one(id), id)?;
         self.entries.get_mut(at).map(|(_, e)| e)
     }
 
     /// Inserts `entry` under `id`, returning the entry it replaces (`None` also when the map already
     /// holds `u32::MAX` jobs and refuses it).
-    pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) -> Option<JobEntry> {
+    pub(super) fn insert(&mut self, id: Uuid, entry: T) -> Option<T> {
         let hash = self.hasher.hash_one(id);
         if let Some(at) = self.position(hash, &id) {
             let (_, old) = self.entries.get_mut(at)?;
@@ -61,7 +70,7 @@ impl JobMap {
     }
 
     /// Removes `id`'s entry; the last entry takes its place in the vector (order means nothing here).
-    pub(super) fn swap_remove(&mut self, id: &Uuid) -> Option<JobEntry> {
+    pub(super) fn swap_remove(&mut self, id: &Uuid) -> Option<T> {
         let hash = self.hasher.hash_one(id);
         let Self { entries, table, .. } = self;
         let found = table
@@ -93,7 +102,7 @@ impl JobMap {
 }
 
 /// The hash of the id at position `at` (0 for a position past the end, which the map never holds).
-fn hash_at(hasher: &RandomState, entries: &[(Uuid, JobEntry)], at: u32) -> u64 {
+fn hash_at<T>(hasher: &RandomState, entries: &[(Uuid, T)], at: u32) -> u64 {
     entries
         .get(at as usize)
         .map_or(0, |(id, _)| hasher.hash_one(id))
@@ -101,32 +110,21 @@ fn hash_at(hasher: &RandomState, entries: &[(Uuid, JobEntry)], at: u32) -> u64 {
 
 #[cfg(test)]
 mod tests {
-    use super::super::state::JobEntry;
     use super::JobMap;
     use std::collections::HashMap;
     use uuid::Uuid;
-
-    fn entry(revision: u64) -> JobEntry {
-        JobEntry::for_tests(revision)
-    }
 
     /// Against a `HashMap` model, through inserts, replacements and removals from the middle, the end
     /// and of ids it never held, across several growths of the table.
     #[test]
     fn the_map_holds_exactly_what_a_hash_map_would() {
-        let mut map = JobMap::default();
+        let mut map: JobMap<u64> = JobMap::default();
         let mut model: HashMap<Uuid, u64> = HashMap::new();
         for n in 0..20_000u64 {
             let id = Uuid::from_u128(u128::from(n % 7_001) * 0x9e37_79b9);
             match n % 5 {
-                0..=2 => {
-                    let old = map.insert(id, entry(n)).map(|e| e.revision);
-                    assert_eq!(old, model.insert(id, n));
-                }
-                3 => {
-                    let gone = map.swap_remove(&id).map(|e| e.revision);
-                    assert_eq!(gone, model.remove(&id));
-                }
+                0..=2 => assert_eq!(map.insert(id, n), model.insert(id, n)),
+                3 => assert_eq!(map.swap_remove(&id), model.remove(&id)),
                 _ => {
                     let never = Uuid::from_u128(u128::from(n) << 64);
                     assert!(map.swap_remove(&never).is_none());
@@ -135,18 +133,15 @@ mod tests {
             }
             assert_eq!(map.len(), model.len());
         }
-        for (id, revision) in &model {
-            assert_eq!(map.get(id).map(|e| e.revision), Some(*revision));
+        for (id, value) in &model {
+            assert_eq!(map.get(id), Some(value));
         }
         let ids: Vec<Uuid> = model.keys().copied().collect();
         for id in ids {
-            if let Some(e) = map.get_mut(&id) {
-                e.revision += 1;
+            if let Some(v) = map.get_mut(&id) {
+                *v += 1;
             }
-            assert_eq!(
-                map.swap_remove(&id).map(|e| e.revision),
-                model.remove(&id).map(|r| r + 1)
-            );
+            assert_eq!(map.swap_remove(&id), model.remove(&id).map(|v| v + 1));
         }
         assert_eq!(map.len(), 0);
     }

@@ -90,23 +90,6 @@ pub(super) struct JobEntry {
 const NO_TIMER: i64 = i64::MIN;
 
 impl JobEntry {
-    /// A pending job created at 0 with a 1 s timeout (tests of the containers that hold entries).
-    #[cfg(test)]
-    pub(super) fn for_tests(revision: u64) -> JobEntry {
-        JobEntry {
-            revision,
-            created_us: 0,
-            timeout_ms: 1_000,
-            op: OperationType::SystemHostnameGet,
-            expected: None,
-            any: true,
-            hosts: Hosts::default(),
-            cancelled: false,
-            filed: JobStatus::Pending,
-            timer: NO_TIMER,
-        }
-    }
-
     /// As `JobDef::deadline_us`.
     pub(super) fn deadline_us(&self) -> i64 {
         self.created_us
@@ -222,7 +205,7 @@ impl StatusSet {
 #[derive(Default)]
 pub(super) struct State {
     /// Removal is `swap_remove` (order means nothing here: the status sets order).
-    pub(super) jobs: JobMap,
+    pub(super) jobs: JobMap<JobEntry>,
     /// The same jobs by their filed status, each set in creation order, so a filtered page and the
     /// counts never walk the bucket. Every job is in exactly one set, so together they are the jobs in
     /// creation order too (`page` without a filter merges them; a set of its own would cost 50 bytes a
