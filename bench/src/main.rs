@@ -178,7 +178,6 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         turns,
     } = load;
     let floor_jobs_per_s = floor_jobs as f64 / floor_time.as_secs_f64().max(1e-9);
-    let floor_jobs = (floor_jobs as f64).max(1.0);
     let api_load_kib = a
         .api_pid
         .and_then(|p| throughput.rss_max_kib.get(&p).copied());
@@ -232,8 +231,8 @@ fn run(a: &Args) -> Result<(Results, Vec<fleet::FleetResult>), String> {
         one_request,
         cpu_one_request,
         floor_jobs_per_s,
-        floor_nats_cpu_us_per_job: floor_nats_cpu.as_secs_f64() * 1e6 / floor_jobs,
-        floor_cpu_us_per_job: (floor_nats_cpu + floor_own_cpu).as_secs_f64() * 1e6 / floor_jobs,
+        floor_nats_cpu_us_per_job: per_job_us(floor_nats_cpu, floor_jobs),
+        floor_cpu_us_per_job: per_job_us(floor_nats_cpu + floor_own_cpu, floor_jobs),
         turns,
         broadcast,
         broadcast_hosts: hosts.len(),
