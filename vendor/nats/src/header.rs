@@ -154,7 +154,9 @@ impl TryFrom<&[u8]> for HeaderMap {
     type Error = std::io::Error;
 
     fn try_from(buf: &[u8]) -> std::io::Result<Self> {
-        let mut inner = HashMap::default();
+        // osapi patch 4: room for every line at once (the version line may give two entries).
+        let lines = buf.iter().filter(|&&b| b == b'\n').count();
+        let mut inner = HashMap::with_capacity(lines + 1);
         let mut lines = if let Ok(line) = std::str::from_utf8(buf) {
             line.lines().peekable()
         } else {
@@ -356,9 +358,10 @@ impl HeaderMap {
     /// map.insert(STATUS, "200".to_string());
     /// assert_eq!(map.get(STATUS).unwrap(), &"200");
     /// ```
-    pub fn get<K: ToString + ?Sized>(&self, key: &K) -> Option<&String> {
+    pub fn get<K: AsRef<str> + ?Sized>(&self, key: &K) -> Option<&String> {
+        // osapi patch 4: looked up by `&str` (upstream made a `String` of the key for each lookup).
         self.inner
-            .get(&key.to_string())
+            .get(key.as_ref())
             .and_then(|values| values.iter().next())
     }
 

@@ -107,7 +107,8 @@ impl Message {
         }
 
         if let Some(headers) = &self.headers {
-            if headers.get(header::STATUS) == Some(&"503".to_string()) {
+            // osapi patch 4: compared as `&str` (upstream made a `String` of the code for each message).
+            if headers.get(header::STATUS).map(String::as_str) == Some("503") {
                 return true;
             }
         }
@@ -118,7 +119,7 @@ impl Message {
     /// Determine if a message is `404 No Messages`.
     pub(crate) fn is_no_messages(&self) -> bool {
         if let Some(headers) = &self.headers {
-            if headers.get(header::STATUS) == Some(&"404".to_string()) {
+            if headers.get(header::STATUS).map(String::as_str) == Some("404") {
                 return true;
             }
         }
@@ -129,7 +130,7 @@ impl Message {
     // Determine if a message is `408 Request Timeout`.
     pub(crate) fn is_request_timeout(&self) -> bool {
         if let Some(headers) = &self.headers {
-            if headers.get(header::STATUS) == Some(&"408".to_string()) {
+            if headers.get(header::STATUS).map(String::as_str) == Some("408") {
                 return true;
             }
         }

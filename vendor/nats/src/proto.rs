@@ -90,6 +90,21 @@ fn read_line<R: BufRead + ?Sized>(r: &mut R, buf: &mut [u8]) -> io::Result<usize
     }
 }
 
+/// osapi patch 4: the whitespace-separated words of `rest`, kept in `out` (no allocation); none at
+/// all when there are more than `out` holds, which no form of the operation has.
+fn split_args<'a, 'b>(rest: &'a str, out: &'b mut [&'a str]) -> &'b [&'a str] {
+    let mut n = 0;
+    for word in rest.split_ascii_whitespace() {
+        if n == out.len() {
+            // More words than any form of the operation has: no arm of the caller's match fits.
+            return &[];
+        }
+        out[n] = word;
+        n += 1;
+    }
+    &out[..n]
+}
+
 /// Decodes a single operation from the server.
 ///
 /// If the connection is closed, `None` will be returned.
@@ -110,21 +125,20 @@ pub(crate) fn decode(mut stream: impl BufRead) -> io::Result<Option<ServerOp>> {
     let line = str::from_utf8(&command_buf[..command_len])
         .map_err(|err| Error::new(ErrorKind::InvalidInput, err))?;
 
-    let op = line
-        .split_ascii_whitespace()
-        .next()
-        .unwrap_or("")
-        .to_ascii_uppercase();
+    // osapi patch 4: the operation's name and arguments are looked at in place (upstream made an
+    // upper-case copy of the name and a vector of the arguments for each message).
+    let op = line.split_ascii_whitespace().next().unwrap_or("");
+    let is = |name: &str| op.eq_ignore_ascii_case(name);
 
-    if op == "PING" {
+    if is("PING") {
         return Ok(Some(ServerOp::Ping));
     }
 
-    if op == "PONG" {
+    if is("PONG") {
         return Ok(Some(ServerOp::Pong));
     }
 
-    if op == "INFO" {
+    if is("INFO") {
         // Parse the JSON-formatted server information.
         let server_info = ServerInfo::parse(&line["INFO".len()..])
             .ok_or_else(|| Error::new(ErrorKind::InvalidInput, "cannot parse server info"))?;
@@ -132,15 +146,13 @@ pub(crate) fn decode(mut stream: impl BufRead) -> io::Result<Option<ServerOp>> {
         return Ok(Some(ServerOp::Info(server_info)));
     }
 
-    if op == "MSG" {
+    if is("MSG") {
         // Extract whitespace-delimited arguments that come after "MSG".
-        let args = line["MSG".len()..]
-            .split_whitespace()
-            .filter(|s| !s.is_empty());
-        let args = args.collect::<Vec<_>>();
+        let mut args = [""; 5];
+        let args = split_args(&line["MSG".len()..], &mut args);
 
         // Parse the operation syntax: MSG <subject> <sid> [reply-to] <#bytes>
-        let (subject, sid, reply_to, num_bytes) = match args[..] {
+        let (subject, sid, reply_to, num_bytes) = match *args {
             [subject, sid, num_bytes] => (subject, sid, None, num_bytes),
             [subject, sid, reply_to, num_bytes] => (subject, sid, Some(reply_to), num_bytes),
             _ => {
@@ -188,17 +200,15 @@ pub(crate) fn decode(mut stream: impl BufRead) -> io::Result<Option<ServerOp>> {
         }));
     }
 
-    if op == "HMSG" {
+    if is("HMSG") {
         // Extract whitespace-delimited arguments that come after "HMSG".
-        let args = line["HMSG".len()..]
-            .split_whitespace()
-            .filter(|s| !s.is_empty());
-        let args = args.collect::<Vec<_>>();
+        let mut args = [""; 6];
+        let args = split_args(&line["HMSG".len()..], &mut args);
 
         // Parse the operation syntax:
         // `HMSG <subject> <sid> [reply-to] <# header bytes>
         // <# total bytes>\r\n<version line>\r\n[headers]\r\n\r\n[payload]\r\n`
-        let (subject, sid, reply_to, num_header_bytes, num_bytes) = match args[..] {
+        let (subject, sid, reply_to, num_header_bytes, num_bytes) = match *args {
             [subject, sid, num_header_bytes, num_bytes] => {
                 (subject, sid, None, num_header_bytes, num_bytes)
             }
@@ -259,9 +269,17 @@ pub(crate) fn decode(mut stream: impl BufRead) -> io::Result<Option<ServerOp>> {
         // <version line>\r\n[headers]\r\n\r\n[payload]\r\n`
 
         // Read the header payload.
-        let mut header_payload = Vec::new();
-        header_payload.resize(num_header_bytes as usize, 0_u8);
-        stream.read_exact(&mut header_payload[..])?;
+        // osapi patch 4: headers of the usual size are read into the stack.
+        let mut small = [0_u8; 1024];
+        let mut large = Vec::new();
+        let header_payload = match small.get_mut(..num_header_bytes as usize) {
+            Some(buf) => buf,
+            None => {
+                large.resize(num_header_bytes as usize, 0_u8);
+                &mut large[..]
+            }
+        };
+        stream.read_exact(header_payload)?;
 
         let headers = HeaderMap::try_from(&*header_payload)?;
 
@@ -281,7 +299,7 @@ pub(crate) fn decode(mut stream: impl BufRead) -> io::Result<Option<ServerOp>> {
         }));
     }
 
-    if op == "-ERR" {
+    if is("-ERR") {
         // Extract the message argument.
         let msg = line["-ERR".len()..].trim().trim_matches('\'').to_string();
 
@@ -432,4 +450,66 @@ pub(crate) fn encode(mut stream: impl Write, op: ClientOp<'_>) -> io::Result<()>
     }
 
     Ok(())
+}
+
+/// osapi patch 4: the decoding that patch changed, pinned.
+#[cfg(test)]
+mod osapi_tests {
+    use super::*;
+
+    fn one(wire: &[u8]) -> io::Result<Option<ServerOp>> {
+        decode(io::BufReader::new(wire))
+    }
+
+    #[test]
+    fn messages_with_and_without_reply_in_either_case() {
+        match one(b"MSG a.b 7 4\r\nbody\r\n") {
+            Ok(Some(ServerOp::Msg { subject, sid, reply_to, payload })) => {
+                assert_eq!((subject.as_str(), sid, reply_to, &payload[..]), ("a.b", 7, None, &b"body"[..]));
+            }
+            other => panic!("{other:?}"),
+        }
+        match one(b"msg a.b 7 _INBOX.x 0\r\n\r\n") {
+            Ok(Some(ServerOp::Msg { reply_to, payload, .. })) => {
+                assert_eq!((reply_to.as_deref(), payload.len()), (Some("_INBOX.x"), 0));
+            }
+            other => panic!("{other:?}"),
+        }
+        assert!(matches!(one(b"ping\r\n"), Ok(Some(ServerOp::Ping))));
+        assert!(matches!(one(b"PONG\r\n"), Ok(Some(ServerOp::Pong))));
+        assert!(matches!(one(b"-ERR 'bad'\r\n"), Ok(Some(ServerOp::Err(e))) if e == "bad"));
+        assert!(matches!(one(b"WHAT 1\r\n"), Ok(Some(ServerOp::Unknown(_)))));
+    }
+
+    #[test]
+    fn a_wrong_number_of_arguments_is_an_error() {
+        for wire in [&b"MSG a 1\r\n"[..], b"MSG a 1 r 4 9\r\n", b"HMSG a 1 2\r\n", b"HMSG a 1 r 2 4 9\r\n"] {
+            let err = one(wire).expect_err(std::str::from_utf8(wire).unwrap_or("?"));
+            assert_eq!(err.kind(), ErrorKind::InvalidInput);
+        }
+    }
+
+    #[test]
+    fn headers_small_and_past_the_stack_buffer() {
+        for filler in [10, 2000] {
+            let head = format!("NATS/1.0\r\nNats-Sequence: 42\r\nX-Fill: {}\r\n\r\n", "f".repeat(filler));
+            let wire = format!("HMSG s 3 r {} {}\r\n{head}data\r\n", head.len(), head.len() + 4);
+            match one(wire.as_bytes()) {
+                Ok(Some(ServerOp::Hmsg { subject, headers, reply_to, payload, .. })) => {
+                    assert_eq!((subject.as_str(), reply_to.as_deref(), &payload[..]), ("s", Some("r"), &b"data"[..]));
+                    assert_eq!(headers.get("Nats-Sequence").map(String::as_str), Some("42"));
+                    assert_eq!(headers.get("X-Fill").map(String::len), Some(filler));
+                }
+                other => panic!("{filler}: {other:?}"),
+            }
+        }
+        let status = "NATS/1.0 503\r\n\r\n";
+        let wire = format!("HMSG s 3 {} {}\r\n{status}\r\n", status.len(), status.len());
+        match one(wire.as_bytes()) {
+            Ok(Some(ServerOp::Hmsg { headers, .. })) => {
+                assert_eq!(headers.get(crate::header::STATUS).map(String::as_str), Some("503"));
+            }
+            other => panic!("{other:?}"),
+        }
+    }
 }
