@@ -111,22 +111,26 @@ impl Route<'_> {
 
 /// The route template a request matches (`POST /job/{id}/cancel`), or `other`: a metrics label that
 /// cannot grow with what clients send.
-pub fn template(method: &str, path: &str) -> &'static str {
+pub fn template<'a>(method: &str, path: &'a str) -> &'static str {
     let segments = segments(path);
     let (Route::NotAllowed(_) | Route::NotFound) = classify(method, &segments) else {
-        let shape: Vec<&str> = segments
-            .iter()
-            .enumerate()
-            .map(|(i, s)| match (i, s.len()) {
-                (2, _) if segments.len() == 4 && segments[1] == "workers" => "{hostname}",
-                (_, 36) => "{id}",
-                _ => s,
-            })
-            .collect();
-        let path = format!("/{}", shape.join("/"));
+        // Each segment as the templates write it, compared in place (this runs for every request).
+        let shaped = |i: usize, s: &'a str| match (i, s.len()) {
+            (2, _) if segments.len() == 4 && segments[1] == "workers" => "{hostname}",
+            (_, 36) => "{id}",
+            _ => s,
+        };
+        let fits = |template: &str| {
+            let mut parts = template.split('/').skip(1);
+            segments
+                .iter()
+                .enumerate()
+                .all(|(i, s)| parts.next() == Some(shaped(i, s)))
+                && parts.next().is_none()
+        };
         return ROUTES
             .iter()
-            .find(|(m, p)| *m == method && *p == path)
+            .find(|(m, p)| *m == method && fits(p))
             .map_or("other", |(_, p)| p);
     };
     "other"

@@ -9,7 +9,7 @@
 //! leader) stays. [`Bus::kv_enable_direct`] decides per bucket at start; a direct get left unanswered
 //! later (the stream lost `allow_direct`) turns them off for good ([`Bus::direct_failed`]).
 
-use crate::kv::{op_from_headers, stream_name, subject, KvEntry, KvOp};
+use crate::kv::{op_from_headers, stream_name, KvEntry, KvOp};
 use crate::{Bus, BusError};
 use serde_json::Value;
 
@@ -18,11 +18,12 @@ const PROBE_KEY: &str = "osapi-direct-get-probe";
 
 /// The request subject of a direct get of `key` (the last record of its subject).
 pub(crate) fn direct_subject(bucket: &str, key: &str) -> String {
-    format!(
-        "$JS.API.DIRECT.GET.{}.{}",
-        stream_name(bucket),
-        subject(bucket, key)
-    )
+    // One allocation: this runs three times for each job a worker takes.
+    let mut out = String::with_capacity(40 + 2 * bucket.len() + key.len());
+    for part in ["$JS.API.DIRECT.GET.KV_", bucket, ".$KV.", bucket, ".", key] {
+        out.push_str(part);
+    }
+    out
 }
 
 /// Decodes a direct get's answer: the stored message, or a status (404: no record).
@@ -100,5 +101,24 @@ impl Bus {
         };
         self.set_direct(bucket, verdict.is_ok());
         Ok(verdict)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::kv::subject;
+
+    #[test]
+    fn the_direct_subject_names_the_kv_streams_subject() {
+        assert_eq!(
+            direct_subject("jobs", "run.1"),
+            format!(
+                "$JS.API.DIRECT.GET.{}.{}",
+                stream_name("jobs"),
+                subject("jobs", "run.1")
+            )
+        );
+        assert_eq!(direct_subject("b", "k"), "$JS.API.DIRECT.GET.KV_b.$KV.b.k");
     }
 }

@@ -14,27 +14,30 @@ use tiny_http::{Header, Request, Response};
 /// trail when it is one the trail keeps (`audit.rs`): after the answer, so the trail never slows a
 /// client down.
 pub(super) fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiError>) {
-    let method = pending.req.method().as_str().to_string();
-    let url = pending.req.url().to_string();
-    let path = url.split_once('?').map_or(url.as_str(), |(p, _)| p);
-    let code = match &outcome {
-        Ok(reply) => reply.status,
-        Err(e) => e.status,
+    // Metrics and the trail's entry first, borrowing the request, which answering consumes.
+    let entry = {
+        let method = pending.req.method().as_str();
+        let url = pending.req.url();
+        let path = url.split_once('?').map_or(url, |(p, _)| p);
+        let code = match &outcome {
+            Ok(reply) => reply.status,
+            Err(e) => e.status,
+        };
+        crate::metrics::observe_http(
+            method,
+            routes::template(method, path),
+            code,
+            pending.started.elapsed(),
+        );
+        let seen = audit::Seen {
+            method,
+            path,
+            caller: pending.verdict.as_ref().and_then(Verdict::caller),
+            source: pending.req.remote_addr().copied(),
+            started: pending.started,
+        };
+        audit::entry(ctx, &seen, &outcome)
     };
-    crate::metrics::observe_http(
-        &method,
-        routes::template(&method, path),
-        code,
-        pending.started.elapsed(),
-    );
-    let seen = audit::Seen {
-        method: &method,
-        path,
-        caller: pending.verdict.as_ref().and_then(Verdict::caller),
-        source: pending.req.remote_addr().copied(),
-        started: pending.started,
-    };
-    let entry = audit::entry(ctx, &seen, &outcome);
     respond(pending.req, outcome);
     if let Some(entry) = entry {
         ctx.audit.append(&entry);
