@@ -314,7 +314,8 @@ proptest! {
                 put(&index, &state_key(1, host), s, *rev);
             }
         }
-        let shown = view::detail(&d, &latest, &BTreeMap::<String, Response>::new(), GRACE, now_us);
+        let no_responses = BTreeMap::<String, Response>::new();
+        let shown = view::detail(&d, &latest, &no_responses, GRACE, now_us);
         let id = Uuid::from_u128(1);
         prop_assert_eq!(index.status(&id, now_us), Some(shown.status));
         let (filed, _) = index.page(Some(shown.status), 0, 1, now_us);

@@ -84,6 +84,29 @@ impl Prepared {
     }
 }
 
+/// One job's records as [`Store::details`] read them, with the moment they were read: its
+/// [`Records::detail`] is the job's view, borrowing from them.
+pub struct Records {
+    def: JobDef,
+    parts: Parts,
+    grace: Grace,
+    now: i64,
+}
+
+impl Records {
+    /// `GET /job/{id}`'s view of the job (`view::detail_with_cancel`).
+    pub fn detail(&self) -> JobDetail<'_> {
+        view::detail_with_cancel(
+            &self.def,
+            &self.parts.states,
+            &self.parts.responses,
+            self.parts.cancel.as_ref(),
+            self.grace,
+            self.now,
+        )
+    }
+}
+
 /// Cheap to clone; shared by the handler threads.
 #[derive(Clone)]
 pub struct Store {
@@ -355,7 +378,7 @@ impl Store {
     /// is answered from it; the rest (whole jobs, or a finished host's response not yet delivered) is
     /// read in one batch of KV gets, the jobs' hosts being those the index knows. Both paths parse the
     /// records the same way (`detail::Parts`) and build the same `view::detail_with_cancel`.
-    pub fn details(&self, ids: &[Uuid]) -> Result<Vec<JobDetail>, BusError> {
+    pub fn details(&self, ids: &[Uuid]) -> Result<Vec<Records>, BusError> {
         /// One job's records, and which of them the batch must still read.
         struct Plan {
             id: String,
@@ -421,15 +444,14 @@ impl Store {
         Ok(plans
             .into_iter()
             .filter_map(|p| {
-                let def = p.parts.def?;
-                Some(view::detail_with_cancel(
-                    &def,
-                    &p.parts.states,
-                    &p.parts.responses,
-                    p.parts.cancel.as_ref(),
-                    self.grace,
+                let mut parts = p.parts;
+                let def = parts.def.take()?;
+                Some(Records {
+                    def,
+                    parts,
+                    grace: self.grace,
                     now,
-                ))
+                })
             })
             .collect())
     }

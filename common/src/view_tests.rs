@@ -8,6 +8,9 @@ const GRACE: Grace = Grace {
     retryable_us: 800_000,
 };
 
+/// No host has answered: a map that outlives the details borrowing it.
+static NO_RESPONSES: BTreeMap<String, Response> = BTreeMap::new();
+
 fn def(target: &str, expected: &[&str]) -> JobDef {
     JobDef {
         id: "550e8400-e29b-41d4-a716-446655440000".into(),
@@ -72,16 +75,11 @@ fn response(host: &str, data: Value) -> (String, Response) {
 fn single_host_completed() {
     let states = BTreeMap::from([state("web1", HostStatus::Completed, None)]);
     let responses = BTreeMap::from([response("web1", serde_json::json!({"pong": true}))]);
-    let d = detail(
-        &def("_any", &[]),
-        &states,
-        &responses,
-        GRACE,
-        CREATED_US + 10,
-    );
+    let d0 = def("_any", &[]);
+    let d = detail(&d0, &states, &responses, GRACE, CREATED_US + 10);
     assert_eq!(d.status, JobStatus::Completed);
-    assert_eq!(d.hostname.as_deref(), Some("web1"));
-    assert_eq!(d.result, Some(serde_json::json!({"pong": true})));
+    assert_eq!(d.hostname, Some("web1"));
+    assert_eq!(d.result, Some(&serde_json::json!({"pong": true})));
     assert_eq!(d.error, None);
     let events: Vec<&str> = d.timeline.iter().map(|e| e.event.as_str()).collect();
     assert_eq!(
@@ -98,23 +96,14 @@ fn broadcast_partial_failure_and_silent_host() {
         state("a", HostStatus::Completed, None),
         state("b", HostStatus::Failed, Some("boom")),
     ]);
-    let before = detail(&d0, &states, &BTreeMap::new(), GRACE, CREATED_US + 500_000);
+    let before = detail(&d0, &states, &NO_RESPONSES, GRACE, CREATED_US + 500_000);
     assert_eq!(before.status, JobStatus::Running, "c has not answered yet");
     assert_eq!(before.worker_states.len(), 2);
 
-    let after = detail(
-        &d0,
-        &states,
-        &BTreeMap::new(),
-        GRACE,
-        CREATED_US + 2_000_000,
-    );
+    let after = detail(&d0, &states, &NO_RESPONSES, GRACE, CREATED_US + 2_000_000);
     assert_eq!(after.status, JobStatus::PartialFailure);
-    let c = after
-        .worker_states
-        .get("c")
-        .map(|s| (s.status, s.error.clone()));
-    assert_eq!(c, Some((HostStatus::Failed, Some(NO_RESPONSE.to_string()))));
+    let c = after.worker_states.get("c").map(|s| (s.status, s.error));
+    assert_eq!(c, Some((HostStatus::Failed, Some(NO_RESPONSE))));
     assert_eq!(after.error.as_deref(), Some("b: boom; c: no response"));
     assert_eq!(after.result, None);
 }
@@ -124,10 +113,10 @@ fn nobody_answers() {
     let d0 = def("ghost", &[]);
     let none = BTreeMap::new();
     assert_eq!(
-        detail(&d0, &none, &BTreeMap::new(), GRACE, CREATED_US).status,
+        detail(&d0, &none, &NO_RESPONSES, GRACE, CREATED_US).status,
         JobStatus::Pending
     );
-    let late = detail(&d0, &none, &BTreeMap::new(), GRACE, CREATED_US + 1_000_001);
+    let late = detail(&d0, &none, &NO_RESPONSES, GRACE, CREATED_US + 1_000_001);
     assert_eq!(late.status, JobStatus::Failed);
     assert_eq!(late.error.as_deref(), Some(NO_RESPONSE));
 }
@@ -135,13 +124,8 @@ fn nobody_answers() {
 #[test]
 fn single_host_failure_keeps_its_message() {
     let states = BTreeMap::from([state("web1", HostStatus::Failed, Some("bad input"))]);
-    let d = detail(
-        &def("web1", &[]),
-        &states,
-        &BTreeMap::new(),
-        GRACE,
-        CREATED_US + 10,
-    );
+    let d0 = def("web1", &[]);
+    let d = detail(&d0, &states, &NO_RESPONSES, GRACE, CREATED_US + 10);
     assert_eq!(d.status, JobStatus::Failed);
     assert_eq!(d.error.as_deref(), Some("bad input"));
 }
@@ -154,27 +138,12 @@ fn a_host_stuck_running_past_its_grace_is_lost() {
         state("b", HostStatus::Running, None),
     ]);
     // Deadline at 2.0 s; b wrote at 1.1 s, so its grace ends at 2.5 s.
-    let during = detail(
-        &d0,
-        &states,
-        &BTreeMap::new(),
-        GRACE,
-        CREATED_US + 1_500_000,
-    );
+    let during = detail(&d0, &states, &NO_RESPONSES, GRACE, CREATED_US + 1_500_000);
     assert_eq!(during.status, JobStatus::Running);
-    let after = detail(
-        &d0,
-        &states,
-        &BTreeMap::new(),
-        GRACE,
-        CREATED_US + 1_500_001,
-    );
+    let after = detail(&d0, &states, &NO_RESPONSES, GRACE, CREATED_US + 1_500_001);
     assert_eq!(after.status, JobStatus::PartialFailure);
-    let b = after
-        .worker_states
-        .get("b")
-        .map(|s| (s.status, s.error.clone()));
-    assert_eq!(b, Some((HostStatus::Failed, Some(WORKER_LOST.to_string()))));
+    let b = after.worker_states.get("b").map(|s| (s.status, s.error));
+    assert_eq!(b, Some((HostStatus::Failed, Some(WORKER_LOST))));
     assert_eq!(after.error.as_deref(), Some("b: worker lost"));
     assert!(after
         .timeline
@@ -200,7 +169,7 @@ fn a_cancelled_job_shows_who_cancelled_and_keeps_finished_results() {
     let d = detail_with_cancel(
         &def,
         &states,
-        &BTreeMap::new(),
+        &NO_RESPONSES,
         Some(&cancel),
         GRACE,
         1_600_000,
@@ -218,7 +187,7 @@ fn a_cancelled_job_shows_who_cancelled_and_keeps_finished_results() {
     assert_eq!(event.message, "cancelled by alice");
     assert_eq!(d.error, None);
     // Without the cancel record, c would still be pending.
-    let plain = detail(&def, &states, &BTreeMap::new(), GRACE, 1_600_000);
+    let plain = detail(&def, &states, &NO_RESPONSES, GRACE, 1_600_000);
     assert_eq!(plain.status, JobStatus::Running, "{plain:?}");
 }
 
@@ -226,14 +195,14 @@ fn a_cancelled_job_shows_who_cancelled_and_keeps_finished_results() {
 fn the_submitter_is_named_in_the_detail_and_the_timeline() {
     let mut d = def("web1", &[]);
     let none = BTreeMap::new();
-    let anonymous = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
+    let anonymous = detail(&d, &none, &NO_RESPONSES, GRACE, CREATED_US);
     assert_eq!(anonymous.submitted_by, "");
     assert_eq!(
         anonymous.timeline[0].message,
         "job submitted for target web1"
     );
     d.submitted_by = "alice".into();
-    let named = detail(&d, &none, &BTreeMap::new(), GRACE, CREATED_US);
+    let named = detail(&d, &none, &NO_RESPONSES, GRACE, CREATED_US);
     assert_eq!(named.submitted_by, "alice");
     assert_eq!(named.timeline[0].event, "submitted");
     assert_eq!(

@@ -24,7 +24,7 @@ pub fn cancel(ctx: &Ctx, raw_id: &str, body: &[u8], user: &str) -> Result<Reply,
             header: None,
         }),
         CancelOutcome::Cancelled => match ctx.store.details(&[id])?.pop() {
-            Some(detail) => Ok(Reply::json(200, super::to_json(&detail)?)),
+            Some(records) => Ok(Reply::json(200, super::to_json(&records.detail())?)),
             None => Err(ApiError::not_found(format!("job {id} not found"))),
         },
     }

@@ -219,15 +219,16 @@ pub fn list(ctx: &Ctx, q: &Query) -> Result<Reply, ApiError> {
     ctx.store.see_own_writes();
     let (total, ids) = ctx.store.page(filter, offset, limit);
     #[derive(serde::Serialize)]
-    struct Page {
+    struct Page<'a> {
         total_items: usize,
-        items: Vec<osapi_common::view::JobDetail>,
+        items: Vec<osapi_common::view::JobDetail<'a>>,
     }
+    let records = ctx.store.details(&ids)?;
     Reply::json_of(
         200,
         &Page {
             total_items: total,
-            items: ctx.store.details(&ids)?,
+            items: records.iter().map(|r| r.detail()).collect(),
         },
     )
 }
@@ -346,7 +347,7 @@ pub fn get(ctx: &Ctx, raw_id: &str, q: &Query) -> Result<Reply, ApiError> {
     ctx.require_nats()?;
     hold(ctx, &id, wait);
     match ctx.store.details(&[id])?.pop() {
-        Some(detail) => Reply::json_of(200, &detail),
+        Some(records) => Reply::json_of(200, &records.detail()),
         None => Err(ApiError::not_found(format!("job {id} not found"))),
     }
 }
@@ -375,7 +376,7 @@ pub fn created_waited(
         return Ok(created);
     };
     hold(ctx, &id, until.saturating_duration_since(Instant::now()));
-    let Some(detail) = ctx.store.details(&[id])?.pop() else {
+    let Some(records) = ctx.store.details(&[id])?.pop() else {
         return Ok(created);
     };
     let mut reply = Reply::json_of(
@@ -384,7 +385,7 @@ pub fn created_waited(
             job_id: &head.job_id,
             revision: head.revision,
             timestamp: &head.timestamp,
-            detail: &detail,
+            detail: &records.detail(),
         },
     )?;
     reply.job_id = Some(head.job_id);
@@ -409,7 +410,7 @@ struct Waited<'a> {
     revision: u64,
     timestamp: &'a str,
     #[serde(flatten)]
-    detail: &'a osapi_common::view::JobDetail,
+    detail: &'a osapi_common::view::JobDetail<'a>,
 }
 
 /// `DELETE /job/{id}`.
