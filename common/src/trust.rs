@@ -10,7 +10,6 @@ use base64::engine::general_purpose::STANDARD as B64;
 use base64::Engine as _;
 use ed25519_dalek::pkcs8::{DecodePrivateKey, DecodePublicKey, EncodePublicKey, KeypairBytes};
 use ed25519_dalek::{Signature, Signer, SigningKey, VerifyingKey};
-use serde_json::Value;
 use std::collections::BTreeMap;
 
 pub use ed25519_dalek::{SigningKey as JobSigningKey, VerifyingKey as JobVerifyingKey};
@@ -38,43 +37,44 @@ pub fn canonical_bytes(def: &JobDef) -> Vec<u8> {
     form_bytes(def, Form::Whole)
 }
 
-/// The bytes `form`'s signature covers (`Form::Whole`: [`canonical_bytes`]).
+/// The bytes `form`'s signature covers (`Form::Whole`: [`canonical_bytes`]): the fields written in
+/// place, each as `canonical::write` writes its JSON value.
 pub fn form_bytes(def: &JobDef, form: Form) -> Vec<u8> {
+    use crate::canonical::{write, write_scalar};
     let mut out = String::with_capacity(256);
     let tag = match form {
         Form::Whole => CANONICAL_TAG,
         Form::Run => RUN_TAG,
     };
-    let head = [
-        Value::from(tag),
-        Value::from(def.id.as_str()),
-        Value::from(def.operation.op_type.as_str()),
-    ];
-    let mut fields: Vec<&Value> = head.iter().collect();
-    fields.push(&def.operation.data);
-    let target = Value::from(def.target_hostname.as_str());
-    fields.push(&target);
-    // Run: the list is not there at all (not an empty one: that is a whole job expecting nobody).
-    let expected = match form {
-        Form::Whole => Some(Value::from(def.expected_hosts.clone())),
-        Form::Run => None,
-    };
-    fields.extend(expected.as_ref());
-    let tail = [
-        Value::from(def.created.as_str()),
-        Value::from(def.created_us),
-        Value::from(def.timeout_ms),
-        def.retry_of.as_deref().map_or(Value::Null, Value::from),
-        Value::from(def.submitted_by.as_str()),
-    ];
-    fields.extend(tail.iter());
     out.push('[');
-    for (i, field) in fields.into_iter().enumerate() {
-        if i > 0 {
-            out.push(',');
-        }
-        crate::canonical::write(field, &mut out);
+    for head in [tag, &def.id, def.operation.op_type.as_str()] {
+        write_scalar(head, &mut out);
+        out.push(',');
     }
+    write(&def.operation.data, &mut out);
+    out.push(',');
+    write_scalar(&def.target_hostname, &mut out);
+    // Run: the list is not there at all (not an empty one: that is a whole job expecting nobody).
+    if form == Form::Whole {
+        out.push_str(",[");
+        for (i, host) in def.expected_hosts.iter().enumerate() {
+            if i > 0 {
+                out.push(',');
+            }
+            write_scalar(host, &mut out);
+        }
+        out.push(']');
+    }
+    out.push(',');
+    write_scalar(&def.created, &mut out);
+    out.push(',');
+    write_scalar(&def.created_us, &mut out);
+    out.push(',');
+    write_scalar(&def.timeout_ms, &mut out);
+    out.push(',');
+    write_scalar(&def.retry_of, &mut out);
+    out.push(',');
+    write_scalar(&def.submitted_by, &mut out);
     out.push(']');
     out.into_bytes()
 }
@@ -140,7 +140,8 @@ pub enum Accepted {
 /// What a worker trusts: the keys of `job.worker.trusted_job_keys`, and `allow_unsigned_jobs`.
 #[derive(Debug, Clone)]
 pub struct Trust {
-    keys: Vec<VerifyingKey>,
+    /// Each key with its id (`key_id`), made once rather than at every check.
+    keys: Vec<(String, VerifyingKey)>,
     allow_unsigned: bool,
 }
 
@@ -149,7 +150,7 @@ impl Trust {
     /// instead (see [`Trust::can_run_anything`]).
     pub fn new(keys: Vec<VerifyingKey>, allow_unsigned: bool) -> Trust {
         Trust {
-            keys,
+            keys: keys.into_iter().map(|k| (key_id(&k), k)).collect(),
             allow_unsigned,
         }
     }
@@ -177,16 +178,22 @@ impl Trust {
         if self.keys.is_empty() && self.allow_unsigned {
             return Ok(Accepted::Unverified);
         }
-        let Some(key) = self.keys.iter().find(|k| key_id(k) == signature.key_id) else {
+        let Some((_, key)) = self.keys.iter().find(|(id, _)| *id == signature.key_id) else {
             return Err(format!(
                 "signed by key {}, which this worker does not trust",
                 signature.key_id
             ));
         };
-        let bytes = B64
-            .decode(signature.sig.as_bytes())
-            .map_err(|_| "malformed signature (not base64)".to_string())?;
-        let sig = Signature::from_slice(&bytes)
+        // Decoded into the stack: room for one byte more than a signature, so a longer one is seen.
+        let mut bytes = [0u8; Signature::BYTE_SIZE + 1];
+        let len = match B64.decode_slice(signature.sig.as_bytes(), &mut bytes) {
+            Ok(len) => len,
+            Err(base64::DecodeSliceError::OutputSliceTooSmall) => bytes.len(),
+            Err(base64::DecodeSliceError::DecodeError(_)) => {
+                return Err("malformed signature (not base64)".to_string())
+            }
+        };
+        let sig = Signature::from_slice(&bytes[..len])
             .map_err(|_| "malformed signature (not 64 bytes)".to_string())?;
         key.verify_strict(&form_bytes(def, form), &sig)
             .map_err(|_| "bad signature: the job was changed after it was signed".to_string())?;

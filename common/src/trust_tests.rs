@@ -4,7 +4,7 @@
 use super::*;
 use crate::job::Operation;
 use crate::operation::OperationType;
-use serde_json::json;
+use serde_json::{json, Value};
 
 /// Made by `openssl genpkey -algorithm ed25519` and `openssl pkey -pubout` (a test key, nothing else).
 const OPENSSL_PRIVATE: &str = "-----BEGIN PRIVATE KEY-----
@@ -208,10 +208,22 @@ fn untrusted_unsigned_and_malformed_are_rejected() {
         .check(&forged)
         .is_err_and(|e| e.starts_with("bad signature")));
     assert_eq!(trust.check(&def()), Err("the job is not signed".into()));
-    for sig in ["%%%", "AAAA"] {
-        let mut bad = signed(def(), &trusted);
+    // A valid signature with bytes added or removed: decoded into a fixed buffer, never accepted.
+    let good = signed(def(), &trusted);
+    let good_sig = good
+        .signature
+        .as_ref()
+        .map(|s| s.sig.clone())
+        .unwrap_or_default();
+    let raw = B64.decode(&good_sig).unwrap_or_default();
+    let longer = B64.encode([&raw[..], &[0]].concat());
+    let much_longer = B64.encode([&raw[..], &raw[..]].concat());
+    let shorter = B64.encode(&raw[..63]);
+    assert!(trust.check(&good).is_ok());
+    for sig in ["%%%", "AAAA", "", &longer, &much_longer, &shorter] {
+        let mut bad = good.clone();
         if let Some(s) = bad.signature.as_mut() {
-            s.sig = sig.into();
+            s.sig = sig.to_string();
         }
         assert!(
             trust.check(&bad).is_err_and(|e| e.starts_with("malformed")),
@@ -273,4 +285,62 @@ fn deadline() {
         expired(&d, "web1", 61_000_001),
         Some("expired: reached web1 after its deadline".into())
     );
+}
+
+/// How the signed bytes were made before they were written in place: a JSON array of `Value`s, each
+/// written by `canonical::write`. The signature a worker checks must not change with the code.
+fn form_bytes_by_values(def: &JobDef, form: Form) -> Vec<u8> {
+    let tag = match form {
+        Form::Whole => CANONICAL_TAG,
+        Form::Run => RUN_TAG,
+    };
+    let mut fields = vec![
+        Value::from(tag),
+        Value::from(def.id.as_str()),
+        Value::from(def.operation.op_type.as_str()),
+        def.operation.data.clone(),
+        Value::from(def.target_hostname.as_str()),
+    ];
+    if form == Form::Whole {
+        fields.push(Value::from(def.expected_hosts.clone()));
+    }
+    fields.extend([
+        Value::from(def.created.as_str()),
+        Value::from(def.created_us),
+        Value::from(def.timeout_ms),
+        def.retry_of.as_deref().map_or(Value::Null, Value::from),
+        Value::from(def.submitted_by.as_str()),
+    ]);
+    crate::canonical::to_string(&Value::Array(fields)).into_bytes()
+}
+
+#[test]
+fn the_signed_bytes_are_those_the_values_gave() {
+    let odd = "tab\there \"quoted\" back\\slash \u{1} é€😀 \u{2028}";
+    let mut variants = vec![def()];
+    let mut d = def();
+    d.expected_hosts = vec![];
+    d.retry_of = None;
+    d.submitted_by = String::new();
+    d.created_us = -1;
+    d.timeout_ms = u64::MAX;
+    variants.push(d);
+    let mut d = def();
+    d.id = odd.into();
+    d.target_hostname = odd.into();
+    d.expected_hosts = vec![odd.into(), "".into(), "web3".into()];
+    d.created = odd.into();
+    d.submitted_by = odd.into();
+    d.retry_of = Some(odd.into());
+    d.operation.data = json!({ odd: [odd, 1.25, null, true, {"z": {}, "a": []}], "": -7 });
+    variants.push(d);
+    for d in &variants {
+        for form in [Form::Whole, Form::Run] {
+            assert_eq!(
+                String::from_utf8_lossy(&form_bytes(d, form)),
+                String::from_utf8_lossy(&form_bytes_by_values(d, form)),
+                "{form:?}"
+            );
+        }
+    }
 }
