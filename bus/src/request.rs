@@ -5,6 +5,7 @@
 use crate::{Bus, BusError, Message};
 use nats::header::HeaderMap;
 use std::collections::HashMap;
+use std::fmt::Write as _;
 use std::sync::atomic::Ordering;
 // A mutex and a condvar, not crossbeam's channels: a crossbeam receiver about to block first calls
 // `sched_yield` a few times, and on a busy host each of those is a context switch (a quarter of the
@@ -127,7 +128,11 @@ impl Bus {
         for (i, (subject, headers, payload)) in requests.iter().enumerate() {
             let token = self.inner.next_token.fetch_add(1, Ordering::Relaxed);
             self.waiting().insert(token, (batch.clone(), i));
-            let reply = format!("{}.{token}", self.inner.reply_prefix);
+            // Sized at once (`format!` grows its buffer two or three times for this one).
+            let mut reply = String::with_capacity(self.inner.reply_prefix.len() + 21);
+            reply.push_str(&self.inner.reply_prefix);
+            reply.push('.');
+            let _ = write!(reply, "{token}");
             let sent =
                 self.nc()
                     .publish_with_reply_or_headers(subject, Some(&reply), *headers, payload);
