@@ -1,5 +1,5 @@
 //! The HTTP edge from an attacker's side, one request at a time: an endless header line, too many or too large
-//! headers, a head that never ends, a body announced without a token or trickled with one; and, with a token,
+//! headers, a head that is not ASCII or not headers, a head that never ends, a body announced without a token or trickled with one; and, with a token,
 //! asking the API to hold more than it should (`limit`, `operation.data`). Each test talks raw TCP or HTTP to
 //! the real `osapi-api` and reads its memory from `/proc/PID/status`; many connections at once are in
 //! `hostile_connections.rs`.
@@ -263,4 +263,65 @@ fn limits_on_what_one_user_can_make_the_api_hold() {
     assert!(over.text.contains("max_job_data_bytes"), "{}", over.text);
     let at_cap = cluster.http("POST", "/job", Some(job(data_max - 11)));
     assert_eq!(at_cap.status, 201, "{}", at_cap.text);
+}
+
+#[test]
+fn heads_that_are_not_ascii_or_not_headers_are_refused_whole_or_split() {
+    let cluster = Cluster::start(&[]);
+    // What each gets: a head tiny_http cannot read as ASCII lines ends the connection unanswered (no
+    // status line fits a request whose line could not be read); a line that is not a header is a 400.
+    let heads: [(&str, &[u8], Option<&str>); 5] = [
+        (
+            "a non-ASCII header value",
+            b"GET /health HTTP/1.1\r\nHost: osapi\r\nX-Name: caf\xc3\xa9\r\n\r\n",
+            None,
+        ),
+        (
+            "a non-ASCII request line",
+            b"GET /h\xffalth HTTP/1.1\r\nHost: osapi\r\n\r\n",
+            None,
+        ),
+        (
+            "a header line without a colon",
+            b"GET /health HTTP/1.1\r\nHost osapi\r\n\r\n",
+            Some("HTTP/1.1 400"),
+        ),
+        (
+            "a header name with a space",
+            b"GET /health HTTP/1.1\r\nX Y: z\r\n\r\n",
+            Some("HTTP/1.1 400"),
+        ),
+        (
+            "a bare LF line end",
+            b"GET /health HTTP/1.1\nHost: osapi\n\n",
+            None,
+        ),
+    ];
+    for (what, head, want) in heads {
+        // Whole, and in two writes (the line the parser sees then spans two reads, or not: either way
+        // the answer must be the same).
+        for split in [head.len(), head.len() / 2] {
+            let mut stream = connect(&cluster);
+            stream.write_all(&head[..split]).expect("send");
+            stream.flush().expect("flush");
+            stream.write_all(&head[split..]).expect("send the rest");
+            let _ = stream.shutdown(std::net::Shutdown::Write);
+            let answer = read_all(&mut stream);
+            match want {
+                None => assert_eq!(answer, "", "{what} (split at {split})"),
+                Some(status) => assert!(
+                    answer.starts_with(status),
+                    "{what} (split at {split}): {answer:?}"
+                ),
+            }
+        }
+    }
+    // A good head split in the middle of a line is answered.
+    let good = b"GET /health HTTP/1.1\r\nHost: osapi\r\nConnection: close\r\n\r\n";
+    let mut stream = connect(&cluster);
+    stream.write_all(&good[..30]).expect("send");
+    stream.write_all(&good[30..]).expect("send the rest");
+    let answer = read_all(&mut stream);
+    assert!(answer.starts_with("HTTP/1.1 200"), "{answer:?}");
+    assert_eq!(cluster.http("GET", "/health", None).status, 200);
 }

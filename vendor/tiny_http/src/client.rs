@@ -121,7 +121,13 @@ impl ClientConnection {
     ///
     /// osapi patch: at most `LINE_BYTES_MAX` per line and `HEAD_BYTES_MAX` per head are read (upstream
     /// read a line of any length into memory), and a head that began must end within `HEAD_DEADLINE`.
-    fn read_next_line(&mut self, budget: &mut HeadBudget) -> Result<AsciiString, ReadError> {
+    /// osapi patch: the next line of the head, given to `parse` as text (ASCII only) where it lies,
+    /// in the reader's buffer when it is whole there, so a line costs no allocation of its own.
+    fn read_next_line<R>(
+        &mut self,
+        budget: &mut HeadBudget,
+        parse: impl FnOnce(&str) -> R,
+    ) -> Result<R, ReadError> {
         // osapi patch: scans what the buffer holds (one deadline check per fill, i.e. before each
         // socket read, which is where time can pass) instead of a clock read and a reader call per byte.
         let mut buf = Vec::new();
@@ -161,10 +167,10 @@ impl ClientConnection {
                         && end < LINE_BYTES_MAX
                         && budget.bytes + end < HEAD_BYTES_MAX
                     {
-                        let line = available[..end - 1].to_vec();
+                        let parsed = ascii_line(&available[..end - 1]).map(parse);
                         budget.bytes += end + 1;
                         reader.consume(end + 1);
-                        return ascii_line(line);
+                        return parsed;
                     }
                 }
             }
@@ -199,7 +205,7 @@ impl ClientConnection {
             match outcome {
                 None => continue,
                 Some(Err(e)) => return Err(e),
-                Some(Ok(())) => return ascii_line(buf),
+                Some(Ok(())) => return ascii_line(&buf).map(parse),
             }
         }
     }
@@ -226,27 +232,23 @@ impl ClientConnection {
         let (method, path, version, headers) = {
             // reading the request line
             let (method, path, version) = {
-                let line = self.read_next_line(&mut budget)?;
-
-                parse_request_line(
-                    line.as_str().trim(), // TODO: remove this conversion
-                )?
+                self.read_next_line(&mut budget, |line| parse_request_line(line.trim()))??
             };
 
             // getting all headers
             let headers = {
-                let mut headers = Vec::new();
+                let mut headers = Vec::with_capacity(8);
                 loop {
-                    let line = self.read_next_line(&mut budget)?;
-
-                    if line.is_empty() {
+                    let header = self.read_next_line(&mut budget, |line| {
+                        (!line.is_empty()).then(|| crate::Header::from_str(line.trim()))
+                    })?;
+                    let Some(header) = header else {
                         break;
                     };
                     if headers.len() >= HEADER_LINES_MAX {
                         return Err(ReadError::HeadTooLarge("more than 100 header lines"));
                     }
-                    headers.push(match FromStr::from_str(line.as_str().trim()) {
-                        // TODO: remove this conversion
+                    headers.push(match header {
                         Ok(h) => h,
                         _ => return Err(ReadError::WrongHeader(version)),
                     });
@@ -459,13 +461,19 @@ fn parse_request_line(line: &str) -> Result<(Method, String, HTTPVersion), ReadE
 }
 
 /// A head line read, as the ASCII it must be.
-fn ascii_line(line: Vec<u8>) -> Result<AsciiString, ReadError> {
-    AsciiString::from_ascii(line).map_err(|_| {
-        ReadError::ReadIoError(IoError::new(
-            ErrorKind::InvalidInput,
-            "Header is not in ASCII",
-        ))
-    })
+fn ascii_line(line: &[u8]) -> Result<&str, ReadError> {
+    match line.is_ascii() {
+        // ASCII is UTF-8: never the error arm.
+        true => std::str::from_utf8(line).map_err(|_| not_ascii()),
+        false => Err(not_ascii()),
+    }
+}
+
+fn not_ascii() -> ReadError {
+    ReadError::ReadIoError(IoError::new(
+        ErrorKind::InvalidInput,
+        "Header is not in ASCII",
+    ))
 }
 
 #[cfg(test)]
