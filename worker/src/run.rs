@@ -332,10 +332,14 @@ impl Runner {
             self.max_deliver
         );
         let started = Instant::now();
-        let fresh = self.fresh.enter(job.id, &state);
+        // Shared with the thread that keeps the record fresh rather than copied for it: once the guard
+        // drops, this is the only reference, unless that thread is writing the record just then.
+        let shared = Arc::new(state);
+        let fresh = self.fresh.enter(job.id, shared.clone());
         let result = ops::execute(op, &def.operation.data, &self.ctx);
         // No `running` rewrite after this, so the final state written below stays the last.
         drop(fresh);
+        let state = Arc::try_unwrap(shared).unwrap_or_else(|shared| (*shared).clone());
         let elapsed = started.elapsed();
         let took = format_duration(elapsed);
         let ended = match &result {

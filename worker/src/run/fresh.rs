@@ -21,7 +21,7 @@ pub const FIRST_AFTER: Duration = Duration::from_millis(100);
 
 struct Entry {
     id: String,
-    state: HostState,
+    state: Arc<HostState>,
     /// When the record is due next; `None` once the job has ended (nothing more is written).
     due: Mutex<Option<Instant>>,
 }
@@ -57,11 +57,11 @@ impl Fresh {
 
     /// Job `id` starts running with `state` (`running`): its record is written [`FIRST_AFTER`] from now
     /// if it still runs, and kept fresh until the guard drops.
-    pub fn enter(&self, id: &str, state: &HostState) -> Guard<'_> {
+    pub fn enter(&self, id: &str, state: Arc<HostState>) -> Guard<'_> {
         let due = Instant::now() + FIRST_AFTER;
         let entry = Arc::new(Entry {
             id: id.to_string(),
-            state: state.clone(),
+            state,
             due: Mutex::new(Some(due)),
         });
         let (slot, wake) = {
@@ -174,7 +174,7 @@ mod tests {
             });
         }
         let count = || writes.lock().unwrap_or_else(|p| p.into_inner()).len();
-        let short = fresh.enter("short", &state());
+        let short = fresh.enter("short", Arc::new(state()));
         drop(short);
         std::thread::sleep(FIRST_AFTER * 2);
         assert_eq!(
@@ -182,7 +182,7 @@ mod tests {
             0,
             "a job that ended within FIRST_AFTER writes no running record"
         );
-        let long = fresh.enter("long", &state());
+        let long = fresh.enter("long", Arc::new(state()));
         let deadline = Instant::now() + Duration::from_secs(10);
         while count() < 2 && Instant::now() < deadline {
             std::thread::sleep(Duration::from_millis(10));
