@@ -109,9 +109,10 @@ impl Route<'_> {
     }
 }
 
-/// The route template a request matches (`POST /job/{id}/cancel`), or `other`: a metrics label that
-/// cannot grow with what clients send.
-pub fn template<'a>(method: &str, path: &'a str) -> &'static str {
+/// The method and route a request matches as metrics labels (`POST`, `/job/:id/cancel`: the
+/// template in [`label`]'s form), or `other` for both: static text that cannot grow with what clients
+/// send.
+pub fn template<'a>(method: &str, path: &'a str) -> (&'static str, &'static str) {
     let segments = segments(path);
     let (Route::NotAllowed(_) | Route::NotFound) = classify(method, &segments) else {
         // Each segment as the templates write it, compared in place (this runs for every request).
@@ -131,9 +132,25 @@ pub fn template<'a>(method: &str, path: &'a str) -> &'static str {
         return ROUTES
             .iter()
             .find(|(m, p)| *m == method && fits(p))
-            .map_or("other", |(_, p)| p);
+            .map_or(OTHER, |(m, p)| (*m, label(p)));
     };
-    "other"
+    OTHER
+}
+
+/// What [`template`] gives a request no route takes.
+const OTHER: (&str, &str) = ("other", "other");
+
+/// A route template as a label value: `/job/:id`, since braces inside a label value trip some
+/// text-format parsers.
+fn label(template: &'static str) -> &'static str {
+    match template {
+        "/job/{id}" => "/job/:id",
+        "/job/{id}/retry" => "/job/:id/retry",
+        "/job/{id}/cancel" => "/job/:id/cancel",
+        "/job/workers/{hostname}/drain" => "/job/workers/:hostname/drain",
+        "/job/workers/{hostname}/undrain" => "/job/workers/:hostname/undrain",
+        plain => plain,
+    }
 }
 
 /// A submission under its `Idempotency-Key`, if the request has one.
@@ -244,18 +261,23 @@ mod tests {
     #[test]
     fn metric_labels_are_route_templates() {
         let id = "550e8400-e29b-41d4-a716-446655440000";
-        assert_eq!(template("GET", &format!("/job/{id}")), "/job/{id}");
+        assert_eq!(template("GET", &format!("/job/{id}")), ("GET", "/job/:id"));
         assert_eq!(
-            template("POST", &format!("/job/{id}/cancel/")),
-            "/job/{id}/cancel"
+            template("POST", &format!("/job/{id}/cancel/")).1,
+            "/job/:id/cancel"
         );
-        assert_eq!(template("POST", "/job"), "/job");
+        assert_eq!(template("POST", "/job"), ("POST", "/job"));
         assert_eq!(
-            template("POST", "/job/workers/web1/drain"),
-            "/job/workers/{hostname}/drain"
+            template("POST", "/job/workers/web1/drain").1,
+            "/job/workers/:hostname/drain"
         );
-        assert_eq!(template("DELETE", "/job/status"), "other");
-        assert_eq!(template("GET", "/nope/../../etc"), "other");
+        assert_eq!(template("DELETE", "/job/status"), ("other", "other"));
+        assert_eq!(template("GET", "/nope/../../etc").1, "other");
+        for (_, template) in ROUTES {
+            let label = label(template);
+            assert!(!label.contains(['{', '}']), "{template} -> {label}");
+            assert_eq!(label.matches('/').count(), template.matches('/').count());
+        }
     }
 
     #[test]

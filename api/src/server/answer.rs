@@ -23,12 +23,8 @@ pub(super) fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiErro
             Ok(reply) => reply.status,
             Err(e) => e.status,
         };
-        crate::metrics::observe_http(
-            method,
-            routes::template(method, path),
-            code,
-            pending.started.elapsed(),
-        );
+        let (method_label, route) = routes::template(method, path);
+        crate::metrics::observe_http(method_label, route, code, pending.started.elapsed());
         let seen = audit::Seen {
             method,
             path,
