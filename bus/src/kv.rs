@@ -62,6 +62,20 @@ pub(crate) fn check_value(key: &str, value: &[u8]) -> Result<(), BusError> {
 
 /// The stream sequence a PubAck gives (a KV record's revision).
 pub(crate) fn pub_ack_seq(data: &[u8]) -> Result<u64, BusError> {
+    /// The usual PubAck, read without building a `Value` (this runs for every write's ack); an error,
+    /// or anything else, takes the general path below.
+    #[derive(serde::Deserialize)]
+    struct PubAck {
+        seq: Option<u64>,
+        error: Option<serde::de::IgnoredAny>,
+    }
+    if let Ok(PubAck {
+        seq: Some(seq),
+        error: None,
+    }) = serde_json::from_slice(data)
+    {
+        return Ok(seq);
+    }
     let v = parse_api_answer(data)?;
     v.get("seq")
         .and_then(Value::as_u64)
@@ -224,4 +238,45 @@ fn decode_stored(data: &[u8], key: &str) -> Result<Option<KvEntry>, BusError> {
         revision: message.get("seq").and_then(Value::as_u64).unwrap_or(0),
         op,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_pub_acks_sequence_and_its_errors() {
+        assert_eq!(
+            pub_ack_seq(br#"{"stream":"KV_jobs","seq":42}"#).ok(),
+            Some(42)
+        );
+        assert_eq!(
+            pub_ack_seq(br#"{"stream":"KV_jobs","domain":"d","seq":7,"duplicate":true}"#).ok(),
+            Some(7)
+        );
+        // An error wins over a sequence, as the general parse has it.
+        for data in [
+            &br#"{"error":{"code":400,"err_code":10071,"description":"wrong last sequence: 5"}}"#[..],
+            br#"{"seq":3,"error":{"code":503,"description":"no quorum"}}"#,
+        ] {
+            let (fast, general) = (pub_ack_seq(data), parse_api_answer(data));
+            assert_eq!(
+                fast.map_err(|e| e.to_string()),
+                Err(general.err().map(|e| e.to_string()).unwrap_or_default())
+            );
+        }
+        for data in [
+            &b"{}"[..],
+            br#"{"seq":-1}"#,
+            br#"{"seq":"9"}"#,
+            b"not json",
+            b"",
+        ] {
+            assert!(
+                matches!(pub_ack_seq(data), Err(BusError::Protocol(_))),
+                "{}",
+                String::from_utf8_lossy(data)
+            );
+        }
+    }
 }

@@ -77,11 +77,20 @@ impl AckMeta {
     /// Parses `$JS.ACK.<stream>.<consumer>.<delivered>.<sseq>.<cseq>.<ts>.<pending>` and the longer
     /// form with domain and account hash in front (12+ tokens).
     pub(crate) fn parse(reply: &str) -> Option<AckMeta> {
-        let t: Vec<&str> = reply.split('.').collect();
-        if t.len() < 9 || t[0] != "$JS" || t[1] != "ACK" {
+        // The tokens in an array (no allocation: this runs for every delivery); `count` is all of
+        // them, the array keeps the first 12, past the last one read.
+        let mut t = [""; 12];
+        let mut count = 0;
+        for token in reply.split('.') {
+            if let Some(slot) = t.get_mut(count) {
+                *slot = token;
+            }
+            count += 1;
+        }
+        if count < 9 || t[0] != "$JS" || t[1] != "ACK" {
             return None;
         }
-        let base = if t.len() == 9 { 4 } else { 6 };
+        let base = if count == 9 { 4 } else { 6 };
         let num = |i: usize| t.get(i).and_then(|s| s.parse::<u64>().ok());
         Some(AckMeta {
             delivered: num(base)?,
@@ -286,5 +295,16 @@ mod tests {
             })
         );
         assert_eq!(AckMeta::parse("_INBOX.x"), None);
+        assert_eq!(
+            AckMeta::parse("$JS.ACK.JOBS.w-any.3.17.9.1764392400000000000"),
+            None
+        );
+        assert_eq!(
+            AckMeta::parse("$JS.ACK.JOBS.w-any.3.x.9.1764392400000000000.2"),
+            None
+        );
+        // Tokens past the twelfth are not read.
+        let longer = format!("{long}.more.and.more");
+        assert_eq!(AckMeta::parse(&longer), AckMeta::parse(long));
     }
 }
