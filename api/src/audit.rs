@@ -202,8 +202,8 @@ impl Audit {
 
     /// Queues one entry for the publisher thread and returns at once; when the queue is full the entry
     /// is dropped, counted (`osapi_audit_dropped_total`) and logged at most every [`DROP_LOG_EVERY`].
-    pub fn append(&self, entry: &Entry) {
-        self.queue.offer(entry.clone());
+    pub fn append(&self, entry: Entry) {
+        self.queue.offer(entry);
     }
 
     /// Stops the publisher once it has written what it holds, waiting at most [`DRAIN_WITHIN`] plus one

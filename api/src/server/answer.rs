@@ -36,7 +36,7 @@ pub(super) fn record(ctx: &Ctx, pending: Pending, outcome: Result<Reply, ApiErro
     };
     respond(pending.req, outcome);
     if let Some(entry) = entry {
-        ctx.audit.append(&entry);
+        ctx.audit.append(entry);
     }
 }
 
