@@ -108,7 +108,14 @@ impl Bus {
         requests: &[(&str, Option<&HeaderMap>, &[u8])],
         watch: Option<Watch>,
     ) -> Sent {
-        let subjects = requests.iter().map(|(s, _, _)| s.to_string()).collect();
+        // For the errors only: one string (a subject has no spaces) rather than one a request.
+        let mut subjects = String::with_capacity(requests.iter().map(|(s, _, _)| s.len() + 1).sum());
+        for (i, (subject, _, _)) in requests.iter().enumerate() {
+            if i > 0 {
+                subjects.push(' ');
+            }
+            subjects.push_str(subject);
+        }
         // One batch for all of them: the caller is woken once, when the last answer is in (or at
         // the timeout), not once for each answer the reading thread hands over.
         let batch = Arc::new(Batch::new(requests.len(), watch));
@@ -193,7 +200,8 @@ pub(crate) struct Sent {
     bus: Bus,
     batch: Arc<Batch>,
     tokens: Vec<Result<u64, BusError>>,
-    subjects: Vec<String>,
+    /// The requests' subjects, space-separated, in request order.
+    subjects: String,
     sent_at: Instant,
 }
 
@@ -219,7 +227,7 @@ impl Sent {
         let answers = self
             .tokens
             .into_iter()
-            .zip(&self.subjects)
+            .zip(self.subjects.split(' '))
             .enumerate()
             .map(|(i, (token, subject))| {
                 let token = token?;
