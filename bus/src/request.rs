@@ -109,7 +109,8 @@ impl Bus {
         watch: Option<Watch>,
     ) -> Sent {
         // For the errors only: one string (a subject has no spaces) rather than one a request.
-        let mut subjects = String::with_capacity(requests.iter().map(|(s, _, _)| s.len() + 1).sum());
+        let mut subjects =
+            String::with_capacity(requests.iter().map(|(s, _, _)| s.len() + 1).sum());
         for (i, (subject, _, _)) in requests.iter().enumerate() {
             if i > 0 {
                 subjects.push(' ');
