@@ -30,7 +30,7 @@ mod varz;
 use args::{Args, USAGE};
 use client::Api;
 use procs::{free_port, rss_kib, Procs};
-use report::{Footprint, Results, ScaleLevel};
+use report::{per_job_us, total, Footprint, Results, ScaleLevel};
 use stats::{ms, Summary};
 use std::time::{Duration, Instant};
 
@@ -369,16 +369,6 @@ fn add_cpu(
     for ((sum, (_, after)), (_, before)) in sums.iter_mut().zip(after).zip(before) {
         sum.1 += after.saturating_sub(before);
     }
-}
-
-/// The sum of `cpu_of`'s groups.
-fn total(cpu: &[(String, Duration)]) -> Duration {
-    cpu.iter().map(|(_, d)| *d).sum()
-}
-
-/// `cpu` spread over `jobs` jobs, µs a job (0 for none).
-fn per_job_us(cpu: Duration, jobs: usize) -> f64 {
-    cpu.as_secs_f64() * 1e6 / jobs.max(1) as f64
 }
 
 /// CPU time so far of each named group of processes, and of this process (the HTTP clients) last.

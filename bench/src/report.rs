@@ -7,6 +7,7 @@ use crate::scaling::ENDPOINTS;
 use crate::stats::{mib, round3, Summary};
 use crate::varz::PerJob;
 use serde_json::{json, Value};
+use std::time::Duration;
 
 mod fleet_report;
 mod targets;
@@ -97,17 +98,26 @@ fn http_cpu_us_per_job(r: &Results) -> f64 {
     cpu_us_per_job(&r.cpu_load, &r.throughput)
 }
 
+/// The sum of a CPU split's groups (`cpu_of`'s).
+pub(crate) fn total(cpu: &[(String, Duration)]) -> Duration {
+    cpu.iter().map(|(_, d)| *d).sum()
+}
+
+/// `cpu` spread over `jobs` jobs, µs a job (`cpu` itself for none).
+pub(crate) fn per_job_us(cpu: Duration, jobs: usize) -> f64 {
+    cpu.as_secs_f64() * 1e6 / jobs.max(1) as f64
+}
+
 /// `cpu`'s sum over `t`'s completed jobs, µs.
-fn cpu_us_per_job(cpu: &[(String, std::time::Duration)], t: &Throughput) -> f64 {
-    let total: f64 = cpu.iter().map(|(_, d)| d.as_secs_f64()).sum();
-    total * 1e6 / t.completed.max(1) as f64
+fn cpu_us_per_job(cpu: &[(String, Duration)], t: &Throughput) -> f64 {
+    per_job_us(total(cpu), t.completed)
 }
 
 /// Each group's CPU a job of `t`, for the table.
-fn fmt_cpu_split(cpu: &[(String, std::time::Duration)], t: &Throughput) -> String {
+fn fmt_cpu_split(cpu: &[(String, Duration)], t: &Throughput) -> String {
     cpu.iter()
         .map(|(name, d)| {
-            let per_job = d.as_secs_f64() * 1e6 / t.completed.max(1) as f64;
+            let per_job = per_job_us(*d, t.completed);
             format!("{name} {per_job:.0}")
         })
         .collect::<Vec<_>>()
