@@ -9,7 +9,7 @@
 //! leader) stays. [`Bus::kv_enable_direct`] decides per bucket at start; a direct get left unanswered
 //! later (the stream lost `allow_direct`) turns them off for good ([`Bus::direct_failed`]).
 
-use crate::kv::{op_from_headers, stream_name, KvEntry, KvOp};
+use crate::kv::{op_from_headers, stream_name, KvEntry, KvOp, STREAM_PREFIX, SUBJECT_PREFIX};
 use crate::{Bus, BusError};
 use serde_json::Value;
 
@@ -20,7 +20,17 @@ const PROBE_KEY: &str = "osapi-direct-get-probe";
 pub(crate) fn direct_subject(bucket: &str, key: &str) -> String {
     // One allocation: this runs three times for each job a worker takes.
     let mut out = String::with_capacity(40 + 2 * bucket.len() + key.len());
-    for part in ["$JS.API.DIRECT.GET.KV_", bucket, ".$KV.", bucket, ".", key] {
+    let parts = [
+        "$JS.API.DIRECT.GET.",
+        STREAM_PREFIX,
+        bucket,
+        ".",
+        SUBJECT_PREFIX,
+        bucket,
+        ".",
+        key,
+    ];
+    for part in parts {
         out.push_str(part);
     }
     out

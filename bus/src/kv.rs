@@ -33,12 +33,16 @@ pub struct KvEntry {
     pub op: KvOp,
 }
 
+/// A bucket's stream is this and the bucket's name; its subjects, this, the name, a dot and the key.
+pub(crate) const STREAM_PREFIX: &str = "KV_";
+pub(crate) const SUBJECT_PREFIX: &str = "$KV.";
+
 pub(crate) fn stream_name(bucket: &str) -> String {
-    format!("KV_{bucket}")
+    format!("{STREAM_PREFIX}{bucket}")
 }
 
 pub(crate) fn subject(bucket: &str, key: &str) -> String {
-    format!("$KV.{bucket}.{key}")
+    format!("{SUBJECT_PREFIX}{bucket}.{key}")
 }
 
 pub(crate) fn op_from_headers(h: Option<&nats::header::HeaderMap>) -> KvOp {
@@ -87,7 +91,7 @@ impl Bus {
     pub fn kv_ensure(&self, bucket: &str, cfg: &StreamConfig) -> Result<(), BusError> {
         let body = json!({
             "name": stream_name(bucket),
-            "subjects": [format!("$KV.{bucket}.>")],
+            "subjects": [format!("{SUBJECT_PREFIX}{bucket}.>")],
             "retention": "limits",
             "max_msgs_per_subject": 1,
             "max_age": cfg.max_age.as_nanos() as u64,
