@@ -186,6 +186,111 @@ fn an_unreadable_record_changes_nothing() {
     );
 }
 
+/// The status sets hold each job by its place in the job map, which a delete changes for the job that
+/// moves into the emptied place: after deletes (first, last, every fifth), new jobs in the freed places
+/// and records for moved jobs, every page and count is the model's.
+#[test]
+fn pages_stay_exact_through_deletes_that_move_jobs() {
+    let index = Index::new(GRACE);
+    // n -> (created_us, status): creation times unique and out of insertion order.
+    let mut model: BTreeMap<u128, (i64, JobStatus)> = BTreeMap::new();
+    let mut revision = 0;
+    let mut next = || {
+        revision += 1;
+        revision
+    };
+    let record =
+        |index: &Index, n: u128, rev: u64, model: &mut BTreeMap<u128, (i64, JobStatus)>| {
+            let (host_status, status) = match n % 3 {
+                0 => (HostStatus::Completed, JobStatus::Completed),
+                _ => (HostStatus::Failed, JobStatus::Failed),
+            };
+            put(
+                index,
+                &state_key(n, "a"),
+                &state("a", host_status, 1, 0),
+                rev,
+            );
+            if let Some(job) = model.get_mut(&n) {
+                job.1 = status;
+            }
+        };
+    let check = |index: &Index, model: &BTreeMap<u128, (i64, JobStatus)>, when: &str| {
+        let newest_first = |filter: Option<JobStatus>| -> Vec<Uuid> {
+            let mut jobs: Vec<_> = model
+                .iter()
+                .filter(|(_, (_, s))| filter.is_none_or(|f| f == *s))
+                .map(|(n, (created, _))| (*created, Uuid::from_u128(*n)))
+                .collect();
+            jobs.sort_by(|a, b| b.cmp(a));
+            jobs.into_iter().map(|(_, id)| id).collect()
+        };
+        for filter in [
+            None,
+            Some(JobStatus::Pending),
+            Some(JobStatus::Completed),
+            Some(JobStatus::Failed),
+        ] {
+            let want = newest_first(filter);
+            assert_eq!(
+                index.page(filter, 0, 1_000, 0),
+                (want.len(), want),
+                "{when}: page of {filter:?}"
+            );
+        }
+        let stats = index.stats(0);
+        assert_eq!(stats.total, model.len(), "{when}: total");
+        for (n, (_, status)) in model {
+            assert_eq!(
+                index.status(&Uuid::from_u128(*n), 0),
+                Some(*status),
+                "{when}: {n}"
+            );
+        }
+    };
+    for n in 1..=200u128 {
+        let created_us = ((n * 37) % 211) as i64 * 1_000;
+        put(
+            &index,
+            &job_key(n),
+            &def(n, "_all", created_us, &["a"]),
+            next(),
+        );
+        model.insert(n, (created_us, JobStatus::Pending));
+        if n % 2 == 0 {
+            record(&index, n, next(), &mut model);
+        }
+    }
+    check(&index, &model, "filled");
+    for n in [200, 1, 199, 2].into_iter().chain((5..200).step_by(5)) {
+        delete(&index, &job_key(n), next(), 0);
+        model.remove(&n);
+        check(&index, &model, &format!("deleted {n}"));
+    }
+    // Records for jobs that moved, and new jobs in the freed places.
+    let odd: Vec<u128> = (3..200)
+        .step_by(2)
+        .filter(|n| model.contains_key(n))
+        .collect();
+    for n in odd {
+        record(&index, n, next(), &mut model);
+    }
+    for n in 300..=330u128 {
+        put(
+            &index,
+            &job_key(n),
+            &def(n, "_all", n as i64, &["a"]),
+            next(),
+        );
+        model.insert(n, (n as i64, JobStatus::Pending));
+    }
+    check(&index, &model, "refilled");
+    index.prune(200_000, Duration::from_millis(100));
+    model.retain(|_, (created, _)| *created >= 100_000);
+    assert!(model.len() > 50);
+    check(&index, &model, "pruned");
+}
+
 #[test]
 fn ttl_zero_never_prunes_and_a_ttl_prunes_what_expired() {
     let index = Index::new(GRACE);

@@ -69,8 +69,26 @@ impl<T> JobMap<T> {
         None
     }
 
-    /// Removes `id`'s entry; the last entry takes its place in the vector (order means nothing here).
-    pub(super) fn swap_remove(&mut self, id: &Uuid) -> Option<T> {
+    /// Where `id`'s entry is: a position stays the entry's until a `swap_remove` moves the last entry
+    /// into the place it empties.
+    pub(super) fn position_of(&self, id: &Uuid) -> Option<u32> {
+        let at = self.position(self.hasher.hash_one(id), id)?;
+        u32::try_from(at).ok()
+    }
+
+    /// The id and entry at position `at`.
+    pub(super) fn at(&self, at: u32) -> Option<(&Uuid, &T)> {
+        self.entries.get(at as usize).map(|(id, e)| (id, e))
+    }
+
+    /// The entry at position `at`.
+    pub(super) fn at_mut(&mut self, at: u32) -> Option<&mut T> {
+        self.entries.get_mut(at as usize).map(|(_, e)| e)
+    }
+
+    /// Removes `id`'s entry, returning it and the position it had; the last entry takes that place in
+    /// the vector (so the entry now at that position, if any, was at position `len()` before).
+    pub(super) fn swap_remove(&mut self, id: &Uuid) -> Option<(u32, T)> {
         let hash = self.hasher.hash_one(id);
         let Self { entries, table, .. } = self;
         let found = table
@@ -87,7 +105,7 @@ impl<T> JobMap<T> {
                 *slot = at;
             }
         }
-        Some(entries.swap_remove(at as usize).1)
+        Some((at, entries.swap_remove(at as usize).1))
     }
 
     /// Where `id` (whose hash is `hash`) sits in `entries`.
@@ -124,7 +142,19 @@ mod tests {
             let id = Uuid::from_u128(u128::from(n % 7_001) * 0x9e37_79b9);
             match n % 5 {
                 0..=2 => assert_eq!(map.insert(id, n), model.insert(id, n)),
-                3 => assert_eq!(map.swap_remove(&id), model.remove(&id)),
+                3 => {
+                    let at = map.position_of(&id);
+                    let last = map.len().checked_sub(1).and_then(|l| map.at(l as u32));
+                    let last = last.map(|(id, _)| *id);
+                    let removed = map.swap_remove(&id);
+                    assert_eq!(removed.map(|(_, v)| v), model.remove(&id));
+                    assert_eq!(removed.map(|(at, _)| at), at);
+                    // The last entry moved into the emptied place (unless it was the one removed).
+                    if let (Some(at), Some(last)) = (at, last.filter(|l| *l != id)) {
+                        assert_eq!(map.position_of(&last), Some(at));
+                        assert_eq!(map.at(at).map(|(id, _)| *id), Some(last));
+                    }
+                }
                 _ => {
                     let never = Uuid::from_u128(u128::from(n) << 64);
                     assert!(map.swap_remove(&never).is_none());
@@ -135,13 +165,16 @@ mod tests {
         }
         for (id, value) in &model {
             assert_eq!(map.get(id), Some(value));
+            let at = map.position_of(id).expect("a held id has a position");
+            assert_eq!(map.at(at), Some((id, value)));
         }
         let ids: Vec<Uuid> = model.keys().copied().collect();
         for id in ids {
             if let Some(v) = map.get_mut(&id) {
                 *v += 1;
             }
-            assert_eq!(map.swap_remove(&id), model.remove(&id).map(|v| v + 1));
+            let removed = map.swap_remove(&id).map(|(_, v)| v);
+            assert_eq!(removed, model.remove(&id).map(|v| v + 1));
         }
         assert_eq!(map.len(), 0);
     }

@@ -1,20 +1,22 @@
 //! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
 //! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
 //!
-//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 136
-//! heap bytes a job with one host, ~107 of them the job map, ~30 its place in a status set, which is
+//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 114
+//! heap bytes a job with one host, ~98 of them the job map, ~15 its place in a status set, which is
 //! repacked as it grows: `StatusSet`): the job map is a `JobMap` (`index/jobs.rs`: the entries in one
 //! vector, the hash table holds 4-byte positions) and not a `HashMap`, whose table of whole entries
 //! doubles at 7/8 full, so past 28,672 jobs it held 65,536 slots of 80 bytes, all touched by the rehash
 //! (5 MiB of RSS for 30,000 jobs, and the old table beside it while it moved); the entries' vector grows
-//! in place (`mremap`) and only its used part is resident.
+//! in place (`mremap`) and only its used part is resident. A status set holds a job's [`Place`] (its
+//! creation time and position in the job map, 12 bytes) rather than its id and time (24); a delete moves
+//! the last job into the emptied position, and `State::remove` moves its place with it.
 //! A job's one host record (most jobs have one) lives in the entry (`Hosts::One`: no block of its own,
 //! so nothing small and long-lived per job sits among the heap's short-lived blocks); several are an
 //! exact-size slice. Host names are interned (`State::names`: one [`Name`] per host name, shared by
 //! every job that names it, not a string per job; a thin pointer, 8 bytes where an `Arc<str>` takes
-//! 16), ids are `Uuid`s (16 bytes), not strings, the rarely set fields are thin (`expected`, `timer`),
-//! the deadline is kept as the timeout (4 bytes), and no second ordered set repeats the status sets.
-
+//! 16), ids are `Uuid`s (16 bytes), not strings, the rarely set field is thin (`expected`), a timer
+//! (only an unfinished job has one) lives beside the entries (`State::timer_of`), the deadline is kept
+//! as the timeout (4 bytes), and no second ordered set repeats the status sets.
 use super::jobs::JobMap;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
@@ -81,13 +83,7 @@ pub(super) struct JobEntry {
     pub(super) cancelled: bool,
     /// The status it is filed under in `State::by_status` (as of its last record or timer).
     pub(super) filed: JobStatus,
-    /// When the clock alone may next change its status (filed in `State::timers`), [`NO_TIMER`] for
-    /// never (8 bytes where an `Option<i64>` takes 16).
-    timer: i64,
 }
-
-/// `JobEntry::timer` when there is none: a time the clock never brings again.
-const NO_TIMER: i64 = i64::MIN;
 
 impl JobEntry {
     /// As `JobDef::deadline_us`.
@@ -99,17 +95,6 @@ impl JobEntry {
     /// Broadcast jobs: the live workers that matched at submission.
     pub(super) fn expected(&self) -> &[Name] {
         self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
-    }
-
-    fn timer(&self) -> Option<i64> {
-        (self.timer != NO_TIMER).then_some(self.timer)
-    }
-
-    /// Sets the timer, returning the one it replaces.
-    fn replace_timer(&mut self, timer: Option<i64>) -> Option<i64> {
-        let old = self.timer();
-        self.timer = timer.unwrap_or(NO_TIMER);
-        old
     }
 
     pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
@@ -160,16 +145,47 @@ impl Default for Readiness {
     }
 }
 
-/// The jobs filed under one status, in creation order: `(created_us, id)`.
+/// A job's key in a status set: its creation time, then its position in `State::jobs` (which orders
+/// jobs created in the same microsecond, and says which job it is). 12 bytes: a `(created_us, id)`
+/// pair took 24, and the sets hold every job of the bucket. The creation time is kept as its high
+/// (signed) and low halves, so the derived order is the `i64`'s.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub(super) struct Place {
+    created_hi: i32,
+    created_lo: u32,
+    at: u32,
+}
+
+impl Place {
+    pub(super) fn new(created_us: i64, at: u32) -> Place {
+        Place {
+            // The two halves of the i64's bits: the casts keep them, nothing is lost.
+            created_hi: (created_us >> 32) as i32,
+            created_lo: created_us as u32,
+            at,
+        }
+    }
+
+    pub(super) fn created_us(self) -> i64 {
+        (i64::from(self.created_hi) << 32) | i64::from(self.created_lo)
+    }
+
+    /// The job's position in `State::jobs`.
+    pub(super) fn at(self) -> u32 {
+        self.at
+    }
+}
+
+/// The jobs filed under one status, in creation order.
 ///
 /// Jobs arrive in about creation order, and a B-tree filled at its right edge keeps each leaf a little
-/// over half full (a split there leaves 6 of its 11 keys behind): ~48 heap bytes a job for 24 bytes of
+/// over half full (a split there leaves 6 of its 11 keys behind): ~26 heap bytes a job for 12 bytes of
 /// key. So a set that has grown by a quarter since it was last packed is rebuilt from its sorted keys,
-/// which fills every node (~26 bytes a job): at 50,000 jobs ~1 MiB less, for a rebuild of a few
+/// which fills every node (~15 bytes a job): at 50,000 jobs ~0.5 MiB less, for a rebuild of a few
 /// milliseconds each time the set grows by a quarter.
 #[derive(Default)]
 pub(super) struct StatusSet {
-    keys: BTreeSet<(i64, Uuid)>,
+    keys: BTreeSet<Place>,
     /// Its length when last packed.
     packed_len: usize,
 }
@@ -178,7 +194,7 @@ pub(super) struct StatusSet {
 const PACK_FROM: usize = 1_024;
 
 impl StatusSet {
-    fn insert(&mut self, key: (i64, Uuid)) {
+    fn insert(&mut self, key: Place) {
         self.keys.insert(key);
         let len = self.keys.len();
         if len >= PACK_FROM && len >= self.packed_len + self.packed_len / 4 {
@@ -188,7 +204,7 @@ impl StatusSet {
         }
     }
 
-    fn remove(&mut self, key: &(i64, Uuid)) {
+    fn remove(&mut self, key: &Place) {
         self.keys.remove(key);
         self.packed_len = self.packed_len.min(self.keys.len());
     }
@@ -197,7 +213,7 @@ impl StatusSet {
         self.keys.len()
     }
 
-    pub(super) fn iter(&self) -> std::collections::btree_set::Iter<'_, (i64, Uuid)> {
+    pub(super) fn iter(&self) -> std::collections::btree_set::Iter<'_, Place> {
         self.keys.iter()
     }
 }
@@ -214,6 +230,9 @@ pub(super) struct State {
     pub(super) by_operation: BTreeMap<OperationType, usize>,
     /// Jobs whose status the clock alone may change, by when.
     pub(super) timers: BTreeSet<(i64, Uuid)>,
+    /// The same timers by job: only unfinished jobs have one (a finished job's entry keeps none, 8
+    /// bytes a job less).
+    pub(super) timer_of: HashMap<Uuid, i64>,
     /// Deleted jobs: the revision of the delete and when it was applied, until the TTL.
     pub(super) tombstones: HashMap<Uuid, (u64, i64)>,
     /// The latest `now` a caller brought: records are filed as of it.
@@ -265,7 +284,6 @@ impl State {
             hosts: Hosts::default(),
             cancelled: false,
             filed: JobStatus::Pending,
-            timer: NO_TIMER,
         }
     }
 
@@ -295,46 +313,67 @@ impl State {
         entry.hosts = hosts;
     }
 
+    /// Adds job `id` (a job it holds already is replaced: removed first, so no set keeps its place).
     pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
-        *self.by_operation.entry(entry.op).or_default() += 1;
-        self.by_status
-            .entry(entry.filed)
-            .or_default()
-            .insert((entry.created_us, id));
+        self.remove(&id);
+        let (op, filed, created_us) = (entry.op, entry.filed, entry.created_us);
         self.jobs.insert(id, entry);
+        // None: the map refused it (it holds u32::MAX jobs).
+        let Some(at) = self.jobs.position_of(&id) else {
+            return;
+        };
+        *self.by_operation.entry(op).or_default() += 1;
+        self.by_status
+            .entry(filed)
+            .or_default()
+            .insert(Place::new(created_us, at));
     }
 
     pub(super) fn remove(&mut self, id: &Uuid) {
-        let Some(e) = self.jobs.swap_remove(id) else {
+        let Some((at, e)) = self.jobs.swap_remove(id) else {
             return;
         };
         if let Some(set) = self.by_status.get_mut(&e.filed) {
-            set.remove(&(e.created_us, *id));
+            set.remove(&Place::new(e.created_us, at));
         }
         if let Some(n) = self.by_operation.get_mut(&e.op) {
             *n = n.saturating_sub(1);
         }
-        if let Some(at) = e.timer() {
-            self.timers.remove(&(at, *id));
+        if let Some(timer) = self.timer_of.remove(id) {
+            self.timers.remove(&(timer, *id));
+        }
+        // The last job took the removed one's position: its place in its set follows.
+        let from = u32::try_from(self.jobs.len()).unwrap_or(u32::MAX);
+        if let Some((_, moved)) = self.jobs.at(at) {
+            if let Some(set) = self.by_status.get_mut(&moved.filed) {
+                set.remove(&Place::new(moved.created_us, from));
+                set.insert(Place::new(moved.created_us, at));
+            }
         }
     }
 
     /// Recomputes one job's status (as of `self.now_us`), files it under it and sets its timer.
     pub(super) fn file(&mut self, id: Uuid, grace: Grace) {
         let now_us = self.now_us;
-        let Some(entry) = self.jobs.get_mut(&id) else {
+        let Some(at) = self.jobs.position_of(&id) else {
+            return;
+        };
+        let Some(entry) = self.jobs.at_mut(at) else {
             return;
         };
         let (status, timer) = entry.status(grace, now_us);
         let was = std::mem::replace(&mut entry.filed, status);
-        let old_timer = entry.replace_timer(timer);
-        let key = (entry.created_us, id);
+        let key = Place::new(entry.created_us, at);
+        let old_timer = match timer {
+            Some(t) => self.timer_of.insert(id, t),
+            None => self.timer_of.remove(&id),
+        };
         if old_timer != timer {
-            if let Some(at) = old_timer {
-                self.timers.remove(&(at, id));
+            if let Some(t) = old_timer {
+                self.timers.remove(&(t, id));
             }
-            if let Some(at) = timer {
-                self.timers.insert((at, id));
+            if let Some(t) = timer {
+                self.timers.insert((t, id));
             }
         }
         if was != status {
@@ -368,7 +407,11 @@ impl State {
                 .max()?;
             heads.get_mut(at)?.next()
         });
-        let page = newest.skip(offset).take(limit).map(|(_, id)| *id).collect();
+        let page = newest
+            .skip(offset)
+            .take(limit)
+            .filter_map(|place| self.jobs.at(place.at()).map(|(id, _)| *id))
+            .collect();
         (total, page)
     }
 
@@ -376,8 +419,8 @@ impl State {
     pub(super) fn created_before(&self, cutoff: i64) -> Vec<Uuid> {
         self.by_status
             .values()
-            .flat_map(|set| set.iter().take_while(|(created, _)| *created < cutoff))
-            .map(|(_, id)| *id)
+            .flat_map(|set| set.iter().take_while(|p| p.created_us() < cutoff))
+            .filter_map(|p| self.jobs.at(p.at()).map(|(id, _)| *id))
             .collect()
     }
 
@@ -389,9 +432,7 @@ impl State {
                 break;
             }
             self.timers.pop_first();
-            if let Some(e) = self.jobs.get_mut(&id) {
-                e.replace_timer(None);
-            }
+            self.timer_of.remove(&id);
             self.file(id, grace);
         }
     }
@@ -403,9 +444,8 @@ mod footprint_tests;
 
 #[cfg(test)]
 mod status_set_tests {
-    use super::{StatusSet, PACK_FROM};
+    use super::{Place, StatusSet, PACK_FROM};
     use std::collections::BTreeSet;
-    use uuid::Uuid;
 
     #[test]
     fn a_set_repacked_as_it_grows_and_shrinks_keeps_exactly_its_keys_in_order() {
@@ -414,17 +454,57 @@ mod status_set_tests {
         // Mostly in order, some late arrivals, and removals: through several repacks.
         for n in 0..(PACK_FROM as i64 * 6) {
             let created = if n % 7 == 0 { n - 500 } else { n };
-            let key = (created, Uuid::from_u128(n as u128));
-            set.insert(key);
+            let key = (created, n as u32);
+            set.insert(Place::new(key.0, key.1));
             model.insert(key);
             if n % 3 == 0 {
-                let gone = (n / 2, Uuid::from_u128((n / 2) as u128));
-                set.remove(&gone);
+                let gone = (n / 2, (n / 2) as u32);
+                set.remove(&Place::new(gone.0, gone.1));
                 model.remove(&gone);
             }
         }
         assert!(set.packed_len >= PACK_FROM, "the set was never repacked");
         assert_eq!(set.len(), model.len());
-        assert!(set.iter().eq(model.iter()));
+        assert!(set
+            .iter()
+            .map(|p| (p.created_us(), p.at()))
+            .eq(model.iter().copied()));
+    }
+
+    /// A place orders as its `(created_us, at)` pair would, and gives both back, for any time (before
+    /// 1970, across the halves' boundaries, the extremes).
+    #[test]
+    fn a_place_orders_and_reads_back_as_its_time_and_position() {
+        let times = [
+            i64::MIN,
+            i64::MIN + 1,
+            -(1 << 32) - 1,
+            -(1 << 32),
+            -1,
+            0,
+            1,
+            u32::MAX as i64,
+            1 << 32,
+            (1 << 32) + 1,
+            1_796_398_299_000_000,
+            i64::MAX - 1,
+            i64::MAX,
+        ];
+        let pairs: Vec<(i64, u32)> = times
+            .iter()
+            .flat_map(|t| [0, 1, u32::MAX].map(|at| (*t, at)))
+            .collect();
+        for a in &pairs {
+            let pa = Place::new(a.0, a.1);
+            assert_eq!((pa.created_us(), pa.at()), *a);
+            for b in &pairs {
+                assert_eq!(
+                    pa.cmp(&Place::new(b.0, b.1)),
+                    a.cmp(b),
+                    "{a:?} against {b:?}"
+                );
+            }
+        }
+        assert_eq!(std::mem::size_of::<Place>(), 12);
     }
 }
