@@ -294,15 +294,16 @@ impl Index {
     /// The job's current status, or `None` when the index does not know it.
     pub fn status(&self, id: &Uuid, now_us: i64) -> Option<JobStatus> {
         self.lock()
-            .jobs
-            .get(id)
-            .map(|e| e.status(self.grace, now_us).0)
+            .status_of(id, self.grace, now_us)
+            .map(|(status, _)| status)
     }
 
     /// The hosts that may hold records for the job: expected ones and those that wrote a state.
     pub fn hosts(&self, id: &Uuid) -> Option<Vec<String>> {
-        self.lock().jobs.get(id).map(|e| {
-            let mut hosts: BTreeSet<String> = e.expected().iter().map(|h| h.to_string()).collect();
+        let st = self.lock();
+        st.jobs.get(id).map(|e| {
+            let mut hosts: BTreeSet<String> =
+                st.expected(id).iter().map(|h| h.to_string()).collect();
             hosts.extend(e.hosts.iter().map(|h| h.host.to_string()));
             hosts.into_iter().collect()
         })
@@ -355,9 +356,8 @@ impl Index {
     /// Blocks until the job is terminal, gone, or `deadline` passes.
     pub fn wait_terminal(&self, id: &Uuid, deadline: Instant, now_us: impl Fn() -> i64) {
         self.wait_for(id, deadline, deadline, |st| {
-            st.jobs
-                .get(id)
-                .is_none_or(|e| e.status(self.grace, now_us()).0.is_terminal())
+            st.status_of(id, self.grace, now_us())
+                .is_none_or(|(status, _)| status.is_terminal())
         });
     }
 
@@ -378,9 +378,8 @@ impl Index {
             stop()
                 || st.tombstones.contains_key(id)
                 || st
-                    .jobs
-                    .get(id)
-                    .is_some_and(|e| e.status(self.grace, now_us()).0.is_terminal())
+                    .status_of(id, self.grace, now_us())
+                    .is_some_and(|(status, _)| status.is_terminal())
         });
     }
 

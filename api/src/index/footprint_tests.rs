@@ -113,7 +113,7 @@ fn fill(index: &Index) {
 }
 
 #[test]
-fn an_indexed_job_costs_at_most_120_bytes_of_heap() {
+fn an_indexed_job_costs_at_most_110_bytes_of_heap() {
     let before = held();
     let index = Index::new(GRACE);
     fill(&index);
@@ -124,7 +124,7 @@ fn an_indexed_job_costs_at_most_120_bytes_of_heap() {
         std::mem::size_of::<super::JobEntry>()
     );
     assert!(
-        per_job <= 120,
-        "the index holds {per_job} heap bytes a job, more than 120"
+        per_job <= 110,
+        "the index holds {per_job} heap bytes a job, more than 110"
     );
 }

@@ -1,8 +1,8 @@
 //! The index's data: what it keeps of each job (`JobEntry`), the sets that order and file them, and how
 //! a job is (re-)filed under its status. Only `index.rs` touches it, under its lock.
 //!
-//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 114
-//! heap bytes a job with one host, ~98 of them the job map, ~15 its place in a status set, which is
+//! Kept small because the index holds every job of the bucket (held by `footprint_tests.rs`: about 105
+//! heap bytes a job with one host, ~89 of them the job map, ~15 its place in a status set, which is
 //! repacked as it grows: `StatusSet`): the job map is a `JobMap` (`index/jobs.rs`: the entries in one
 //! vector, the hash table holds 4-byte positions) and not a `HashMap`, whose table of whole entries
 //! doubles at 7/8 full, so past 28,672 jobs it held 65,536 slots of 80 bytes, all touched by the rehash
@@ -14,8 +14,8 @@
 //! so nothing small and long-lived per job sits among the heap's short-lived blocks); several are an
 //! exact-size slice. Host names are interned (`State::names`: one [`Name`] per host name, shared by
 //! every job that names it, not a string per job; a thin pointer, 8 bytes where an `Arc<str>` takes
-//! 16), ids are `Uuid`s (16 bytes), not strings, the rarely set field is thin (`expected`), a timer
-//! (only an unfinished job has one) lives beside the entries (`State::timer_of`), the deadline is kept
+//! 16), ids are `Uuid`s (16 bytes), not strings, a broadcast job's expected hosts and an unfinished
+//! job's timer live beside the entries (`State::expected_of`, `State::timer_of`), the deadline is kept
 //! as the timeout (4 bytes), and no second ordered set repeats the status sets.
 use super::jobs::JobMap;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
@@ -73,9 +73,6 @@ pub(super) struct JobEntry {
     /// saturates at ~49 days, 4 bytes where the deadline took 8).
     timeout_ms: u32,
     pub(super) op: OperationType,
-    /// Broadcast jobs: the live workers that matched at submission (interned); `None` for the others.
-    /// A thin pointer: 8 bytes in every entry rather than 16, since most jobs expect none.
-    expected: Option<Box<Box<[Name]>>>,
     pub(super) any: bool,
     /// One record per host.
     pub(super) hosts: Hosts,
@@ -92,11 +89,6 @@ impl JobEntry {
             .saturating_add(i64::from(self.timeout_ms).saturating_mul(1000))
     }
 
-    /// Broadcast jobs: the live workers that matched at submission.
-    pub(super) fn expected(&self) -> &[Name] {
-        self.expected.as_deref().map_or(&[], |hosts| &hosts[..])
-    }
-
     pub(super) fn records(&self) -> Vec<HostRecord<'_>> {
         self.hosts
             .iter()
@@ -109,14 +101,15 @@ impl JobEntry {
             .collect()
     }
 
-    /// The job's status by `common::status::job_status`, and when the clock alone may next change it.
-    pub(super) fn status(&self, grace: Grace, now_us: i64) -> (JobStatus, Option<i64>) {
+    /// The job's status by `common::status::job_status`, and when the clock alone may next change it;
+    /// `expected` its hosts expected at submission (`State::expected`).
+    fn status(&self, expected: &[Name], grace: Grace, now_us: i64) -> (JobStatus, Option<i64>) {
         let timing = Timing {
             deadline_us: self.deadline_us(),
             grace,
             cancelled: self.cancelled,
         };
-        let expected: Vec<&str> = self.expected().iter().map(|h| h.as_str()).collect();
+        let expected: Vec<&str> = expected.iter().map(|h| h.as_str()).collect();
         let records = self.records();
         let status = status::job_status(self.any, &expected, &records, &timing, now_us);
         // The clock only ever turns hosts failed, so a terminal job stays terminal until a new record.
@@ -233,6 +226,9 @@ pub(super) struct State {
     /// The same timers by job: only unfinished jobs have one (a finished job's entry keeps none, 8
     /// bytes a job less).
     pub(super) timer_of: HashMap<Uuid, i64>,
+    /// Broadcast jobs' expected hosts (interned): beside the entries, 8 bytes a job less in each of the
+    /// others.
+    pub(super) expected_of: HashMap<Uuid, Box<[Name]>>,
     /// Deleted jobs: the revision of the delete and when it was applied, until the TTL.
     pub(super) tombstones: HashMap<Uuid, (u64, i64)>,
     /// The latest `now` a caller brought: records are filed as of it.
@@ -264,27 +260,41 @@ impl State {
         self.names.shrink_to_fit();
     }
 
-    /// A new entry for a job definition, pending and without host records.
-    pub(super) fn entry_from_def(&mut self, def: &JobDef, revision: u64) -> JobEntry {
-        JobEntry {
+    /// A new entry for a job definition, pending and without host records, and its expected hosts
+    /// (interned; empty for all but broadcast jobs).
+    pub(super) fn entry_from_def(
+        &mut self,
+        def: &JobDef,
+        revision: u64,
+    ) -> (JobEntry, Box<[Name]>) {
+        let entry = JobEntry {
             revision,
             created_us: def.created_us,
             timeout_ms: u32::try_from(def.timeout_ms).unwrap_or(u32::MAX),
             op: def.operation.op_type,
-            expected: match def.expected_hosts.is_empty() {
-                true => None,
-                false => Some(Box::new(
-                    def.expected_hosts
-                        .iter()
-                        .map(|h| self.intern(h))
-                        .collect::<Box<[_]>>(),
-                )),
-            },
             any: def.is_any_target(),
             hosts: Hosts::default(),
             cancelled: false,
             filed: JobStatus::Pending,
-        }
+        };
+        let expected = def.expected_hosts.iter().map(|h| self.intern(h)).collect();
+        (entry, expected)
+    }
+
+    /// Broadcast jobs: the live workers that matched at submission (empty for the others).
+    pub(super) fn expected(&self, id: &Uuid) -> &[Name] {
+        self.expected_of.get(id).map_or(&[], |hosts| &hosts[..])
+    }
+
+    /// Job `id`'s status as of `now_us` and when the clock alone may next change it.
+    pub(super) fn status_of(
+        &self,
+        id: &Uuid,
+        grace: Grace,
+        now_us: i64,
+    ) -> Option<(JobStatus, Option<i64>)> {
+        let entry = self.jobs.get(id)?;
+        Some(entry.status(self.expected(id), grace, now_us))
     }
 
     /// Replaces `host`'s record of job `id` by `state` written at `revision`, or removes it (`None`);
@@ -314,7 +324,7 @@ impl State {
     }
 
     /// Adds job `id` (a job it holds already is replaced: removed first, so no set keeps its place).
-    pub(super) fn insert(&mut self, id: Uuid, entry: JobEntry) {
+    pub(super) fn insert(&mut self, id: Uuid, (entry, expected): (JobEntry, Box<[Name]>)) {
         self.remove(&id);
         let (op, filed, created_us) = (entry.op, entry.filed, entry.created_us);
         self.jobs.insert(id, entry);
@@ -323,6 +333,9 @@ impl State {
             return;
         };
         *self.by_operation.entry(op).or_default() += 1;
+        if !expected.is_empty() {
+            self.expected_of.insert(id, expected);
+        }
         self.by_status
             .entry(filed)
             .or_default()
@@ -342,6 +355,7 @@ impl State {
         if let Some(timer) = self.timer_of.remove(id) {
             self.timers.remove(&(timer, *id));
         }
+        self.expected_of.remove(id);
         // The last job took the removed one's position: its place in its set follows.
         let from = u32::try_from(self.jobs.len()).unwrap_or(u32::MAX);
         if let Some((_, moved)) = self.jobs.at(at) {
@@ -358,10 +372,14 @@ impl State {
         let Some(at) = self.jobs.position_of(&id) else {
             return;
         };
+        let expected = self
+            .expected_of
+            .get(&id)
+            .map_or(&[][..], |hosts| &hosts[..]);
         let Some(entry) = self.jobs.at_mut(at) else {
             return;
         };
-        let (status, timer) = entry.status(grace, now_us);
+        let (status, timer) = entry.status(expected, grace, now_us);
         let was = std::mem::replace(&mut entry.filed, status);
         let key = Place::new(entry.created_us, at);
         let old_timer = match timer {
