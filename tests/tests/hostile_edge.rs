@@ -266,30 +266,36 @@ fn limits_on_what_one_user_can_make_the_api_hold() {
 }
 
 #[test]
-fn heads_that_are_not_ascii_or_not_headers_are_refused_whole_or_split() {
+fn heads_that_are_not_ascii_or_not_headers_get_a_400_naming_the_fault_whole_or_split() {
     let cluster = Cluster::start(&[]);
-    // What each gets: a head tiny_http cannot read as ASCII lines ends the connection unanswered (no
-    // status line fits a request whose line could not be read); a line that is not a header is a 400.
-    let heads: [(&str, &[u8], Option<&str>); 5] = [
+    // What each gets: a 400 naming what was wrong (then the connection closes: where the next request
+    // would start is not known), or, for a head whose lines never end in CRLF, nothing: the client
+    // closed its side before the head was whole.
+    let heads: [(&str, &[u8], Option<&str>); 6] = [
         (
             "a non-ASCII header value",
             b"GET /health HTTP/1.1\r\nHost: osapi\r\nX-Name: caf\xc3\xa9\r\n\r\n",
-            None,
+            Some("not ASCII"),
         ),
         (
             "a non-ASCII request line",
             b"GET /h\xffalth HTTP/1.1\r\nHost: osapi\r\n\r\n",
-            None,
+            Some("not ASCII"),
+        ),
+        (
+            "a request line without a version",
+            b"GET /health\r\nHost: osapi\r\n\r\n",
+            Some("the request line is not METHOD TARGET HTTP/VERSION"),
         ),
         (
             "a header line without a colon",
             b"GET /health HTTP/1.1\r\nHost osapi\r\n\r\n",
-            Some("HTTP/1.1 400"),
+            Some("a header line is not NAME: VALUE"),
         ),
         (
             "a header name with a space",
             b"GET /health HTTP/1.1\r\nX Y: z\r\n\r\n",
-            Some("HTTP/1.1 400"),
+            Some("a header line is not NAME: VALUE"),
         ),
         (
             "a bare LF line end",
@@ -309,10 +315,16 @@ fn heads_that_are_not_ascii_or_not_headers_are_refused_whole_or_split() {
             let answer = read_all(&mut stream);
             match want {
                 None => assert_eq!(answer, "", "{what} (split at {split})"),
-                Some(status) => assert!(
-                    answer.starts_with(status),
-                    "{what} (split at {split}): {answer:?}"
-                ),
+                Some(details) => {
+                    assert!(
+                        answer.starts_with("HTTP/1.1 400"),
+                        "{what} (split at {split}): {answer:?}"
+                    );
+                    assert!(
+                        answer.contains(details) && answer.contains("\"code\":400"),
+                        "{what} (split at {split}): the answer names the fault: {answer:?}"
+                    );
+                }
             }
         }
     }

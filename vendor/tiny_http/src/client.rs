@@ -71,6 +71,8 @@ enum ReadError {
     HeadTimeout,
     /// osapi patch: the previous body was not read to its end: the connection closes
     BodyAbandoned,
+    /// osapi patch: a request line or header line that is not ASCII: 400 (upstream: closed unanswered)
+    NotAscii,
 }
 
 /// osapi patch: the response buffer of a connection (upstream: 1 KiB). A head and a body that fit
@@ -313,39 +315,57 @@ impl Iterator for ClientConnection {
 
         loop {
             let rq = match self.read() {
+                // osapi patch: each refusal is a JSON answer naming what was wrong (upstream: an empty
+                // 400, 408 or 417), written without unwrapping the writer; then the connection closes,
+                // since where the next request would start is not known.
                 Err(ReadError::WrongRequestLine) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                    refuse(
+                        self.sink.next(),
+                        400,
+                        "bad request",
+                        "the request line is not METHOD TARGET HTTP/VERSION",
+                    );
+                    return None;
                 }
 
-                Err(ReadError::WrongHeader(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(400));
-                    response.raw_print(writer, ver, &[], false, None).ok();
-                    return None; // we don't know where the next request would start,
-                                 // se we have to close
+                Err(ReadError::WrongHeader(_)) => {
+                    refuse(
+                        self.sink.next(),
+                        400,
+                        "bad request",
+                        "a header line is not NAME: VALUE",
+                    );
+                    return None;
+                }
+
+                Err(ReadError::NotAscii) => {
+                    refuse(
+                        self.sink.next(),
+                        400,
+                        "bad request",
+                        "a request line or header line is not ASCII",
+                    );
+                    return None;
                 }
 
                 Err(ReadError::ReadIoError(ref err)) if err.kind() == ErrorKind::TimedOut => {
-                    // request timeout
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(408));
-                    response
-                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                        .ok();
-                    return None; // closing the connection
+                    refuse(
+                        self.sink.next(),
+                        408,
+                        "request timeout",
+                        "the request head did not arrive in time",
+                    );
+                    return None;
                 }
 
-                Err(ReadError::ExpectationFailed(ver)) => {
-                    let writer = self.sink.next().unwrap();
-                    let response = Response::new_empty(StatusCode(417));
-                    response.raw_print(writer, ver, &[], true, None).ok();
-                    return None; // TODO: should be recoverable, but needs handling in case of body
+                Err(ReadError::ExpectationFailed(_)) => {
+                    refuse(
+                        self.sink.next(),
+                        417,
+                        "expectation failed",
+                        "the only Expect this server knows is 100-continue",
+                    );
+                    return None;
                 }
 
                 // osapi patch: the head limits and deadline answer 431 and 408 (upstream's 408 arm
@@ -374,14 +394,16 @@ impl Iterator for ClientConnection {
 
             // checking HTTP version
             if *rq.http_version() > (1, 1) {
-                let writer = self.sink.next().unwrap();
-                let response = Response::from_string(
-                    "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
-                )
-                .with_status_code(StatusCode(505));
-                response
-                    .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
-                    .ok();
+                // osapi patch: no unwrap of the writer.
+                if let Some(writer) = self.sink.next() {
+                    let response = Response::from_string(
+                        "This server only supports HTTP versions 1.0 and 1.1".to_owned(),
+                    )
+                    .with_status_code(StatusCode(505));
+                    response
+                        .raw_print(writer, HTTPVersion(1, 1), &[], false, None)
+                        .ok();
+                }
                 continue;
             }
 
@@ -470,10 +492,7 @@ fn ascii_line(line: &[u8]) -> Result<&str, ReadError> {
 }
 
 fn not_ascii() -> ReadError {
-    ReadError::ReadIoError(IoError::new(
-        ErrorKind::InvalidInput,
-        "Header is not in ASCII",
-    ))
+    ReadError::NotAscii
 }
 
 #[cfg(test)]
