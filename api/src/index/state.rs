@@ -211,6 +211,14 @@ impl StatusSet {
     }
 }
 
+/// Shrinks a map that uses less than a quarter of its room (to twice what it holds), so that it
+/// neither keeps a burst's peak for ever nor shrinks and regrows at every call.
+fn shrink_if_sparse<K: std::hash::Hash + Eq, V>(map: &mut HashMap<K, V>) {
+    if map.capacity() > 64 && map.len() < map.capacity() / 4 {
+        map.shrink_to(map.len() * 2);
+    }
+}
+
 #[derive(Default)]
 pub(super) struct State {
     /// Removal is `swap_remove` (order means nothing here: the status sets order).
@@ -254,10 +262,14 @@ impl State {
         shared
     }
 
-    /// Drops the interned names no entry holds (only the set's own reference is left).
+    /// Drops the interned names no entry holds (only the set's own reference is left), and gives back
+    /// the room the side maps kept from a busier moment (a burst of unfinished jobs leaves `timer_of`'s
+    /// table at its peak size).
     pub(super) fn forget_unused_names(&mut self) {
         self.names.retain(|_, n| Arc::strong_count(n) > 1);
         self.names.shrink_to_fit();
+        shrink_if_sparse(&mut self.timer_of);
+        shrink_if_sparse(&mut self.expected_of);
     }
 
     /// A new entry for a job definition, pending and without host records, and its expected hosts
@@ -524,5 +536,36 @@ mod status_set_tests {
             }
         }
         assert_eq!(std::mem::size_of::<Place>(), 12);
+    }
+}
+
+#[cfg(test)]
+mod side_map_tests {
+    use super::shrink_if_sparse;
+    use std::collections::HashMap;
+
+    #[test]
+    fn a_side_map_gives_back_a_bursts_room_but_not_room_it_uses() {
+        let mut map: HashMap<u32, i64> = (0..10_000).map(|n| (n, 0)).collect();
+        // Half full: kept as it is.
+        map.retain(|n, _| *n < 5_000);
+        let room = map.capacity();
+        shrink_if_sparse(&mut map);
+        assert_eq!(map.capacity(), room);
+        // After the burst: back to about twice what it holds.
+        map.retain(|n, _| *n < 10);
+        shrink_if_sparse(&mut map);
+        assert!(
+            map.capacity() < 64,
+            "{} slots for 10 entries",
+            map.capacity()
+        );
+        assert_eq!(map.len(), 10);
+        // A small map is left alone.
+        let mut small: HashMap<u32, i64> = HashMap::with_capacity(56);
+        small.insert(1, 0);
+        let room = small.capacity();
+        shrink_if_sparse(&mut small);
+        assert_eq!(small.capacity(), room);
     }
 }
