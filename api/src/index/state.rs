@@ -17,6 +17,7 @@
 //! 16), ids are `Uuid`s (16 bytes), not strings, a broadcast job's expected hosts and an unfinished
 //! job's timer live beside the entries (`State::expected_of`, `State::timer_of`), the deadline is kept
 //! as the timeout (4 bytes), and no second ordered set repeats the status sets.
+
 use super::jobs::JobMap;
 use osapi_common::job::{HostStateHead, JobDef, WorkerInfo};
 use osapi_common::operation::OperationType;
