@@ -16,8 +16,6 @@ use std::io::{self, BufReader, ErrorKind};
 use std::path::Path;
 
 use nkeys::KeyPair;
-use once_cell::sync::Lazy;
-use regex::Regex;
 use webpki::types::{CertificateDer, PrivateKeyDer};
 
 use crate::SecureString;
@@ -61,8 +59,6 @@ pub(crate) fn sign_nonce(nonce: &[u8], key_pair: &KeyPair) -> io::Result<SecureS
     Ok(SecureString::from(base64_url::encode(&sig)))
 }
 
-// This regex parses a credentials file.
-//
 // The credentials file is typically
 // `~/.nkeys/creds/synadia/<account/<account>.creds` and looks like this:
 //
@@ -79,21 +75,18 @@ pub(crate) fn sign_nonce(nonce: &[u8], key_pair: &KeyPair) -> io::Result<SecureS
 // SUAIO3FHUX5PNV2LQIIP7TZ3N4L7TX3W53MQGEIVYFIGA635OZCKEYHFLM
 // ------END USER NKEY SEED------
 // ```
-static USER_CONFIG_RE: Lazy<Regex> = Lazy::new(|| {
-    Regex::new(r"\s*(?:(?:[-]{3,}.*[-]{3,}\r?\n)([\w\-.=]+)(?:\r?\n[-]{3,}.*[-]{3,}\r?\n))")
-        .unwrap()
-});
+// osapi patch (5): its blocks are read by `names::decorated_blocks` (upstream: a regex).
 
 /// Parses a credentials file and returns its user JWT.
 fn parse_decorated_jwt(contents: &str) -> Option<SecureString> {
-    let capture = USER_CONFIG_RE.captures_iter(contents).next()?;
-    Some(SecureString::from(capture[1].to_string()))
+    let block = crate::names::decorated_blocks(contents).into_iter().next()?;
+    Some(SecureString::from(block.to_string()))
 }
 
 /// Parses a credentials file and returns its nkey.
 fn parse_decorated_nkey(contents: &str) -> Option<SecureString> {
-    let capture = USER_CONFIG_RE.captures_iter(contents).nth(1)?;
-    Some(SecureString::from(capture[1].to_string()))
+    let block = crate::names::decorated_blocks(contents).into_iter().nth(1)?;
+    Some(SecureString::from(block.to_string()))
 }
 
 /// Loads client certificates from a `.pem` file.

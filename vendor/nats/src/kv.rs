@@ -22,8 +22,6 @@ use crate::jetstream::{
     StreamConfig, StreamInfo, StreamMessage, SubscribeOptions,
 };
 use crate::message::Message;
-use lazy_static::lazy_static;
-use regex::Regex;
 
 /// Configuration values for key value stores.
 #[derive(Debug, Default)]
@@ -86,13 +84,10 @@ fn kv_operation_from_stream_message(message: &StreamMessage) -> Operation {
     kv_operation_from_maybe_headers(message.headers.as_ref())
 }
 
-lazy_static! {
-    static ref VALID_BUCKET_RE: Regex = Regex::new(r#"\A[a-zA-Z0-9_-]+\z"#).unwrap();
-    static ref VALID_KEY_RE: Regex = Regex::new(r#"\A[-/_=\.a-zA-Z0-9]+\z"#).unwrap();
-}
-
+// osapi patch: the two names' rules checked by hand (upstream: `\A[a-zA-Z0-9_-]+\z` and
+// `\A[-/_=\.a-zA-Z0-9]+\z`, compiled with the regex crate, which was linked for these alone).
 fn is_valid_bucket_name(bucket_name: &str) -> bool {
-    VALID_BUCKET_RE.is_match(bucket_name)
+    crate::names::is_bucket_name(bucket_name)
 }
 
 fn is_valid_key(key: &str) -> bool {
@@ -100,7 +95,7 @@ fn is_valid_key(key: &str) -> bool {
         return false;
     }
 
-    VALID_KEY_RE.is_match(key)
+    crate::names::is_key(key)
 }
 
 impl JetStream {

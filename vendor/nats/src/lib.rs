@@ -212,6 +212,7 @@ mod client;
 mod connect;
 mod connector;
 mod message;
+mod names;
 mod options;
 mod proto;
 mod secure_wipe;
@@ -269,9 +270,6 @@ use std::{
     time::{Duration, Instant},
 };
 
-use lazy_static::lazy_static;
-use regex::Regex;
-
 #[deprecated(since = "0.26.0", note = "use the async-nats crate instead")]
 pub use connector::{IntoServerList, ServerAddress};
 #[deprecated(since = "0.26.0", note = "use the async-nats crate instead")]
@@ -301,9 +299,6 @@ const VERSION: &str = env!("CARGO_PKG_VERSION");
 const LANG: &str = "rust";
 const DEFAULT_FLUSH_TIMEOUT: Duration = Duration::from_secs(10);
 
-lazy_static! {
-    static ref VERSION_RE: Regex = Regex::new(r#"\Av?([0-9]+)\.?([0-9]+)?\.?([0-9]+)?"#).unwrap();
-}
 
 /// Information sent by the server back to this client
 /// during initial connection, and possibly again later.
@@ -785,21 +780,10 @@ impl Connection {
     /// Returns true if the version is compatible with the version components.
     pub fn is_server_compatible_version(&self, major: i64, minor: i64, patch: i64) -> bool {
         let server_info = self.0.client.server_info();
-        let server_version_captures = VERSION_RE.captures(&server_info.version).unwrap();
-        let server_major = server_version_captures
-            .get(1)
-            .map(|m| m.as_str().parse::<i64>().unwrap())
-            .unwrap();
-
-        let server_minor = server_version_captures
-            .get(2)
-            .map(|m| m.as_str().parse::<i64>().unwrap())
-            .unwrap();
-
-        let server_patch = server_version_captures
-            .get(3)
-            .map(|m| m.as_str().parse::<i64>().unwrap())
-            .unwrap();
+        // osapi patch (5): read by hand, never a panic (upstream: a regex, and unwraps that panicked on
+        // a version without three numeric parts).
+        let (server_major, server_minor, server_patch) =
+            names::version_parts(&server_info.version);
 
         if server_major < major
             || (server_major == major && server_minor < minor)

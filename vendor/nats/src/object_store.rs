@@ -20,8 +20,6 @@ use crate::jetstream::{
 };
 use crate::Message;
 use base64::URL_SAFE;
-use lazy_static::lazy_static;
-use regex::Regex;
 use ring::digest::SHA256;
 use serde::{Deserialize, Serialize};
 use std::cmp;
@@ -34,13 +32,9 @@ const DEFAULT_CHUNK_SIZE: usize = 128 * 1024;
 const NATS_ROLLUP: &str = "Nats-Rollup";
 const ROLLUP_SUBJECT: &str = "sub";
 
-lazy_static! {
-    static ref BUCKET_NAME_RE: Regex = Regex::new(r#"\A[a-zA-Z0-9_-]+\z"#).unwrap();
-    static ref OBJECT_NAME_RE: Regex = Regex::new(r#"\A[-/_=\.a-zA-Z0-9]+\z"#).unwrap();
-}
-
+// osapi patch: the names' rules checked by hand, as in kv.rs.
 fn is_valid_bucket_name(bucket_name: &str) -> bool {
-    BUCKET_NAME_RE.is_match(bucket_name)
+    crate::names::is_bucket_name(bucket_name)
 }
 
 fn is_valid_object_name(object_name: &str) -> bool {
@@ -48,7 +42,7 @@ fn is_valid_object_name(object_name: &str) -> bool {
         return false;
     }
 
-    OBJECT_NAME_RE.is_match(object_name)
+    crate::names::is_key(object_name)
 }
 
 fn encode_object_name(object_name: &str) -> String {
