@@ -221,7 +221,7 @@ impl Index {
                         false
                     }
                     Some(Ok(def)) => {
-                        st.remove(&id);
+                        // `insert` replaces an entry it holds (removed first, with its places).
                         let entry = st.entry_from_def(&def, rev);
                         st.insert(id, entry);
                         st.file(id, self.grace);
