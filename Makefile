@@ -2,6 +2,7 @@
 #   make build   debug binaries (osapi-api, osapi-worker, ...)
 #   make test    every test, against a real nats-server (scripts/ensure-deps.sh installs nats-server,
 #                ping, curl and jq from Debian's packages when missing)
+#   make test-vendor   the vendored NATS client's unit tests (part of make test)
 #   make test-integration OSAPI_NATS_SERVER=PATH   the integration suite against another nats-server
 #                (.ci/run passes 2.15.1 from scripts/ensure-nats-current.sh)
 #   make lint    rustfmt check and clippy with warnings as errors
@@ -13,7 +14,7 @@
 
 CARGO ?= cargo
 
-.PHONY: build test test-integration lint run bench clean install uninstall
+.PHONY: build test test-vendor test-integration lint run bench clean install uninstall
 
 # make install / uninstall. Paths are $(DESTDIR)$(PREFIX)/bin, $(DESTDIR)$(SYSCONFDIR)/osapi/osapi.yaml
 # and $(DESTDIR)$(SYSTEMD_UNIT_DIR); DESTDIR stages everything under another root (packaging, tests).
@@ -45,6 +46,14 @@ test:
 	else \
 		OSAPI_NATS_SERVER="$$nats" $(CARGO) test --workspace --no-fail-fast; \
 	fi
+	$(MAKE) --no-print-directory test-vendor
+
+# The vendored NATS client's own unit tests (its osapi patches': message decoding, the name rules, the
+# .creds parser), with the workspace's versions (its lock file, offline: the build above fetched them).
+# tiny_http's patches are tested through the API (tests/tests/hostile_*.rs).
+test-vendor:
+	cp Cargo.lock vendor/nats/Cargo.lock
+	CARGO_TARGET_DIR=$(TARGET_DIR)/vendor-tests $(CARGO) test --offline --manifest-path vendor/nats/Cargo.toml --lib
 
 test-integration:
 	@set -e; \
